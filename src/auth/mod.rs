@@ -1,0 +1,64 @@
+//! Who is calling: bearer tokens on HTTP, `?token=` on the WebSocket upgrade.
+
+pub mod password;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+
+use crate::domain::TokenHash;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::models::User;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: User,
+    pub token: TokenHash,
+    pub admin: bool,
+}
+
+impl AuthUser {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("admin only".into()))
+        }
+    }
+}
+
+/// Resolves a presented token to its user, or 401.
+pub async fn authenticate(state: &AppState, presented: Option<&str>) -> Result<AuthUser, ApiError> {
+    let presented = presented.map(str::trim).filter(|t| !t.is_empty() && t.len() <= 256);
+    let Some(presented) = presented else {
+        return Err(ApiError::unauthorized());
+    };
+    let token = TokenHash::of(presented);
+    let user = state.store.user_by_token(&token).await?.ok_or_else(ApiError::unauthorized)?;
+    let admin = !user.guest && state.config.is_admin(user.username.as_str());
+    Ok(AuthUser { user, token, admin })
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(req).map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal("AppState missing".into()))?;
+            authenticate(&state, token.as_deref()).await
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! What rooms tell sessions. Frames are serialised once by the room and shared
+//! by every recipient (`ByteString` clones are reference counts).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Message;
+use bytestring::ByteString;
+
+use crate::domain::RoomName;
+use crate::error::ErrorCode;
+
+/// One serialised `message` frame with its seq, so the session can check order.
+#[derive(Debug, Clone)]
+pub struct OutFrame {
+    pub seq: i64,
+    pub text: ByteString,
+    /// When this instance received the send (local sends only), for the
+    /// delivery-latency histogram.
+    pub received_at: Option<Instant>,
+}
+
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum RoomEvent {
+    /// The answer to a join: write `frame`; the messages that follow start
+    /// right after seq `after` (the client's `since` when replaying, else `last_seq`).
+    Joined { room: RoomName, last_seq: i64, after: i64, frame: ByteString },
+    /// Messages in ascending seq.
+    Messages { room: RoomName, frames: Arc<[OutFrame]> },
+    /// Presence or typing: written as is.
+    Notice { frame: ByteString },
+    /// The session no longer receives this room (removed from it, or its
+    /// replay could not be read); the client gets an `error` frame.
+    Removed { room: RoomName, code: ErrorCode, message: String },
+}

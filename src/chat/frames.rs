@@ -1,0 +1,69 @@
+//! Server frames a room builds once and shares with all its sessions.
+
+use bytestring::ByteString;
+use serde::Serialize;
+
+use crate::domain::{RoomName, Username};
+use crate::store::models::StoredMessage;
+
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    message: &'a StoredMessage,
+}
+
+#[derive(Serialize)]
+struct JoinedFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a RoomName,
+    last_seq: i64,
+    online: Vec<&'a Username>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct PresenceFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a RoomName,
+    user: &'a Username,
+    state: &'static str,
+}
+
+#[derive(Serialize)]
+struct TypingFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a RoomName,
+    user: &'a Username,
+}
+
+fn to_text<T: Serialize>(value: &T) -> ByteString {
+    // Serialising these plain structs cannot fail.
+    ByteString::from(serde_json::to_string(value).unwrap_or_default())
+}
+
+pub fn message(message: &StoredMessage) -> ByteString {
+    to_text(&MessageFrame { kind: "message", message })
+}
+
+pub fn joined<'a>(
+    room: &'a RoomName,
+    last_seq: i64,
+    online: impl Iterator<Item = &'a Username>,
+    recovered: Option<bool>,
+) -> ByteString {
+    to_text(&JoinedFrame { kind: "joined", room, last_seq, online: online.collect(), recovered })
+}
+
+pub fn presence(room: &RoomName, user: &Username, online: bool) -> ByteString {
+    to_text(&PresenceFrame { kind: "presence", room, user, state: if online { "online" } else { "offline" } })
+}
+
+pub fn typing(room: &RoomName, user: &Username) -> ByteString {
+    to_text(&TypingFrame { kind: "typing", room, user })
+}

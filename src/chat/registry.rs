@@ -1,0 +1,109 @@
+//! Room name -> room actor, for this instance. A plain map behind a mutex, not
+//! an actor: lookups are short and must not queue behind room traffic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use parking_lot::Mutex;
+
+use super::room::{Deliver, Room};
+use crate::domain::RoomId;
+use crate::store::models::Room as RoomModel;
+use crate::store::writer::{CommitListener, Committed};
+use crate::store::Store;
+
+/// What every room actor needs from its instance.
+#[derive(Clone)]
+pub struct RoomSettings {
+    pub replay_limit: i64,
+    pub idle: Duration,
+    pub gap_heal: Duration,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rooms: Mutex<HashMap<RoomId, Addr<Room>>>,
+    online: Mutex<HashMap<RoomId, usize>>,
+    store: Store,
+    settings: RoomSettings,
+}
+
+impl Registry {
+    pub fn new(store: Store, settings: RoomSettings) -> Self {
+        Registry {
+            inner: Arc::new(Inner {
+                rooms: Mutex::new(HashMap::new()),
+                online: Mutex::new(HashMap::new()),
+                store,
+                settings,
+            }),
+        }
+    }
+
+    /// The room's actor, started on the calling arbiter if it is not running.
+    /// Must be called from within an actix system.
+    pub fn get_or_start(&self, room: &RoomModel) -> Addr<Room> {
+        let mut rooms = self.inner.rooms.lock();
+        if let Some(addr) = rooms.get(&room.id) {
+            if addr.connected() {
+                return addr.clone();
+            }
+        }
+        let addr = Room::new(room, self.clone(), self.inner.store.clone(), self.inner.settings.clone()).start();
+        rooms.insert(room.id, addr.clone());
+        addr
+    }
+
+    pub fn get(&self, id: RoomId) -> Option<Addr<Room>> {
+        self.inner.rooms.lock().get(&id).filter(|a| a.connected()).cloned()
+    }
+
+    /// Forgets a stopping room, unless a newer actor already took its place.
+    pub(crate) fn remove(&self, id: RoomId, addr: &Addr<Room>) {
+        let mut rooms = self.inner.rooms.lock();
+        if rooms.get(&id).is_some_and(|a| a == addr) {
+            rooms.remove(&id);
+        }
+        self.inner.online.lock().remove(&id);
+    }
+
+    pub fn active_rooms(&self) -> usize {
+        self.inner.rooms.lock().len()
+    }
+
+    /// Users online in a room on this instance.
+    pub fn online_count(&self, id: RoomId) -> usize {
+        self.inner.online.lock().get(&id).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn set_online(&self, id: RoomId, users: usize) {
+        self.inner.online.lock().insert(id, users);
+    }
+
+    /// Every running room, e.g. to drain them on shutdown.
+    pub fn all(&self) -> Vec<Addr<Room>> {
+        self.inner.rooms.lock().values().cloned().collect()
+    }
+}
+
+impl CommitListener for Registry {
+    /// Hands each room its part of a committed batch (already in seq order).
+    fn committed(&self, batch: Vec<Committed>) {
+        let mut by_room: HashMap<RoomId, Vec<Committed>> = HashMap::new();
+        for c in batch {
+            by_room.entry(c.message.room_id).or_default().push(c);
+        }
+        let rooms = self.inner.rooms.lock();
+        for (id, messages) in by_room {
+            if let Some(addr) = rooms.get(&id) {
+                addr.do_send(Deliver { messages });
+            }
+        }
+    }
+}

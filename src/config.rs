@@ -1,0 +1,303 @@
+//! Configuration from the environment (PROTOCOL.md's table plus documented knobs).
+//!
+//! Every variable has a safe default; a bad value is a one-line error naming the
+//! variable, never a panic.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A configuration problem, rendered as one line for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem} (got {value:?})")]
+pub struct ConfigError {
+    var: &'static str,
+    value: String,
+    problem: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind_addr: SocketAddr,
+    pub database_url: String,
+    pub database_replica_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub instance_id: String,
+    pub admin_usernames: Vec<String>,
+    pub allow_guests: bool,
+    pub rate_limit_per_sec: f64,
+    pub rate_limit_burst: f64,
+    pub replay_limit: i64,
+    pub workers: usize,
+    pub db_pool_max: u32,
+    pub db_pool_min_idle: u32,
+    pub db_pool_timeout: Duration,
+    pub db_statement_timeout: Duration,
+    pub db_startup_wait: Duration,
+    pub writer_shards: usize,
+    pub writer_batch_max: usize,
+    pub writer_queue: usize,
+    pub write_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub client_timeout: Duration,
+    pub room_idle: Duration,
+    pub gap_heal: Duration,
+    pub max_frame_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_rooms_per_connection: usize,
+    pub drain_grace: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// Reads variables through a lookup function so tests need not touch the process env.
+struct Env<F: Fn(&str) -> Option<String>>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn raw(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, var: &'static str, default: &str) -> String {
+        self.raw(var).unwrap_or_else(|| default.to_string())
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        check: impl Fn(&T) -> bool,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        let Some(value) = self.raw(var) else {
+            return Ok(default);
+        };
+        match value.trim().parse::<T>() {
+            Ok(v) if check(&v) => Ok(v),
+            _ => Err(ConfigError {
+                var,
+                value,
+                problem: format!("expected {expected}"),
+            }),
+        }
+    }
+
+    fn millis(&self, var: &'static str, default_ms: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+        let expected = format!("milliseconds between {min} and {max}");
+        self.parse(var, default_ms, |v| (min..=max).contains(v), &expected)
+            .map(Duration::from_millis)
+    }
+
+    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(value) = self.raw(var) else {
+            return Ok(default);
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError {
+                var,
+                value,
+                problem: "expected true or false".into(),
+            }),
+        }
+    }
+
+    fn url(&self, var: &'static str, schemes: &[&str]) -> Result<Option<String>, ConfigError> {
+        let Some(value) = self.raw(var) else {
+            return Ok(None);
+        };
+        let value = value.trim().to_string();
+        if schemes.iter().any(|s| value.starts_with(&format!("{s}://"))) {
+            Ok(Some(value))
+        } else {
+            Err(ConfigError {
+                problem: format!("expected a URL starting with {}://", schemes.join(":// or ")),
+                var,
+                value,
+            })
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+
+        let bind_addr = env.parse(
+            "BIND_ADDR",
+            SocketAddr::from(([0, 0, 0, 0], 8080)),
+            |_| true,
+            "host:port, e.g. 0.0.0.0:8080",
+        )?;
+        let database_url = env
+            .url("DATABASE_URL", &["postgres", "postgresql"])?
+            .unwrap_or_else(|| "postgres://postgres@localhost:5432/switchboard".into());
+        let database_replica_url = env.url("DATABASE_REPLICA_URL", &["postgres", "postgresql"])?;
+        let redis_url = env.url("REDIS_URL", &["redis", "rediss"])?;
+        let instance_id = match env.raw("INSTANCE_ID") {
+            Some(id) => {
+                let id = id.trim().to_string();
+                let ok = id.len() <= 64
+                    && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !ok {
+                    return Err(ConfigError {
+                        var: "INSTANCE_ID",
+                        value: id,
+                        problem: "expected 1-64 characters of [A-Za-z0-9._-]".into(),
+                    });
+                }
+                id
+            }
+            None => default_instance_id(),
+        };
+        let admin_usernames = env
+            .string("ADMIN_USERNAMES", "")
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let rate_limit_per_sec = env.parse("RATE_LIMIT_PER_SEC", 20.0, |v: &f64| *v > 0.0 && v.is_finite(), "a positive number")?;
+        let rate_limit_burst = env.parse("RATE_LIMIT_BURST", 40.0, |v: &f64| *v >= 1.0 && v.is_finite(), "a number >= 1")?;
+
+        let db_pool_max = env.parse("DB_POOL_MAX", 16u32, |v| (1..=1000).contains(v), "an integer 1..=1000")?;
+        let db_pool_min_idle = env.parse("DB_POOL_MIN_IDLE", 2u32.min(db_pool_max), |v| *v <= db_pool_max, "an integer <= DB_POOL_MAX")?;
+
+        let heartbeat_interval = env.millis("HEARTBEAT_MS", 10_000, 100, 600_000)?;
+        let client_timeout = env.millis("CLIENT_TIMEOUT_MS", heartbeat_interval.as_millis() as u64 * 3, 200, 1_800_000)?;
+        if client_timeout <= heartbeat_interval {
+            return Err(ConfigError {
+                var: "CLIENT_TIMEOUT_MS",
+                value: client_timeout.as_millis().to_string(),
+                problem: "must be longer than HEARTBEAT_MS".into(),
+            });
+        }
+
+        Ok(Config {
+            bind_addr,
+            database_url,
+            database_replica_url,
+            redis_url,
+            instance_id,
+            admin_usernames,
+            allow_guests: env.bool("ALLOW_GUESTS", true)?,
+            rate_limit_per_sec,
+            rate_limit_burst,
+            replay_limit: env.parse("REPLAY_LIMIT", 1000i64, |v| (0..=100_000).contains(v), "an integer 0..=100000")?,
+            workers: env.parse("WORKERS", cpus, |v| (1..=256).contains(v), "an integer 1..=256")?,
+            db_pool_max,
+            db_pool_min_idle,
+            db_pool_timeout: env.millis("DB_POOL_TIMEOUT_MS", 2_000, 10, 60_000)?,
+            db_statement_timeout: env.millis("DB_STATEMENT_TIMEOUT_MS", 5_000, 10, 600_000)?,
+            db_startup_wait: env.millis("DB_STARTUP_WAIT_MS", 5_000, 0, 600_000)?,
+            writer_shards: env.parse("WRITER_SHARDS", 2usize, |v| (1..=64).contains(v), "an integer 1..=64")?,
+            writer_batch_max: env.parse("WRITER_BATCH_MAX", 512usize, |v| (1..=10_000).contains(v), "an integer 1..=10000")?,
+            writer_queue: env.parse("WRITER_QUEUE", 10_000usize, |v| (1..=1_000_000).contains(v), "an integer 1..=1000000")?,
+            write_timeout: env.millis("WRITE_TIMEOUT_MS", 10_000, 100, 600_000)?,
+            heartbeat_interval,
+            client_timeout,
+            room_idle: env.millis("ROOM_IDLE_MS", 30_000, 0, 86_400_000)?,
+            gap_heal: env.millis("GAP_HEAL_MS", 40, 1, 60_000)?,
+            max_frame_bytes: env.parse("MAX_FRAME_BYTES", 16 * 1024usize, |v| (256..=1 << 20).contains(v), "bytes 256..=1048576")?,
+            max_body_bytes: env.parse("MAX_BODY_BYTES", 64 * 1024usize, |v| (1024..=16 << 20).contains(v), "bytes 1024..=16777216")?,
+            max_rooms_per_connection: env.parse("MAX_ROOMS_PER_CONNECTION", 100usize, |v| (1..=10_000).contains(v), "an integer 1..=10000")?,
+            drain_grace: env.millis("DRAIN_GRACE_MS", 2_000, 0, 600_000)?,
+            shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000)?,
+        })
+    }
+
+    pub fn is_admin(&self, username: &str) -> bool {
+        let lower = username.to_ascii_lowercase();
+        self.admin_usernames.iter().any(|a| *a == lower)
+    }
+}
+
+fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchboard".into());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .take(48)
+        .collect();
+    let suffix: u32 = rand::random::<u32>() & 0xffffff;
+    format!("{host}-{suffix:06x}")
+}
+
+/// The URL with any password replaced, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.bind_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.database_url, "postgres://postgres@localhost:5432/switchboard");
+        assert!(c.redis_url.is_none());
+        assert!(c.allow_guests);
+        assert_eq!(c.rate_limit_per_sec, 20.0);
+        assert_eq!(c.rate_limit_burst, 40.0);
+        assert_eq!(c.replay_limit, 1000);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = config(&[("RATE_LIMIT_PER_SEC", "fast")]).unwrap_err().to_string();
+        assert!(err.starts_with("RATE_LIMIT_PER_SEC:"), "{err}");
+        let err = config(&[("BIND_ADDR", "nowhere")]).unwrap_err().to_string();
+        assert!(err.starts_with("BIND_ADDR:"), "{err}");
+        let err = config(&[("REDIS_URL", "localhost:6379")]).unwrap_err().to_string();
+        assert!(err.starts_with("REDIS_URL:"), "{err}");
+        let err = config(&[("ALLOW_GUESTS", "maybe")]).unwrap_err().to_string();
+        assert!(err.starts_with("ALLOW_GUESTS:"), "{err}");
+    }
+
+    #[test]
+    fn admins_are_case_insensitive() {
+        let c = config(&[("ADMIN_USERNAMES", " Alice, bob ,,")]).expect("valid");
+        assert!(c.is_admin("alice"));
+        assert!(c.is_admin("BOB"));
+        assert!(!c.is_admin("carol"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

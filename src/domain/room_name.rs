@@ -1,0 +1,51 @@
+use super::ParseError;
+use serde::Serialize;
+use std::fmt;
+
+/// `^[a-z0-9_-]{1,64}$`: safe in URLs, logs and Redis channel names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(RoomName(s.to_string()))
+        } else {
+            Err(ParseError(
+                "room name must be 1-64 characters of lowercase letters, digits, '_' or '-'".into(),
+            ))
+        }
+    }
+
+    pub(crate) fn from_trusted(s: String) -> Self {
+        RoomName(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names() {
+        assert!(RoomName::parse("general").is_ok());
+        assert!(RoomName::parse("a").is_ok());
+        assert!(RoomName::parse(&"z".repeat(64)).is_ok());
+        for bad in ["", "General", "a b", "../x", "x/y", "%2e%2e", &"z".repeat(65), "é"] {
+            assert!(RoomName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The one error type of the HTTP API, mapped to the contract's error shape
+//! `{"error":{"code","message"}}`. Use `ApiError` in handlers; store code returns
+//! `StoreError`, which converts here. A 500 body never carries the cause: it is
+//! logged instead.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::domain::ParseError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    RateLimited(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The contract's machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    TooLarge,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::TooLarge(_) => ErrorCode::TooLarge,
+            ApiError::RateLimited(_) => ErrorCode::RateLimited,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// What the client may see: everything but the cause of a 500.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "internal error".to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn not_found_room() -> Self {
+        ApiError::NotFound("room not found".into())
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::Unauthorized("missing, invalid or revoked token".into())
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => {
+                log::warn!("store unavailable: {why}");
+                ApiError::Unavailable("the database is unavailable, try again".into())
+            }
+            StoreError::Conflict(what) => ApiError::Conflict(what),
+            StoreError::Query(err) => ApiError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            log::error!("internal error: {cause}");
+        }
+        let message = self.public_message();
+        let mut resp = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized(_)) {
+            resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if matches!(self, ApiError::Unavailable(_) | ApiError::RateLimited(_)) {
+            resp.insert_header(("Retry-After", "1"));
+        }
+        resp.json(ErrorBody {
+            error: ErrorDetail { code: self.code(), message: &message },
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! Switchboard: a real-time chat server.
+//!
+//! How a message flows (each step is a module):
+//! socket -> `ws::session` (Session actor) -> `store::writer` (group commit in
+//! PostgreSQL) -> `chat::registry` -> `chat::room` (Room actor, ordered
+//! fan-out) -> `ws::session` of every member -> socket.
+
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod time;
+pub mod ws;

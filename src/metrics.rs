@@ -1,0 +1,262 @@
+//! Prometheus metrics. One process is one instance, so a process-wide registry
+//! is the honest shape. Labels are bounded sets: route patterns, query names,
+//! cache names; never user or room names.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Latency buckets from 100 µs to 5 s: the interesting range for chat delivery.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Every query name the store uses; pre-registered so dashboards see zeros.
+pub const QUERY_NAMES: &[&str] = &[
+    "user_create",
+    "user_by_name",
+    "user_by_token",
+    "session_create",
+    "session_delete",
+    "room_by_name",
+    "room_create",
+    "room_ensure_public",
+    "room_list_for_user",
+    "member_check",
+    "member_add",
+    "member_remove",
+    "history_newest",
+    "history_before",
+    "history_after",
+    "history_range",
+    "append_messages",
+    "health_check",
+];
+
+pub const CACHE_NAMES: &[&str] = &["token", "room", "membership", "history"];
+
+/// (method, route pattern, success status) of every route, for zero-initialisation.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("POST", "/api/v1/users", "201"),
+    ("POST", "/api/v1/sessions", "200"),
+    ("POST", "/api/v1/sessions/guest", "200"),
+    ("DELETE", "/api/v1/sessions", "204"),
+    ("GET", "/api/v1/me", "200"),
+    ("GET", "/api/v1/rooms", "200"),
+    ("POST", "/api/v1/rooms", "201"),
+    ("GET", "/api/v1/rooms/{name}", "200"),
+    ("POST", "/api/v1/rooms/{name}/members", "204"),
+    ("DELETE", "/api/v1/rooms/{name}/members/{username}", "204"),
+    ("GET", "/api/v1/rooms/{name}/messages", "200"),
+    ("POST", "/api/v1/rooms/{name}/messages", "201"),
+    ("GET", "/api/v1/admin/stats", "200"),
+    ("GET", "/ws", "101"),
+    ("GET", "/healthz", "200"),
+    ("GET", "/readyz", "200"),
+    ("GET", "/metrics", "200"),
+    ("GET", "/", "200"),
+    ("GET", "/admin", "200"),
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub ws_connections: IntGauge,
+    pub rooms_active: IntGauge,
+    pub messages_total: IntCounter,
+    pub delivery_latency: Histogram,
+    pub ack_latency: Histogram,
+    pub http_duration: HistogramVec,
+    pub db_query_duration: HistogramVec,
+    pub db_query_errors: IntCounterVec,
+    pub db_pool_connections: IntGaugeVec,
+    pub cache_requests: IntCounterVec,
+    pub bridge_messages: IntCounterVec,
+    pub writer_batch_size: Histogram,
+    pub writer_commit: Histogram,
+    pub writer_queue_depth: IntGauge,
+    pub writer_retries: IntCounter,
+    pub ws_errors: IntCounterVec,
+    pub rate_limited: IntCounter,
+    pub gap_heals: IntCounter,
+    pub messages_delivered: IntCounter,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("valid histogram")
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let m = Metrics {
+            ws_connections: IntGauge::new("switchboard_ws_connections", "Open WebSocket connections on this instance")
+                .expect("valid"),
+            rooms_active: IntGauge::new("switchboard_rooms_active", "Room actors running on this instance")
+                .expect("valid"),
+            messages_total: IntCounter::new(
+                "switchboard_messages_total",
+                "Messages durably stored by this instance's writer",
+            )
+            .expect("valid"),
+            delivery_latency: histogram(
+                "switchboard_delivery_latency_seconds",
+                "From the server receiving a message to writing it to a recipient's socket",
+                LATENCY_BUCKETS,
+            ),
+            ack_latency: histogram(
+                "switchboard_ack_latency_seconds",
+                "From the server receiving a send to the sender's ack (commit included)",
+                LATENCY_BUCKETS,
+            ),
+            http_duration: HistogramVec::new(
+                HistogramOpts::new("switchboard_http_request_duration_seconds", "HTTP request duration")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["method", "route", "status"],
+            )
+            .expect("valid"),
+            db_query_duration: HistogramVec::new(
+                HistogramOpts::new("switchboard_db_query_duration_seconds", "Database query duration by query name")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["query"],
+            )
+            .expect("valid"),
+            db_query_errors: IntCounterVec::new(
+                Opts::new("switchboard_db_query_errors_total", "Failed database queries by query name"),
+                &["query"],
+            )
+            .expect("valid"),
+            db_pool_connections: IntGaugeVec::new(
+                Opts::new("switchboard_db_pool_connections", "Database pool connections by state"),
+                &["pool", "state"],
+            )
+            .expect("valid"),
+            cache_requests: IntCounterVec::new(
+                Opts::new("switchboard_cache_requests_total", "Cache lookups by cache and result"),
+                &["cache", "result"],
+            )
+            .expect("valid"),
+            bridge_messages: IntCounterVec::new(
+                Opts::new("switchboard_bridge_messages_total", "Messages through the cross-instance bridge"),
+                &["direction"],
+            )
+            .expect("valid"),
+            writer_batch_size: histogram(
+                "switchboard_writer_batch_size",
+                "Messages per group commit",
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+            ),
+            writer_commit: histogram(
+                "switchboard_writer_commit_seconds",
+                "Duration of one group commit",
+                LATENCY_BUCKETS,
+            ),
+            writer_queue_depth: IntGauge::new("switchboard_writer_queue_depth", "Sends waiting for the writer")
+                .expect("valid"),
+            writer_retries: IntCounter::new("switchboard_writer_retries_total", "Group commits retried after an error")
+                .expect("valid"),
+            ws_errors: IntCounterVec::new(
+                Opts::new("switchboard_ws_errors_total", "Error frames sent to clients by code"),
+                &["code"],
+            )
+            .expect("valid"),
+            rate_limited: IntCounter::new("switchboard_rate_limited_total", "Sends refused by the per-connection limit")
+                .expect("valid"),
+            gap_heals: IntCounter::new("switchboard_room_gap_heals_total", "Seq gaps filled from the database")
+                .expect("valid"),
+            messages_delivered: IntCounter::new(
+                "switchboard_messages_delivered_total",
+                "Message frames written to sockets",
+            )
+            .expect("valid"),
+            registry,
+        };
+        m.register_all();
+        m.initialise_labels();
+        m
+    }
+
+    fn register_all(&self) {
+        let r = &self.registry;
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(self.ws_connections.clone()),
+            Box::new(self.rooms_active.clone()),
+            Box::new(self.messages_total.clone()),
+            Box::new(self.delivery_latency.clone()),
+            Box::new(self.ack_latency.clone()),
+            Box::new(self.http_duration.clone()),
+            Box::new(self.db_query_duration.clone()),
+            Box::new(self.db_query_errors.clone()),
+            Box::new(self.db_pool_connections.clone()),
+            Box::new(self.cache_requests.clone()),
+            Box::new(self.bridge_messages.clone()),
+            Box::new(self.writer_batch_size.clone()),
+            Box::new(self.writer_commit.clone()),
+            Box::new(self.writer_queue_depth.clone()),
+            Box::new(self.writer_retries.clone()),
+            Box::new(self.ws_errors.clone()),
+            Box::new(self.rate_limited.clone()),
+            Box::new(self.gap_heals.clone()),
+            Box::new(self.messages_delivered.clone()),
+        ];
+        for c in collectors {
+            r.register(c).expect("metric names are unique");
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = r.register(Box::new(pc));
+        }
+    }
+
+    fn initialise_labels(&self) {
+        for q in QUERY_NAMES {
+            self.db_query_duration.with_label_values(&[q]);
+            self.db_query_errors.with_label_values(&[q]);
+        }
+        for c in CACHE_NAMES {
+            for result in ["hit", "miss"] {
+                self.cache_requests.with_label_values(&[c, result]);
+            }
+        }
+        for d in ["in", "out"] {
+            self.bridge_messages.with_label_values(&[d]);
+        }
+        for state in ["idle", "active"] {
+            self.db_pool_connections.with_label_values(&["primary", state]);
+        }
+        for (method, route, status) in ROUTES {
+            self.http_duration.with_label_values(&[method, route, status]);
+        }
+        for code in ["bad_request", "too_large", "rate_limited", "forbidden", "not_found", "unavailable", "internal"] {
+            self.ws_errors.with_label_values(&[code]);
+        }
+    }
+
+    pub fn observe_query(&self, name: &'static str, elapsed: Duration, ok: bool) {
+        self.db_query_duration.with_label_values(&[name]).observe(elapsed.as_secs_f64());
+        if !ok {
+            self.db_query_errors.with_label_values(&[name]).inc();
+        }
+    }
+
+    pub fn set_pool(&self, pool: &str, idle: u32, active: u32) {
+        self.db_pool_connections.with_label_values(&[pool, "idle"]).set(i64::from(idle));
+        self.db_pool_connections.with_label_values(&[pool, "active"]).set(i64::from(active));
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            log::error!("metrics encoding failed: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,100 @@
+//! History pages and HTTP sends (through the same writer as WebSocket sends).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::rooms::visible_room;
+use crate::auth::AuthUser;
+use crate::domain::{Body, ClientMsgId};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::messages::HistoryPage;
+use crate::store::models::StoredMessage;
+use crate::store::writer::{SendRequest, WriteError};
+
+#[derive(Serialize)]
+struct Page<'a> {
+    messages: &'a [StoredMessage],
+    has_more: bool,
+}
+
+fn cursor(query: &HashMap<String, String>, key: &str) -> Result<Option<i64>, ApiError> {
+    match query.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Some(n)),
+            _ => Err(ApiError::BadRequest(format!("{key} must be a non-negative integer seq"))),
+        },
+    }
+}
+
+/// Reads `before`, `after` and `limit` from the query string.
+pub fn parse_page(query: &HashMap<String, String>) -> Result<(HistoryPage, i64), ApiError> {
+    let limit = match query.get("limit").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => 50,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=200).contains(&n) => n,
+            _ => return Err(ApiError::BadRequest("limit must be an integer from 1 to 200".into())),
+        },
+    };
+    let page = match (cursor(query, "after")?, cursor(query, "before")?) {
+        (None, None) => HistoryPage::Newest,
+        (None, Some(before)) => HistoryPage::Before(before),
+        (Some(after), None) => HistoryPage::After(after),
+        (Some(after), Some(before)) => HistoryPage::Between { after, before },
+    };
+    Ok((page, limit))
+}
+
+pub async fn list_messages(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let (page, limit) = parse_page(&query)?;
+    let room = visible_room(&state, &auth, &path).await?;
+    let (messages, has_more) = state.store.history(room.id, &room.name, page, limit).await?;
+    Ok(HttpResponse::Ok().json(Page { messages: &messages, has_more }))
+}
+
+#[derive(Deserialize)]
+pub struct NewMessage {
+    body: String,
+    #[serde(default)]
+    client_msg_id: Option<String>,
+}
+
+pub async fn post_message(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<NewMessage>,
+) -> Result<HttpResponse, ApiError> {
+    let received_at = Instant::now();
+    let NewMessage { body, client_msg_id } = body.into_inner();
+    let body = Body::parse(&body)?;
+    let client_msg_id = client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?;
+    let room = visible_room(&state, &auth, &path).await?;
+    let outcome = state
+        .writer
+        .send(SendRequest {
+            room_id: room.id,
+            room: room.name,
+            user_id: auth.user.id,
+            user: auth.user.username.clone(),
+            body,
+            client_msg_id,
+            received_at,
+        })
+        .await
+        .map_err(|e| match e {
+            WriteError::Unavailable(why) => ApiError::Unavailable(why.into()),
+            WriteError::Internal => ApiError::Internal("writer failed to store a message".into()),
+        })?;
+    let mut response = if outcome.duplicate { HttpResponse::Ok() } else { HttpResponse::Created() };
+    Ok(response.json(outcome.message.as_ref()))
+}

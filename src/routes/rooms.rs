@@ -1,0 +1,152 @@
+//! Rooms: list, create, detail, membership.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthUser;
+use crate::chat::room::Kick;
+use crate::domain::{RoomName, Topic, Username};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::models::Room;
+
+#[derive(Serialize)]
+pub struct RoomView<'a> {
+    name: &'a RoomName,
+    topic: &'a str,
+    private: bool,
+    member_count: i64,
+    online_count: usize,
+    last_seq: i64,
+}
+
+#[derive(Serialize)]
+struct RoomList<'a> {
+    rooms: Vec<RoomView<'a>>,
+}
+
+fn view<'a>(state: &AppState, room: &'a Room, member_count: i64) -> RoomView<'a> {
+    RoomView {
+        name: &room.name,
+        topic: &room.topic,
+        private: room.private,
+        member_count,
+        online_count: state.registry.online_count(room.id),
+        last_seq: room.last_seq,
+    }
+}
+
+/// The room if the caller may see it. A private room the caller is not in is
+/// reported exactly like a missing one.
+pub async fn visible_room(state: &AppState, auth: &AuthUser, name: &str) -> Result<Room, ApiError> {
+    let name = RoomName::parse(name)?;
+    let room = state.store.room_by_name(&name).await?.ok_or_else(ApiError::not_found_room)?;
+    if room.private && (auth.user.guest || !state.store.is_member(room.id, auth.user.id).await?) {
+        return Err(ApiError::not_found_room());
+    }
+    Ok(room)
+}
+
+pub async fn list_rooms(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
+    let rooms = state.store.list_rooms_for(auth.user.id).await?;
+    let views = rooms
+        .iter()
+        .filter(|s| !(auth.user.guest && s.room.private))
+        .map(|s| view(&state, &s.room, s.member_count))
+        .collect();
+    Ok(HttpResponse::Ok().json(RoomList { rooms: views }))
+}
+
+#[derive(Deserialize)]
+pub struct NewRoom {
+    name: String,
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    private: Option<bool>,
+}
+
+pub async fn create_room(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    body: web::Json<NewRoom>,
+) -> Result<HttpResponse, ApiError> {
+    if auth.user.guest {
+        return Err(ApiError::Forbidden("guests cannot create rooms".into()));
+    }
+    let name = RoomName::parse(&body.name)?;
+    let topic = Topic::parse(body.topic.as_deref().unwrap_or(""))?;
+    let room = state.store.create_room(&name, &topic, body.private.unwrap_or(false), auth.user.id).await?;
+    Ok(HttpResponse::Created().json(view(&state, &room, 1)))
+}
+
+pub async fn get_room(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = visible_room(&state, &auth, &path).await?;
+    let members = state.store.member_count(room.id).await?;
+    Ok(HttpResponse::Ok().json(view(&state, &room, members)))
+}
+
+#[derive(Deserialize)]
+pub struct NewMember {
+    username: String,
+}
+
+pub async fn add_member(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<NewMember>,
+) -> Result<HttpResponse, ApiError> {
+    let room = visible_room(&state, &auth, &path).await?;
+    if room.owner_id != Some(auth.user.id) {
+        return Err(ApiError::Forbidden("only the room's owner can add members".into()));
+    }
+    let username = Username::parse(&body.username)?;
+    let (user, _) = state
+        .store
+        .user_by_name(username.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    if room.private && user.guest {
+        return Err(ApiError::BadRequest("guests cannot be members of private rooms".into()));
+    }
+    state.store.add_member(room.id, user.id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Removes a member (the owner removes anyone else; anyone may remove
+/// themselves). Their open sockets leave the room at once.
+pub async fn remove_member(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (room_name, username) = path.into_inner();
+    let room = visible_room(&state, &auth, &room_name).await?;
+    let username = Username::parse(&username)?;
+    let (user, _) = state
+        .store
+        .user_by_name(username.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    let is_owner = room.owner_id == Some(auth.user.id);
+    if !is_owner && user.id != auth.user.id {
+        return Err(ApiError::Forbidden("only the room's owner can remove other members".into()));
+    }
+    if room.owner_id == Some(user.id) {
+        return Err(ApiError::BadRequest("the owner cannot be removed".into()));
+    }
+    if !state.store.remove_member(room.id, user.id).await? {
+        return Err(ApiError::NotFound("not a member".into()));
+    }
+    if room.private {
+        if let Some(addr) = state.registry.get(room.id) {
+            addr.do_send(Kick { user_id: user.id });
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

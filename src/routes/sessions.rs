@@ -1,0 +1,81 @@
+//! Sign in, guest sign in, sign out.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::users::Credentials;
+use crate::auth::{password, AuthUser};
+use crate::domain::{Token, Username};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::models::User;
+use crate::store::StoreError;
+
+#[derive(Serialize)]
+struct SessionCreated<'a> {
+    token: &'a str,
+    user: &'a User,
+}
+
+#[derive(Deserialize)]
+pub struct GuestRequest {
+    pub username: String,
+}
+
+async fn issue_token(state: &AppState, user: &User) -> Result<HttpResponse, ApiError> {
+    let token = Token::generate();
+    state.store.create_session(&token.hash(), user.id).await?;
+    Ok(HttpResponse::Ok().json(SessionCreated { token: token.as_str(), user }))
+}
+
+pub async fn create_session(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+    let Credentials { username, password } = body.into_inner();
+    let bad = || ApiError::Unauthorized("invalid username or password".into());
+    // A name that cannot exist or an absurd password still costs one verify,
+    // so timing does not tell which part was wrong.
+    let found = if Username::parse(&username).is_ok() { state.store.user_by_name(&username).await? } else { None };
+    let (user, hash) = match found {
+        Some((user, hash)) if !user.guest => (Some(user), hash),
+        _ => (None, None),
+    };
+    let password = if password.chars().count() <= 256 { password } else { String::new() };
+    let ok = password::verify(password, hash).await?;
+    match (ok, user) {
+        (true, Some(user)) => issue_token(&state, &user).await,
+        _ => Err(bad()),
+    }
+}
+
+pub async fn create_guest_session(
+    state: web::Data<AppState>,
+    body: web::Json<GuestRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if !state.config.allow_guests {
+        return Err(ApiError::Forbidden("guest access is disabled".into()));
+    }
+    let wanted = Username::parse(&body.username)?;
+    let mut candidate = wanted.clone();
+    for _ in 0..8 {
+        match state.store.create_user(&candidate, None, true).await {
+            Ok(user) => return issue_token(&state, &user).await,
+            Err(StoreError::Conflict(_)) => {
+                let suffix: String = (0..4)
+                    .map(|_| {
+                        let n = rand::random::<u8>() % 36;
+                        char::from_digit(u32::from(n), 36).unwrap_or('x')
+                    })
+                    .collect();
+                candidate = wanted.with_suffix(&suffix);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict("could not find a free guest name; try another".into()))
+}
+
+/// Revokes the presented token and closes the sockets it opened on this instance.
+pub async fn delete_session(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
+    state.store.delete_session(&auth.token).await?;
+    state.connections.revoke(&auth.token);
+    Ok(HttpResponse::NoContent().finish())
+}

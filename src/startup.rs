@@ -1,0 +1,191 @@
+//! `Application::build` wires the pieces together (database, writer,
+//! registry, HTTP server) and `run_until_stopped` serves until SIGTERM/SIGINT,
+//! then drains: readiness turns `draining`, clients get paced `reconnect`
+//! frames, the server stops accepting, the writer flushes, exit 0.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::{web, App, HttpServer};
+use rand::Rng;
+
+use crate::chat::registry::RoomSettings;
+use crate::chat::Registry;
+use crate::config::{redact_url, Config};
+use crate::metrics::METRICS;
+use crate::routes;
+use crate::state::AppState;
+use crate::store::bootstrap::{prepare_database, BootstrapError};
+use crate::store::writer::{Writer, WriterConfig};
+use crate::store::Store;
+use crate::ws::connections::Control;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] BootstrapError),
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: std::io::Error },
+    #[error("start-up failed: {0}")]
+    Other(String),
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+/// Methods outside this set are labelled `OTHER`, keeping label sets bounded.
+fn method_label(m: &actix_web::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let config = Arc::new(config);
+        log::info!(
+            "starting instance {} (database {}, redis {})",
+            config.instance_id,
+            redact_url(&config.database_url),
+            config.redis_url.as_deref().map(redact_url).unwrap_or_else(|| "off: single-instance mode".into())
+        );
+        // Migrations block; run them on a plain thread (see store::bootstrap).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (url, wait) = (config.database_url.clone(), config.db_startup_wait);
+        std::thread::spawn(move || {
+            let _ = tx.send(prepare_database(&url, wait));
+        });
+        rx.await.map_err(|_| StartupError::Other("database preparation thread died".into()))??;
+
+        let store = Store::new(&config);
+        let registry = Registry::new(
+            store.clone(),
+            RoomSettings { replay_limit: config.replay_limit, idle: config.room_idle, gap_heal: config.gap_heal },
+        );
+        let writer = Writer::start(
+            WriterConfig {
+                shards: config.writer_shards,
+                batch_max: config.writer_batch_max,
+                queue: config.writer_queue,
+                write_timeout: config.write_timeout,
+            },
+            store.settings().clone(),
+            Arc::new(registry.clone()),
+        );
+        let state = web::Data::new(AppState::new(config.clone(), store, writer, registry));
+        // Touch the metrics so every series exists from start-up.
+        METRICS.ws_connections.set(0);
+
+        let listener = TcpListener::bind(config.bind_addr)
+            .map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
+        let addr = listener.local_addr().map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
+        let app_state = state.clone();
+        let max_body = config.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(actix_web::middleware::Compress::default())
+                .wrap_fn(|req, srv| {
+                    let start = Instant::now();
+                    let method = method_label(req.method());
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                        METRICS
+                            .http_duration
+                            .with_label_values(&[method, &route, res.status().as_str()])
+                            .observe(start.elapsed().as_secs_f64());
+                        Ok(res)
+                    }
+                })
+                .configure(|cfg| routes::configure(cfg, max_body))
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(config.workers)
+        .backlog(4096)
+        .max_connections(100_000)
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
+        .on_connect(|conn, _| {
+            // Chat frames are small and latency-bound: never wait for Nagle.
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
+        .listen(listener)
+        .map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?
+        .run();
+        Ok(Application { addr, server, state })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until a termination signal, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let state = self.state.clone();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            shutdown(state, handle).await;
+        });
+        self.server.await?;
+        // Everything accepted is committed (or answered) before exit.
+        self.state.writer.flush_and_close().await;
+        log::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        log::error!("cannot install the SIGTERM handler; only Ctrl-C stops gracefully");
+        let _ = actix_web::rt::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM: draining"),
+        _ = actix_web::rt::signal::ctrl_c() => log::info!("SIGINT: draining"),
+    }
+}
+
+/// Drain: readiness says `draining`, sessions get `reconnect` in paced batches
+/// with jittered delays, then the server stops accepting and finishes.
+async fn shutdown(state: web::Data<AppState>, handle: ServerHandle) {
+    state.start_draining();
+    let config = &state.config;
+    let sessions = state.connections.all();
+    let batch = 500usize;
+    let pace = Duration::from_millis(50);
+    let jitter_ms = config.drain_grace.as_millis().max(1) as u64;
+    for (i, chunk) in sessions.chunks(batch).enumerate() {
+        if i > 0 {
+            actix_web::rt::time::sleep(pace).await;
+        }
+        for recipient in chunk {
+            let after_ms = 100 + rand::thread_rng().gen_range(0..jitter_ms);
+            recipient.do_send(Control::Drain { after_ms });
+        }
+    }
+    // Give sessions their grace period to collect acks and close.
+    let deadline = Instant::now() + config.drain_grace + Duration::from_millis(500);
+    while state.connections.count() > 0 && Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.stop(true).await;
+}

@@ -1,0 +1,158 @@
+//! Reading messages back: history pages, replay after `since`, gap healing.
+//! Writing is `writer`'s job alone.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::models::StoredMessage;
+use super::schema::{messages, users};
+use super::{Store, StoreError};
+use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
+
+type MessageRow = (i64, Uuid, Uuid, String, String, Option<String>, DateTime<Utc>);
+
+const MESSAGE_COLUMNS: (
+    messages::seq,
+    messages::id,
+    messages::user_id,
+    users::username,
+    messages::body,
+    messages::client_msg_id,
+    messages::sent_at,
+) = (
+    messages::seq,
+    messages::id,
+    messages::user_id,
+    users::username,
+    messages::body,
+    messages::client_msg_id,
+    messages::sent_at,
+);
+
+/// Which page of a room's history to read. Pages are always returned in
+/// ascending `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryPage {
+    /// The newest `limit` messages.
+    Newest,
+    /// The newest `limit` messages with `seq < before`.
+    Before(i64),
+    /// The oldest `limit` messages with `seq > after`.
+    After(i64),
+    /// The oldest `limit` messages with `after < seq < before`.
+    Between { after: i64, before: i64 },
+}
+
+fn to_message(room_id: RoomId, room: &RoomName, row: MessageRow) -> StoredMessage {
+    let (seq, id, user_id, username, body, client_msg_id, sent_at) = row;
+    StoredMessage {
+        room_id,
+        room: room.clone(),
+        seq,
+        id: MessageId(id),
+        user_id: UserId(user_id),
+        user: Username::from_trusted(username),
+        body,
+        sent_at,
+        client_msg_id: client_msg_id.map(ClientMsgId::from_trusted),
+    }
+}
+
+impl Store {
+    /// One page of history plus whether more exist beyond it in the paging
+    /// direction (older for `Newest`/`Before`, newer for `After`/`Between`).
+    pub async fn history(
+        &self,
+        room_id: RoomId,
+        room: &RoomName,
+        page: HistoryPage,
+        limit: i64,
+    ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
+        let fetch = limit + 1;
+        let base = || {
+            messages::table
+                .inner_join(users::table)
+                .filter(messages::room_id.eq(room_id.0))
+                .select(MESSAGE_COLUMNS)
+                .limit(fetch)
+        };
+        let (mut rows, descending) = match page {
+            HistoryPage::Newest => (
+                self.run("history_newest", async |conn| {
+                    base().order(messages::seq.desc()).load::<MessageRow>(conn).await
+                })
+                .await?,
+                true,
+            ),
+            HistoryPage::Before(before) => (
+                self.run("history_before", async |conn| {
+                    base()
+                        .filter(messages::seq.lt(before))
+                        .order(messages::seq.desc())
+                        .load::<MessageRow>(conn)
+                        .await
+                })
+                .await?,
+                true,
+            ),
+            HistoryPage::After(after) => (
+                self.run("history_after", async |conn| {
+                    base()
+                        .filter(messages::seq.gt(after))
+                        .order(messages::seq.asc())
+                        .load::<MessageRow>(conn)
+                        .await
+                })
+                .await?,
+                false,
+            ),
+            HistoryPage::Between { after, before } => (
+                self.run("history_range", async |conn| {
+                    base()
+                        .filter(messages::seq.gt(after))
+                        .filter(messages::seq.lt(before))
+                        .order(messages::seq.asc())
+                        .load::<MessageRow>(conn)
+                        .await
+                })
+                .await?,
+                false,
+            ),
+        };
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        if descending {
+            rows.reverse();
+        }
+        Ok((rows.into_iter().map(|r| to_message(room_id, room, r)).collect(), has_more))
+    }
+
+    /// Messages with `after < seq <= upto`, ascending, at most `limit`: the
+    /// replay after `since` and the filling of gaps.
+    pub async fn messages_between(
+        &self,
+        room_id: RoomId,
+        room: &RoomName,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows = self
+            .run("history_range", async |conn| {
+                messages::table
+                    .inner_join(users::table)
+                    .filter(messages::room_id.eq(room_id.0))
+                    .filter(messages::seq.gt(after))
+                    .filter(messages::seq.le(upto))
+                    .order(messages::seq.asc())
+                    .limit(limit)
+                    .select(MESSAGE_COLUMNS)
+                    .load::<MessageRow>(conn)
+                    .await
+            })
+            .await?;
+        Ok(rows.into_iter().map(|r| to_message(room_id, room, r)).collect())
+    }
+}

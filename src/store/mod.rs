@@ -1,0 +1,66 @@
+//! Persistence: the PostgreSQL pool, migrations, queries and the batching writer.
+//!
+//! Handlers call the query modules through `Store`; sends go through
+//! `writer::Writer`, the only code that allocates seqs.
+
+pub mod bootstrap;
+pub mod messages;
+pub mod models;
+pub mod pool;
+pub mod rooms;
+pub mod schema;
+pub mod users;
+pub mod writer;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+pub use pool::{DbPool, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or the pool is exhausted: 503, retryable.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique key said no: 409 with this text.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("query failed: {0}")]
+    Query(DieselError),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        if is_connection_error(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Query(e)
+        }
+    }
+}
+
+impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for StoreError {
+    fn from(e: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Errors after which the connection (or the server behind it) is gone, as
+/// opposed to errors in the statement itself.
+pub fn is_connection_error(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        DieselError::BrokenTransactionManager => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let m = info.message();
+            m.contains("connection") || m.contains("terminating") || m.contains("shutting down")
+                || m.contains("canceling statement due to statement timeout")
+                || m.contains("the database system is")
+        }
+        _ => false,
+    }
+}
+
+/// True when the statement failed on this unique constraint or index.
+pub fn is_unique_violation(e: &DieselError) -> bool {
+    matches!(e, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+}

@@ -1,0 +1,41 @@
+//! Rows as the rest of the server sees them: typed, parsed, ready to serialise.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
+use crate::time::rfc3339_millis;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: Username,
+    pub guest: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Room {
+    pub id: RoomId,
+    pub name: RoomName,
+    pub topic: String,
+    pub private: bool,
+    pub owner_id: Option<UserId>,
+    pub last_seq: i64,
+}
+
+/// A committed message. Serialises as the contract's message object.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredMessage {
+    #[serde(skip)]
+    pub room_id: RoomId,
+    pub room: RoomName,
+    pub seq: i64,
+    pub id: MessageId,
+    #[serde(skip)]
+    pub user_id: UserId,
+    pub user: Username,
+    pub body: String,
+    #[serde(serialize_with = "rfc3339_millis::serialize")]
+    pub sent_at: DateTime<Utc>,
+    pub client_msg_id: Option<ClientMsgId>,
+}

@@ -1,0 +1,208 @@
+//! Rooms and membership.
+
+use diesel::dsl::{exists, not};
+use diesel::prelude::*;
+use diesel::OptionalExtension;
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::models::Room;
+use super::schema::{room_members, rooms};
+use super::{is_unique_violation, Store, StoreError};
+use crate::domain::{RoomId, RoomName, Topic, UserId};
+
+type RoomRow = (i64, String, String, bool, Option<Uuid>, i64);
+
+const ROOM_COLUMNS: (
+    rooms::id,
+    rooms::name,
+    rooms::topic,
+    rooms::private,
+    rooms::owner_id,
+    rooms::last_seq,
+) = (rooms::id, rooms::name, rooms::topic, rooms::private, rooms::owner_id, rooms::last_seq);
+
+fn to_room((id, name, topic, private, owner, last_seq): RoomRow) -> Room {
+    Room {
+        id: RoomId(id),
+        name: RoomName::from_trusted(name),
+        topic,
+        private,
+        owner_id: owner.map(UserId),
+        last_seq,
+    }
+}
+
+#[derive(QueryableByName)]
+struct NewRoomRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    topic: String,
+    #[diesel(sql_type = Bool)]
+    private: bool,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    owner_id: Option<Uuid>,
+    #[diesel(sql_type = BigInt)]
+    last_seq: i64,
+}
+
+/// A room as listed, with its stored member count.
+#[derive(Debug, Clone)]
+pub struct RoomSummary {
+    pub room: Room,
+    pub member_count: i64,
+}
+
+impl Store {
+    pub async fn room_by_name(&self, name: &RoomName) -> Result<Option<Room>, StoreError> {
+        let row = self
+            .run("room_by_name", async |conn| {
+                rooms::table
+                    .filter(rooms::name.eq(name.as_str()))
+                    .select(ROOM_COLUMNS)
+                    .first::<RoomRow>(conn)
+                    .await
+                    .optional()
+            })
+            .await?;
+        Ok(row.map(to_room))
+    }
+
+    /// Creates a room owned by `owner`, who becomes its first member.
+    pub async fn create_room(
+        &self,
+        name: &RoomName,
+        topic: &Topic,
+        private: bool,
+        owner: UserId,
+    ) -> Result<Room, StoreError> {
+        // Room and owner membership in one statement, hence one transaction.
+        let result = self
+            .run("room_create", async |conn| {
+                diesel::sql_query(
+                    "WITH r AS (INSERT INTO rooms (name, topic, private, owner_id) VALUES ($1, $2, $3, $4) \
+                       RETURNING id, name, topic, private, owner_id, last_seq), \
+                     m AS (INSERT INTO room_members (room_id, user_id) SELECT r.id, $4 FROM r) \
+                     SELECT id, name, topic, private, owner_id, last_seq FROM r",
+                )
+                .bind::<Text, _>(name.as_str())
+                .bind::<Text, _>(topic.as_str())
+                .bind::<Bool, _>(private)
+                .bind::<SqlUuid, _>(owner.0)
+                .get_result::<NewRoomRow>(conn)
+                .await
+            })
+            .await;
+        match result {
+            Ok(r) => Ok(to_room((r.id, r.name, r.topic, r.private, r.owner_id, r.last_seq))),
+            Err(StoreError::Query(e)) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("a room with this name exists".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The named room, created as a public room if it does not exist yet.
+    pub async fn ensure_public_room(&self, name: &RoomName, creator: Option<UserId>) -> Result<Room, StoreError> {
+        if let Some(room) = self.room_by_name(name).await? {
+            return Ok(room);
+        }
+        self.run("room_ensure_public", async |conn| {
+            diesel::insert_into(rooms::table)
+                .values((rooms::name.eq(name.as_str()), rooms::owner_id.eq(creator.map(|u| u.0))))
+                .on_conflict(rooms::name)
+                .do_nothing()
+                .execute(conn)
+                .await
+        })
+        .await?;
+        self.room_by_name(name)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("room vanished after creation".into()))
+    }
+
+    pub async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        self.run("member_check", async |conn| {
+            diesel::select(exists(
+                room_members::table
+                    .filter(room_members::room_id.eq(room.0))
+                    .filter(room_members::user_id.eq(user.0)),
+            ))
+            .get_result::<bool>(conn)
+            .await
+        })
+        .await
+    }
+
+    /// Adds a member; adding an existing member is a no-op.
+    pub async fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
+        self.run("member_add", async |conn| {
+            diesel::insert_into(room_members::table)
+                .values((room_members::room_id.eq(room.0), room_members::user_id.eq(user.0)))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes a member; true when they were one.
+    pub async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let n = self
+            .run("member_remove", async |conn| {
+                diesel::delete(
+                    room_members::table
+                        .filter(room_members::room_id.eq(room.0))
+                        .filter(room_members::user_id.eq(user.0)),
+                )
+                .execute(conn)
+                .await
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Public rooms plus the private rooms `user` belongs to, by name.
+    pub async fn list_rooms_for(&self, user: UserId) -> Result<Vec<RoomSummary>, StoreError> {
+        let rows = self
+            .run("room_list_for_user", async |conn| {
+                let is_member = exists(
+                    room_members::table
+                        .filter(room_members::room_id.eq(rooms::id))
+                        .filter(room_members::user_id.eq(user.0)),
+                );
+                let member_count = room_members::table
+                    .filter(room_members::room_id.eq(rooms::id))
+                    .count()
+                    .single_value();
+                rooms::table
+                    .filter(not(rooms::private).or(is_member))
+                    .order(rooms::name.asc())
+                    .limit(10_000)
+                    .select((ROOM_COLUMNS, member_count))
+                    .load::<(RoomRow, Option<i64>)>(conn)
+                    .await
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(row, count)| RoomSummary { room: to_room(row), member_count: count.unwrap_or(0) })
+            .collect())
+    }
+
+    pub async fn member_count(&self, room: RoomId) -> Result<i64, StoreError> {
+        self.run("member_check", async |conn| {
+            room_members::table
+                .filter(room_members::room_id.eq(room.0))
+                .count()
+                .get_result::<i64>(conn)
+                .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,104 @@
+//! Accounts and sessions (token digests).
+
+use diesel::prelude::*;
+use diesel::OptionalExtension;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::models::User;
+use super::schema::{sessions, users};
+use super::{is_unique_violation, Store, StoreError};
+use crate::domain::{TokenHash, UserId, Username};
+
+type UserRow = (Uuid, String, bool);
+
+fn to_user((id, username, guest): UserRow) -> User {
+    User { id: UserId(id), username: Username::from_trusted(username), guest }
+}
+
+impl Store {
+    /// Inserts a user; `Conflict` when the name (case-insensitively) is taken.
+    pub async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: Option<&str>,
+        guest: bool,
+    ) -> Result<User, StoreError> {
+        let id = UserId::new();
+        let result = self
+            .run("user_create", async |conn| {
+                diesel::insert_into(users::table)
+                    .values((
+                        users::id.eq(id.0),
+                        users::username.eq(username.as_str()),
+                        users::password_hash.eq(password_hash),
+                        users::guest.eq(guest),
+                    ))
+                    .execute(conn)
+                    .await
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(User { id, username: username.clone(), guest }),
+            Err(StoreError::Query(e)) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("username is taken".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The user and password hash for a login, matched case-insensitively.
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let lower = username.to_lowercase();
+        let row = self
+            .run("user_by_name", async |conn| {
+                users::table
+                    .filter(diesel::dsl::sql::<diesel::sql_types::Text>("lower(username)").eq(lower))
+                    .select((users::id, users::username, users::guest, users::password_hash))
+                    .first::<(Uuid, String, bool, Option<String>)>(conn)
+                    .await
+                    .optional()
+            })
+            .await?;
+        Ok(row.map(|(id, name, guest, hash)| (to_user((id, name, guest)), hash)))
+    }
+
+    pub async fn create_session(&self, token: &TokenHash, user: UserId) -> Result<(), StoreError> {
+        self.run("session_create", async |conn| {
+            diesel::insert_into(sessions::table)
+                .values((sessions::token_hash.eq(token.0.as_slice()), sessions::user_id.eq(user.0)))
+                .execute(conn)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The user a presented token belongs to, if the session still exists.
+    pub async fn user_by_token(&self, token: &TokenHash) -> Result<Option<User>, StoreError> {
+        let row = self
+            .run("user_by_token", async |conn| {
+                sessions::table
+                    .inner_join(users::table)
+                    .filter(sessions::token_hash.eq(token.0.as_slice()))
+                    .select((users::id, users::username, users::guest))
+                    .first::<UserRow>(conn)
+                    .await
+                    .optional()
+            })
+            .await?;
+        Ok(row.map(to_user))
+    }
+
+    /// Revokes a session; true when it existed.
+    pub async fn delete_session(&self, token: &TokenHash) -> Result<bool, StoreError> {
+        let n = self
+            .run("session_delete", async |conn| {
+                diesel::delete(sessions::table.filter(sessions::token_hash.eq(token.0.as_slice())))
+                    .execute(conn)
+                    .await
+            })
+            .await?;
+        Ok(n > 0)
+    }
+}

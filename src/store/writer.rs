@@ -1,0 +1,353 @@
+//! The batching writer: the only code that allocates seqs.
+//!
+//! Sends queue in a bounded channel per shard (rooms are spread over shards by
+//! id, so one room's sends stay in order). A shard takes whatever has queued
+//! while its previous commit ran, up to `WRITER_BATCH_MAX`, and stores it with
+//! one call of `append_messages` (seq allocation and insert in one
+//! transaction, one round trip). An idle server therefore commits a single
+//! message at once and a busy one hundreds per round trip, with no timer.
+//! Only after the commit are senders acked and rooms told.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::QueryableByName;
+use diesel_async::AsyncPgConnection;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::models::StoredMessage;
+use super::pool::ConnectionSettings;
+use super::is_connection_error;
+use crate::domain::{Body, ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
+use crate::metrics::METRICS;
+use crate::time::now_millis;
+
+/// One send, already authorised and parsed.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub room_id: RoomId,
+    pub room: RoomName,
+    pub user_id: UserId,
+    pub user: Username,
+    pub body: Body,
+    pub client_msg_id: Option<ClientMsgId>,
+    /// When the server received the send, for ack and delivery latency.
+    pub received_at: Instant,
+}
+
+/// The stored message for a send; `duplicate` when the client_msg_id had been
+/// used before and this is the original.
+#[derive(Debug, Clone)]
+pub struct SendOutcome {
+    pub message: Arc<StoredMessage>,
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// Queue full, database down past the write timeout, or shutting down.
+    /// The send was not stored; the client may retry with the same client_msg_id.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    #[error("the message could not be stored")]
+    Internal,
+}
+
+/// A message just committed, on its way to the room actors (and the bus).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub message: Arc<StoredMessage>,
+    pub received_at: Instant,
+}
+
+/// Who hears about commits: the room registry.
+pub trait CommitListener: Send + Sync + 'static {
+    fn committed(&self, batch: Vec<Committed>);
+}
+
+struct SendJob {
+    req: SendRequest,
+    id: MessageId,
+    sent_at: DateTime<Utc>,
+    reply: oneshot::Sender<Result<SendOutcome, WriteError>>,
+}
+
+enum Job {
+    Send(SendJob),
+    /// Everything queued before this is committed before the reply.
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    shards: Arc<[mpsc::Sender<Job>]>,
+    closed: Arc<AtomicBool>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub shards: usize,
+    pub batch_max: usize,
+    pub queue: usize,
+    pub write_timeout: Duration,
+}
+
+impl Writer {
+    /// Starts the shards on a dedicated arbiter (thread) so commits never wait
+    /// behind socket work.
+    pub fn start(config: WriterConfig, settings: ConnectionSettings, listener: Arc<dyn CommitListener>) -> Writer {
+        let arbiter = actix::Arbiter::new();
+        let per_shard_queue = (config.queue / config.shards).max(1);
+        let mut shards = Vec::with_capacity(config.shards);
+        for index in 0..config.shards {
+            let (tx, rx) = mpsc::channel(per_shard_queue);
+            let shard = Shard {
+                index,
+                rx,
+                settings: settings.clone(),
+                listener: listener.clone(),
+                batch_max: config.batch_max,
+                write_timeout: config.write_timeout,
+                conn: None,
+            };
+            arbiter.spawn(shard.run());
+            shards.push(tx);
+        }
+        Writer { shards: shards.into(), closed: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Stores one send; resolves once it is committed (or refused).
+    pub async fn send(&self, req: SendRequest) -> Result<SendOutcome, WriteError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(WriteError::Unavailable("the server is shutting down"));
+        }
+        let shard = &self.shards[(req.room_id.0.unsigned_abs() as usize) % self.shards.len()];
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Send(SendJob { req, id: MessageId::new(), sent_at: now_millis(), reply });
+        shard.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => WriteError::Unavailable("too many messages waiting to be stored"),
+            mpsc::error::TrySendError::Closed(_) => WriteError::Unavailable("the writer has stopped"),
+        })?;
+        METRICS.writer_queue_depth.inc();
+        rx.await.unwrap_or(Err(WriteError::Unavailable("the writer has stopped")))
+    }
+
+    /// Refuses new sends, then waits until everything accepted is committed or
+    /// has failed; used on shutdown.
+    pub async fn flush_and_close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let mut waits = Vec::new();
+        for shard in self.shards.iter() {
+            let (tx, rx) = oneshot::channel();
+            if shard.send(Job::Flush(tx)).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+    }
+}
+
+struct Shard {
+    index: usize,
+    rx: mpsc::Receiver<Job>,
+    settings: ConnectionSettings,
+    listener: Arc<dyn CommitListener>,
+    batch_max: usize,
+    write_timeout: Duration,
+    conn: Option<AsyncPgConnection>,
+}
+
+#[derive(QueryableByName, Debug)]
+struct AppendRow {
+    #[diesel(sql_type = Integer)]
+    out_ord: i32,
+    #[diesel(sql_type = BigInt)]
+    out_seq: i64,
+    #[diesel(sql_type = SqlUuid)]
+    out_id: Uuid,
+    #[diesel(sql_type = Text)]
+    out_body: String,
+    #[diesel(sql_type = Timestamptz)]
+    out_sent_at: DateTime<Utc>,
+    #[diesel(sql_type = Bool)]
+    out_existed: bool,
+}
+
+impl Shard {
+    async fn run(mut self) {
+        let mut flushes = Vec::new();
+        while let Some(first) = self.rx.recv().await {
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Send(s) => batch.push(s),
+                    Job::Flush(done) => flushes.push(done),
+                }
+                if batch.len() < self.batch_max {
+                    next = self.rx.try_recv().ok();
+                }
+            }
+            METRICS.writer_queue_depth.sub(batch.len() as i64);
+            if !batch.is_empty() {
+                self.commit(batch).await;
+            }
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Commits a batch, retrying through connection loss until the write
+    /// timeout; then answers every sender.
+    async fn commit(&mut self, batch: Vec<SendJob>) {
+        let started = Instant::now();
+        // A repeated (room, user, client_msg_id) inside one batch is stored
+        // once; the repeats share the first one's outcome.
+        let mut first_of: HashMap<(RoomId, UserId, &str), usize> = HashMap::new();
+        let mut unique: Vec<usize> = Vec::with_capacity(batch.len());
+        let mut alias: Vec<usize> = Vec::with_capacity(batch.len());
+        for (i, job) in batch.iter().enumerate() {
+            let slot = match &job.req.client_msg_id {
+                Some(c) => *first_of.entry((job.req.room_id, job.req.user_id, c.as_str())).or_insert_with(|| {
+                    unique.push(i);
+                    i
+                }),
+                None => {
+                    unique.push(i);
+                    i
+                }
+            };
+            alias.push(slot);
+        }
+        let jobs: Vec<&SendJob> = unique.iter().map(|&i| &batch[i]).collect();
+
+        let mut attempt = 0u32;
+        let rows = loop {
+            attempt += 1;
+            match self.append(&jobs).await {
+                Ok(rows) => break Ok(rows),
+                Err(e) => {
+                    let transient = is_connection_error(&e) || crate::store::is_unique_violation(&e);
+                    if is_connection_error(&e) {
+                        self.conn = None;
+                    }
+                    let out_of_time = started.elapsed() >= self.write_timeout;
+                    if !transient && attempt >= 2 || out_of_time {
+                        log::error!("writer shard {}: giving up on {} messages: {e}", self.index, jobs.len());
+                        break Err(if transient { WriteError::Unavailable("the database is unavailable") } else { WriteError::Internal });
+                    }
+                    METRICS.writer_retries.inc();
+                    let backoff = Duration::from_millis(20u64 << attempt.min(6)).min(Duration::from_secs(1));
+                    log::warn!("writer shard {}: commit failed (attempt {attempt}), retrying in {backoff:?}: {e}", self.index);
+                    actix::clock::sleep(backoff).await;
+                }
+            }
+        };
+        METRICS.writer_commit.observe(started.elapsed().as_secs_f64());
+        METRICS.writer_batch_size.observe(jobs.len() as f64);
+
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(err) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+                return;
+            }
+        };
+
+        // ord is 1-based over `jobs`.
+        let mut by_ord: Vec<Option<(Arc<StoredMessage>, bool)>> = vec![None; jobs.len()];
+        let mut committed = Vec::with_capacity(jobs.len());
+        let mut new_count = 0u64;
+        for row in rows {
+            let Some(job) = usize::try_from(row.out_ord - 1).ok().and_then(|i| jobs.get(i)) else {
+                continue;
+            };
+            // Found by our own id: an earlier attempt committed it after all.
+            let duplicate = row.out_existed && row.out_id != job.id.0;
+            let message = Arc::new(StoredMessage {
+                room_id: job.req.room_id,
+                room: job.req.room.clone(),
+                seq: row.out_seq,
+                id: MessageId(row.out_id),
+                user_id: job.req.user_id,
+                user: job.req.user.clone(),
+                body: row.out_body,
+                sent_at: row.out_sent_at,
+                client_msg_id: job.req.client_msg_id.clone(),
+            });
+            if !duplicate {
+                new_count += u64::from(!row.out_existed);
+                committed.push(Committed { message: message.clone(), received_at: job.req.received_at });
+            }
+            by_ord[(row.out_ord - 1) as usize] = Some((message, duplicate));
+        }
+        METRICS.messages_total.inc_by(new_count);
+        committed.sort_by_key(|c| (c.message.room_id, c.message.seq));
+        if !committed.is_empty() {
+            self.listener.committed(committed);
+        }
+
+        let slot_of: HashMap<usize, usize> = unique.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        for (i, job) in batch.into_iter().enumerate() {
+            let first = alias[i];
+            let outcome = slot_of.get(&first).and_then(|&k| by_ord[k].clone());
+            let result = match outcome {
+                // A repeat inside the batch is a duplicate of the first.
+                Some((message, duplicate)) => Ok(SendOutcome { message, duplicate: duplicate || first != i }),
+                None => {
+                    log::error!("writer shard {}: no row returned for a send to room {}", self.index, job.req.room_id);
+                    Err(WriteError::Internal)
+                }
+            };
+            METRICS.ack_latency.observe(job.req.received_at.elapsed().as_secs_f64());
+            let _ = job.reply.send(result);
+        }
+    }
+
+    async fn append(&mut self, jobs: &[&SendJob]) -> Result<Vec<AppendRow>, diesel::result::Error> {
+        if self.conn.is_none() {
+            let conn = self
+                .settings
+                .connect()
+                .await
+                .map_err(|e| diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ClosedConnection,
+                    Box::new(e.to_string()),
+                ))?;
+            self.conn = Some(conn);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            unreachable!("connection set above")
+        };
+        let room_ids: Vec<i64> = jobs.iter().map(|j| j.req.room_id.0).collect();
+        let user_ids: Vec<Uuid> = jobs.iter().map(|j| j.req.user_id.0).collect();
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id.0).collect();
+        let bodies: Vec<&str> = jobs.iter().map(|j| j.req.body.as_str()).collect();
+        let client_ids: Vec<Option<&str>> =
+            jobs.iter().map(|j| j.req.client_msg_id.as_ref().map(|c| c.as_str())).collect();
+        let sent_ats: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.sent_at).collect();
+        use diesel_async::RunQueryDsl;
+        let start = Instant::now();
+        let result = diesel::sql_query("SELECT * FROM append_messages($1, $2, $3, $4, $5, $6)")
+            .bind::<Array<BigInt>, _>(room_ids)
+            .bind::<Array<SqlUuid>, _>(user_ids)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .bind::<Array<Text>, _>(bodies)
+            .bind::<Array<Nullable<Text>>, _>(client_ids)
+            .bind::<Array<Timestamptz>, _>(sent_ats)
+            .load::<AppendRow>(conn)
+            .await;
+        METRICS.observe_query("append_messages", start.elapsed(), result.is_ok());
+        result
+    }
+}

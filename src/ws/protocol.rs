@@ -1,0 +1,193 @@
+//! WebSocket frames, as in PROTOCOL.md. Client frames parse into `ClientFrame`;
+//! server frames other than room traffic are built here.
+
+use bytestring::ByteString;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::{MessageId, RoomName};
+use crate::error::ErrorCode;
+use crate::store::models::User;
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Join {
+        room: String,
+        #[serde(default)]
+        since: Option<i64>,
+    },
+    Leave {
+        room: String,
+    },
+    Send {
+        room: String,
+        body: String,
+        #[serde(default)]
+        client_msg_id: Option<String>,
+    },
+    Typing {
+        room: String,
+    },
+    Ping {
+        #[serde(default)]
+        ts: Option<Value>,
+    },
+}
+
+/// A frame that could not be parsed: the reason, and what `ref` should echo.
+#[derive(Debug, PartialEq)]
+pub struct FrameError {
+    pub message: String,
+    pub reference: Option<String>,
+}
+
+impl ClientFrame {
+    pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+        match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => Ok(frame),
+            Err(e) => {
+                // The slow path only runs for bad frames: find what to echo.
+                let value = serde_json::from_str::<Value>(text).ok();
+                let reference = value.as_ref().and_then(|v| {
+                    ["client_msg_id", "room"]
+                        .iter()
+                        .find_map(|k| v.get(*k).and_then(Value::as_str).map(|s| s.chars().take(128).collect()))
+                });
+                let message = match &value {
+                    None => "invalid JSON".to_string(),
+                    Some(v) if !v.is_object() => "a frame must be a JSON object".to_string(),
+                    Some(v) => match v.get("type").and_then(Value::as_str) {
+                        None => "a frame needs a string \"type\"".to_string(),
+                        Some(t) if !["join", "leave", "send", "typing", "ping"].contains(&t) => {
+                            format!("unknown frame type {:?}", t.chars().take(32).collect::<String>())
+                        }
+                        Some(t) => format!("invalid {t} frame: {}", strip_position(&e.to_string())),
+                    },
+                };
+                Err(FrameError { message, reference })
+            }
+        }
+    }
+}
+
+/// serde_json appends " at line 1 column 42", which means nothing to a client.
+fn strip_position(s: &str) -> &str {
+    s.find(" at line ").map_or(s, |i| &s[..i])
+}
+
+#[derive(Serialize)]
+struct HelloUser<'a> {
+    id: String,
+    username: &'a str,
+    guest: bool,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerFrame<'a> {
+    Hello {
+        user: HelloUser<'a>,
+        instance: &'a str,
+        heartbeat_ms: u64,
+    },
+    Ack {
+        room: &'a RoomName,
+        client_msg_id: Option<&'a str>,
+        seq: i64,
+        id: MessageId,
+    },
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+    Pong {
+        ts: &'a Value,
+    },
+    Reconnect {
+        reason: &'a str,
+        after_ms: u64,
+    },
+}
+
+fn to_text(frame: &ServerFrame<'_>) -> ByteString {
+    ByteString::from(serde_json::to_string(frame).unwrap_or_default())
+}
+
+pub fn hello(user: &User, instance: &str, heartbeat_ms: u64) -> ByteString {
+    to_text(&ServerFrame::Hello {
+        user: HelloUser { id: user.id.to_string(), username: user.username.as_str(), guest: user.guest },
+        instance,
+        heartbeat_ms,
+    })
+}
+
+pub fn ack(room: &RoomName, client_msg_id: Option<&str>, seq: i64, id: MessageId) -> ByteString {
+    to_text(&ServerFrame::Ack { room, client_msg_id, seq, id })
+}
+
+pub fn error(code: ErrorCode, message: &str, reference: Option<&str>) -> ByteString {
+    to_text(&ServerFrame::Error { code, message, reference })
+}
+
+pub fn pong(ts: &Value) -> ByteString {
+    to_text(&ServerFrame::Pong { ts })
+}
+
+pub fn reconnect(reason: &str, after_ms: u64) -> ByteString {
+    to_text(&ServerFrame::Reconnect { reason, after_ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_client_frame() {
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"join","room":"a","since":3}"#),
+            Ok(ClientFrame::Join { room: "a".into(), since: Some(3) })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"join","room":"a","since":null}"#),
+            Ok(ClientFrame::Join { room: "a".into(), since: None })
+        );
+        assert_eq!(ClientFrame::parse(r#"{"type":"leave","room":"a"}"#), Ok(ClientFrame::Leave { room: "a".into() }));
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"send","room":"a","body":"hi","client_msg_id":"c1"}"#),
+            Ok(ClientFrame::Send { room: "a".into(), body: "hi".into(), client_msg_id: Some("c1".into()) })
+        );
+        assert_eq!(ClientFrame::parse(r#"{"type":"typing","room":"a"}"#), Ok(ClientFrame::Typing { room: "a".into() }));
+        assert_eq!(ClientFrame::parse(r#"{"type":"ping","ts":5}"#), Ok(ClientFrame::Ping { ts: Some(Value::from(5)) }));
+        assert_eq!(ClientFrame::parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping { ts: None }));
+    }
+
+    #[test]
+    fn explains_bad_frames() {
+        assert_eq!(ClientFrame::parse("{nope").unwrap_err().message, "invalid JSON");
+        assert_eq!(ClientFrame::parse("[1]").unwrap_err().message, "a frame must be a JSON object");
+        assert!(ClientFrame::parse(r#"{"type":"dance"}"#).unwrap_err().message.contains("unknown frame type"));
+        let e = ClientFrame::parse(r#"{"type":"send","room":"a","client_msg_id":"c9"}"#).unwrap_err();
+        assert!(e.message.contains("body"), "{}", e.message);
+        assert_eq!(e.reference.as_deref(), Some("c9"));
+        let e = ClientFrame::parse(r#"{"type":"join","room":"a","since":-1.5}"#).unwrap_err();
+        assert_eq!(e.reference.as_deref(), Some("a"));
+        let deep = "[".repeat(10_000);
+        assert!(ClientFrame::parse(&deep).is_err());
+        assert!(ClientFrame::parse(r#"{"type":"join","room":"a","since":99999999999999999999999}"#).is_err());
+    }
+
+    #[test]
+    fn server_frames_have_contract_shape() {
+        let v: Value = serde_json::from_str(&error(ErrorCode::TooLarge, "big", Some("c1"))).unwrap();
+        assert_eq!(v, serde_json::json!({"type":"error","code":"too_large","message":"big","ref":"c1"}));
+        let v: Value = serde_json::from_str(&error(ErrorCode::BadRequest, "x", None)).unwrap();
+        assert!(v.get("ref").is_none());
+        let v: Value = serde_json::from_str(&pong(&Value::from(7))).unwrap();
+        assert_eq!(v, serde_json::json!({"type":"pong","ts":7}));
+        let v: Value = serde_json::from_str(&reconnect("draining", 250)).unwrap();
+        assert_eq!(v, serde_json::json!({"type":"reconnect","reason":"draining","after_ms":250}));
+    }
+}

@@ -1,0 +1,518 @@
+//! The `Session` actor: one per WebSocket connection.
+//!
+//! It parses client frames, authorises joins against the database, hands sends
+//! to the writer (acking once committed) and writes room traffic to the socket.
+//! It also guards each joined room's stream: a frame at or below the last seq
+//! written is never written again.
+//!
+//! actix-web-actors is deprecated upstream; its use is confined to this module
+//! and `upgrade`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::web;
+use actix_web_actors::ws::{self, CloseCode, CloseReason};
+use bytestring::ByteString;
+
+use super::connections::Control;
+use super::protocol::{self, ClientFrame};
+use super::rate_limit::TokenBucket;
+use crate::auth::AuthUser;
+use crate::chat::room::{Join, Leave, Typing};
+use crate::chat::{OutFrame, Room, RoomEvent};
+use crate::domain::{Body, ClientMsgId, RoomId, RoomName, SessionId};
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::METRICS;
+use crate::state::AppState;
+use crate::store::models::Room as RoomModel;
+use crate::store::writer::{SendRequest, WriteError};
+
+/// A client sending this many bad or refused frames within `STRIKE_WINDOW` is
+/// closed with 1008.
+const STRIKE_LIMIT: usize = 300;
+const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+/// Sends queued behind a join still in progress.
+const MAX_DEFERRED: usize = 256;
+
+struct JoinedRoom {
+    id: RoomId,
+    addr: Addr<Room>,
+    /// Highest seq written to the socket for this room.
+    last_seen: i64,
+}
+
+struct Joining {
+    since: Option<i64>,
+    target: Option<(RoomId, Addr<Room>)>,
+    /// The client left before the join finished.
+    cancelled: bool,
+    deferred: Vec<PendingSend>,
+}
+
+struct PendingSend {
+    body: String,
+    client_msg_id: Option<String>,
+    received_at: Instant,
+}
+
+/// Collects a fragmented text message.
+struct Fragment {
+    buf: Vec<u8>,
+    too_large: bool,
+    binary: bool,
+}
+
+pub struct Session {
+    id: SessionId,
+    auth: AuthUser,
+    state: web::Data<AppState>,
+    rooms: HashMap<RoomName, JoinedRoom>,
+    joining: HashMap<RoomName, Joining>,
+    bucket: TokenBucket,
+    last_heard: Instant,
+    strikes: VecDeque<Instant>,
+    fragment: Option<Fragment>,
+    pending_acks: usize,
+    draining: bool,
+}
+
+impl Session {
+    pub fn new(auth: AuthUser, state: web::Data<AppState>) -> Self {
+        let c = &state.config;
+        Session {
+            id: SessionId::next(),
+            bucket: TokenBucket::new(c.rate_limit_per_sec, c.rate_limit_burst),
+            auth,
+            rooms: HashMap::new(),
+            joining: HashMap::new(),
+            last_heard: Instant::now(),
+            strikes: VecDeque::new(),
+            fragment: None,
+            pending_acks: 0,
+            draining: false,
+            state,
+        }
+    }
+
+    fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, message: &str, reference: Option<&str>) {
+        METRICS.ws_errors.with_label_values(&[error_label(code)]).inc();
+        ctx.text(protocol::error(code, message, reference));
+        // Failures of our own (database down) are not the client's fault.
+        if matches!(code, ErrorCode::Unavailable | ErrorCode::Internal) {
+            return;
+        }
+        let now = Instant::now();
+        self.strikes.push_back(now);
+        while self.strikes.front().is_some_and(|t| now.duration_since(*t) > STRIKE_WINDOW) {
+            self.strikes.pop_front();
+        }
+        if self.strikes.len() > STRIKE_LIMIT {
+            ctx.close(Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("too many invalid or refused frames".into()),
+            }));
+            ctx.stop();
+        }
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if text.len() > self.state.config.max_frame_bytes {
+            let msg = format!("frames are limited to {} bytes", self.state.config.max_frame_bytes);
+            return self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
+        }
+        let received_at = Instant::now();
+        match ClientFrame::parse(text) {
+            Ok(ClientFrame::Join { room, since }) => self.handle_join(room, since, ctx),
+            Ok(ClientFrame::Leave { room }) => self.handle_leave(&room),
+            Ok(ClientFrame::Send { room, body, client_msg_id }) => {
+                self.handle_send(room, PendingSend { body, client_msg_id, received_at }, ctx)
+            }
+            Ok(ClientFrame::Typing { room }) => {
+                if let Some(joined) = RoomName::parse(&room).ok().and_then(|n| self.rooms.get(&n)) {
+                    joined.addr.do_send(Typing { session: self.id });
+                }
+            }
+            Ok(ClientFrame::Ping { ts }) => {
+                let ts = ts.unwrap_or_else(|| serde_json::Value::from(chrono::Utc::now().timestamp_millis()));
+                ctx.text(protocol::pong(&ts));
+            }
+            Err(e) => self.send_error(ctx, ErrorCode::BadRequest, &e.message, e.reference.as_deref()),
+        }
+    }
+
+    fn handle_join(&mut self, room: String, since: Option<i64>, ctx: &mut ws::WebsocketContext<Self>) {
+        let name = match RoomName::parse(&room) {
+            Ok(n) => n,
+            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&room)),
+        };
+        if since.is_some_and(|s| s < 0) {
+            return self.send_error(ctx, ErrorCode::BadRequest, "since must be >= 0", Some(&room));
+        }
+        if let Some(j) = self.joining.get_mut(&name) {
+            // Already on its way; the newest `since` wins.
+            j.since = since;
+            j.cancelled = false;
+            return;
+        }
+        let already = self.rooms.contains_key(&name);
+        if !already && self.rooms.len() + self.joining.len() >= self.state.config.max_rooms_per_connection {
+            let msg = format!("a connection may join at most {} rooms", self.state.config.max_rooms_per_connection);
+            return self.send_error(ctx, ErrorCode::BadRequest, &msg, Some(&room));
+        }
+        if let Some(joined) = self.rooms.remove(&name) {
+            // A rejoin restarts the stream from `since` in the same room actor.
+            let target = Some((joined.id, joined.addr.clone()));
+            self.joining.insert(name.clone(), Joining { since, target, cancelled: false, deferred: Vec::new() });
+            return self.deliver_join(name, joined.addr, since, ctx);
+        }
+        self.joining.insert(name.clone(), Joining { since, target: None, cancelled: false, deferred: Vec::new() });
+
+        let state = self.state.clone();
+        let auth = self.auth.clone();
+        let lookup_name = name.clone();
+        ctx.spawn(
+            async move { authorize_join(&state, &auth, &lookup_name).await }
+                .into_actor(self)
+                .map(move |result, session, ctx| match result {
+                    Ok(model) => {
+                        let Some(entry) = session.joining.get_mut(&name) else { return };
+                        if entry.cancelled {
+                            session.joining.remove(&name);
+                            return;
+                        }
+                        let addr = session.state.registry.get_or_start(&model);
+                        entry.target = Some((model.id, addr.clone()));
+                        let since = entry.since;
+                        session.deliver_join(name, addr, since, ctx);
+                    }
+                    Err(e) => {
+                        session.joining.remove(&name);
+                        session.send_error(ctx, e.code(), &e.public_message(), Some(name.as_str()));
+                    }
+                }),
+        );
+    }
+
+    fn join_message(&self, since: Option<i64>, ctx: &ws::WebsocketContext<Self>) -> Join {
+        Join {
+            session: self.id,
+            user_id: self.auth.user.id,
+            user: self.auth.user.username.clone(),
+            recipient: ctx.address().recipient(),
+            since,
+        }
+    }
+
+    /// Sends `Join` to the room; a room that stopped in between is restarted once.
+    fn deliver_join(&mut self, name: RoomName, addr: Addr<Room>, since: Option<i64>, ctx: &mut ws::WebsocketContext<Self>) {
+        let join = self.join_message(since, ctx);
+        ctx.spawn(async move { addr.send(join).await }.into_actor(self).map(move |result, session, ctx| {
+            if result.is_ok() {
+                return;
+            }
+            let Some(entry) = session.joining.get_mut(&name) else { return };
+            let Some((id, _)) = entry.target else { return };
+            let model = RoomModel { id, name: name.clone(), topic: String::new(), private: false, owner_id: None, last_seq: 0 };
+            let fresh = session.state.registry.get_or_start(&model);
+            entry.target = Some((id, fresh.clone()));
+            let retry = session.join_message(since, ctx);
+            ctx.spawn(async move { fresh.send(retry).await }.into_actor(session).map(move |result, session, ctx| {
+                if result.is_err() {
+                    session.joining.remove(&name);
+                    session.send_error(ctx, ErrorCode::Unavailable, "the room is restarting; join again", Some(name.as_str()));
+                }
+            }));
+        }));
+    }
+
+    fn handle_leave(&mut self, room: &str) {
+        let Ok(name) = RoomName::parse(room) else { return };
+        if let Some(joined) = self.rooms.remove(&name) {
+            joined.addr.do_send(Leave { session: self.id });
+        }
+        if let Some(j) = self.joining.get_mut(&name) {
+            j.cancelled = true;
+            j.deferred.clear();
+        }
+    }
+
+    fn handle_send(&mut self, room: String, send: PendingSend, ctx: &mut ws::WebsocketContext<Self>) {
+        let reference = send.client_msg_id.clone().unwrap_or_else(|| room.clone());
+        let name = match RoomName::parse(&room) {
+            Ok(n) => n,
+            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
+        };
+        if let Some(j) = self.joining.get_mut(&name).filter(|j| !j.cancelled) {
+            if j.deferred.len() < MAX_DEFERRED {
+                j.deferred.push(send);
+                return;
+            }
+            return self.send_error(ctx, ErrorCode::RateLimited, "too many sends while joining", Some(&reference));
+        }
+        let Some(joined) = self.rooms.get(&name) else {
+            return self.send_error(ctx, ErrorCode::Forbidden, "join the room before sending to it", Some(&reference));
+        };
+        let room_id = joined.id;
+        if !self.bucket.try_take() {
+            METRICS.rate_limited.inc();
+            return self.send_error(ctx, ErrorCode::RateLimited, "slow down: too many messages", Some(&reference));
+        }
+        let client_msg_id = match send.client_msg_id.as_deref().map(ClientMsgId::parse).transpose() {
+            Ok(c) => c,
+            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
+        };
+        let body = match Body::parse(&send.body) {
+            Ok(b) => b,
+            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
+        };
+        let request = SendRequest {
+            room_id,
+            room: name,
+            user_id: self.auth.user.id,
+            user: self.auth.user.username.clone(),
+            body,
+            client_msg_id,
+            received_at: send.received_at,
+        };
+        let writer = self.state.writer.clone();
+        self.pending_acks += 1;
+        ctx.spawn(async move { writer.send(request).await }.into_actor(self).map(move |result, session, ctx| {
+            session.pending_acks -= 1;
+            match result {
+                Ok(outcome) => {
+                    let m = &outcome.message;
+                    ctx.text(protocol::ack(&m.room, m.client_msg_id.as_ref().map(|c| c.as_str()), m.seq, m.id));
+                }
+                Err(WriteError::Unavailable(why)) => session.send_error(ctx, ErrorCode::Unavailable, why, Some(&reference)),
+                Err(WriteError::Internal) => {
+                    session.send_error(ctx, ErrorCode::Internal, "the message could not be stored", Some(&reference))
+                }
+            }
+            if session.draining && session.pending_acks == 0 {
+                session.close_for_drain(ctx);
+            }
+        }));
+    }
+
+    fn on_joined(&mut self, room: RoomName, after: i64, frame: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(entry) = self.joining.remove(&room) else {
+            return;
+        };
+        let Some((id, addr)) = entry.target else { return };
+        if entry.cancelled {
+            addr.do_send(Leave { session: self.id });
+            return;
+        }
+        ctx.text(frame);
+        self.rooms.insert(room.clone(), JoinedRoom { id, addr, last_seen: after });
+        for send in entry.deferred {
+            self.handle_send(room.to_string(), send, ctx);
+        }
+    }
+
+    fn on_messages(&mut self, room: &RoomName, frames: &[OutFrame], ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(joined) = self.rooms.get_mut(room) else { return };
+        for frame in frames {
+            if frame.seq <= joined.last_seen {
+                continue;
+            }
+            if frame.seq != joined.last_seen + 1 {
+                log::error!("session {:?}: room {room} jumped from seq {} to {}", self.id, joined.last_seen, frame.seq);
+            }
+            joined.last_seen = frame.seq;
+            ctx.text(frame.text.clone());
+            METRICS.messages_delivered.inc();
+            if let Some(t) = frame.received_at {
+                METRICS.delivery_latency.observe(t.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    fn close_for_drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.close(Some(CloseReason { code: CloseCode::Restart, description: Some("server restarting".into()) }));
+        ctx.stop();
+    }
+}
+
+/// Looks the room up (creating a missing public room) and checks access.
+async fn authorize_join(state: &AppState, auth: &AuthUser, name: &RoomName) -> Result<RoomModel, ApiError> {
+    let store = &state.store;
+    let room = match store.room_by_name(name).await? {
+        Some(room) => room,
+        None => store.ensure_public_room(name, (!auth.user.guest).then_some(auth.user.id)).await?,
+    };
+    if room.private {
+        // Guests never, non-members never; both look like a missing room.
+        if auth.user.guest || !store.is_member(room.id, auth.user.id).await? {
+            return Err(ApiError::not_found_room());
+        }
+    } else {
+        store.add_member(room.id, auth.user.id).await?;
+    }
+    Ok(room)
+}
+
+fn error_label(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::BadRequest => "bad_request",
+        ErrorCode::Unauthorized => "unauthorized",
+        ErrorCode::Forbidden => "forbidden",
+        ErrorCode::NotFound => "not_found",
+        ErrorCode::Conflict => "conflict",
+        ErrorCode::TooLarge => "too_large",
+        ErrorCode::RateLimited => "rate_limited",
+        ErrorCode::Unavailable => "unavailable",
+        ErrorCode::Internal => "internal",
+    }
+}
+
+impl Actor for Session {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        METRICS.ws_connections.inc();
+        let c = &self.state.config;
+        ctx.text(protocol::hello(&self.auth.user, &c.instance_id, c.heartbeat_interval.as_millis() as u64));
+        self.state.connections.add(self.auth.token, self.id, ctx.address().recipient());
+        let timeout = c.client_timeout;
+        ctx.run_interval(c.heartbeat_interval, move |session, ctx| {
+            if session.last_heard.elapsed() > timeout {
+                log::debug!("session {:?}: heartbeat timed out", session.id);
+                ctx.close(Some(CloseReason { code: CloseCode::Away, description: Some("heartbeat timeout".into()) }));
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        METRICS.ws_connections.dec();
+        for joined in self.rooms.values() {
+            joined.addr.do_send(Leave { session: self.id });
+        }
+        for entry in self.joining.values() {
+            if let Some((_, addr)) = &entry.target {
+                addr.do_send(Leave { session: self.id });
+            }
+        }
+        self.state.connections.remove(&self.auth.token, self.id);
+    }
+}
+
+impl Handler<RoomEvent> for Session {
+    type Result = ();
+
+    fn handle(&mut self, event: RoomEvent, ctx: &mut Self::Context) {
+        match event {
+            RoomEvent::Joined { room, after, frame, .. } => self.on_joined(room, after, frame, ctx),
+            RoomEvent::Messages { room, frames } => self.on_messages(&room, &frames, ctx),
+            RoomEvent::Notice { frame } => ctx.text(frame),
+            RoomEvent::Removed { room, code, message } => {
+                self.rooms.remove(&room);
+                ctx.text(protocol::error(code, &message, Some(room.as_str())));
+            }
+        }
+    }
+}
+
+impl Handler<Control> for Session {
+    type Result = ();
+
+    fn handle(&mut self, control: Control, ctx: &mut Self::Context) {
+        match control {
+            Control::Revoked => {
+                ctx.text(protocol::error(ErrorCode::Unauthorized, "this session was signed out", None));
+                ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("token revoked".into()) }));
+                ctx.stop();
+            }
+            Control::Drain { after_ms } => {
+                if self.draining {
+                    return;
+                }
+                self.draining = true;
+                ctx.text(protocol::reconnect("server is restarting", after_ms));
+                if self.pending_acks == 0 {
+                    self.close_for_drain(ctx);
+                } else {
+                    ctx.run_later(self.state.config.drain_grace, |session, ctx| session.close_for_drain(ctx));
+                }
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        let msg = match item {
+            Ok(msg) => msg,
+            Err(ws::ProtocolError::Overflow) => {
+                let msg = format!("frames are limited to {} bytes", self.state.config.max_frame_bytes);
+                return self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
+            }
+            Err(ws::ProtocolError::Io(e)) if e.to_string().contains("utf") || e.to_string().contains("UTF") => {
+                return self.send_error(ctx, ErrorCode::BadRequest, "text frames must be valid UTF-8", None);
+            }
+            Err(e) => {
+                log::debug!("session {:?}: protocol error: {e}", self.id);
+                ctx.close(Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) }));
+                return ctx.stop();
+            }
+        };
+        match msg {
+            ws::Message::Text(text) => self.handle_text(&text, ctx),
+            ws::Message::Binary(_) => {
+                self.send_error(ctx, ErrorCode::BadRequest, "binary frames are not supported; send JSON text", None)
+            }
+            ws::Message::Continuation(item) => self.handle_fragment(item, ctx),
+            ws::Message::Ping(payload) => ctx.pong(&payload),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Session {
+    fn handle_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let limit = self.state.config.max_frame_bytes;
+        let (data, first, last, binary) = match item {
+            actix_http::ws::Item::FirstText(d) => (d, true, false, false),
+            actix_http::ws::Item::FirstBinary(d) => (d, true, false, true),
+            actix_http::ws::Item::Continue(d) => (d, false, false, false),
+            actix_http::ws::Item::Last(d) => (d, false, true, false),
+        };
+        if first {
+            self.fragment = Some(Fragment { buf: Vec::new(), too_large: false, binary });
+        }
+        let Some(fragment) = self.fragment.as_mut() else { return };
+        if !fragment.too_large && !fragment.binary {
+            if fragment.buf.len() + data.len() > limit {
+                fragment.too_large = true;
+                fragment.buf = Vec::new();
+            } else {
+                fragment.buf.extend_from_slice(&data);
+            }
+        }
+        if !last {
+            return;
+        }
+        let Some(done) = self.fragment.take() else { return };
+        if done.binary {
+            self.send_error(ctx, ErrorCode::BadRequest, "binary frames are not supported; send JSON text", None);
+        } else if done.too_large {
+            let msg = format!("frames are limited to {limit} bytes");
+            self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
+        } else {
+            match String::from_utf8(done.buf) {
+                Ok(text) => self.handle_text(&text, ctx),
+                Err(_) => self.send_error(ctx, ErrorCode::BadRequest, "text frames must be valid UTF-8", None),
+            }
+        }
+    }
+}
