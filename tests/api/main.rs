@@ -1,0 +1,11 @@
+//! Integration tests against real server processes, real PostgreSQL and real
+//! sockets. One test binary, so it links once.
+
+mod auth;
+mod delivery;
+mod frames;
+mod helpers;
+mod messages;
+mod rooms;
+mod shutdown;
+mod startup;

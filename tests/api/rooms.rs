@@ -1,0 +1,131 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[actix_web::test]
+async fn create_list_and_detail() {
+    let app = spawn_app().await;
+    let alice = app.register("alice").await;
+    let (s, room) = app.post("/api/v1/rooms", Some(&alice), json!({"name": "rust", "topic": "crabs"})).await;
+    assert_eq!(s, 201);
+    assert_eq!(room, json!({"name": "rust", "topic": "crabs", "private": false, "member_count": 1, "online_count": 0, "last_seq": 0}));
+    let (s, v) = app.post("/api/v1/rooms", Some(&alice), json!({"name": "rust"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("conflict")));
+    for bad in ["Rust", "a b", "../x", "", &"x".repeat(65)] {
+        let (s, v) = app.post("/api/v1/rooms", Some(&alice), json!({"name": bad})).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("bad_request")), "{bad:?}");
+    }
+    let (s, v) = app.get("/api/v1/rooms/rust", &alice).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["topic"], "crabs");
+    let (s, _) = app.get("/api/v1/rooms/nothing-here", &alice).await;
+    assert_eq!(s, 404);
+    let (s, v) = app.get("/api/v1/rooms", &alice).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["rooms"][0]["name"], "rust");
+}
+
+#[actix_web::test]
+async fn private_rooms_are_invisible_to_non_members_over_http() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let other = app.register("other").await;
+    let guest = app.guest("guest").await;
+    let (s, _) = app.post("/api/v1/rooms", Some(&owner), json!({"name": "secret", "private": true})).await;
+    assert_eq!(s, 201);
+    let (s, _) = app.post("/api/v1/rooms/secret/messages", Some(&owner), json!({"body": "for members"})).await;
+    assert_eq!(s, 201);
+
+    for token in [&other, &guest] {
+        let (s, v) = app.get("/api/v1/rooms/secret", token).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")));
+        let (s, _) = app.get("/api/v1/rooms/secret/messages", token).await;
+        assert_eq!(s, 404);
+        let (s, _) = app.post("/api/v1/rooms/secret/messages", Some(token), json!({"body": "let me in"})).await;
+        assert_eq!(s, 404);
+        let (_, list) = app.get("/api/v1/rooms", token).await;
+        assert!(!list["rooms"].as_array().unwrap().iter().any(|r| r["name"] == "secret"));
+        let (s, _) = app.post("/api/v1/rooms/secret/members", Some(token), json!({"username": "other"})).await;
+        assert_eq!(s, 404);
+    }
+    // Nothing was written by the intruders.
+    assert_eq!(app.history("secret", &owner, "").await.len(), 1);
+
+    // The owner adds a member; now they can read and write.
+    let (s, _) = app.post("/api/v1/rooms/secret/members", Some(&owner), json!({"username": "other"})).await;
+    assert_eq!(s, 204);
+    let (s, v) = app.get("/api/v1/rooms/secret", &other).await;
+    assert_eq!((s, v["member_count"].as_i64()), (200, Some(2)));
+    let (s, _) = app.post("/api/v1/rooms/secret/messages", Some(&other), json!({"body": "hello"})).await;
+    assert_eq!(s, 201);
+    let (_, list) = app.get("/api/v1/rooms", &other).await;
+    assert!(list["rooms"].as_array().unwrap().iter().any(|r| r["name"] == "secret" && r["private"] == true));
+
+    // Members who are not the owner cannot add people; guests cannot be added.
+    let third = app.register("third").await;
+    let (s, v) = app.post("/api/v1/rooms/secret/members", Some(&other), json!({"username": "third"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (s, _) = app.post("/api/v1/rooms/secret/members", Some(&owner), json!({"username": "nobody-here"})).await;
+    assert_eq!(s, 404);
+    let _ = third;
+}
+
+#[actix_web::test]
+async fn private_rooms_are_closed_to_non_members_over_websocket() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let other = app.register("other").await;
+    let guest = app.guest("guest").await;
+    app.post("/api/v1/rooms", Some(&owner), json!({"name": "secret", "private": true})).await;
+
+    let mut owner_ws = app.ws(&owner).await;
+    owner_ws.join("secret").await;
+
+    for token in [&other, &guest] {
+        let mut ws = app.ws(token).await;
+        ws.send_json(json!({"type": "join", "room": "secret"})).await;
+        let err = ws.expect("error").await;
+        assert!(err["code"] == "not_found" || err["code"] == "forbidden", "{err}");
+        assert_eq!(err["ref"], "secret");
+        ws.send_json(json!({"type": "send", "room": "secret", "body": "sneaky", "client_msg_id": "s1"})).await;
+        let err = ws.expect("error").await;
+        assert!(err["code"] == "forbidden" || err["code"] == "not_found", "{err}");
+        assert_eq!(err["ref"], "s1");
+        ws.assert_usable().await;
+    }
+    owner_ws.send_json(json!({"type": "send", "room": "secret", "body": "members only", "client_msg_id": "o1"})).await;
+    owner_ws.expect("ack").await;
+    assert_eq!(app.history("secret", &owner, "").await.len(), 1);
+
+    // Removing a member takes effect on their open socket at once.
+    app.post("/api/v1/rooms/secret/members", Some(&owner), json!({"username": "other"})).await;
+    let mut other_ws = app.ws(&other).await;
+    other_ws.join("secret").await;
+    let (s, _) = app.request("DELETE", "/api/v1/rooms/secret/members/other", Some(&owner), None).await;
+    assert_eq!(s, 204);
+    let err = other_ws.expect("error").await;
+    assert_eq!((err["code"].as_str(), err["ref"].as_str()), (Some("forbidden"), Some("secret")));
+    other_ws.send_json(json!({"type": "send", "room": "secret", "body": "still here?", "client_msg_id": "x"})).await;
+    assert_eq!(other_ws.expect("error").await["code"], "forbidden");
+    let (s, _) = app.get("/api/v1/rooms/secret", &other).await;
+    assert_eq!(s, 404);
+    let _ = Duration::ZERO;
+}
+
+#[actix_web::test]
+async fn joining_a_missing_public_room_creates_it() {
+    let app = spawn_app().await;
+    let guest = app.guest("walker").await;
+    let mut ws = app.ws(&guest).await;
+    let joined = ws.join("fresh-room").await;
+    assert_eq!(joined["room"], "fresh-room");
+    assert_eq!(joined["last_seq"], 0);
+    assert_eq!(joined["online"], json!(["walker"]));
+    assert!(joined.get("recovered").is_none());
+    let (s, v) = app.get("/api/v1/rooms/fresh-room", &guest).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["private"], false);
+    assert_eq!(v["online_count"], 1);
+}
