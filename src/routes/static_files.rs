@@ -9,6 +9,7 @@ const INDEX_HTML: &str = include_str!("../../static/index.html");
 const ADMIN_HTML: &str = include_str!("../../static/admin.html");
 const APP_JS: &str = include_str!("../../static/app.js");
 const APP_CSS: &str = include_str!("../../static/app.css");
+const ADMIN_JS: &str = include_str!("../../static/admin.js");
 
 fn html(body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
@@ -31,6 +32,7 @@ pub async fn asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let (body, content_type) = match path.as_str() {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        "admin.js" => (ADMIN_JS, "text/javascript; charset=utf-8"),
         _ => return Err(ApiError::NotFound("no such asset".into())),
     };
     Ok(HttpResponse::Ok()

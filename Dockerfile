@@ -1,0 +1,27 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -t switchboard .
+# Run:   docker run -p 8080:8080 -e DATABASE_URL=postgres://… switchboard
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+# Dependencies first, so source edits do not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked --bin switchboard \
+    && rm -rf src
+COPY src ./src
+COPY migrations ./migrations
+COPY static ./static
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin switchboard
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates=20230311+deb12u1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home switchboard
+COPY --from=build /src/target/release/switchboard /usr/local/bin/switchboard
+USER 10001
+ENV BIND_ADDR=0.0.0.0:8080 RUST_LOG=info
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/switchboard"]
