@@ -246,7 +246,10 @@ function addMessages(name, msgs, live, older) {
     }
     // The server streams a joined room in seq order without gaps, so the
     // newest live seq is exactly what to pass as `since` after a reconnect.
-    if (live) r.lastSeq = Math.max(r.lastSeq, m.seq);
+    if (live) {
+      r.lastSeq = Math.max(r.lastSeq, m.seq);
+      r.typing.delete(m.user);
+    }
     added++;
   }
   if (!added) return;
