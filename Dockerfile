@@ -7,6 +7,7 @@ WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/load.rs \
     && cargo build --release --locked --bin switchboard \
     && rm -rf src
 COPY src ./src

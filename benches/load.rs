@@ -1,0 +1,593 @@
+//! Load generator: N WebSocket clients over R rooms against one or more
+//! servers, measuring end-to-end delivery latency, ack latency, connect time,
+//! loss, duplicates and order violations.
+//!
+//! Latency is taken from each message's *intended* send time (its slot in the
+//! fixed-rate schedule), so a stalled server cannot hide behind a slowed-down
+//! client (no coordinated omission).
+//!
+//!   cargo bench --bench load -- --url http://127.0.0.1:8080 --clients 1000 --rooms 50 --rate 1 --duration 30
+//!
+//! Every run is bounded in time and stops by itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use awc::ws::{Frame, Message};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+#[derive(Clone, Debug)]
+struct Args {
+    urls: Vec<String>,
+    clients: usize,
+    rooms: usize,
+    /// Messages per second per sending client.
+    rate: f64,
+    /// How many clients send (default: all).
+    senders: Option<usize>,
+    duration: Duration,
+    threads: usize,
+    login_concurrency: usize,
+    body_bytes: usize,
+    room_prefix: String,
+    /// ramp: start rate, multiply per step, SLO in ms
+    mode: Mode,
+    ramp_factor: f64,
+    ramp_steps: usize,
+    slo_ms: f64,
+    label: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Mode {
+    Fixed,
+    Ramp,
+    Soak,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: cargo bench --bench load -- [--url URL]... [--clients N] [--rooms R] [--rate MSGS_PER_SEC_PER_SENDER]\n\
+         \x20      [--senders N] [--duration SECS] [--threads T] [--login-concurrency C] [--body-bytes B]\n\
+         \x20      [--mode fixed|ramp|soak] [--ramp-factor F] [--ramp-steps N] [--slo-ms MS] [--label NAME]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        urls: Vec::new(),
+        clients: 100,
+        rooms: 10,
+        rate: 1.0,
+        senders: None,
+        duration: Duration::from_secs(10),
+        threads: 2,
+        login_concurrency: 32,
+        body_bytes: 64,
+        room_prefix: format!("load{:04x}", rand::random::<u16>()),
+        mode: Mode::Fixed,
+        ramp_factor: 1.5,
+        ramp_steps: 8,
+        slo_ms: 100.0,
+        label: "custom".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        // `cargo bench` passes --bench to every bench target.
+        if flag == "--bench" {
+            continue;
+        }
+        let mut val = || it.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--url" => a.urls.push(val()),
+            "--clients" => a.clients = val().parse().unwrap_or_else(|_| usage()),
+            "--rooms" => a.rooms = val().parse().unwrap_or_else(|_| usage()),
+            "--rate" => a.rate = val().parse().unwrap_or_else(|_| usage()),
+            "--senders" => a.senders = Some(val().parse().unwrap_or_else(|_| usage())),
+            "--duration" => a.duration = Duration::from_secs_f64(val().parse().unwrap_or_else(|_| usage())),
+            "--threads" => a.threads = val().parse().unwrap_or_else(|_| usage()),
+            "--login-concurrency" => a.login_concurrency = val().parse().unwrap_or_else(|_| usage()),
+            "--body-bytes" => a.body_bytes = val().parse().unwrap_or_else(|_| usage()),
+            "--room-prefix" => a.room_prefix = val(),
+            "--mode" => {
+                a.mode = match val().as_str() {
+                    "fixed" => Mode::Fixed,
+                    "ramp" | "stress" => Mode::Ramp,
+                    "soak" => Mode::Soak,
+                    _ => usage(),
+                }
+            }
+            "--ramp-factor" => a.ramp_factor = val().parse().unwrap_or_else(|_| usage()),
+            "--ramp-steps" => a.ramp_steps = val().parse().unwrap_or_else(|_| usage()),
+            "--slo-ms" => a.slo_ms = val().parse().unwrap_or_else(|_| usage()),
+            "--label" => a.label = val(),
+            _ => usage(),
+        }
+    }
+    if a.urls.is_empty() {
+        a.urls.push("http://127.0.0.1:8080".into());
+    }
+    if a.clients == 0 || a.rooms == 0 || a.rate <= 0.0 || a.threads == 0 {
+        usage();
+    }
+    a.rooms = a.rooms.min(a.clients);
+    a
+}
+
+/// Everything one run measured, merged over threads.
+struct Stats {
+    delivery: Histogram<u64>,
+    ack: Histogram<u64>,
+    connect: Histogram<u64>,
+    sent: u64,
+    acked: u64,
+    errors: HashMap<String, u64>,
+    received: u64,
+    duplicates: u64,
+    order_violations: u64,
+    expected: u64,
+    connect_failures: u64,
+}
+
+impl Stats {
+    fn new() -> Self {
+        let h = || Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+        Stats {
+            delivery: h(),
+            ack: h(),
+            connect: h(),
+            sent: 0,
+            acked: 0,
+            errors: HashMap::new(),
+            received: 0,
+            duplicates: 0,
+            order_violations: 0,
+            expected: 0,
+            connect_failures: 0,
+        }
+    }
+
+    fn merge(&mut self, o: Stats) {
+        let _ = self.delivery.add(&o.delivery);
+        let _ = self.ack.add(&o.ack);
+        let _ = self.connect.add(&o.connect);
+        self.sent += o.sent;
+        self.acked += o.acked;
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        self.received += o.received;
+        self.duplicates += o.duplicates;
+        self.order_violations += o.order_violations;
+        self.expected += o.expected;
+        self.connect_failures += o.connect_failures;
+    }
+
+    fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.received - self.duplicates.min(self.received))
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Shared between the threads of one run.
+struct Shared {
+    base: Instant,
+    ready: AtomicUsize,
+    start_at_ns: AtomicU64,
+    stop_sending: AtomicBool,
+    stop_all: AtomicBool,
+    /// Acked message count per room, for the expected-delivery tally.
+    acked_per_room: Vec<AtomicU64>,
+    members_per_room: Vec<usize>,
+    stats: Mutex<Stats>,
+}
+
+fn main() {
+    let args = parse_args();
+    let cpu_start = process_cpu_seconds();
+    let wall = Instant::now();
+    match args.mode {
+        Mode::Fixed => {
+            let (stats, elapsed) = run(&args, args.rate, args.duration);
+            report(&args, args.rate, &stats, elapsed, cpu_start, wall);
+        }
+        Mode::Soak => soak(&args, cpu_start, wall),
+        Mode::Ramp => ramp(&args, cpu_start, wall),
+    }
+}
+
+/// Steps the per-sender rate up by `ramp_factor` until p99 delivery passes the
+/// SLO or anything is lost; reports the last step that held and how it broke.
+fn ramp(args: &Args, cpu_start: f64, wall: Instant) {
+    let mut rate = args.rate;
+    let mut last_ok: Option<(f64, f64)> = None;
+    for step in 0..args.ramp_steps {
+        let mut a = args.clone();
+        a.room_prefix = format!("{}s{step}", args.room_prefix);
+        let (stats, elapsed) = run(&a, rate, args.duration);
+        let senders = args.senders.unwrap_or(args.clients) as f64;
+        let offered = rate * senders;
+        let p99 = ms(stats.delivery.value_at_quantile(0.99));
+        let lost = stats.lost();
+        let refused: u64 = stats.errors.values().sum();
+        eprintln!(
+            "step {step}: {offered:.0} msg/s offered, {:.0} deliveries/s, p99 {p99:.1} ms, lost {lost}, refused {refused}",
+            stats.received as f64 / elapsed.as_secs_f64()
+        );
+        report(&a, rate, &stats, elapsed, cpu_start, wall);
+        let broke = if lost > 0 {
+            Some(format!("{lost} deliveries lost"))
+        } else if refused > 0 {
+            Some(format!("{refused} sends refused ({:?})", stats.errors))
+        } else if p99 > args.slo_ms {
+            Some(format!("p99 {p99:.1} ms > SLO {} ms", args.slo_ms))
+        } else {
+            None
+        };
+        match broke {
+            Some(why) => {
+                println!(
+                    "{}",
+                    json!({"kind": "ramp_result", "label": args.label, "held_msgs_per_sec": last_ok.map(|l| l.0),
+                           "held_p99_ms": last_ok.map(|l| l.1), "broke_at_msgs_per_sec": offered, "broke_because": why})
+                );
+                return;
+            }
+            None => last_ok = Some((offered, p99)),
+        }
+        rate *= args.ramp_factor;
+    }
+    println!(
+        "{}",
+        json!({"kind": "ramp_result", "label": args.label, "held_msgs_per_sec": last_ok.map(|l| l.0),
+               "held_p99_ms": last_ok.map(|l| l.1), "broke_at_msgs_per_sec": null, "broke_because": "not reached"})
+    );
+}
+
+/// A long fixed-rate run, reported in windows with server RSS alongside.
+fn soak(args: &Args, cpu_start: f64, wall: Instant) {
+    let windows = (args.duration.as_secs() / 30).max(1);
+    for w in 0..windows {
+        let mut a = args.clone();
+        a.room_prefix = format!("{}w{w}", args.room_prefix);
+        let (stats, elapsed) = run(&a, args.rate, Duration::from_secs(30).min(args.duration));
+        report(&a, args.rate, &stats, elapsed, cpu_start, wall);
+    }
+}
+
+fn run(args: &Args, rate: f64, duration: Duration) -> (Stats, Duration) {
+    let mut members = vec![0usize; args.rooms];
+    for c in 0..args.clients {
+        members[c % args.rooms] += 1;
+    }
+    let shared = Arc::new(Shared {
+        base: Instant::now(),
+        ready: AtomicUsize::new(0),
+        start_at_ns: AtomicU64::new(u64::MAX),
+        stop_sending: AtomicBool::new(false),
+        stop_all: AtomicBool::new(false),
+        acked_per_room: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
+        members_per_room: members,
+        stats: Mutex::new(Stats::new()),
+    });
+    let mut handles = Vec::new();
+    for t in 0..args.threads {
+        let (args, shared) = (args.clone(), shared.clone());
+        handles.push(std::thread::spawn(move || {
+            actix_rt::System::new().block_on(thread_main(t, args, rate, shared));
+        }));
+    }
+    // Wait for everyone to connect (bounded), then start the clock.
+    let connect_deadline = Instant::now() + Duration::from_secs(120);
+    while shared.ready.load(Ordering::Acquire) < args.clients && Instant::now() < connect_deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = Instant::now() + Duration::from_millis(200);
+    shared.start_at_ns.store(start.duration_since(shared.base).as_nanos() as u64, Ordering::Release);
+    std::thread::sleep(start.saturating_duration_since(Instant::now()) + duration);
+    shared.stop_sending.store(true, Ordering::Release);
+    let sending_elapsed = duration;
+    // Drain: wait until deliveries stop arriving (at most 5 s).
+    std::thread::sleep(Duration::from_secs(2));
+    shared.stop_all.store(true, Ordering::Release);
+    for h in handles {
+        let _ = h.join();
+    }
+    let mut stats = std::mem::replace(&mut *shared.stats.lock().expect("stats"), Stats::new());
+    stats.expected = shared
+        .acked_per_room
+        .iter()
+        .zip(&shared.members_per_room)
+        .map(|(a, m)| a.load(Ordering::Relaxed) * *m as u64)
+        .sum();
+    (stats, sending_elapsed)
+}
+
+async fn thread_main(thread: usize, args: Args, rate: f64, shared: Arc<Shared>) {
+    let mine: Vec<usize> = (0..args.clients).filter(|c| c % args.threads == thread).collect();
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.login_concurrency.max(1)));
+    let local = Arc::new(Mutex::new(Stats::new()));
+    let mut tasks = Vec::new();
+    for c in mine {
+        let (args, shared, sem, local) = (args.clone(), shared.clone(), sem.clone(), local.clone());
+        tasks.push(actix_rt::spawn(async move { client(c, args, rate, shared, sem, local).await }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let stats = std::mem::replace(&mut *local.lock().expect("local"), Stats::new());
+    shared.stats.lock().expect("stats").merge(stats);
+}
+
+async fn client(
+    c: usize,
+    args: Args,
+    rate: f64,
+    shared: Arc<Shared>,
+    sem: Arc<tokio::sync::Semaphore>,
+    local: Arc<Mutex<Stats>>,
+) {
+    let url = &args.urls[c % args.urls.len()];
+    let room_index = c % args.rooms;
+    let room = format!("{}-{room_index}", args.room_prefix);
+    let http = nodelay_client();
+    let connect_started = Instant::now();
+    let permit = sem.acquire().await;
+    let token = match guest_login(&http, url, c).await {
+        Some(t) => t,
+        None => {
+            local.lock().expect("local").connect_failures += 1;
+            shared.ready.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+    };
+    let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
+    let framed = match http.ws(ws_url).max_frame_size(1 << 20).connect().await {
+        Ok((_, f)) => f,
+        Err(_) => {
+            local.lock().expect("local").connect_failures += 1;
+            shared.ready.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+    };
+    drop(permit);
+    let (mut sink, mut stream) = framed.split();
+    let _ = sink.send(Message::Text(json!({"type": "join", "room": room}).to_string().into())).await;
+    // Wait for `joined` before counting this client as ready.
+    let mut last_seq: i64 = -1;
+    while let Some(Ok(frame)) = stream.next().await {
+        if let Frame::Text(b) = frame {
+            if let Ok(v) = serde_json::from_slice::<Value>(&b) {
+                if v["type"] == "joined" {
+                    last_seq = v["last_seq"].as_i64().unwrap_or(0);
+                    break;
+                }
+            }
+        }
+    }
+    let connect_us = connect_started.elapsed().as_micros() as u64;
+    let _ = local.lock().expect("local").connect.record(connect_us.max(1));
+    shared.ready.fetch_add(1, Ordering::AcqRel);
+    if last_seq < 0 {
+        local.lock().expect("local").connect_failures += 1;
+        return;
+    }
+
+    let sending = args.senders.is_none_or(|s| c < s);
+    let pending: Arc<Mutex<HashMap<String, u64>>> = Arc::new(Mutex::new(HashMap::new()));
+    let sink = Arc::new(tokio::sync::Mutex::new(sink));
+
+    // Sender: a fixed schedule from the shared start time.
+    let sender = {
+        let (shared, pending, sink, local, args, room) =
+            (shared.clone(), pending.clone(), sink.clone(), local.clone(), args.clone(), room.clone());
+        actix_rt::spawn(async move {
+            if !sending {
+                return;
+            }
+            let start_ns = loop {
+                let s = shared.start_at_ns.load(Ordering::Acquire);
+                if s != u64::MAX {
+                    break s;
+                }
+                actix_rt::time::sleep(Duration::from_millis(5)).await;
+            };
+            let interval_ns = (1e9 / rate) as u64;
+            // Spread clients over the interval so sends do not arrive in bursts.
+            let offset = ((c as f64 * 0.618_033_988_75).fract() * interval_ns as f64) as u64;
+            let pad = "x".repeat(args.body_bytes.saturating_sub(40));
+            let mut n = 0u64;
+            loop {
+                let intended = start_ns + offset + n * interval_ns;
+                let now = shared.base.elapsed().as_nanos() as u64;
+                if intended > now {
+                    actix_rt::time::sleep(Duration::from_nanos(intended - now)).await;
+                }
+                if shared.stop_sending.load(Ordering::Acquire) {
+                    break;
+                }
+                let cmid = format!("{c}-{n}");
+                let body = format!("t={intended} c={c} n={n} {pad}");
+                pending.lock().expect("pending").insert(cmid.clone(), intended);
+                let frame = json!({"type": "send", "room": room, "body": body, "client_msg_id": cmid});
+                if sink.lock().await.send(Message::Text(frame.to_string().into())).await.is_err() {
+                    break;
+                }
+                local.lock().expect("local").sent += 1;
+                n += 1;
+            }
+        })
+    };
+
+    // Receiver: checks order per room and measures latency from the intended time.
+    let mut seen_seq = last_seq;
+    loop {
+        if shared.stop_all.load(Ordering::Acquire) {
+            break;
+        }
+        let next = actix_rt::time::timeout(Duration::from_millis(200), stream.next()).await;
+        let frame = match next {
+            Err(_) => continue,
+            Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(f))) => f,
+        };
+        let now_ns = shared.base.elapsed().as_nanos() as u64;
+        let bytes = match frame {
+            Frame::Text(b) => b,
+            Frame::Ping(p) => {
+                let _ = sink.lock().await.send(Message::Pong(p)).await;
+                continue;
+            }
+            Frame::Close(_) => break,
+            _ => continue,
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else { continue };
+        match v["type"].as_str() {
+            Some("message") => {
+                let seq = v["seq"].as_i64().unwrap_or(0);
+                let mut s = local.lock().expect("local");
+                s.received += 1;
+                if seq <= seen_seq {
+                    s.duplicates += 1;
+                } else {
+                    if seq != seen_seq + 1 {
+                        s.order_violations += 1;
+                    }
+                    seen_seq = seq;
+                }
+                if let Some(t) = v["body"].as_str().and_then(|b| b.strip_prefix("t=")).and_then(|b| b.split(' ').next()) {
+                    if let Ok(intended) = t.parse::<u64>() {
+                        let _ = s.delivery.record((now_ns.saturating_sub(intended) / 1000).max(1));
+                    }
+                }
+            }
+            Some("ack") => {
+                let cmid = v["client_msg_id"].as_str().unwrap_or_default().to_string();
+                if let Some(intended) = pending.lock().expect("pending").remove(&cmid) {
+                    let mut s = local.lock().expect("local");
+                    s.acked += 1;
+                    let _ = s.ack.record((now_ns.saturating_sub(intended) / 1000).max(1));
+                    shared.acked_per_room[room_index].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Some("error") => {
+                let code = v["code"].as_str().unwrap_or("unknown").to_string();
+                *local.lock().expect("local").errors.entry(code).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    let _ = sender.await;
+    let _ = sink.lock().await.send(Message::Close(None)).await;
+}
+
+/// An HTTP/WebSocket client whose sockets set TCP_NODELAY: without it, Nagle's
+/// algorithm plus delayed ACKs hold small frames back for up to 40 ms and the
+/// generator would measure itself.
+fn nodelay_client() -> awc::Client {
+    use actix_service::ServiceExt;
+    let tcp = actix_tls::connect::Connector::default().service().map(|conn: actix_tls::connect::Connection<_, actix_rt::net::TcpStream>| {
+        let _ = conn.io_ref().set_nodelay(true);
+        conn
+    });
+    awc::Client::builder()
+        .connector(awc::Connector::new().connector(tcp))
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+async fn guest_login(http: &awc::Client, url: &str, c: usize) -> Option<String> {
+    for attempt in 0..5 {
+        let resp = http
+            .post(format!("{url}/api/v1/sessions/guest"))
+            .send_json(&json!({"username": format!("load{c}")}))
+            .await;
+        if let Ok(mut r) = resp {
+            if r.status().is_success() {
+                let v: Value = r.json().await.ok()?;
+                return v["token"].as_str().map(str::to_string);
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+    None
+}
+
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat (11 and 12 after the name).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn report(args: &Args, rate: f64, s: &Stats, elapsed: Duration, cpu_start: f64, wall: Instant) {
+    let secs = elapsed.as_secs_f64();
+    let senders = args.senders.unwrap_or(args.clients);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let cpu = (process_cpu_seconds() - cpu_start) / wall.elapsed().as_secs_f64() / cores;
+    let q = |h: &Histogram<u64>, p: f64| ms(h.value_at_quantile(p));
+    eprintln!(
+        "\n== {} ==\n{} clients, {} rooms, {} senders at {:.2} msg/s each, {:.0} s\n\
+         sent {} ({:.0}/s), acked {}, deliveries {} ({:.0}/s), expected {}\n\
+         lost {}, duplicates {}, order violations {}, refused {:?}, connect failures {}\n\
+         delivery ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n\
+         ack ms:      p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n\
+         connect ms:  p50 {:.1}  p99 {:.1}  max {:.1}\n\
+         load generator CPU: {:.0}% of this machine",
+        args.label,
+        args.clients,
+        args.rooms,
+        senders,
+        rate,
+        secs,
+        s.sent,
+        s.sent as f64 / secs,
+        s.acked,
+        s.received,
+        s.received as f64 / secs,
+        s.expected,
+        s.lost(),
+        s.duplicates,
+        s.order_violations,
+        s.errors,
+        s.connect_failures,
+        q(&s.delivery, 0.5),
+        q(&s.delivery, 0.95),
+        q(&s.delivery, 0.99),
+        q(&s.delivery, 0.999),
+        ms(s.delivery.max()),
+        q(&s.ack, 0.5),
+        q(&s.ack, 0.95),
+        q(&s.ack, 0.99),
+        ms(s.ack.max()),
+        q(&s.connect, 0.5),
+        q(&s.connect, 0.99),
+        ms(s.connect.max()),
+        cpu * 100.0,
+    );
+    println!(
+        "{}",
+        json!({
+            "kind": "load_run", "label": args.label, "urls": args.urls, "clients": args.clients, "rooms": args.rooms,
+            "senders": senders, "rate_per_sender": rate, "duration_s": secs,
+            "sent": s.sent, "acked": s.acked, "deliveries": s.received, "expected": s.expected,
+            "deliveries_per_s": s.received as f64 / secs, "messages_per_s": s.acked as f64 / secs,
+            "lost": s.lost(), "duplicates": s.duplicates, "order_violations": s.order_violations,
+            "refused": s.errors, "connect_failures": s.connect_failures,
+            "delivery_ms": {"p50": q(&s.delivery, 0.5), "p95": q(&s.delivery, 0.95), "p99": q(&s.delivery, 0.99),
+                            "p999": q(&s.delivery, 0.999), "max": ms(s.delivery.max())},
+            "ack_ms": {"p50": q(&s.ack, 0.5), "p95": q(&s.ack, 0.95), "p99": q(&s.ack, 0.99), "max": ms(s.ack.max())},
+            "connect_ms": {"p50": q(&s.connect, 0.5), "p99": q(&s.connect, 0.99), "max": ms(s.connect.max())},
+            "generator_cpu_share": cpu,
+        })
+    );
+}
