@@ -69,6 +69,8 @@ struct Member {
     recipient: Recipient<RoomEvent>,
     /// While its replay is read from the database, live frames wait here.
     catching_up: Option<Vec<Arc<[OutFrame]>>>,
+    /// Which join this is; a replay finishing for an earlier join is ignored.
+    generation: u64,
 }
 
 pub struct Room {
@@ -87,6 +89,7 @@ pub struct Room {
     gap_timer: Option<SpawnHandle>,
     healing: bool,
     idle_timer: Option<SpawnHandle>,
+    joins: u64,
 }
 
 impl Room {
@@ -104,6 +107,7 @@ impl Room {
             gap_timer: None,
             healing: false,
             idle_timer: None,
+            joins: 0,
         }
     }
 
@@ -238,7 +242,7 @@ impl Room {
         }));
     }
 
-    fn start_replay(&mut self, session: SessionId, since: i64, upto: i64, ctx: &mut Context<Self>) {
+    fn start_replay(&mut self, session: SessionId, generation: u64, since: i64, upto: i64, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let (id, name) = (self.id, self.name.clone());
         let limit = (upto - since).max(0);
@@ -251,17 +255,18 @@ impl Room {
                 }
             }
             .into_actor(self)
-            .map(move |result, room, ctx| room.finish_replay(session, result, ctx)),
+            .map(move |result, room, ctx| room.finish_replay(session, generation, result, ctx)),
         );
     }
 
     fn finish_replay(
         &mut self,
         session: SessionId,
+        generation: u64,
         result: Result<Vec<StoredMessage>, crate::store::StoreError>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(member) = self.members.get_mut(&session) else {
+        let Some(member) = self.members.get_mut(&session).filter(|m| m.generation == generation) else {
             return;
         };
         match result {
@@ -368,6 +373,8 @@ impl Handler<Join> for Room {
         if first_connection && !rejoin {
             self.notify_others(msg.session, frames::presence(&self.name, &msg.user, true));
         }
+        self.joins += 1;
+        let generation = self.joins;
         self.members.insert(
             msg.session,
             Member {
@@ -375,10 +382,11 @@ impl Handler<Join> for Room {
                 user: msg.user,
                 recipient: msg.recipient,
                 catching_up: replay_from.map(|_| Vec::new()),
+                generation,
             },
         );
         if let Some(since) = replay_from {
-            self.start_replay(msg.session, since, last_seq, ctx);
+            self.start_replay(msg.session, generation, since, last_seq, ctx);
         }
     }
 }

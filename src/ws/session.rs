@@ -35,6 +35,7 @@ const STRIKE_LIMIT: usize = 300;
 const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// Sends queued behind a join still in progress.
 const MAX_DEFERRED: usize = 256;
+const TYPING_INTERVAL: Duration = Duration::from_millis(200);
 
 struct JoinedRoom {
     id: RoomId,
@@ -76,6 +77,7 @@ pub struct Session {
     fragment: Option<Fragment>,
     pending_acks: usize,
     draining: bool,
+    last_typing: Instant,
 }
 
 impl Session {
@@ -92,6 +94,7 @@ impl Session {
             fragment: None,
             pending_acks: 0,
             draining: false,
+            last_typing: Instant::now() - TYPING_INTERVAL,
             state,
         }
     }
@@ -125,12 +128,19 @@ impl Session {
         let received_at = Instant::now();
         match ClientFrame::parse(text) {
             Ok(ClientFrame::Join { room, since }) => self.handle_join(room, since, ctx),
-            Ok(ClientFrame::Leave { room }) => self.handle_leave(&room),
+            Ok(ClientFrame::Leave { room }) => self.handle_leave(&room, ctx),
             Ok(ClientFrame::Send { room, body, client_msg_id }) => {
                 self.handle_send(room, PendingSend { body, client_msg_id, received_at }, ctx)
             }
             Ok(ClientFrame::Typing { room }) => {
+                // Typing notices fan out to the whole room: at most one per
+                // TYPING_INTERVAL per connection, the rest are dropped (they
+                // carry no data).
+                if received_at.duration_since(self.last_typing) < TYPING_INTERVAL {
+                    return;
+                }
                 if let Some(joined) = RoomName::parse(&room).ok().and_then(|n| self.rooms.get(&n)) {
+                    self.last_typing = received_at;
                     joined.addr.do_send(Typing { session: self.id });
                 }
             }
@@ -187,10 +197,7 @@ impl Session {
                         let since = entry.since;
                         session.deliver_join(name, addr, since, ctx);
                     }
-                    Err(e) => {
-                        session.joining.remove(&name);
-                        session.send_error(ctx, e.code(), &e.public_message(), Some(name.as_str()));
-                    }
+                    Err(e) => session.abandon_join(&name, e.code(), &e.public_message(), ctx),
                 }),
         );
     }
@@ -220,21 +227,43 @@ impl Session {
             let retry = session.join_message(since, ctx);
             ctx.spawn(async move { fresh.send(retry).await }.into_actor(session).map(move |result, session, ctx| {
                 if result.is_err() {
-                    session.joining.remove(&name);
-                    session.send_error(ctx, ErrorCode::Unavailable, "the room is restarting; join again", Some(name.as_str()));
+                    session.abandon_join(&name, ErrorCode::Unavailable, "the room is restarting; join again", ctx);
                 }
             }));
         }));
     }
 
-    fn handle_leave(&mut self, room: &str) {
+    /// A join that cannot finish: the join and every send queued behind it
+    /// get an error, so nothing is dropped silently.
+    fn abandon_join(&mut self, name: &RoomName, code: ErrorCode, message: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let deferred = self.joining.remove(name).map(|j| j.deferred).unwrap_or_default();
+        self.send_error(ctx, code, message, Some(name.as_str()));
+        self.refuse_deferred(name, deferred, code, message, ctx);
+    }
+
+    fn refuse_deferred(
+        &mut self,
+        name: &RoomName,
+        deferred: Vec<PendingSend>,
+        code: ErrorCode,
+        message: &str,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        for send in deferred {
+            let reference = send.client_msg_id.unwrap_or_else(|| name.to_string());
+            self.send_error(ctx, code, message, Some(&reference));
+        }
+    }
+
+    fn handle_leave(&mut self, room: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let Ok(name) = RoomName::parse(room) else { return };
         if let Some(joined) = self.rooms.remove(&name) {
             joined.addr.do_send(Leave { session: self.id });
         }
         if let Some(j) = self.joining.get_mut(&name) {
             j.cancelled = true;
-            j.deferred.clear();
+            let deferred = std::mem::take(&mut j.deferred);
+            self.refuse_deferred(&name, deferred, ErrorCode::Forbidden, "left the room before the join finished", ctx);
         }
     }
 

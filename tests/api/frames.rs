@@ -204,3 +204,25 @@ async fn dead_peers_are_dropped_and_idle_rooms_stop() {
     let joined = watcher.join("beat").await;
     assert_eq!(joined["last_seq"], 0);
 }
+
+#[actix_web::test]
+async fn sends_pipelined_behind_a_join_wait_for_it_or_fail_loudly() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    app.post("/api/v1/rooms", Some(&owner), json!({"name": "closed", "private": true})).await;
+    let token = app.guest("eager").await;
+    let mut ws = app.ws(&token).await;
+    // No waiting for `joined` between the frames.
+    ws.send_json(json!({"type": "join", "room": "open"})).await;
+    ws.send_json(json!({"type": "send", "room": "open", "body": "right away", "client_msg_id": "p1"})).await;
+    ws.send_json(json!({"type": "join", "room": "closed"})).await;
+    ws.send_json(json!({"type": "send", "room": "closed", "body": "let me in", "client_msg_id": "p2"})).await;
+
+    assert_eq!(ws.expect("joined").await["room"], "open");
+    assert_eq!(ws.expect("ack").await["client_msg_id"], "p1");
+    let first = ws.expect("error").await;
+    let second = ws.expect("error").await;
+    let refs: Vec<_> = [&first, &second].iter().map(|e| e["ref"].as_str().unwrap().to_string()).collect();
+    assert!(refs.contains(&"closed".to_string()) && refs.contains(&"p2".to_string()), "{refs:?}");
+    assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 1);
+}
