@@ -70,57 +70,30 @@ impl Store {
         page: HistoryPage,
         limit: i64,
     ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
-        let fetch = limit + 1;
-        let base = || {
-            messages::table
-                .inner_join(users::table)
-                .filter(messages::room_id.eq(room_id.0))
-                .select(MESSAGE_COLUMNS)
-                .limit(fetch)
+        let mut query = messages::table
+            .inner_join(users::table)
+            .filter(messages::room_id.eq(room_id.0))
+            .select(MESSAGE_COLUMNS)
+            .limit(limit + 1)
+            .into_boxed();
+        // Pages towards the past read newest-first and are reversed below.
+        let (name, descending) = match page {
+            HistoryPage::Newest => ("history_newest", true),
+            HistoryPage::Before(before) => {
+                query = query.filter(messages::seq.lt(before));
+                ("history_before", true)
+            }
+            HistoryPage::After(after) => {
+                query = query.filter(messages::seq.gt(after));
+                ("history_after", false)
+            }
+            HistoryPage::Between { after, before } => {
+                query = query.filter(messages::seq.gt(after)).filter(messages::seq.lt(before));
+                ("history_range", false)
+            }
         };
-        let (mut rows, descending) = match page {
-            HistoryPage::Newest => (
-                self.run("history_newest", async |conn| {
-                    base().order(messages::seq.desc()).load::<MessageRow>(conn).await
-                })
-                .await?,
-                true,
-            ),
-            HistoryPage::Before(before) => (
-                self.run("history_before", async |conn| {
-                    base()
-                        .filter(messages::seq.lt(before))
-                        .order(messages::seq.desc())
-                        .load::<MessageRow>(conn)
-                        .await
-                })
-                .await?,
-                true,
-            ),
-            HistoryPage::After(after) => (
-                self.run("history_after", async |conn| {
-                    base()
-                        .filter(messages::seq.gt(after))
-                        .order(messages::seq.asc())
-                        .load::<MessageRow>(conn)
-                        .await
-                })
-                .await?,
-                false,
-            ),
-            HistoryPage::Between { after, before } => (
-                self.run("history_range", async |conn| {
-                    base()
-                        .filter(messages::seq.gt(after))
-                        .filter(messages::seq.lt(before))
-                        .order(messages::seq.asc())
-                        .load::<MessageRow>(conn)
-                        .await
-                })
-                .await?,
-                false,
-            ),
-        };
+        query = if descending { query.order(messages::seq.desc()) } else { query.order(messages::seq.asc()) };
+        let mut rows = self.run(name, async |conn| query.load::<MessageRow>(conn).await).await?;
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         if descending {
