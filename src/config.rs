@@ -45,7 +45,15 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_rooms_per_connection: usize,
     pub drain_grace: Duration,
+    pub drain_batch_size: usize,
+    pub drain_batch_interval: Duration,
+    pub drain_jitter: Duration,
     pub shutdown_timeout: Duration,
+    pub redis_key_prefix: String,
+    pub redis_pool_max: u32,
+    pub room_resync: Duration,
+    pub instance_heartbeat: Duration,
+    pub instance_ttl: Duration,
 }
 
 /// Reads variables through a lookup function so tests need not touch the process env.
@@ -176,6 +184,16 @@ impl Config {
             });
         }
 
+        let instance_heartbeat = env.millis("INSTANCE_HEARTBEAT_MS", 2_000, 50, 60_000)?;
+        let instance_ttl = env.millis("INSTANCE_TTL_MS", instance_heartbeat.as_millis() as u64 * 5, 100, 600_000)?;
+        if instance_ttl <= instance_heartbeat {
+            return Err(ConfigError {
+                var: "INSTANCE_TTL_MS",
+                value: instance_ttl.as_millis().to_string(),
+                problem: "must be longer than INSTANCE_HEARTBEAT_MS".into(),
+            });
+        }
+
         Ok(Config {
             bind_addr,
             database_url,
@@ -205,7 +223,25 @@ impl Config {
             max_body_bytes: env.parse("MAX_BODY_BYTES", 64 * 1024usize, |v| (1024..=16 << 20).contains(v), "bytes 1024..=16777216")?,
             max_rooms_per_connection: env.parse("MAX_ROOMS_PER_CONNECTION", 100usize, |v| (1..=10_000).contains(v), "an integer 1..=10000")?,
             drain_grace: env.millis("DRAIN_GRACE_MS", 2_000, 0, 600_000)?,
+            drain_batch_size: env.parse("DRAIN_BATCH_SIZE", 200usize, |v| (1..=1_000_000).contains(v), "an integer 1..=1000000")?,
+            drain_batch_interval: env.millis("DRAIN_BATCH_INTERVAL_MS", 100, 0, 60_000)?,
+            drain_jitter: env.millis("DRAIN_JITTER_MS", 3_000, 0, 600_000)?,
             shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000)?,
+            redis_key_prefix: {
+                let p = env.string("REDIS_KEY_PREFIX", "switchboard:");
+                if p.len() > 64 || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(ConfigError {
+                        var: "REDIS_KEY_PREFIX",
+                        value: p,
+                        problem: "expected at most 64 characters without spaces".into(),
+                    });
+                }
+                p
+            },
+            redis_pool_max: env.parse("REDIS_POOL_MAX", 8u32, |v| (1..=256).contains(v), "an integer 1..=256")?,
+            room_resync: env.millis("ROOM_RESYNC_MS", 5_000, 50, 3_600_000)?,
+            instance_heartbeat,
+            instance_ttl,
         })
     }
 

@@ -3,10 +3,13 @@
 //! How a message flows (each step is a module):
 //! socket -> `ws::session` (Session actor) -> `store::writer` (group commit in
 //! PostgreSQL) -> `chat::registry` -> `chat::room` (Room actor, ordered
-//! fan-out) -> `ws::session` of every member -> socket.
+//! fan-out) -> `ws::session` of every member -> socket; and from the writer
+//! over `bus` (Redis pub/sub) to the rooms of other instances.
 
 pub mod auth;
+pub mod bus;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;

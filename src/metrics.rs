@@ -83,6 +83,11 @@ pub struct Metrics {
     pub rate_limited: IntCounter,
     pub gap_heals: IntCounter,
     pub messages_delivered: IntCounter,
+    pub bridge_dropped: IntCounter,
+    pub bridge_publish_errors: IntCounter,
+    pub bridge_reconnects: IntCounter,
+    pub bridge_connected: IntGauge,
+    pub cluster_instances: IntGauge,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -174,6 +179,25 @@ impl Metrics {
                 "Message frames written to sockets",
             )
             .expect("valid"),
+            bridge_dropped: IntCounter::new(
+                "switchboard_bridge_dropped_total",
+                "Bus events dropped because the publish queue was full (healed by resync)",
+            )
+            .expect("valid"),
+            bridge_publish_errors: IntCounter::new(
+                "switchboard_bridge_publish_errors_total",
+                "Failed publish pipelines to Redis",
+            )
+            .expect("valid"),
+            bridge_reconnects: IntCounter::new("switchboard_bridge_reconnects_total", "Bus subscriber reconnections")
+                .expect("valid"),
+            bridge_connected: IntGauge::new(
+                "switchboard_bridge_connected",
+                "1 when the bus subscriber is connected (or the bus is in-process), else 0",
+            )
+            .expect("valid"),
+            cluster_instances: IntGauge::new("switchboard_cluster_instances", "Instances this one hears from, itself included")
+                .expect("valid"),
             registry,
         };
         m.register_all();
@@ -203,6 +227,11 @@ impl Metrics {
             Box::new(self.rate_limited.clone()),
             Box::new(self.gap_heals.clone()),
             Box::new(self.messages_delivered.clone()),
+            Box::new(self.bridge_dropped.clone()),
+            Box::new(self.bridge_publish_errors.clone()),
+            Box::new(self.bridge_reconnects.clone()),
+            Box::new(self.bridge_connected.clone()),
+            Box::new(self.cluster_instances.clone()),
         ];
         for c in collectors {
             r.register(c).expect("metric names are unique");

@@ -11,16 +11,27 @@ use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::{web, App, HttpServer};
 use rand::Rng;
 
+use std::sync::atomic::AtomicU8;
+
+use bb8_redis::{redis, RedisConnectionManager};
+
+use crate::bus::inbound::Inbound;
+use crate::bus::local::LocalHub;
+use crate::bus::redis::RedisTransport;
+use crate::bus::{Bus, BusEvent, BusState, Channel, Subscriptions, Transport};
 use crate::chat::registry::RoomSettings;
 use crate::chat::Registry;
+use crate::cluster::presence::PresenceStore;
+use crate::cluster::{run_heartbeats, Liveness};
 use crate::config::{redact_url, Config};
 use crate::metrics::METRICS;
 use crate::routes;
-use crate::state::AppState;
+use crate::state::{AppState, Parts};
 use crate::store::bootstrap::{prepare_database, BootstrapError};
 use crate::store::writer::{Writer, WriterConfig};
 use crate::store::Store;
 use crate::ws::connections::Control;
+use crate::ws::Connections;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -70,10 +81,63 @@ impl Application {
         rx.await.map_err(|_| StartupError::Other("database preparation thread died".into()))??;
 
         let store = Store::new(&config);
+        let redis = match &config.redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
+                let manager = RedisConnectionManager::new(url.as_str())
+                    .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
+                // Lazy: Redis may come up after us; readiness says so meanwhile.
+                let pool = bb8::Pool::builder()
+                    .max_size(config.redis_pool_max)
+                    .min_idle(Some(1))
+                    .connection_timeout(Duration::from_millis(500))
+                    .build_unchecked(manager);
+                Some((client, pool))
+            }
+            None => None,
+        };
+        let presence = PresenceStore::new(
+            redis.as_ref().map(|(_, pool)| pool.clone()),
+            &config.redis_key_prefix,
+            &config.instance_id,
+            config.instance_ttl,
+        );
         let registry = Registry::new(
             store.clone(),
-            RoomSettings { replay_limit: config.replay_limit, idle: config.room_idle, gap_heal: config.gap_heal },
+            RoomSettings {
+                replay_limit: config.replay_limit,
+                idle: config.room_idle,
+                gap_heal: config.gap_heal,
+                resync: config.room_resync,
+            },
+            presence,
         );
+        let connections = Connections::default();
+        let liveness = Arc::new(Liveness::new(config.instance_ttl));
+        let inbound = Arc::new(Inbound {
+            instance: config.instance_id.clone(),
+            registry: registry.clone(),
+            connections: connections.clone(),
+            liveness: liveness.clone(),
+        });
+        let subscriptions = Arc::new(Subscriptions::default());
+        let bus_state = Arc::new(AtomicU8::new(
+            if redis.is_some() { BusState::Disconnected } else { BusState::Local } as u8,
+        ));
+        let transport: Arc<dyn Transport> = match &redis {
+            Some((client, pool)) => RedisTransport::start(
+                client.clone(),
+                pool.clone(),
+                config.redis_key_prefix.clone(),
+                subscriptions.clone(),
+                bus_state.clone(),
+                inbound,
+            ),
+            None => Arc::new(LocalHub::default().join(subscriptions.clone(), inbound)),
+        };
+        let bus = Bus::new(&config.instance_id, transport, subscriptions, bus_state);
+        registry.attach_bus(bus.clone());
         let writer = Writer::start(
             WriterConfig {
                 shards: config.writer_shards,
@@ -84,7 +148,17 @@ impl Application {
             store.settings().clone(),
             Arc::new(registry.clone()),
         );
-        let state = web::Data::new(AppState::new(config.clone(), store, writer, registry));
+        actix_web::rt::spawn(run_heartbeats(bus.clone(), liveness.clone(), registry.clone(), config.instance_heartbeat));
+        let state = web::Data::new(AppState::new(Parts {
+            config: config.clone(),
+            store,
+            writer,
+            registry,
+            connections,
+            bus,
+            redis: redis.map(|(_, pool)| pool),
+            liveness,
+        }));
         // Touch the metrics so every series exists from start-up.
         METRICS.ws_connections.set(0);
 
@@ -169,23 +243,31 @@ async fn wait_for_signal() {
 async fn shutdown(state: web::Data<AppState>, handle: ServerHandle) {
     state.start_draining();
     let config = &state.config;
+    let started = Instant::now();
     let sessions = state.connections.all();
-    let batch = 500usize;
-    let pace = Duration::from_millis(50);
-    let jitter_ms = config.drain_grace.as_millis().max(1) as u64;
-    for (i, chunk) in sessions.chunks(batch).enumerate() {
+    let jitter_ms = config.drain_jitter.as_millis() as u64 + 1;
+    log::info!(
+        "draining {} connections in batches of {} every {:?}",
+        sessions.len(),
+        config.drain_batch_size,
+        config.drain_batch_interval
+    );
+    for (i, chunk) in sessions.chunks(config.drain_batch_size).enumerate() {
         if i > 0 {
-            actix_web::rt::time::sleep(pace).await;
+            actix_web::rt::time::sleep(config.drain_batch_interval).await;
         }
         for recipient in chunk {
+            // Spread the returns so the other replicas see a trickle, not a storm.
             let after_ms = 100 + rand::thread_rng().gen_range(0..jitter_ms);
             recipient.do_send(Control::Drain { after_ms });
         }
     }
-    // Give sessions their grace period to collect acks and close.
+    // Sessions close once their pending acks are in (at most the grace period).
     let deadline = Instant::now() + config.drain_grace + Duration::from_millis(500);
     while state.connections.count() > 0 && Instant::now() < deadline {
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
+    state.bus.publish(Channel::Control, BusEvent::Goodbye);
+    log::info!("drained in {:?}", started.elapsed());
     handle.stop(true).await;
 }

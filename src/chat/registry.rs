@@ -5,10 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
 use actix::{Actor, Addr};
 use parking_lot::Mutex;
 
-use super::room::{Deliver, Room};
+use super::room::{Deliver, InstanceGone, Resync, Room};
+use crate::bus::{Bus, BusEvent, BusMessage, Channel};
+use crate::cluster::presence::PresenceStore;
 use crate::domain::RoomId;
 use crate::store::models::Room as RoomModel;
 use crate::store::writer::{CommitListener, Committed};
@@ -20,6 +24,9 @@ pub struct RoomSettings {
     pub replay_limit: i64,
     pub idle: Duration,
     pub gap_heal: Duration,
+    /// How often a room with members checks the database for messages the
+    /// bus lost (only when other instances may exist).
+    pub resync: Duration,
 }
 
 #[derive(Clone)]
@@ -32,17 +39,53 @@ struct Inner {
     online: Mutex<HashMap<RoomId, usize>>,
     store: Store,
     settings: RoomSettings,
+    presence: PresenceStore,
+    /// Set once at start-up; the bus needs the registry to deliver into.
+    bus: OnceLock<Bus>,
 }
 
 impl Registry {
-    pub fn new(store: Store, settings: RoomSettings) -> Self {
+    pub fn new(store: Store, settings: RoomSettings, presence: PresenceStore) -> Self {
         Registry {
             inner: Arc::new(Inner {
                 rooms: Mutex::new(HashMap::new()),
                 online: Mutex::new(HashMap::new()),
                 store,
                 settings,
+                presence,
+                bus: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Connects the bus; called once, before any room starts.
+    pub fn attach_bus(&self, bus: Bus) {
+        if self.inner.bus.set(bus).is_err() {
+            log::error!("registry: bus attached twice");
+        }
+    }
+
+    pub fn bus(&self) -> &Bus {
+        self.inner.bus.get().expect("bus attached at start-up")
+    }
+
+    pub fn presence(&self) -> &PresenceStore {
+        &self.inner.presence
+    }
+
+    /// Asks rooms (all, or these) to read what they may have missed.
+    pub fn resync(&self, rooms: Option<&[RoomId]>) {
+        let map = self.inner.rooms.lock();
+        match rooms {
+            None => map.values().for_each(|a| a.do_send(Resync)),
+            Some(ids) => ids.iter().filter_map(|id| map.get(id)).for_each(|a| a.do_send(Resync)),
+        }
+    }
+
+    /// Another instance is gone: every room forgets who was online there.
+    pub fn instance_gone(&self, instance: &str) {
+        for addr in self.all() {
+            addr.do_send(InstanceGone { instance: instance.to_string() });
         }
     }
 
@@ -93,11 +136,19 @@ impl Registry {
 }
 
 impl CommitListener for Registry {
-    /// Hands each room its part of a committed batch (already in seq order).
+    /// Hands each room its part of a committed batch (already in seq order)
+    /// and publishes it, one bus event per room, for the other instances.
     fn committed(&self, batch: Vec<Committed>) {
         let mut by_room: HashMap<RoomId, Vec<Committed>> = HashMap::new();
         for c in batch {
             by_room.entry(c.message.room_id).or_default().push(c);
+        }
+        let bus = self.bus();
+        if bus.is_shared() {
+            for (id, messages) in &by_room {
+                let wire = messages.iter().map(|c| BusMessage::from_stored(&c.message, c.received_at)).collect();
+                bus.publish(Channel::Room(*id), BusEvent::Messages { room_id: id.0, messages: wire });
+            }
         }
         let rooms = self.inner.rooms.lock();
         for (id, messages) in by_room {

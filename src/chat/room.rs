@@ -6,7 +6,7 @@
 //! arrivals in a reorder buffer, and fills a gap that outlives `GAP_HEAL_MS`
 //! from the database, where every seq exists once committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +15,8 @@ use actix::prelude::*;
 use super::events::{OutFrame, RoomEvent};
 use super::frames;
 use super::registry::{Registry, RoomSettings};
+use crate::bus::{BusEvent, Channel};
+use crate::cluster::presence::RemoteOnline;
 use crate::domain::{RoomId, RoomName, SessionId, UserId, Username};
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
@@ -63,6 +65,37 @@ pub struct Kick {
     pub user_id: UserId,
 }
 
+/// Someone is typing in this room on another instance.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteTyping {
+    pub user_id: UserId,
+    pub user: Username,
+}
+
+/// A user's first connection opened (or last closed) on another instance.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemotePresence {
+    pub instance: String,
+    pub user_id: UserId,
+    pub user: Username,
+    pub online: bool,
+}
+
+/// Another instance is gone: its users are offline unless seen elsewhere.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InstanceGone {
+    pub instance: String,
+}
+
+/// Read any committed messages this room has not delivered yet (after the
+/// bus reconnected, or a subscription took effect).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resync;
+
 struct Member {
     user_id: UserId,
     user: Username,
@@ -80,8 +113,10 @@ pub struct Room {
     store: Store,
     settings: RoomSettings,
     members: HashMap<SessionId, Member>,
-    /// Connections per online user, for presence.
+    /// Local connections per online user.
     online: HashMap<UserId, (Username, usize)>,
+    /// Users online on other instances, and where.
+    remote: HashMap<UserId, (Username, HashSet<String>)>,
     /// Highest seq fanned out; everything up to it went to every live member.
     delivered: i64,
     /// Early arrivals, waiting for the seqs before them.
@@ -102,6 +137,7 @@ impl Room {
             settings,
             members: HashMap::new(),
             online: HashMap::new(),
+            remote: HashMap::new(),
             delivered: model.last_seq,
             pending: BTreeMap::new(),
             gap_timer: None,
@@ -209,7 +245,7 @@ impl Room {
 
     fn remove_member(&mut self, session: SessionId, ctx: &mut Context<Self>) -> Option<Member> {
         let member = self.members.remove(&session)?;
-        let gone_offline = match self.online.get_mut(&member.user_id) {
+        let last_local = match self.online.get_mut(&member.user_id) {
             Some((_, n)) if *n > 1 => {
                 *n -= 1;
                 false
@@ -220,14 +256,125 @@ impl Room {
             }
             None => false,
         };
-        if gone_offline {
-            self.notify_others(session, frames::presence(&self.name, &member.user, false));
+        if last_local {
+            if !self.is_online(member.user_id) {
+                self.notify_others(session, frames::presence(&self.name, &member.user, false));
+            }
+            self.announce(member.user_id, &member.user, false, ctx);
         }
-        self.registry.set_online(self.id, self.online.len());
+        self.publish_online_count();
         if self.members.is_empty() {
             self.arm_idle_stop(ctx);
         }
         Some(member)
+    }
+
+    fn is_online(&self, user: UserId) -> bool {
+        self.online.contains_key(&user) || self.remote.get(&user).is_some_and(|(_, at)| !at.is_empty())
+    }
+
+    /// Usernames online anywhere in the cluster.
+    fn online_names(&self) -> Vec<&Username> {
+        let mut names: Vec<&Username> = self.online.values().map(|(u, _)| u).collect();
+        names.extend(
+            self.remote
+                .iter()
+                .filter(|(id, (_, at))| !at.is_empty() && !self.online.contains_key(id))
+                .map(|(_, (u, _))| u),
+        );
+        names
+    }
+
+    fn publish_online_count(&self) {
+        self.registry.set_online(self.id, self.online_names().len());
+    }
+
+    /// Tells the other instances (bus) and the snapshot (Redis) that a user's
+    /// first local connection opened or last one closed.
+    fn announce(&self, user_id: UserId, user: &Username, online: bool, ctx: &mut Context<Self>) {
+        let bus = self.registry.bus();
+        if !bus.is_shared() {
+            return;
+        }
+        bus.publish(
+            Channel::Room(self.id),
+            BusEvent::Presence { room_id: self.id.0, user_id: user_id.0, user: user.to_string(), online },
+        );
+        let store = self.registry.presence().clone();
+        let (room, user) = (self.id, user.clone());
+        ctx.spawn(
+            async move {
+                if online {
+                    store.refresh(room, &[(user_id, user)]).await;
+                } else {
+                    store.remove(room, user_id, &user).await;
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Applies a change of where a user is online remotely, telling local
+    /// sessions when the user's cluster-wide state flips.
+    fn set_remote(&mut self, instance: &str, user_id: UserId, user: Username, online: bool) {
+        let was = self.is_online(user_id);
+        let entry = self.remote.entry(user_id).or_insert_with(|| (user.clone(), HashSet::new()));
+        if online {
+            entry.1.insert(instance.to_string());
+        } else {
+            entry.1.remove(instance);
+        }
+        if entry.1.is_empty() {
+            self.remote.remove(&user_id);
+        }
+        let now = self.is_online(user_id);
+        if was != now {
+            let frame = frames::presence(&self.name, &user, now);
+            for m in self.members.values() {
+                m.recipient.do_send(RoomEvent::Notice { frame: frame.clone() });
+            }
+            self.publish_online_count();
+        }
+    }
+
+    /// Reads committed messages after `delivered` that never arrived.
+    fn resync(&mut self, ctx: &mut Context<Self>) {
+        if self.healing || self.members.is_empty() {
+            return;
+        }
+        self.healing = true;
+        let store = self.store.clone();
+        let (id, name, after) = (self.id, self.name.clone(), self.delivered);
+        ctx.spawn(
+            async move { store.messages_between(id, &name, after, i64::MAX, 1000).await }
+                .into_actor(self)
+                .map(|result, room, ctx| {
+                    room.healing = false;
+                    match result {
+                        Ok(messages) if !messages.is_empty() => {
+                            METRICS.gap_heals.inc();
+                            let now = Instant::now();
+                            let found = messages.into_iter().map(|m| Committed { message: Arc::new(m), received_at: now }).collect();
+                            room.accept(found, ctx);
+                        }
+                        Ok(_) => room.drain(ctx),
+                        Err(e) => log::warn!("room {}: resync failed: {e}", room.name),
+                    }
+                }),
+        );
+    }
+
+    /// Periodic work while other instances may exist: catch up on anything
+    /// the bus lost, and keep this instance's presence fields fresh.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.members.is_empty() {
+            return;
+        }
+        self.resync(ctx);
+        let users: Vec<(UserId, Username)> = self.online.iter().map(|(id, (u, _))| (*id, u.clone())).collect();
+        let store = self.registry.presence().clone();
+        let room = self.id;
+        ctx.spawn(async move { store.refresh(room, &users).await }.into_actor(self));
     }
 
     fn arm_idle_stop(&mut self, ctx: &mut Context<Self>) {
@@ -303,19 +450,36 @@ impl Actor for Room {
     fn started(&mut self, ctx: &mut Context<Self>) {
         METRICS.rooms_active.inc();
         ctx.set_mailbox_capacity(4096);
-        // Read last_seq after registering, so every commit is either counted
-        // here or delivered to this actor. Joins wait until it is known.
+        let bus = self.registry.bus();
+        bus.subscribe(self.id);
+        // Read last_seq after registering and subscribing, so every commit is
+        // either counted here or delivered to this actor; read who is online
+        // elsewhere. Joins wait until both are known.
         let store = self.store.clone();
-        let name = self.name.clone();
+        let presence = self.registry.presence().clone();
+        let (id, name) = (self.id, self.name.clone());
         ctx.wait(
-            async move { store.room_by_name(&name).await }
-                .into_actor(self)
-                .map(|result, room, _| match result {
+            async move {
+                let (model, others) = futures_util::join!(store.room_by_name(&name), async {
+                    tokio::time::timeout(std::time::Duration::from_millis(500), presence.others(id)).await.unwrap_or_default()
+                });
+                (model, others)
+            }
+            .into_actor(self)
+            .map(|(model, others), room, _| {
+                match model {
                     Ok(Some(model)) => room.delivered = room.delivered.max(model.last_seq),
                     Ok(None) => log::error!("room {} vanished from the database", room.name),
                     Err(e) => log::warn!("room {}: could not refresh last_seq: {e}", room.name),
-                }),
+                }
+                for RemoteOnline { instance, user_id, user } in others {
+                    room.remote.entry(user_id).or_insert_with(|| (user, HashSet::new())).1.insert(instance);
+                }
+            }),
         );
+        if bus.is_shared() {
+            ctx.run_interval(self.settings.resync, |room, ctx| room.tick(ctx));
+        }
         self.arm_idle_stop(ctx);
     }
 
@@ -329,6 +493,7 @@ impl Actor for Room {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         METRICS.rooms_active.dec();
+        self.registry.bus().unsubscribe(self.id);
     }
 }
 
@@ -346,7 +511,8 @@ impl Handler<Join> for Room {
                 *n -= 1;
             }
         }
-        let first_connection = match self.online.get_mut(&msg.user_id) {
+        let was_online = self.is_online(msg.user_id);
+        let first_local = match self.online.get_mut(&msg.user_id) {
             Some((_, n)) if *n > 0 => {
                 *n += 1;
                 false
@@ -356,7 +522,7 @@ impl Handler<Join> for Room {
                 true
             }
         };
-        self.registry.set_online(self.id, self.online.len());
+        self.publish_online_count();
 
         let last_seq = self.delivered;
         let (recovered, replay_from) = match msg.since {
@@ -365,13 +531,15 @@ impl Handler<Join> for Room {
             Some(since) if last_seq - since > self.settings.replay_limit => (Some(false), None),
             Some(since) => (Some(true), Some(since)),
         };
-        let online = self.online.values().filter(|(_, n)| *n > 0).map(|(u, _)| u);
-        let frame = frames::joined(&self.name, last_seq, online, recovered);
+        let frame = frames::joined(&self.name, last_seq, self.online_names().into_iter(), recovered);
         let after = replay_from.unwrap_or(last_seq);
         msg.recipient.do_send(RoomEvent::Joined { room: self.name.clone(), last_seq, after, frame });
 
-        if first_connection && !rejoin {
-            self.notify_others(msg.session, frames::presence(&self.name, &msg.user, true));
+        if first_local && !rejoin {
+            if !was_online {
+                self.notify_others(msg.session, frames::presence(&self.name, &msg.user, true));
+            }
+            self.announce(msg.user_id, &msg.user, true, ctx);
         }
         self.joins += 1;
         let generation = self.joins;
@@ -406,13 +574,64 @@ impl Handler<Typing> for Room {
         let Some(member) = self.members.get(&msg.session) else {
             return;
         };
-        let frame = frames::typing(&self.name, &member.user);
-        let typist = member.user_id;
+        let (typist, user) = (member.user_id, member.user.clone());
+        self.relay_typing(typist, &user);
+        let bus = self.registry.bus();
+        if bus.is_shared() {
+            bus.publish(Channel::Room(self.id), BusEvent::Typing { room_id: self.id.0, user_id: typist.0, user: user.to_string() });
+        }
+    }
+}
+
+impl Room {
+    /// Typing goes to everyone in the room but the typist's own connections.
+    fn relay_typing(&self, typist: UserId, user: &Username) {
+        let frame = frames::typing(&self.name, user);
         for m in self.members.values() {
             if m.user_id != typist {
                 m.recipient.do_send(RoomEvent::Notice { frame: frame.clone() });
             }
         }
+    }
+}
+
+impl Handler<RemoteTyping> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteTyping, _: &mut Context<Self>) {
+        self.relay_typing(msg.user_id, &msg.user);
+    }
+}
+
+impl Handler<RemotePresence> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemotePresence, _: &mut Context<Self>) {
+        self.set_remote(&msg.instance, msg.user_id, msg.user, msg.online);
+    }
+}
+
+impl Handler<InstanceGone> for Room {
+    type Result = ();
+
+    fn handle(&mut self, msg: InstanceGone, _: &mut Context<Self>) {
+        let affected: Vec<(UserId, Username)> = self
+            .remote
+            .iter()
+            .filter(|(_, (_, at))| at.contains(&msg.instance))
+            .map(|(id, (u, _))| (*id, u.clone()))
+            .collect();
+        for (id, user) in affected {
+            self.set_remote(&msg.instance, id, user, false);
+        }
+    }
+}
+
+impl Handler<Resync> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: Resync, ctx: &mut Context<Self>) {
+        self.resync(ctx);
     }
 }
 

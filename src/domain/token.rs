@@ -33,6 +33,21 @@ impl TokenHash {
     pub fn of(presented: &str) -> Self {
         TokenHash(Sha256::digest(presented.as_bytes()).into())
     }
+
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(TokenHash(out))
+    }
 }
 
 #[cfg(test)]
@@ -47,5 +62,7 @@ mod tests {
         assert_eq!(a.as_str().len(), 43);
         assert_eq!(a.hash(), TokenHash::of(a.as_str()));
         assert_ne!(a.hash(), b.hash());
+        assert_eq!(TokenHash::from_hex(&a.hash().to_hex()), Some(a.hash()));
+        assert_eq!(TokenHash::from_hex("zz"), None);
     }
 }

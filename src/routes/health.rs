@@ -15,7 +15,19 @@ pub async fn healthz() -> HttpResponse {
 /// draining; a draining instance reports `draining` so the balancer stops
 /// sending new connections.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
+    let db_check = tokio::time::timeout(Duration::from_secs(1), state.store.ping());
+    let redis_check = async {
+        match &state.redis {
+            None => None,
+            Some(pool) => Some(match tokio::time::timeout(Duration::from_secs(1), crate::bus::redis::ping(pool)).await {
+                Ok(Ok(())) => "ok",
+                Ok(Err(_)) => "unreachable",
+                Err(_) => "timeout",
+            }),
+        }
+    };
+    let (db, redis) = futures_util::join!(db_check, redis_check);
+    let database = match db {
         Ok(Ok(())) => "ok",
         Ok(Err(_)) => "unreachable",
         Err(_) => "timeout",
@@ -23,15 +35,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let draining = state.is_draining();
     let status = if draining {
         "draining"
-    } else if database == "ok" {
+    } else if database == "ok" && redis.is_none_or(|r| r == "ok") {
         "ready"
     } else {
         "not_ready"
     };
-    let body = json!({
-        "status": status,
-        "checks": {"database": database, "draining": draining},
-    });
+    let mut checks = json!({"database": database, "draining": draining, "bus": state.bus.state().as_str()});
+    if let Some(r) = redis {
+        checks["redis"] = json!(r);
+    }
+    let body = json!({"status": status, "checks": checks});
     if status == "ready" {
         HttpResponse::Ok().json(body)
     } else {

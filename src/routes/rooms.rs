@@ -4,7 +4,6 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthUser;
-use crate::chat::room::Kick;
 use crate::domain::{RoomName, Topic, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -144,9 +143,7 @@ pub async fn remove_member(
         return Err(ApiError::NotFound("not a member".into()));
     }
     if room.private {
-        if let Some(addr) = state.registry.get(room.id) {
-            addr.do_send(Kick { user_id: user.id });
-        }
+        state.kick_everywhere(room.id, user.id);
     }
     Ok(HttpResponse::NoContent().finish())
 }

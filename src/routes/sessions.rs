@@ -73,9 +73,9 @@ pub async fn create_guest_session(
     Err(ApiError::Conflict("could not find a free guest name; try another".into()))
 }
 
-/// Revokes the presented token and closes the sockets it opened on this instance.
+/// Revokes the presented token and closes the sockets it opened, on every instance.
 pub async fn delete_session(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
     state.store.delete_session(&auth.token).await?;
-    state.connections.revoke(&auth.token);
+    state.revoke_everywhere(&auth.token);
     Ok(HttpResponse::NoContent().finish())
 }

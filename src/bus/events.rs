@@ -1,0 +1,96 @@
+//! What travels on the bus, as JSON. Every envelope names its origin so an
+//! instance can ignore its own echoes.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
+use crate::store::models::StoredMessage;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub origin: String,
+    pub event: BusEvent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusEvent {
+    /// Messages just committed by the origin's writer, ascending seq.
+    Messages { room_id: i64, messages: Vec<BusMessage> },
+    Typing { room_id: i64, user_id: Uuid, user: String },
+    /// A user's first local connection to the room opened, or their last closed, on `origin`.
+    Presence { room_id: i64, user_id: Uuid, user: String, online: bool },
+    /// A member was removed: their sockets leave the room on every instance.
+    Kick { room_id: i64, user_id: Uuid },
+    /// A token was revoked: close its sockets on every instance.
+    Revoke { token_sha256: String },
+    /// The origin is alive (sent every INSTANCE_HEARTBEAT_MS).
+    Heartbeat,
+    /// The origin is shutting down.
+    Goodbye,
+}
+
+/// A committed message on the wire, with the origin's receive time so the
+/// delivery-latency histogram covers cross-instance hops too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BusMessage {
+    pub room: String,
+    pub seq: i64,
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub user: String,
+    pub body: String,
+    pub sent_at: DateTime<Utc>,
+    pub client_msg_id: Option<String>,
+    pub received_at_unix_us: u64,
+}
+
+impl BusMessage {
+    pub fn from_stored(m: &StoredMessage, received_at: Instant) -> Self {
+        let age = received_at.elapsed();
+        let received_wall = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::now());
+        BusMessage {
+            room: m.room.to_string(),
+            seq: m.seq,
+            id: m.id.0,
+            user_id: m.user_id.0,
+            user: m.user.to_string(),
+            body: m.body.clone(),
+            sent_at: m.sent_at,
+            client_msg_id: m.client_msg_id.as_ref().map(|c| c.as_str().to_string()),
+            received_at_unix_us: received_wall.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0),
+        }
+    }
+
+    /// Back to a stored message; `None` if the origin sent something no
+    /// instance of ours would (a name that does not parse).
+    pub fn into_stored(self, room_id: RoomId) -> Option<(StoredMessage, Instant)> {
+        let room = RoomName::parse(&self.room).ok()?;
+        let user = Username::parse(&self.user).ok()?;
+        let client_msg_id = match self.client_msg_id {
+            Some(c) => Some(ClientMsgId::parse(&c).ok()?),
+            None => None,
+        };
+        let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        let age = Duration::from_micros(now_us.saturating_sub(self.received_at_unix_us));
+        let received_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        Some((
+            StoredMessage {
+                room_id,
+                room,
+                seq: self.seq,
+                id: MessageId(self.id),
+                user_id: UserId(self.user_id),
+                user,
+                body: self.body,
+                sent_at: self.sent_at,
+                client_msg_id,
+            },
+            received_at,
+        ))
+    }
+}

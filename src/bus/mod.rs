@@ -1,0 +1,131 @@
+//! The bus between instances: committed messages, typing, presence and
+//! control events (revoked tokens, removed members, liveness) travel over it.
+//!
+//! Two transports: Redis pub/sub (one publisher pool, one dedicated subscriber
+//! connection per instance, subscribed to the rooms with local members) and an
+//! in-process bus for single-instance mode. The bus is only the fast path:
+//! rooms heal gaps and resync from PostgreSQL, so a lost or reordered bus
+//! message never becomes a lost, duplicated or out-of-order delivery.
+
+pub mod events;
+pub mod inbound;
+pub mod local;
+pub mod redis;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+pub use events::{BusEvent, BusMessage, Envelope};
+
+use crate::domain::RoomId;
+use crate::metrics::METRICS;
+
+/// Where an event goes: one room's channel, or the control channel every
+/// instance listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Room(RoomId),
+    Control,
+}
+
+/// What a transport must do. Publishing never blocks and never fails the
+/// caller: an event that cannot be sent is counted and dropped, and the
+/// database-backed resync covers it.
+pub trait Transport: Send + Sync + 'static {
+    fn publish(&self, channel: Channel, payload: Vec<u8>);
+    /// Recomputes subscriptions from `Subscriptions` (called after a change).
+    fn subscriptions_changed(&self);
+}
+
+/// Who hears what arrives on the bus.
+pub trait BusListener: Send + Sync + 'static {
+    fn received(&self, channel: Channel, payload: &[u8]);
+    /// Subscriptions were (re)established: these rooms (`None`: every room)
+    /// may have missed messages meanwhile and should resync.
+    fn resubscribed(&self, rooms: Option<&[RoomId]>);
+}
+
+/// Connection state of the bus, for readiness and /admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BusState {
+    Local = 0,
+    Connected = 1,
+    Disconnected = 2,
+}
+
+impl BusState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusState::Local => "local",
+            BusState::Connected => "connected",
+            BusState::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// Rooms this instance wants to hear about, shared with the transport.
+#[derive(Default)]
+pub struct Subscriptions {
+    rooms: parking_lot::Mutex<std::collections::HashSet<RoomId>>,
+}
+
+impl Subscriptions {
+    pub fn snapshot(&self) -> std::collections::HashSet<RoomId> {
+        self.rooms.lock().clone()
+    }
+}
+
+#[derive(Clone)]
+pub struct Bus {
+    instance: Arc<str>,
+    transport: Arc<dyn Transport>,
+    subscriptions: Arc<Subscriptions>,
+    state: Arc<AtomicU8>,
+}
+
+impl Bus {
+    pub fn new(instance: &str, transport: Arc<dyn Transport>, subscriptions: Arc<Subscriptions>, state: Arc<AtomicU8>) -> Bus {
+        Bus { instance: instance.into(), transport, subscriptions, state }
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn state(&self) -> BusState {
+        match self.state.load(Ordering::Acquire) {
+            0 => BusState::Local,
+            1 => BusState::Connected,
+            _ => BusState::Disconnected,
+        }
+    }
+
+    /// True when other instances may exist (Redis mode).
+    pub fn is_shared(&self) -> bool {
+        self.state() != BusState::Local
+    }
+
+    pub fn publish(&self, channel: Channel, event: BusEvent) {
+        if let BusEvent::Messages { messages, .. } = &event {
+            METRICS.bridge_messages.with_label_values(&["out"]).inc_by(messages.len() as u64);
+        }
+        let envelope = Envelope { origin: self.instance.to_string(), event };
+        match serde_json::to_vec(&envelope) {
+            Ok(payload) => self.transport.publish(channel, payload),
+            Err(e) => log::error!("bus: cannot encode an event: {e}"),
+        }
+    }
+
+    pub fn subscribe(&self, room: RoomId) {
+        if self.subscriptions.rooms.lock().insert(room) {
+            self.transport.subscriptions_changed();
+        }
+    }
+
+    pub fn unsubscribe(&self, room: RoomId) {
+        if self.subscriptions.rooms.lock().remove(&room) {
+            self.transport.subscriptions_changed();
+        }
+    }
+}

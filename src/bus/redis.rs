@@ -1,0 +1,246 @@
+//! Redis pub/sub transport.
+//!
+//! - Publishing: a task drains a bounded queue and sends whatever has queued
+//!   as one pipeline of PUBLISH commands on a pooled (multiplexed) connection.
+//! - Subscribing: one dedicated connection per instance (a pooled connection
+//!   cannot SUBSCRIBE), subscribed to the control channel and to every room
+//!   with local members. It reconnects with jittered backoff; after a
+//!   reconnect every room resyncs from PostgreSQL, and rooms subscribed later
+//!   resync once their subscription is confirmed.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bb8_redis::redis;
+use bb8_redis::RedisConnectionManager;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, Notify};
+
+use super::{BusListener, BusState, Channel, Subscriptions, Transport};
+use crate::domain::RoomId;
+use crate::metrics::METRICS;
+
+pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+
+/// Events waiting to be published; beyond this they are dropped (and healed
+/// by resync) rather than growing memory while Redis is away.
+const PUBLISH_QUEUE: usize = 65_536;
+const PUBLISH_BATCH: usize = 512;
+
+pub struct RedisTransport {
+    prefix: String,
+    queue: mpsc::Sender<(Channel, Vec<u8>)>,
+    changed: Arc<Notify>,
+}
+
+/// Channel names under the key prefix.
+pub fn channel_name(prefix: &str, channel: Channel) -> String {
+    match channel {
+        Channel::Room(room) => format!("{prefix}room:{}", room.0),
+        Channel::Control => format!("{prefix}control"),
+    }
+}
+
+fn parse_channel(prefix: &str, name: &str) -> Option<Channel> {
+    let rest = name.strip_prefix(prefix)?;
+    if rest == "control" {
+        return Some(Channel::Control);
+    }
+    rest.strip_prefix("room:")?.parse().ok().map(|id| Channel::Room(RoomId(id)))
+}
+
+impl RedisTransport {
+    /// Starts the publisher and subscriber on their own arbiter.
+    pub fn start(
+        client: redis::Client,
+        pool: RedisPool,
+        prefix: String,
+        subscriptions: Arc<Subscriptions>,
+        state: Arc<AtomicU8>,
+        listener: Arc<dyn BusListener>,
+    ) -> Arc<RedisTransport> {
+        let (queue, rx) = mpsc::channel(PUBLISH_QUEUE);
+        let changed = Arc::new(Notify::new());
+        let arbiter = actix::Arbiter::new();
+        arbiter.spawn(publish_loop(rx, pool, prefix.clone()));
+        arbiter.spawn(subscribe_loop(client, prefix.clone(), subscriptions, changed.clone(), state, listener));
+        Arc::new(RedisTransport { prefix, queue, changed })
+    }
+}
+
+impl Transport for RedisTransport {
+    fn publish(&self, channel: Channel, payload: Vec<u8>) {
+        if self.queue.try_send((channel, payload)).is_err() {
+            METRICS.bridge_dropped.inc();
+        }
+    }
+
+    fn subscriptions_changed(&self) {
+        self.changed.notify_one();
+    }
+}
+
+impl Drop for RedisTransport {
+    fn drop(&mut self) {
+        log::debug!("redis bus for prefix {} dropped", self.prefix);
+    }
+}
+
+async fn publish_loop(mut rx: mpsc::Receiver<(Channel, Vec<u8>)>, pool: RedisPool, prefix: String) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < PUBLISH_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let mut pipe = redis::pipe();
+        for (channel, payload) in batch.drain(..) {
+            pipe.publish(channel_name(&prefix, channel), payload).ignore();
+        }
+        let sent = async {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            pipe.query_async::<()>(&mut *conn).await.map_err(|e| e.to_string())
+        };
+        if let Err(e) = sent.await {
+            METRICS.bridge_publish_errors.inc();
+            log::warn!("bus: publish failed: {e}");
+        }
+    }
+}
+
+async fn subscribe_loop(
+    client: redis::Client,
+    prefix: String,
+    subscriptions: Arc<Subscriptions>,
+    changed: Arc<Notify>,
+    state: Arc<AtomicU8>,
+    listener: Arc<dyn BusListener>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut first_connection = true;
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                state.store(BusState::Disconnected as u8, Ordering::Release);
+                log::warn!("bus: cannot connect the subscriber ({e}); retrying in {backoff:?}");
+                let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+                actix::clock::sleep(backoff + jitter).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let control = channel_name(&prefix, Channel::Control);
+        if let Err(e) = sink.subscribe(&control).await {
+            log::warn!("bus: subscribe to control failed: {e}");
+            continue;
+        }
+        let mut subscribed: HashSet<RoomId> = HashSet::new();
+        backoff = Duration::from_millis(100);
+        state.store(BusState::Connected as u8, Ordering::Release);
+        if !first_connection {
+            METRICS.bridge_reconnects.inc();
+            log::info!("bus: subscriber reconnected");
+        }
+        // Catch up first, so rooms resync once their channels are live.
+        let ok = reconcile(&mut sink, &prefix, &subscriptions, &mut subscribed, &*listener, !first_connection).await;
+        if ok && !first_connection {
+            listener.resubscribed(None);
+        }
+        first_connection = false;
+
+        let mut ping = actix::clock::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => {
+                        if let Some(channel) = parse_channel(&prefix, msg.get_channel_name()) {
+                            listener.received(channel, msg.get_payload_bytes());
+                        }
+                    }
+                    None => break,
+                },
+                _ = changed.notified() => {
+                    if !reconcile(&mut sink, &prefix, &subscriptions, &mut subscribed, &*listener, false).await {
+                        break;
+                    }
+                }
+                _ = ping.tick() => {
+                    // Detects a connection that died without a FIN.
+                    let alive = tokio::time::timeout(Duration::from_secs(3), sink.ping::<String>()).await;
+                    if !matches!(alive, Ok(Ok(_))) {
+                        break;
+                    }
+                }
+            }
+        }
+        state.store(BusState::Disconnected as u8, Ordering::Release);
+        log::warn!("bus: subscriber connection lost; reconnecting");
+    }
+}
+
+/// Brings the live subscriptions in line with the wanted set. Newly
+/// subscribed rooms resync (they may have missed messages before the
+/// subscription took effect). False when the connection failed.
+async fn reconcile(
+    sink: &mut redis::aio::PubSubSink,
+    prefix: &str,
+    subscriptions: &Subscriptions,
+    subscribed: &mut HashSet<RoomId>,
+    listener: &dyn BusListener,
+    quiet: bool,
+) -> bool {
+    let wanted = subscriptions.snapshot();
+    let add: Vec<RoomId> = wanted.difference(subscribed).copied().collect();
+    let drop: Vec<RoomId> = subscribed.difference(&wanted).copied().collect();
+    for chunk in add.chunks(256) {
+        let names: Vec<String> = chunk.iter().map(|r| channel_name(prefix, Channel::Room(*r))).collect();
+        if let Err(e) = sink.subscribe(&names).await {
+            log::warn!("bus: subscribe failed: {e}");
+            return false;
+        }
+        subscribed.extend(chunk.iter().copied());
+    }
+    for chunk in drop.chunks(256) {
+        let names: Vec<String> = chunk.iter().map(|r| channel_name(prefix, Channel::Room(*r))).collect();
+        if let Err(e) = sink.unsubscribe(&names).await {
+            log::warn!("bus: unsubscribe failed: {e}");
+            return false;
+        }
+        for r in chunk {
+            subscribed.remove(r);
+        }
+    }
+    if !add.is_empty() && !quiet {
+        listener.resubscribed(Some(&add));
+    }
+    true
+}
+
+/// PING through the pool, for readiness.
+pub async fn ping(pool: &RedisPool) -> Result<(), String> {
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let _: String = redis::cmd("PING").query_async(&mut *conn).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_round_trip() {
+        let p = "sb:";
+        assert_eq!(channel_name(p, Channel::Room(RoomId(42))), "sb:room:42");
+        assert_eq!(parse_channel(p, "sb:room:42"), Some(Channel::Room(RoomId(42))));
+        assert_eq!(parse_channel(p, "sb:control"), Some(Channel::Control));
+        assert_eq!(parse_channel(p, "other:room:42"), None);
+        assert_eq!(parse_channel(p, "sb:room:x"), None);
+    }
+}

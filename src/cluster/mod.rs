@@ -1,0 +1,101 @@
+//! What an instance knows about the others: who is alive (heartbeats on the
+//! bus) and who is online in which room (`presence`).
+
+pub mod presence;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::bus::{Bus, BusEvent, BusState, Channel};
+use crate::chat::Registry;
+use crate::metrics::METRICS;
+
+/// Announces this instance every `every` and notices instances that went
+/// silent, so their users drop out of presence everywhere.
+pub async fn run_heartbeats(bus: Bus, liveness: Arc<Liveness>, registry: Registry, every: Duration) {
+    let mut tick = actix::clock::interval(every);
+    loop {
+        tick.tick().await;
+        let state = bus.state();
+        METRICS.bridge_connected.set(i64::from(state != BusState::Disconnected));
+        if state == BusState::Local {
+            METRICS.cluster_instances.set(1);
+            continue;
+        }
+        bus.publish(Channel::Control, BusEvent::Heartbeat);
+        for gone in liveness.sweep() {
+            log::warn!("instance {gone} went silent; dropping its presence");
+            registry.instance_gone(&gone);
+        }
+        METRICS.cluster_instances.set(liveness.others().len() as i64 + 1);
+    }
+}
+
+/// Last time each other instance was heard from.
+pub struct Liveness {
+    ttl: Duration,
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Liveness {
+    pub fn new(ttl: Duration) -> Self {
+        Liveness { ttl, seen: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn heard_from(&self, instance: &str) {
+        let mut seen = self.seen.lock();
+        match seen.get_mut(instance) {
+            Some(t) => *t = Instant::now(),
+            None => {
+                seen.insert(instance.to_string(), Instant::now());
+            }
+        }
+    }
+
+    /// Forgets an instance that said goodbye; true if it was known.
+    pub fn forget(&self, instance: &str) -> bool {
+        self.seen.lock().remove(instance).is_some()
+    }
+
+    /// Removes and returns the instances silent for longer than the TTL.
+    pub fn sweep(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        self.seen.lock().retain(|id, t| {
+            let alive = now.duration_since(*t) <= self.ttl;
+            if !alive {
+                gone.push(id.clone());
+            }
+            alive
+        });
+        gone
+    }
+
+    pub fn others(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.seen.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silent_instances_expire() {
+        let l = Liveness::new(Duration::from_millis(30));
+        l.heard_from("a");
+        l.heard_from("b");
+        assert!(l.sweep().is_empty());
+        std::thread::sleep(Duration::from_millis(40));
+        l.heard_from("b");
+        assert_eq!(l.sweep(), vec!["a".to_string()]);
+        assert_eq!(l.others(), vec!["b".to_string()]);
+        assert!(l.forget("b"));
+        assert!(!l.forget("b"));
+    }
+}
