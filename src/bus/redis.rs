@@ -155,7 +155,8 @@ async fn subscribe_loop(
         }
         first_connection = false;
 
-        let mut ping = actix::clock::interval(Duration::from_secs(5));
+        let ping_every = Duration::from_secs(5);
+        let mut ping = actix::clock::interval_at(actix::clock::Instant::now() + ping_every, ping_every);
         loop {
             tokio::select! {
                 msg = stream.next() => match msg {
@@ -172,8 +173,9 @@ async fn subscribe_loop(
                     }
                 }
                 _ = ping.tick() => {
-                    // Detects a connection that died without a FIN.
-                    let alive = tokio::time::timeout(Duration::from_secs(3), sink.ping::<String>()).await;
+                    // Detects a connection that died without a FIN. In
+                    // subscribed mode the reply is an array, hence Value.
+                    let alive = tokio::time::timeout(Duration::from_secs(3), sink.ping::<redis::Value>()).await;
                     if !matches!(alive, Ok(Ok(_))) {
                         break;
                     }

@@ -5,27 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{spawn_app_with, TestApp, WsClient};
-
-/// Reads `message` frames of `room` until seq `last`; asserts each seq is the
-/// previous one plus one, starting after `after`.
-async fn collect_until(ws: &mut WsClient, room: &str, after: i64, last: i64) -> Vec<Value> {
-    let mut got = Vec::new();
-    let mut expected = after + 1;
-    while expected <= last {
-        let m = ws.expect("message").await;
-        if m["room"] != room {
-            continue;
-        }
-        let seq = m["seq"].as_i64().unwrap();
-        assert_eq!(seq, expected, "gap or duplicate: expected seq {expected}, got {seq}");
-        expected += 1;
-        got.push(m);
-    }
-    got
-}
+use crate::helpers::{spawn_app_with, TestApp};
 
 fn fast_limits() -> [(&'static str, &'static str); 2] {
     [("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000")]
@@ -86,7 +68,7 @@ async fn concurrent_senders_every_receiver_sees_everything_once_in_order() {
     assert_eq!(acked.len() as i64, total, "every send acked with a distinct seq");
     assert_eq!(acked, (1..=total).collect::<HashSet<_>>(), "seqs are exactly 1..=total");
 
-    let reads = receivers.iter_mut().map(|ws| collect_until(ws, "busy", 0, total));
+    let reads = receivers.iter_mut().map(|ws| ws.collect_until("busy", 0, total));
     for got in join_all(reads).await {
         assert_eq!(got.len() as i64, total);
         let ids: HashSet<_> = got.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
@@ -101,16 +83,6 @@ async fn concurrent_senders_every_receiver_sees_everything_once_in_order() {
     assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), total);
 }
 
-async fn send_n(ws: &mut WsClient, room: &str, tag: &str, n: usize) {
-    for i in 0..n {
-        ws.send_json(json!({"type": "send", "room": room, "body": format!("{tag} {i}"), "client_msg_id": format!("{tag}-{i}")}))
-            .await;
-    }
-    for _ in 0..n {
-        ws.expect("ack").await;
-    }
-}
-
 #[actix_web::test]
 async fn rejoin_with_since_replays_exactly_what_was_missed_then_live() {
     let app = spawn_app_with(&fast_limits()).await;
@@ -121,26 +93,26 @@ async fn rejoin_with_since_replays_exactly_what_was_missed_then_live() {
     let mut r = app.ws(&reader).await;
     r.join("replay").await;
 
-    send_n(&mut w, "replay", "a", 5).await;
-    let seen = collect_until(&mut r, "replay", 0, 5).await;
+    w.send_n("replay", "a", 5).await;
+    let seen = r.collect_until("replay", 0, 5).await;
     let last_seen = seen.last().unwrap()["seq"].as_i64().unwrap();
     r.close().await;
 
-    send_n(&mut w, "replay", "b", 7).await;
+    w.send_n("replay", "b", 7).await;
 
     // Reconnect and rejoin while the writer keeps sending.
     let mut r = app.ws(&reader).await;
-    let (_, joined) = futures_util::join!(send_n(&mut w, "replay", "c", 40), async {
+    let (_, joined) = futures_util::join!(w.send_n("replay", "c", 40), async {
         r.send_json(json!({"type": "join", "room": "replay", "since": last_seen})).await;
         r.expect("joined").await
     });
     assert_eq!(joined["recovered"], true);
     assert!(joined["last_seq"].as_i64().unwrap() >= 12);
-    let got = collect_until(&mut r, "replay", last_seen, 52).await;
+    let got = r.collect_until("replay", last_seen, 52).await;
     assert_eq!(got[0]["body"], "b 0");
 
     // And the live stream continues.
-    send_n(&mut w, "replay", "d", 1).await;
+    w.send_n("replay", "d", 1).await;
     let live = r.expect("message").await;
     assert_eq!(live["seq"], 53);
 }
@@ -153,7 +125,7 @@ async fn beyond_the_replay_limit_the_client_is_told_to_page() {
     let writer = app.guest("writer").await;
     let mut w = app.ws(&writer).await;
     w.join("far").await;
-    send_n(&mut w, "far", "x", 12).await;
+    w.send_n("far", "x", 12).await;
 
     let reader = app.guest("reader").await;
     let mut r = app.ws(&reader).await;
@@ -165,12 +137,12 @@ async fn beyond_the_replay_limit_the_client_is_told_to_page() {
     let mut r2 = app.ws(&reader).await;
     r2.send_json(json!({"type": "join", "room": "far", "since": 8})).await;
     assert_eq!(r2.expect("joined").await["recovered"], true);
-    collect_until(&mut r2, "far", 8, 12).await;
+    r2.collect_until("far", 8, 12).await;
 
     // The gap comes from history; the live stream still follows.
     let page = app.history("far", &reader, "after=2&limit=200").await;
     assert_eq!(page.len(), 10);
-    send_n(&mut w, "far", "y", 1).await;
+    w.send_n("far", "y", 1).await;
     assert_eq!(r.expect("message").await["seq"], 13);
 }
 

@@ -166,15 +166,6 @@ async fn websocket_resend_is_idempotent() {
     assert_eq!((s, m["seq"].as_i64()), (201, Some(2)));
 }
 
-/// Reads one metric's value from `/metrics`.
-async fn metric(app: &crate::helpers::TestApp, name: &str) -> f64 {
-    let mut resp = app.client.get(app.url("/metrics")).send().await.expect("metrics");
-    let text = String::from_utf8(resp.body().await.expect("body").to_vec()).expect("utf8");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
-        .unwrap_or_else(|| panic!("metric {name} missing"))
-}
-
 #[actix_web::test]
 async fn dead_peers_are_dropped_and_idle_rooms_stop() {
     let app = spawn_app_with(&[("HEARTBEAT_MS", "150"), ("CLIENT_TIMEOUT_MS", "600"), ("ROOM_IDLE_MS", "200")]).await;
@@ -190,13 +181,13 @@ async fn dead_peers_are_dropped_and_idle_rooms_stop() {
     // keeps answering (expect() replies to pings while it waits).
     let offline = watcher.expect("presence").await;
     assert_eq!((offline["user"].as_str(), offline["state"].as_str()), (Some("silent"), Some("offline")));
-    assert_eq!(metric(&app, "switchboard_ws_connections").await, 1.0);
+    assert_eq!(app.metric("switchboard_ws_connections").await, 1.0);
     drop(silent);
 
     // Once the last member leaves, the room actor stops after ROOM_IDLE_MS.
     watcher.send_json(json!({"type": "leave", "room": "beat"})).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while metric(&app, "switchboard_rooms_active").await > 0.0 {
+    while app.metric("switchboard_rooms_active").await > 0.0 {
         assert!(std::time::Instant::now() < deadline, "room actor still running");
         actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
     }

