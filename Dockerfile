@@ -25,4 +25,6 @@ USER 10001
 ENV BIND_ADDR=0.0.0.0:8080 RUST_LOG=info
 EXPOSE 8080
 STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["/usr/local/bin/switchboard", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/switchboard"]

@@ -590,12 +590,50 @@ impl Drop for TestRedis {
     }
 }
 
-/// An nginx (Debian package) in front of the given instances, configured like
-/// deploy/nginx.conf: WebSocket upgrade, least_conn, passive health checks.
+/// An nginx (Debian package) in front of the given instances, running
+/// deploy/nginx.conf with only the addresses and paths changed.
 pub struct TestNginx {
     pub port: u16,
     dir: String,
     child: Option<Child>,
+}
+
+/// deploy/nginx.conf adapted to run here: upstreams, listen port, pid and
+/// temp paths under `dir`.
+pub fn local_nginx_conf(upstreams: &[u16], port: u16, dir: &str) -> String {
+    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf")).expect("deploy/nginx.conf");
+    let servers: String =
+        upstreams.iter().map(|p| format!("        server 127.0.0.1:{p} max_fails=2 fail_timeout=5s;\n")).collect();
+    let mut out = String::new();
+    let mut servers_written = false;
+    for line in conf.lines() {
+        let t = line.trim();
+        if t.starts_with("server switchboard-") {
+            if !servers_written {
+                out.push_str(&servers);
+                servers_written = true;
+            }
+            continue;
+        }
+        let replaced = if t == "listen 80;" {
+            format!("        listen 127.0.0.1:{port};")
+        } else if t.starts_with("pid ") {
+            format!("pid {dir}/nginx.pid;")
+        } else if t.starts_with("error_log ") {
+            format!("error_log {dir}/error.log warn;")
+        } else if t == "http {" {
+            format!(
+                "http {{\n    client_body_temp_path {dir}/body;\n    proxy_temp_path {dir}/proxy;\n    \
+                 fastcgi_temp_path {dir}/fastcgi;\n    uwsgi_temp_path {dir}/uwsgi;\n    scgi_temp_path {dir}/scgi;"
+            )
+        } else {
+            line.to_string()
+        };
+        out.push_str(&replaced);
+        out.push('\n');
+    }
+    assert!(servers_written, "deploy/nginx.conf lost its upstream servers");
+    out
 }
 
 impl TestNginx {
@@ -603,54 +641,17 @@ impl TestNginx {
         ensure_tool("nginx");
         let port = free_port();
         let dir = format!("{}/nginx-{port}", env!("CARGO_TARGET_TMPDIR"));
-        let _ = std::fs::create_dir_all(format!("{dir}/logs"));
-        let servers: String =
-            upstreams.iter().map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n")).collect();
-        let conf = format!(
-            r#"worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/logs/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    upstream switchboard {{
-        least_conn;
-{servers}    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://switchboard;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 1h;
-            proxy_send_timeout 1h;
-            proxy_next_upstream error timeout http_502 http_503;
-            proxy_next_upstream_tries 2;
-        }}
-    }}
-}}
-"#
-        );
-        std::fs::write(format!("{dir}/nginx.conf"), conf).expect("write nginx.conf");
+        let _ = std::fs::create_dir_all(&dir);
+        std::fs::write(format!("{dir}/nginx.conf"), local_nginx_conf(upstreams, port, &dir)).expect("write nginx.conf");
         let child = Command::new("nginx")
-            .args(["-p", &dir, "-c", &format!("{dir}/nginx.conf")])
+            .args(["-p", &dir, "-c", &format!("{dir}/nginx.conf"), "-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start nginx");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start; see {dir}/logs/error.log");
+            assert!(Instant::now() < deadline, "nginx did not start; see {dir}/error.log");
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
         TestNginx { port, dir, child: Some(child) }

@@ -4,6 +4,7 @@
 mod auth;
 mod cluster;
 mod delivery;
+mod deploy;
 mod frames;
 mod helpers;
 mod messages;

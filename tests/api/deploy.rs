@@ -1,0 +1,71 @@
+//! The deployment files are checked with the tools that exist here, and run
+//! where they can be: nginx -t on deploy/nginx.conf, hadolint on the
+//! Dockerfile, kubernetes-validate on deploy/k8s, a structural check of the
+//! compose file, and the image's HEALTHCHECK command against a real instance.
+
+use std::process::Command;
+
+use crate::helpers::{ensure_tool, free_port, local_nginx_conf, spawn_app};
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("run tool");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn nginx_config_passes_nginx_t() {
+    ensure_tool("nginx");
+    let dir = format!("{}/nginx-t-{}", env!("CARGO_TARGET_TMPDIR"), rand::random::<u32>());
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(format!("{dir}/nginx.conf"), local_nginx_conf(&[free_port(), free_port()], free_port(), &dir)).expect("write");
+    let (ok, out) = run(Command::new("nginx").args(["-t", "-p", &dir, "-c", &format!("{dir}/nginx.conf")]));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "nginx -t failed:\n{out}");
+}
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    ensure_tool("hadolint");
+    let (ok, out) = run(Command::new("hadolint").arg(format!("{ROOT}/Dockerfile")));
+    assert!(ok, "hadolint:\n{out}");
+}
+
+#[test]
+fn kubernetes_manifests_are_valid() {
+    ensure_tool("kubernetes-validate");
+    let files: Vec<String> = std::fs::read_dir(format!("{ROOT}/deploy/k8s"))
+        .expect("deploy/k8s")
+        .filter_map(|e| e.ok().map(|e| e.path().display().to_string()))
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    assert!(files.len() >= 4, "{files:?}");
+    let (ok, out) = run(Command::new("kubernetes-validate").arg("--strict").args(&files));
+    assert!(ok, "kubernetes-validate:\n{out}");
+    for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"] {
+        assert!(out.contains(&kind.to_lowercase()), "no {kind} validated:\n{out}");
+    }
+}
+
+#[test]
+fn compose_file_describes_three_replicas_behind_nginx() {
+    ensure_tool("kubernetes-validate"); // brings PyYAML
+    let (ok, out) = run(Command::new("python3").arg(format!("{ROOT}/scripts/check-compose.py")).arg(format!("{ROOT}/deploy/docker-compose.yml")));
+    assert!(ok, "{out}");
+}
+
+#[actix_web::test]
+async fn image_healthcheck_command_probes_the_server() {
+    let app = spawn_app().await;
+    let probe = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("BIND_ADDR", format!("0.0.0.0:{port}"))
+            .status()
+            .expect("run healthcheck")
+    };
+    assert!(probe(app.port).success());
+    assert!(!probe(free_port()).success());
+}
