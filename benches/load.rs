@@ -122,6 +122,8 @@ fn parse_args() -> Args {
 /// Everything one run measured, merged over threads.
 struct Stats {
     delivery: Histogram<u64>,
+    /// Deliveries whose sender is connected to another server URL.
+    delivery_remote: Histogram<u64>,
     ack: Histogram<u64>,
     connect: Histogram<u64>,
     sent: u64,
@@ -139,6 +141,7 @@ impl Stats {
         let h = || Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
         Stats {
             delivery: h(),
+            delivery_remote: h(),
             ack: h(),
             connect: h(),
             sent: 0,
@@ -154,6 +157,7 @@ impl Stats {
 
     fn merge(&mut self, o: Stats) {
         let _ = self.delivery.add(&o.delivery);
+        let _ = self.delivery_remote.add(&o.delivery_remote);
         let _ = self.ack.add(&o.ack);
         let _ = self.connect.add(&o.connect);
         self.sent += o.sent;
@@ -335,7 +339,10 @@ async fn client(
     sem: Arc<tokio::sync::Semaphore>,
     local: Arc<Mutex<Stats>>,
 ) {
-    let url = &args.urls[c % args.urls.len()];
+    // Members of one room alternate between URLs, so with several servers
+    // most deliveries cross instances.
+    let my_url = url_index(c, &args);
+    let url = &args.urls[my_url];
     let room_index = c % args.rooms;
     let room = format!("{}-{room_index}", args.room_prefix);
     let http = nodelay_client();
@@ -463,9 +470,15 @@ async fn client(
                     }
                     seen_seq = seq;
                 }
-                if let Some(t) = v["body"].as_str().and_then(|b| b.strip_prefix("t=")).and_then(|b| b.split(' ').next()) {
-                    if let Ok(intended) = t.parse::<u64>() {
-                        let _ = s.delivery.record((now_ns.saturating_sub(intended) / 1000).max(1));
+                let body = v["body"].as_str().unwrap_or_default();
+                let mut fields = body.split(' ');
+                let intended = fields.next().and_then(|t| t.strip_prefix("t=")).and_then(|t| t.parse::<u64>().ok());
+                let sender = fields.next().and_then(|t| t.strip_prefix("c=")).and_then(|t| t.parse::<usize>().ok());
+                if let Some(intended) = intended {
+                    let us = (now_ns.saturating_sub(intended) / 1000).max(1);
+                    let _ = s.delivery.record(us);
+                    if sender.is_some_and(|sc| url_index(sc, &args) != my_url) {
+                        let _ = s.delivery_remote.record(us);
                     }
                 }
             }
@@ -504,6 +517,10 @@ fn nodelay_client() -> awc::Client {
         .finish()
 }
 
+fn url_index(c: usize, args: &Args) -> usize {
+    (c / args.rooms) % args.urls.len()
+}
+
 async fn guest_login(http: &awc::Client, url: &str, c: usize) -> Option<String> {
     for attempt in 0..5 {
         let resp = http
@@ -540,6 +557,7 @@ fn report(args: &Args, rate: f64, s: &Stats, elapsed: Duration, cpu_start: f64, 
          sent {} ({:.0}/s), acked {}, deliveries {} ({:.0}/s), expected {}\n\
          lost {}, duplicates {}, order violations {}, refused {:?}, connect failures {}\n\
          delivery ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n\
+         \x20 cross-instance ({} deliveries): p50 {:.2}  p99 {:.2}\n\
          ack ms:      p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n\
          connect ms:  p50 {:.1}  p99 {:.1}  max {:.1}\n\
          load generator CPU: {:.0}% of this machine",
@@ -565,6 +583,9 @@ fn report(args: &Args, rate: f64, s: &Stats, elapsed: Duration, cpu_start: f64, 
         q(&s.delivery, 0.99),
         q(&s.delivery, 0.999),
         ms(s.delivery.max()),
+        s.delivery_remote.len(),
+        q(&s.delivery_remote, 0.5),
+        q(&s.delivery_remote, 0.99),
         q(&s.ack, 0.5),
         q(&s.ack, 0.95),
         q(&s.ack, 0.99),
@@ -585,6 +606,8 @@ fn report(args: &Args, rate: f64, s: &Stats, elapsed: Duration, cpu_start: f64, 
             "refused": s.errors, "connect_failures": s.connect_failures,
             "delivery_ms": {"p50": q(&s.delivery, 0.5), "p95": q(&s.delivery, 0.95), "p99": q(&s.delivery, 0.99),
                             "p999": q(&s.delivery, 0.999), "max": ms(s.delivery.max())},
+            "delivery_cross_instance_ms": {"count": s.delivery_remote.len(), "p50": q(&s.delivery_remote, 0.5),
+                                           "p99": q(&s.delivery_remote, 0.99)},
             "ack_ms": {"p50": q(&s.ack, 0.5), "p95": q(&s.ack, 0.95), "p99": q(&s.ack, 0.99), "max": ms(s.ack.max())},
             "connect_ms": {"p50": q(&s.connect, 0.5), "p99": q(&s.connect, 0.99), "max": ms(s.connect.max())},
             "generator_cpu_share": cpu,

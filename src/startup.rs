@@ -92,6 +92,9 @@ impl Application {
                     .max_size(config.redis_pool_max)
                     .min_idle(Some(1))
                     .connection_timeout(Duration::from_millis(500))
+                    // A failed command marks the connection broken; a PING per
+                    // checkout would double the Redis commands per message.
+                    .test_on_check_out(false)
                     .build_unchecked(manager);
                 Some((client, pool))
             }
