@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod redis_pool;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -13,7 +13,7 @@ use rand::Rng;
 
 use std::sync::atomic::AtomicU8;
 
-use bb8_redis::{redis, RedisConnectionManager};
+use bb8_redis::redis;
 
 use crate::bus::inbound::Inbound;
 use crate::bus::local::LocalHub;
@@ -85,17 +85,9 @@ impl Application {
             Some(url) => {
                 let client = redis::Client::open(url.as_str())
                     .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
-                let manager = RedisConnectionManager::new(url.as_str())
-                    .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
                 // Lazy: Redis may come up after us; readiness says so meanwhile.
-                let pool = bb8::Pool::builder()
-                    .max_size(config.redis_pool_max)
-                    .min_idle(Some(1))
-                    .connection_timeout(Duration::from_millis(500))
-                    // A failed command marks the connection broken; a PING per
-                    // checkout would double the Redis commands per message.
-                    .test_on_check_out(false)
-                    .build_unchecked(manager);
+                let pool = crate::redis_pool::build(url, config.redis_pool_max)
+                    .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
                 Some((client, pool))
             }
             None => None,

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bb8_redis::redis;
-use bb8_redis::RedisConnectionManager;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
@@ -22,7 +21,8 @@ use super::{BusListener, BusState, Channel, Subscriptions, Transport};
 use crate::domain::RoomId;
 use crate::metrics::METRICS;
 
-pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+pub use crate::redis_pool::RedisPool;
+use crate::redis_pool::with_conn;
 
 /// Events waiting to be published; beyond this they are dropped (and healed
 /// by resync) rather than growing memory while Redis is away.
@@ -102,11 +102,7 @@ async fn publish_loop(mut rx: mpsc::Receiver<(Channel, Vec<u8>)>, pool: RedisPoo
         for (channel, payload) in batch.drain(..) {
             pipe.publish(channel_name(&prefix, channel), payload).ignore();
         }
-        let sent = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            pipe.query_async::<()>(&mut *conn).await.map_err(|e| e.to_string())
-        };
-        if let Err(e) = sent.await {
+        if let Err(e) = with_conn(&pool, async |conn| pipe.query_async::<()>(conn).await).await {
             METRICS.bridge_publish_errors.inc();
             log::warn!("bus: publish failed: {e}");
         }
@@ -227,9 +223,7 @@ async fn reconcile(
 
 /// PING through the pool, for readiness.
 pub async fn ping(pool: &RedisPool) -> Result<(), String> {
-    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    let _: String = redis::cmd("PING").query_async(&mut *conn).await.map_err(|e| e.to_string())?;
-    Ok(())
+    with_conn(pool, async |conn| redis::cmd("PING").query_async::<String>(conn).await).await.map(|_| ())
 }
 
 #[cfg(test)]

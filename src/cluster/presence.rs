@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bb8_redis::redis;
 use uuid::Uuid;
 
-use crate::bus::redis::RedisPool;
+use crate::redis_pool::{with_conn, RedisPool};
 use crate::domain::{RoomId, UserId, Username};
 
 #[derive(Clone)]
@@ -62,29 +62,26 @@ impl PresenceStore {
         }
         // The hash itself outlives its newest field by a margin, then goes.
         pipe.pexpire(&key, (self.ttl.as_millis() * 4) as i64).ignore();
-        if let Ok(mut conn) = pool.get().await {
-            if let Err(e) = pipe.query_async::<()>(&mut *conn).await {
-                log::debug!("presence refresh failed: {e}");
-            }
+        if let Err(e) = with_conn(pool, async |conn| pipe.query_async::<()>(conn).await).await {
+            log::debug!("presence refresh failed: {e}");
         }
     }
 
     pub async fn remove(&self, room: RoomId, user_id: UserId, user: &Username) {
         let Some(pool) = &self.pool else { return };
-        if let Ok(mut conn) = pool.get().await {
-            let r: Result<(), _> = redis::cmd("HDEL").arg(self.key(room)).arg(self.field(user_id, user)).query_async(&mut *conn).await;
-            if let Err(e) = r {
-                log::debug!("presence remove failed: {e}");
-            }
+        let (key, field) = (self.key(room), self.field(user_id, user));
+        let r = with_conn(pool, async |conn| redis::cmd("HDEL").arg(key).arg(field).query_async::<()>(conn).await).await;
+        if let Err(e) = r {
+            log::debug!("presence remove failed: {e}");
         }
     }
 
     /// Users online in the room on other instances, per the snapshot.
     pub async fn others(&self, room: RoomId) -> Vec<RemoteOnline> {
         let Some(pool) = &self.pool else { return Vec::new() };
-        let Ok(mut conn) = pool.get().await else { return Vec::new() };
+        let key = self.key(room);
         let fields: HashMap<String, u64> =
-            redis::cmd("HGETALL").arg(self.key(room)).query_async(&mut *conn).await.unwrap_or_default();
+            with_conn(pool, async |conn| redis::cmd("HGETALL").arg(key).query_async(conn).await).await.unwrap_or_default();
         let now = now_ms();
         fields
             .into_iter()
@@ -101,12 +98,12 @@ impl PresenceStore {
         if rooms.is_empty() {
             return HashMap::new();
         }
-        let Ok(mut conn) = pool.get().await else { return HashMap::new() };
         let mut pipe = redis::pipe();
         for r in rooms {
             pipe.hgetall(self.key(*r));
         }
-        let all: Vec<HashMap<String, u64>> = pipe.query_async(&mut *conn).await.unwrap_or_default();
+        let all: Vec<HashMap<String, u64>> =
+            with_conn(pool, async |conn| pipe.query_async(conn).await).await.unwrap_or_default();
         let now = now_ms();
         rooms
             .iter()
