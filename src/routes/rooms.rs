@@ -1,10 +1,12 @@
 //! Rooms: list, create, detail, membership.
 
+use std::collections::HashMap;
+
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthUser;
-use crate::domain::{RoomName, Topic, Username};
+use crate::domain::{RoomId, RoomName, Topic, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::models::Room;
@@ -24,15 +26,26 @@ struct RoomList<'a> {
     rooms: Vec<RoomView<'a>>,
 }
 
-fn view<'a>(state: &AppState, room: &'a Room, member_count: i64) -> RoomView<'a> {
-    RoomView {
-        name: &room.name,
-        topic: &room.topic,
-        private: room.private,
-        member_count,
-        online_count: state.registry.online_count(room.id),
-        last_seq: room.last_seq,
+fn view(room: &Room, member_count: i64, online_count: usize) -> RoomView<'_> {
+    RoomView { name: &room.name, topic: &room.topic, private: room.private, member_count, online_count, last_seq: room.last_seq }
+}
+
+/// Users online in each room, cluster-wide: from the local room actor when the
+/// room runs here, else from the presence snapshot in Redis (one pipeline).
+async fn online_counts(state: &AppState, rooms: &[&Room]) -> HashMap<RoomId, usize> {
+    let mut counts = HashMap::new();
+    let mut elsewhere = Vec::new();
+    for room in rooms {
+        if state.registry.get(room.id).is_some() {
+            counts.insert(room.id, state.registry.online_count(room.id));
+        } else {
+            elsewhere.push(room.id);
+        }
     }
+    if state.bus.is_shared() && !elsewhere.is_empty() {
+        counts.extend(state.registry.presence().online_counts(&elsewhere).await);
+    }
+    counts
 }
 
 /// The room if the caller may see it. A private room the caller is not in is
@@ -48,10 +61,11 @@ pub async fn visible_room(state: &AppState, auth: &AuthUser, name: &str) -> Resu
 
 pub async fn list_rooms(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
     let rooms = state.store.list_rooms_for(auth.user.id).await?;
-    let views = rooms
+    let visible: Vec<_> = rooms.iter().filter(|s| !(auth.user.guest && s.room.private)).collect();
+    let online = online_counts(&state, &visible.iter().map(|s| &s.room).collect::<Vec<_>>()).await;
+    let views = visible
         .iter()
-        .filter(|s| !(auth.user.guest && s.room.private))
-        .map(|s| view(&state, &s.room, s.member_count))
+        .map(|s| view(&s.room, s.member_count, online.get(&s.room.id).copied().unwrap_or(0)))
         .collect();
     Ok(HttpResponse::Ok().json(RoomList { rooms: views }))
 }
@@ -76,7 +90,7 @@ pub async fn create_room(
     let name = RoomName::parse(&body.name)?;
     let topic = Topic::parse(body.topic.as_deref().unwrap_or(""))?;
     let room = state.store.create_room(&name, &topic, body.private.unwrap_or(false), auth.user.id).await?;
-    Ok(HttpResponse::Created().json(view(&state, &room, 1)))
+    Ok(HttpResponse::Created().json(view(&room, 1, 0)))
 }
 
 pub async fn get_room(
@@ -86,7 +100,8 @@ pub async fn get_room(
 ) -> Result<HttpResponse, ApiError> {
     let room = visible_room(&state, &auth, &path).await?;
     let members = state.store.member_count(room.id).await?;
-    Ok(HttpResponse::Ok().json(view(&state, &room, members)))
+    let online = online_counts(&state, &[&room]).await.get(&room.id).copied().unwrap_or(0);
+    Ok(HttpResponse::Ok().json(view(&room, members, online)))
 }
 
 #[derive(Deserialize)]

@@ -91,6 +91,15 @@ async fn presence_and_typing_cross_instances() {
         let (s, room) = a.get("/api/v1/rooms/hall", &alice).await;
         assert_eq!(s, 200);
         assert_eq!(room["online_count"], 1, "{mode:?}: only alice is still online");
+        if let Mode::Redis(_) = mode {
+            // An instance where the room does not run reads the snapshot.
+            let c = cluster.app(2);
+            let (_, room) = c.get("/api/v1/rooms/hall", &alice).await;
+            assert_eq!(room["online_count"], 1, "seen from an instance without the room");
+            let (_, list) = c.get("/api/v1/rooms", &alice).await;
+            let hall = list["rooms"].as_array().unwrap().iter().find(|r| r["name"] == "hall").cloned().unwrap();
+            assert_eq!(hall["online_count"], 1);
+        }
     }
 }
 
