@@ -165,7 +165,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .wrap(actix_web::middleware::Compress::default())
+                // Compression is decided per route (see routes::configure):
+                // a WebSocket stream must not pass through an encoder.
                 .wrap_fn(|req, srv| {
                     let start = Instant::now();
                     let method = method_label(req.method());

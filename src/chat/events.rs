@@ -7,7 +7,7 @@ use std::time::Instant;
 use actix::Message;
 use bytestring::ByteString;
 
-use crate::domain::RoomName;
+use crate::domain::{RoomId, RoomName};
 use crate::error::ErrorCode;
 
 /// One serialised `message` frame with its seq, so the session can check order.
@@ -26,8 +26,9 @@ pub enum RoomEvent {
     /// The answer to a join: write `frame`; the messages that follow start
     /// right after seq `after` (the client's `since` when replaying, else `last_seq`).
     Joined { room: RoomName, last_seq: i64, after: i64, frame: ByteString },
-    /// Messages in ascending seq.
-    Messages { room: RoomName, frames: Arc<[OutFrame]> },
+    /// Messages in ascending seq (the room by id: this is the hot path, one
+    /// per delivery, so nothing here allocates).
+    Messages { room: RoomId, frames: Arc<[OutFrame]> },
     /// Presence or typing: written as is.
     Notice { frame: ByteString },
     /// The session no longer receives this room (removed from it, or its

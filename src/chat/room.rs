@@ -230,7 +230,7 @@ impl Room {
         for member in self.members.values_mut() {
             match &mut member.catching_up {
                 Some(buffer) => buffer.push(frames.clone()),
-                None => member.recipient.do_send(RoomEvent::Messages { room: self.name.clone(), frames: frames.clone() }),
+                None => member.recipient.do_send(RoomEvent::Messages { room: self.id, frames: frames.clone() }),
             }
         }
     }
@@ -424,10 +424,10 @@ impl Room {
                     .collect();
                 let buffered = member.catching_up.take().unwrap_or_default();
                 if !replay.is_empty() {
-                    member.recipient.do_send(RoomEvent::Messages { room: self.name.clone(), frames: replay });
+                    member.recipient.do_send(RoomEvent::Messages { room: self.id, frames: replay });
                 }
                 for frames in buffered {
-                    member.recipient.do_send(RoomEvent::Messages { room: self.name.clone(), frames });
+                    member.recipient.do_send(RoomEvent::Messages { room: self.id, frames });
                 }
             }
             Err(e) => {

@@ -26,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
     .service(
         web::scope("/api/v1")
+            .wrap(actix_web::middleware::Compress::default())
             .route("/users", web::post().to(users::create_user))
             .route("/me", web::get().to(users::get_me))
             .route("/sessions", web::post().to(sessions::create_session))
@@ -44,9 +45,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(metrics::metrics))
-    .route("/", web::get().to(static_files::index))
-    .route("/admin", web::get().to(static_files::admin))
-    .route("/static/{file}", web::get().to(static_files::asset));
+    .service(
+        web::scope("")
+            .wrap(actix_web::middleware::Compress::default())
+            .route("/", web::get().to(static_files::index))
+            .route("/admin", web::get().to(static_files::admin))
+            .route("/static/{file}", web::get().to(static_files::asset)),
+    );
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {

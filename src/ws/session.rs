@@ -40,8 +40,6 @@ const TYPING_INTERVAL: Duration = Duration::from_millis(200);
 struct JoinedRoom {
     id: RoomId,
     addr: Addr<Room>,
-    /// Highest seq written to the socket for this room.
-    last_seen: i64,
 }
 
 struct Joining {
@@ -70,6 +68,8 @@ pub struct Session {
     auth: AuthUser,
     state: web::Data<AppState>,
     rooms: HashMap<RoomName, JoinedRoom>,
+    /// Highest seq written to the socket, per joined room.
+    last_seen: HashMap<RoomId, i64>,
     joining: HashMap<RoomName, Joining>,
     bucket: TokenBucket,
     last_heard: Instant,
@@ -88,6 +88,7 @@ impl Session {
             bucket: TokenBucket::new(c.rate_limit_per_sec, c.rate_limit_burst),
             auth,
             rooms: HashMap::new(),
+            last_seen: HashMap::new(),
             joining: HashMap::new(),
             last_heard: Instant::now(),
             strikes: VecDeque::new(),
@@ -172,6 +173,7 @@ impl Session {
             return self.send_error(ctx, ErrorCode::BadRequest, &msg, Some(&room));
         }
         if let Some(joined) = self.rooms.remove(&name) {
+            self.last_seen.remove(&joined.id);
             // A rejoin restarts the stream from `since` in the same room actor.
             let target = Some((joined.id, joined.addr.clone()));
             self.joining.insert(name.clone(), Joining { since, target, cancelled: false, deferred: Vec::new() });
@@ -258,6 +260,7 @@ impl Session {
     fn handle_leave(&mut self, room: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let Ok(name) = RoomName::parse(room) else { return };
         if let Some(joined) = self.rooms.remove(&name) {
+            self.last_seen.remove(&joined.id);
             joined.addr.do_send(Leave { session: self.id });
         }
         if let Some(j) = self.joining.get_mut(&name) {
@@ -335,27 +338,25 @@ impl Session {
             return;
         }
         ctx.text(frame);
-        self.rooms.insert(room.clone(), JoinedRoom { id, addr, last_seen: after });
+        self.rooms.insert(room.clone(), JoinedRoom { id, addr });
+        self.last_seen.insert(id, after);
         for send in entry.deferred {
             self.handle_send(room.to_string(), send, ctx);
         }
     }
 
-    fn on_messages(&mut self, room: &RoomName, frames: &[OutFrame], ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(joined) = self.rooms.get_mut(room) else { return };
+    fn on_messages(&mut self, room: RoomId, frames: &[OutFrame], ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(last_seen) = self.last_seen.get_mut(&room) else { return };
         for frame in frames {
-            if frame.seq <= joined.last_seen {
+            if frame.seq <= *last_seen {
                 continue;
             }
-            if frame.seq != joined.last_seen + 1 {
-                log::error!("session {:?}: room {room} jumped from seq {} to {}", self.id, joined.last_seen, frame.seq);
+            if frame.seq != *last_seen + 1 {
+                log::error!("session {:?}: room {room} jumped from seq {} to {}", self.id, last_seen, frame.seq);
             }
-            joined.last_seen = frame.seq;
+            *last_seen = frame.seq;
             ctx.text(frame.text.clone());
-            METRICS.messages_delivered.inc();
-            if let Some(t) = frame.received_at {
-                METRICS.delivery_latency.observe(t.elapsed().as_secs_f64());
-            }
+            crate::metrics::record_delivery(frame.received_at);
         }
     }
 
@@ -437,10 +438,12 @@ impl Handler<RoomEvent> for Session {
     fn handle(&mut self, event: RoomEvent, ctx: &mut Self::Context) {
         match event {
             RoomEvent::Joined { room, after, frame, .. } => self.on_joined(room, after, frame, ctx),
-            RoomEvent::Messages { room, frames } => self.on_messages(&room, &frames, ctx),
+            RoomEvent::Messages { room, frames } => self.on_messages(room, &frames, ctx),
             RoomEvent::Notice { frame } => ctx.text(frame),
             RoomEvent::Removed { room, code, message } => {
-                self.rooms.remove(&room);
+                if let Some(joined) = self.rooms.remove(&room) {
+                    self.last_seen.remove(&joined.id);
+                }
                 ctx.text(protocol::error(code, &message, Some(room.as_str())));
             }
         }

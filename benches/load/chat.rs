@@ -1,14 +1,4 @@
-//! Load generator: N WebSocket clients over R rooms against one or more
-//! servers, measuring end-to-end delivery latency, ack latency, connect time,
-//! loss, duplicates and order violations.
-//!
-//! Latency is taken from each message's *intended* send time (its slot in the
-//! fixed-rate schedule), so a stalled server cannot hide behind a slowed-down
-//! client (no coordinated omission).
-//!
-//!   cargo bench --bench load -- --url http://127.0.0.1:8080 --clients 1000 --rooms 50 --rate 1 --duration 30
-//!
-//! Every run is bounded in time and stops by itself.
+//! Chat workloads: fixed rate, ramp/stress and soak over WebSocket clients.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,104 +10,8 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-#[derive(Clone, Debug)]
-struct Args {
-    urls: Vec<String>,
-    clients: usize,
-    rooms: usize,
-    /// Messages per second per sending client.
-    rate: f64,
-    /// How many clients send (default: all).
-    senders: Option<usize>,
-    duration: Duration,
-    threads: usize,
-    login_concurrency: usize,
-    body_bytes: usize,
-    room_prefix: String,
-    /// ramp: start rate, multiply per step, SLO in ms
-    mode: Mode,
-    ramp_factor: f64,
-    ramp_steps: usize,
-    slo_ms: f64,
-    label: String,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum Mode {
-    Fixed,
-    Ramp,
-    Soak,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: cargo bench --bench load -- [--url URL]... [--clients N] [--rooms R] [--rate MSGS_PER_SEC_PER_SENDER]\n\
-         \x20      [--senders N] [--duration SECS] [--threads T] [--login-concurrency C] [--body-bytes B]\n\
-         \x20      [--mode fixed|ramp|soak] [--ramp-factor F] [--ramp-steps N] [--slo-ms MS] [--label NAME]"
-    );
-    std::process::exit(2)
-}
-
-fn parse_args() -> Args {
-    let mut a = Args {
-        urls: Vec::new(),
-        clients: 100,
-        rooms: 10,
-        rate: 1.0,
-        senders: None,
-        duration: Duration::from_secs(10),
-        threads: 2,
-        login_concurrency: 32,
-        body_bytes: 64,
-        room_prefix: format!("load{:04x}", rand::random::<u16>()),
-        mode: Mode::Fixed,
-        ramp_factor: 1.5,
-        ramp_steps: 8,
-        slo_ms: 100.0,
-        label: "custom".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        // `cargo bench` passes --bench to every bench target.
-        if flag == "--bench" {
-            continue;
-        }
-        let mut val = || it.next().unwrap_or_else(|| usage());
-        match flag.as_str() {
-            "--url" => a.urls.push(val()),
-            "--clients" => a.clients = val().parse().unwrap_or_else(|_| usage()),
-            "--rooms" => a.rooms = val().parse().unwrap_or_else(|_| usage()),
-            "--rate" => a.rate = val().parse().unwrap_or_else(|_| usage()),
-            "--senders" => a.senders = Some(val().parse().unwrap_or_else(|_| usage())),
-            "--duration" => a.duration = Duration::from_secs_f64(val().parse().unwrap_or_else(|_| usage())),
-            "--threads" => a.threads = val().parse().unwrap_or_else(|_| usage()),
-            "--login-concurrency" => a.login_concurrency = val().parse().unwrap_or_else(|_| usage()),
-            "--body-bytes" => a.body_bytes = val().parse().unwrap_or_else(|_| usage()),
-            "--room-prefix" => a.room_prefix = val(),
-            "--mode" => {
-                a.mode = match val().as_str() {
-                    "fixed" => Mode::Fixed,
-                    "ramp" | "stress" => Mode::Ramp,
-                    "soak" => Mode::Soak,
-                    _ => usage(),
-                }
-            }
-            "--ramp-factor" => a.ramp_factor = val().parse().unwrap_or_else(|_| usage()),
-            "--ramp-steps" => a.ramp_steps = val().parse().unwrap_or_else(|_| usage()),
-            "--slo-ms" => a.slo_ms = val().parse().unwrap_or_else(|_| usage()),
-            "--label" => a.label = val(),
-            _ => usage(),
-        }
-    }
-    if a.urls.is_empty() {
-        a.urls.push("http://127.0.0.1:8080".into());
-    }
-    if a.clients == 0 || a.rooms == 0 || a.rate <= 0.0 || a.threads == 0 {
-        usage();
-    }
-    a.rooms = a.rooms.min(a.clients);
-    a
-}
+use crate::common::{guest_login, ms, nodelay_client, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
+use crate::Args;
 
 /// Everything one run measured, merged over threads.
 struct Stats {
@@ -177,10 +71,6 @@ impl Stats {
     }
 }
 
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
 /// Shared between the threads of one run.
 struct Shared {
     base: Instant,
@@ -194,59 +84,70 @@ struct Shared {
     stats: Mutex<Stats>,
 }
 
-fn main() {
-    let args = parse_args();
-    let cpu_start = process_cpu_seconds();
-    let wall = Instant::now();
-    match args.mode {
-        Mode::Fixed => {
-            let (stats, elapsed) = run(&args, args.rate, args.duration);
-            report(&args, args.rate, &stats, elapsed, cpu_start, wall);
-        }
-        Mode::Soak => soak(&args, cpu_start, wall),
-        Mode::Ramp => ramp(&args, cpu_start, wall),
+/// What one run measured, with the servers' own figures over the same window.
+pub struct RunResult {
+    stats: Stats,
+    elapsed: Duration,
+    connect_secs: f64,
+    server_cpu_seconds: f64,
+    server_rss_bytes: f64,
+    generator_cpu_share: f64,
+}
+
+impl RunResult {
+    /// No loss, no duplicate, no order violation, nobody failed to connect.
+    pub fn clean(&self) -> bool {
+        let s = &self.stats;
+        s.lost() == 0 && s.duplicates == 0 && s.order_violations == 0 && s.connect_failures == 0 && s.acked > 0
     }
+}
+
+pub fn fixed(args: &Args) -> bool {
+    let result = run(args, args.rate, args.duration);
+    report(args, args.rate, &result);
+    result.clean()
 }
 
 /// Steps the per-sender rate up by `ramp_factor` until p99 delivery passes the
 /// SLO or anything is lost; reports the last step that held and how it broke.
-fn ramp(args: &Args, cpu_start: f64, wall: Instant) {
+pub fn ramp(args: &Args) -> bool {
     let mut rate = args.rate;
     let mut last_ok: Option<(f64, f64)> = None;
+    let senders = args.senders.unwrap_or(args.clients) as f64;
     for step in 0..args.ramp_steps {
         let mut a = args.clone();
         a.room_prefix = format!("{}s{step}", args.room_prefix);
-        let (stats, elapsed) = run(&a, rate, args.duration);
-        let senders = args.senders.unwrap_or(args.clients) as f64;
+        a.label = format!("{} step {step}", args.label);
+        let result = run(&a, rate, args.duration);
+        let stats = &result.stats;
         let offered = rate * senders;
         let p99 = ms(stats.delivery.value_at_quantile(0.99));
         let lost = stats.lost();
         let refused: u64 = stats.errors.values().sum();
-        eprintln!(
-            "step {step}: {offered:.0} msg/s offered, {:.0} deliveries/s, p99 {p99:.1} ms, lost {lost}, refused {refused}",
-            stats.received as f64 / elapsed.as_secs_f64()
-        );
-        report(&a, rate, &stats, elapsed, cpu_start, wall);
-        let broke = if lost > 0 {
-            Some(format!("{lost} deliveries lost"))
+        report(&a, rate, &result);
+        let broke = if lost > 0 || stats.duplicates > 0 || stats.order_violations > 0 {
+            Some(format!("{lost} lost, {} duplicates, {} out of order", stats.duplicates, stats.order_violations))
         } else if refused > 0 {
             Some(format!("{refused} sends refused ({:?})", stats.errors))
+        } else if stats.connect_failures > 0 {
+            Some(format!("{} clients could not connect", stats.connect_failures))
         } else if p99 > args.slo_ms {
             Some(format!("p99 {p99:.1} ms > SLO {} ms", args.slo_ms))
+        } else if (stats.acked as f64) < offered * result.elapsed.as_secs_f64() * 0.97 {
+            Some(format!("only {:.0} of {offered:.0} msg/s offered were acked", stats.acked as f64 / result.elapsed.as_secs_f64()))
         } else {
             None
         };
-        match broke {
-            Some(why) => {
-                println!(
-                    "{}",
-                    json!({"kind": "ramp_result", "label": args.label, "held_msgs_per_sec": last_ok.map(|l| l.0),
-                           "held_p99_ms": last_ok.map(|l| l.1), "broke_at_msgs_per_sec": offered, "broke_because": why})
-                );
-                return;
-            }
-            None => last_ok = Some((offered, p99)),
+        if let Some(why) = broke {
+            eprintln!("ramp: held {:?} msg/s, broke at {offered:.0} msg/s: {why}", last_ok.map(|l| l.0));
+            println!(
+                "{}",
+                json!({"kind": "ramp_result", "label": args.label, "held_msgs_per_sec": last_ok.map(|l| l.0),
+                       "held_p99_ms": last_ok.map(|l| l.1), "broke_at_msgs_per_sec": offered, "broke_because": why})
+            );
+            return true;
         }
+        last_ok = Some((offered, p99));
         rate *= args.ramp_factor;
     }
     println!(
@@ -254,20 +155,27 @@ fn ramp(args: &Args, cpu_start: f64, wall: Instant) {
         json!({"kind": "ramp_result", "label": args.label, "held_msgs_per_sec": last_ok.map(|l| l.0),
                "held_p99_ms": last_ok.map(|l| l.1), "broke_at_msgs_per_sec": null, "broke_because": "not reached"})
     );
+    true
 }
 
-/// A long fixed-rate run, reported in windows with server RSS alongside.
-fn soak(args: &Args, cpu_start: f64, wall: Instant) {
+/// A long fixed-rate run, reported in 30 s windows (latency, server RSS).
+pub fn soak(args: &Args) -> bool {
     let windows = (args.duration.as_secs() / 30).max(1);
+    let mut clean = true;
     for w in 0..windows {
         let mut a = args.clone();
         a.room_prefix = format!("{}w{w}", args.room_prefix);
-        let (stats, elapsed) = run(&a, args.rate, Duration::from_secs(30).min(args.duration));
-        report(&a, args.rate, &stats, elapsed, cpu_start, wall);
+        a.label = format!("{} window {w}", args.label);
+        let result = run(&a, args.rate, Duration::from_secs(30).min(args.duration));
+        report(&a, args.rate, &result);
+        clean &= result.clean();
     }
+    clean
 }
 
-fn run(args: &Args, rate: f64, duration: Duration) -> (Stats, Duration) {
+fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
+    let cpu_start = process_cpu_seconds();
+    let wall = Instant::now();
     let mut members = vec![0usize; args.rooms];
     for c in 0..args.clients {
         members[c % args.rooms] += 1;
@@ -294,13 +202,15 @@ fn run(args: &Args, rate: f64, duration: Duration) -> (Stats, Duration) {
     while shared.ready.load(Ordering::Acquire) < args.clients && Instant::now() < connect_deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    let connect_secs = wall.elapsed().as_secs_f64();
+    let before = scrape_servers(&args.urls);
     let start = Instant::now() + Duration::from_millis(200);
     shared.start_at_ns.store(start.duration_since(shared.base).as_nanos() as u64, Ordering::Release);
     std::thread::sleep(start.saturating_duration_since(Instant::now()) + duration);
     shared.stop_sending.store(true, Ordering::Release);
-    let sending_elapsed = duration;
-    // Drain: wait until deliveries stop arriving (at most 5 s).
+    // Drain: late deliveries still count (and are late).
     std::thread::sleep(Duration::from_secs(2));
+    let after = scrape_servers(&args.urls);
     shared.stop_all.store(true, Ordering::Release);
     for h in handles {
         let _ = h.join();
@@ -312,7 +222,15 @@ fn run(args: &Args, rate: f64, duration: Duration) -> (Stats, Duration) {
         .zip(&shared.members_per_room)
         .map(|(a, m)| a.load(Ordering::Relaxed) * *m as u64)
         .sum();
-    (stats, sending_elapsed)
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    RunResult {
+        stats,
+        elapsed: duration,
+        connect_secs,
+        server_cpu_seconds: server_cpu(&before, &after),
+        server_rss_bytes: total_rss(&after),
+        generator_cpu_share: (process_cpu_seconds() - cpu_start) / wall.elapsed().as_secs_f64() / cores,
+    }
 }
 
 async fn thread_main(thread: usize, args: Args, rate: f64, shared: Arc<Shared>) {
@@ -348,7 +266,7 @@ async fn client(
     let http = nodelay_client();
     let connect_started = Instant::now();
     let permit = sem.acquire().await;
-    let token = match guest_login(&http, url, c).await {
+    let token = match guest_login(&http, url, &format!("load{c}")).await {
         Some(t) => t,
         None => {
             local.lock().expect("local").connect_failures += 1;
@@ -456,10 +374,12 @@ async fn client(
             Frame::Close(_) => break,
             _ => continue,
         };
-        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else { continue };
-        match v["type"].as_str() {
-            Some("message") => {
-                let seq = v["seq"].as_i64().unwrap_or(0);
+        // A typed, borrowing parse: the generator reads every delivery and
+        // must stay far cheaper than the server it measures.
+        let Ok(v) = serde_json::from_slice::<InFrame>(&bytes) else { continue };
+        match v.kind {
+            "message" => {
+                let seq = v.seq.unwrap_or(0);
                 let mut s = local.lock().expect("local");
                 s.received += 1;
                 if seq <= seen_seq {
@@ -470,7 +390,7 @@ async fn client(
                     }
                     seen_seq = seq;
                 }
-                let body = v["body"].as_str().unwrap_or_default();
+                let body = v.body.as_deref().unwrap_or_default();
                 let mut fields = body.split(' ');
                 let intended = fields.next().and_then(|t| t.strip_prefix("t=")).and_then(|t| t.parse::<u64>().ok());
                 let sender = fields.next().and_then(|t| t.strip_prefix("c=")).and_then(|t| t.parse::<usize>().ok());
@@ -482,17 +402,17 @@ async fn client(
                     }
                 }
             }
-            Some("ack") => {
-                let cmid = v["client_msg_id"].as_str().unwrap_or_default().to_string();
-                if let Some(intended) = pending.lock().expect("pending").remove(&cmid) {
+            "ack" => {
+                let cmid = v.client_msg_id.as_deref().unwrap_or_default();
+                if let Some(intended) = pending.lock().expect("pending").remove(cmid) {
                     let mut s = local.lock().expect("local");
                     s.acked += 1;
                     let _ = s.ack.record((now_ns.saturating_sub(intended) / 1000).max(1));
                     shared.acked_per_room[room_index].fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Some("error") => {
-                let code = v["code"].as_str().unwrap_or("unknown").to_string();
+            "error" => {
+                let code = v.code.as_deref().unwrap_or("unknown").to_string();
                 *local.lock().expect("local").errors.entry(code).or_default() += 1;
             }
             _ => {}
@@ -502,64 +422,40 @@ async fn client(
     let _ = sink.lock().await.send(Message::Close(None)).await;
 }
 
-/// An HTTP/WebSocket client whose sockets set TCP_NODELAY: without it, Nagle's
-/// algorithm plus delayed ACKs hold small frames back for up to 40 ms and the
-/// generator would measure itself.
-fn nodelay_client() -> awc::Client {
-    use actix_service::ServiceExt;
-    let tcp = actix_tls::connect::Connector::default().service().map(|conn: actix_tls::connect::Connection<_, actix_rt::net::TcpStream>| {
-        let _ = conn.io_ref().set_nodelay(true);
-        conn
-    });
-    awc::Client::builder()
-        .connector(awc::Connector::new().connector(tcp))
-        .timeout(Duration::from_secs(30))
-        .finish()
+/// The fields of server frames the generator reads; strings borrow from the
+/// frame unless they contain escapes.
+#[derive(serde::Deserialize)]
+struct InFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    seq: Option<i64>,
+    #[serde(borrow)]
+    body: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    client_msg_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<std::borrow::Cow<'a, str>>,
 }
 
-fn url_index(c: usize, args: &Args) -> usize {
+pub fn url_index(c: usize, args: &Args) -> usize {
     (c / args.rooms) % args.urls.len()
 }
 
-async fn guest_login(http: &awc::Client, url: &str, c: usize) -> Option<String> {
-    for attempt in 0..5 {
-        let resp = http
-            .post(format!("{url}/api/v1/sessions/guest"))
-            .send_json(&json!({"username": format!("load{c}")}))
-            .await;
-        if let Ok(mut r) = resp {
-            if r.status().is_success() {
-                let v: Value = r.json().await.ok()?;
-                return v["token"].as_str().map(str::to_string);
-            }
-        }
-        actix_rt::time::sleep(Duration::from_millis(100 << attempt)).await;
-    }
-    None
-}
-
-fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of stat (11 and 12 after the name).
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn report(args: &Args, rate: f64, s: &Stats, elapsed: Duration, cpu_start: f64, wall: Instant) {
-    let secs = elapsed.as_secs_f64();
+fn report(args: &Args, rate: f64, r: &RunResult) {
+    let s = &r.stats;
+    let secs = r.elapsed.as_secs_f64();
     let senders = args.senders.unwrap_or(args.clients);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-    let cpu = (process_cpu_seconds() - cpu_start) / wall.elapsed().as_secs_f64() / cores;
     let q = |h: &Histogram<u64>, p: f64| ms(h.value_at_quantile(p));
+    let cpu_us_per_delivery = if s.received > 0 { r.server_cpu_seconds * 1e6 / s.received as f64 } else { 0.0 };
     eprintln!(
-        "\n== {} ==\n{} clients, {} rooms, {} senders at {:.2} msg/s each, {:.0} s\n\
+        "\n== {} ==\n{} clients, {} rooms, {} senders at {:.2} msg/s each, {:.0} s, {} server(s)\n\
          sent {} ({:.0}/s), acked {}, deliveries {} ({:.0}/s), expected {}\n\
          lost {}, duplicates {}, order violations {}, refused {:?}, connect failures {}\n\
          delivery ms: p50 {:.2}  p95 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n\
          \x20 cross-instance ({} deliveries): p50 {:.2}  p99 {:.2}\n\
          ack ms:      p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n\
-         connect ms:  p50 {:.1}  p99 {:.1}  max {:.1}\n\
+         connect ms:  p50 {:.1}  p99 {:.1}  max {:.1}; {:.0} connections/s\n\
+         server CPU: {:.2} s = {:.2} us per delivery; server RSS {:.1} MiB\n\
          load generator CPU: {:.0}% of this machine",
         args.label,
         args.clients,
@@ -567,6 +463,7 @@ fn report(args: &Args, rate: f64, s: &Stats, elapsed: Duration, cpu_start: f64, 
         senders,
         rate,
         secs,
+        args.urls.len(),
         s.sent,
         s.sent as f64 / secs,
         s.acked,
@@ -593,7 +490,11 @@ fn report(args: &Args, rate: f64, s: &Stats, elapsed: Duration, cpu_start: f64, 
         q(&s.connect, 0.5),
         q(&s.connect, 0.99),
         ms(s.connect.max()),
-        cpu * 100.0,
+        args.clients as f64 / r.connect_secs.max(0.001),
+        r.server_cpu_seconds,
+        cpu_us_per_delivery,
+        r.server_rss_bytes / 1048576.0,
+        r.generator_cpu_share * 100.0,
     );
     println!(
         "{}",
@@ -610,7 +511,10 @@ fn report(args: &Args, rate: f64, s: &Stats, elapsed: Duration, cpu_start: f64, 
                                            "p99": q(&s.delivery_remote, 0.99)},
             "ack_ms": {"p50": q(&s.ack, 0.5), "p95": q(&s.ack, 0.95), "p99": q(&s.ack, 0.99), "max": ms(s.ack.max())},
             "connect_ms": {"p50": q(&s.connect, 0.5), "p99": q(&s.connect, 0.99), "max": ms(s.connect.max())},
-            "generator_cpu_share": cpu,
+            "connections_per_s": args.clients as f64 / r.connect_secs.max(0.001),
+            "server_cpu_seconds": r.server_cpu_seconds, "server_cpu_us_per_delivery": cpu_us_per_delivery,
+            "server_rss_bytes": r.server_rss_bytes,
+            "generator_cpu_share": r.generator_cpu_share,
         })
     );
 }

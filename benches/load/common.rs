@@ -1,0 +1,92 @@
+//! Pieces every workload shares: clients, logins, server samples, CPU.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// An HTTP/WebSocket client whose sockets set TCP_NODELAY: without it, Nagle's
+/// algorithm plus delayed ACKs hold small frames back for up to 40 ms and the
+/// generator would measure itself.
+pub fn nodelay_client() -> awc::Client {
+    use actix_service::ServiceExt;
+    let tcp = actix_tls::connect::Connector::default().service().map(
+        |conn: actix_tls::connect::Connection<_, actix_rt::net::TcpStream>| {
+            let _ = conn.io_ref().set_nodelay(true);
+            conn
+        },
+    );
+    awc::Client::builder()
+        .connector(awc::Connector::new().connector(tcp).limit(0))
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+pub async fn guest_login(http: &awc::Client, url: &str, name: &str) -> Option<String> {
+    for attempt in 0..5 {
+        let resp = http.post(format!("{url}/api/v1/sessions/guest")).send_json(&json!({"username": name})).await;
+        if let Ok(mut r) = resp {
+            if r.status().is_success() {
+                let v: Value = r.json().await.ok()?;
+                return v["token"].as_str().map(str::to_string);
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+    None
+}
+
+/// CPU seconds this process has used (all threads).
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat (11 and 12 after the name).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A server's own CPU time and memory, from its /metrics (process collector).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerSample {
+    pub cpu_seconds: f64,
+    pub rss_bytes: f64,
+    pub connections: f64,
+}
+
+/// Reads every server's sample with plain blocking HTTP (no runtime needed).
+pub fn scrape_servers(urls: &[String]) -> Vec<ServerSample> {
+    urls.iter().map(|u| scrape(u).unwrap_or_default()).collect()
+}
+
+fn scrape(url: &str) -> Option<ServerSample> {
+    let host = url.strip_prefix("http://")?.trim_end_matches('/');
+    let mut stream = TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse::<f64>().ok()))
+            .unwrap_or(0.0)
+    };
+    Some(ServerSample {
+        cpu_seconds: value("switchboard_process_cpu_seconds"),
+        rss_bytes: value("process_resident_memory_bytes"),
+        connections: value("switchboard_ws_connections"),
+    })
+}
+
+/// Server CPU over a window: total seconds used by all servers between samples.
+pub fn server_cpu(before: &[ServerSample], after: &[ServerSample]) -> f64 {
+    before.iter().zip(after).map(|(b, a)| (a.cpu_seconds - b.cpu_seconds).max(0.0)).sum()
+}
+
+pub fn total_rss(samples: &[ServerSample]) -> f64 {
+    samples.iter().map(|s| s.rss_bytes).sum()
+}
