@@ -35,6 +35,9 @@ pub const QUERY_NAMES: &[&str] = &[
     "history_range",
     "append_messages",
     "health_check",
+    "idempotency_lookup",
+    "retry_lookup_by_id",
+    "seq_allocation",
 ];
 
 pub const CACHE_NAMES: &[&str] = &["token", "room", "membership", "history"];
@@ -73,6 +76,9 @@ pub struct Metrics {
     pub db_query_duration: HistogramVec,
     pub db_query_errors: IntCounterVec,
     pub db_pool_connections: IntGaugeVec,
+    pub db_pool_wait: HistogramVec,
+    pub db_replica_lag: prometheus::Gauge,
+    pub db_reads: IntCounterVec,
     pub cache_requests: IntCounterVec,
     pub bridge_messages: IntCounterVec,
     pub writer_batch_size: Histogram,
@@ -141,6 +147,22 @@ impl Metrics {
             db_pool_connections: IntGaugeVec::new(
                 Opts::new("switchboard_db_pool_connections", "Database pool connections by state"),
                 &["pool", "state"],
+            )
+            .expect("valid"),
+            db_pool_wait: HistogramVec::new(
+                HistogramOpts::new("switchboard_db_pool_wait_seconds", "Time waiting for a pooled database connection")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["pool"],
+            )
+            .expect("valid"),
+            db_replica_lag: prometheus::Gauge::new(
+                "switchboard_db_replica_lag_seconds",
+                "Replay lag of the read replica (-1 when unreachable or not configured)",
+            )
+            .expect("valid"),
+            db_reads: IntCounterVec::new(
+                Opts::new("switchboard_db_reads_total", "History and room-list reads by the pool that served them"),
+                &["pool"],
             )
             .expect("valid"),
             cache_requests: IntCounterVec::new(
@@ -224,6 +246,9 @@ impl Metrics {
             Box::new(self.db_query_duration.clone()),
             Box::new(self.db_query_errors.clone()),
             Box::new(self.db_pool_connections.clone()),
+            Box::new(self.db_pool_wait.clone()),
+            Box::new(self.db_replica_lag.clone()),
+            Box::new(self.db_reads.clone()),
             Box::new(self.cache_requests.clone()),
             Box::new(self.bridge_messages.clone()),
             Box::new(self.writer_batch_size.clone()),
@@ -264,9 +289,14 @@ impl Metrics {
         for d in ["in", "out"] {
             self.bridge_messages.with_label_values(&[d]);
         }
-        for state in ["idle", "active"] {
-            self.db_pool_connections.with_label_values(&["primary", state]);
+        for pool in ["primary", "replica"] {
+            for state in ["idle", "active"] {
+                self.db_pool_connections.with_label_values(&[pool, state]);
+            }
+            self.db_pool_wait.with_label_values(&[pool]);
+            self.db_reads.with_label_values(&[pool]);
         }
+        self.db_replica_lag.set(-1.0);
         for (method, route, status) in ROUTES {
             self.http_duration.with_label_values(&[method, route, status]);
         }

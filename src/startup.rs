@@ -81,6 +81,7 @@ impl Application {
         rx.await.map_err(|_| StartupError::Other("database preparation thread died".into()))??;
 
         let store = Store::new(&config);
+        store.spawn_replica_monitor();
         let redis = match &config.redis_url {
             Some(url) => {
                 let client = redis::Client::open(url.as_str())

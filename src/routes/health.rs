@@ -44,6 +44,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if let Some(r) = redis {
         checks["redis"] = json!(r);
     }
+    // Informational: reads fall back to the primary without the replica.
+    if let Some(replica) = state.store.replica() {
+        checks["replica"] = json!(if replica.is_healthy() { "ok" } else { "bypassed" });
+    }
     let body = json!({"status": status, "checks": checks});
     if status == "ready" {
         HttpResponse::Ok().json(body)

@@ -57,7 +57,7 @@ pub async fn list_messages(
 ) -> Result<HttpResponse, ApiError> {
     let (page, limit) = parse_page(&query)?;
     let room = visible_room(&state, &auth, &path).await?;
-    let (messages, has_more) = state.store.history(room.id, &room.name, page, limit).await?;
+    let (messages, has_more) = state.store.history(room.id, &room.name, page, limit, room.last_seq).await?;
     Ok(HttpResponse::Ok().json(Page { messages: &messages, has_more }))
 }
 

@@ -63,37 +63,45 @@ fn to_message(room_id: RoomId, room: &RoomName, row: MessageRow) -> StoredMessag
 impl Store {
     /// One page of history plus whether more exist beyond it in the paging
     /// direction (older for `Newest`/`Before`, newer for `After`/`Between`).
+    ///
+    /// `last_seq` is the room's newest seq as the primary knows it; a replica
+    /// page that ends short of it is stale and is read from the primary.
     pub async fn history(
         &self,
         room_id: RoomId,
         room: &RoomName,
         page: HistoryPage,
         limit: i64,
+        last_seq: i64,
     ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
-        let mut query = messages::table
-            .inner_join(users::table)
-            .filter(messages::room_id.eq(room_id.0))
-            .select(MESSAGE_COLUMNS)
-            .limit(limit + 1)
-            .into_boxed();
-        // Pages towards the past read newest-first and are reversed below.
         let (name, descending) = match page {
             HistoryPage::Newest => ("history_newest", true),
-            HistoryPage::Before(before) => {
-                query = query.filter(messages::seq.lt(before));
-                ("history_before", true)
-            }
-            HistoryPage::After(after) => {
-                query = query.filter(messages::seq.gt(after));
-                ("history_after", false)
-            }
-            HistoryPage::Between { after, before } => {
-                query = query.filter(messages::seq.gt(after)).filter(messages::seq.lt(before));
-                ("history_range", false)
+            HistoryPage::Before(_) => ("history_before", true),
+            HistoryPage::After(_) => ("history_after", false),
+            HistoryPage::Between { .. } => ("history_range", false),
+        };
+        // Where the page must end if the reader is up to date (seqs have no gaps).
+        let newest_expected = match page {
+            HistoryPage::Newest | HistoryPage::After(_) => last_seq,
+            HistoryPage::Before(before) | HistoryPage::Between { before, .. } => last_seq.min(before - 1),
+        };
+        let fresh = |rows: &Vec<MessageRow>| -> bool {
+            let newest = rows.iter().map(|r| r.0).max();
+            match page {
+                // Newest first: the first row must be the newest expected.
+                HistoryPage::Newest | HistoryPage::Before(_) => {
+                    newest.unwrap_or(0) >= newest_expected || newest_expected <= 0
+                }
+                // Oldest first: a full page proves nothing about the end, but
+                // a short one must reach the end.
+                HistoryPage::After(after) | HistoryPage::Between { after, .. } => {
+                    rows.len() as i64 > limit || newest.unwrap_or(after) >= newest_expected || newest_expected <= after
+                }
             }
         };
-        query = if descending { query.order(messages::seq.desc()) } else { query.order(messages::seq.asc()) };
-        let mut rows = self.run(name, async |conn| query.load::<MessageRow>(conn).await).await?;
+        let mut rows = self
+            .read(name, true, fresh, async |conn| history_query(room_id, page, limit).load::<MessageRow>(conn).await)
+            .await?;
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         if descending {
@@ -127,5 +135,43 @@ impl Store {
             })
             .await?;
         Ok(rows.into_iter().map(|r| to_message(room_id, room, r)).collect())
+    }
+}
+
+type MessageSql = (
+    diesel::sql_types::Int8,
+    diesel::sql_types::Uuid,
+    diesel::sql_types::Uuid,
+    diesel::sql_types::Text,
+    diesel::sql_types::Text,
+    diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    diesel::sql_types::Timestamptz,
+);
+
+/// One history page (limit + 1 rows, to tell whether more exist). Pages
+/// towards the past read newest-first; the caller reverses them. Also used by
+/// `plans`.
+pub(crate) fn history_query(
+    room_id: RoomId,
+    page: HistoryPage,
+    limit: i64,
+) -> impl diesel::query_builder::Query<SqlType = MessageSql>
+       + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+       + diesel::query_builder::QueryId
+       + Send
+       + 'static {
+    let query = messages::table
+        .inner_join(users::table)
+        .filter(messages::room_id.eq(room_id.0))
+        .select(MESSAGE_COLUMNS)
+        .limit(limit + 1)
+        .into_boxed();
+    match page {
+        HistoryPage::Newest => query.order(messages::seq.desc()),
+        HistoryPage::Before(before) => query.filter(messages::seq.lt(before)).order(messages::seq.desc()),
+        HistoryPage::After(after) => query.filter(messages::seq.gt(after)).order(messages::seq.asc()),
+        HistoryPage::Between { after, before } => {
+            query.filter(messages::seq.gt(after)).filter(messages::seq.lt(before)).order(messages::seq.asc())
+        }
     }
 }

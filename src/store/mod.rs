@@ -6,7 +6,9 @@
 pub mod bootstrap;
 pub mod messages;
 pub mod models;
+pub mod plans;
 pub mod pool;
+pub mod replica;
 pub mod rooms;
 pub mod schema;
 pub mod users;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::ConnectionError;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
+use super::replica::Replica;
 use super::StoreError;
 use crate::config::Config;
 use crate::metrics::METRICS;
@@ -21,6 +22,7 @@ pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 pub struct Store {
     pool: DbPool,
     settings: Arc<ConnectionSettings>,
+    replica: Option<Arc<Replica>>,
 }
 
 /// What every new connection is told before first use.
@@ -29,6 +31,8 @@ pub struct ConnectionSettings {
     pub url: String,
     pub statement_timeout: Duration,
     pub application_name: String,
+    /// Queries at least this slow are logged with their name and row count.
+    pub slow_query: Duration,
 }
 
 impl ConnectionSettings {
@@ -37,6 +41,7 @@ impl ConnectionSettings {
             url: config.database_url.clone(),
             statement_timeout: config.db_statement_timeout,
             application_name: format!("switchboard {}", config.instance_id),
+            slow_query: config.slow_query,
         }
     }
 
@@ -55,49 +60,173 @@ impl ConnectionSettings {
     }
 }
 
+/// The one instrumented path: pool wait, query time per name, errors, and a
+/// warning for slow queries with their row count.
+pub async fn run_on<T: Rows>(
+    pool: &DbPool,
+    pool_name: &'static str,
+    slow: Duration,
+    name: &'static str,
+    query: impl AsyncFnOnce(&mut AsyncPgConnection) -> diesel::QueryResult<T>,
+) -> Result<T, StoreError> {
+    let waited = Instant::now();
+    let checkout = pool.get().await;
+    METRICS.db_pool_wait.with_label_values(&[pool_name]).observe(waited.elapsed().as_secs_f64());
+    let mut conn = checkout?;
+    let start = Instant::now();
+    let result = query(&mut conn).await;
+    let elapsed = start.elapsed();
+    METRICS.observe_query(name, elapsed, result.is_ok());
+    if elapsed >= slow {
+        let rows = result.as_ref().map(Rows::rows).unwrap_or(0);
+        log::warn!("slow query {name} on {pool_name}: {:.1} ms, {rows} rows", elapsed.as_secs_f64() * 1000.0);
+    }
+    result.map_err(StoreError::from)
+}
+
+/// How many rows a query's result holds, for the slow-query log.
+pub trait Rows {
+    fn rows(&self) -> usize;
+}
+
+impl<T> Rows for Vec<T> {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<T> Rows for Option<T> {
+    fn rows(&self) -> usize {
+        usize::from(self.is_some())
+    }
+}
+
+impl Rows for usize {
+    fn rows(&self) -> usize {
+        *self
+    }
+}
+
+impl Rows for () {
+    fn rows(&self) -> usize {
+        0
+    }
+}
+
+impl Rows for bool {
+    fn rows(&self) -> usize {
+        1
+    }
+}
+
+impl Rows for String {
+    fn rows(&self) -> usize {
+        1
+    }
+}
+
+impl Rows for i64 {
+    fn rows(&self) -> usize {
+        1
+    }
+}
+
+/// A bb8 pool sized from the configuration. Checkout costs no round trip: the
+/// check only asks whether the connection's socket is still open (after a
+/// PostgreSQL restart every old connection is closed, so it is dropped and a
+/// fresh one made instead of failing a request).
+pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> DbPool {
+    let setup_settings = settings.clone();
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    manager_config.custom_setup = Box::new(move |_url: &str| -> BoxFuture<'_, Result<AsyncPgConnection, ConnectionError>> {
+        let s = setup_settings.clone();
+        async move { s.connect().await }.boxed()
+    });
+    manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn: &mut AsyncPgConnection| {
+        let broken = conn.is_broken();
+        async move {
+            if broken {
+                Err(diesel::result::Error::BrokenTransactionManager)
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
+    }));
+    let manager = AsyncDieselConnectionManager::new_with_config(settings.url.clone(), manager_config);
+    bb8::Pool::builder()
+        .max_size(config.db_pool_max)
+        .min_idle(Some(config.db_pool_min_idle))
+        .connection_timeout(config.db_pool_timeout)
+        .idle_timeout(Some(config.db_pool_idle_timeout))
+        .max_lifetime(Some(Duration::from_secs(1800)))
+        .test_on_check_out(true)
+        .retry_connection(false)
+        .build_unchecked(manager)
+}
+
 impl Store {
-    /// Builds the pool. Connections open lazily, so this succeeds even while the
-    /// database restarts; start-up already proved it reachable.
+    /// Builds the primary pool. Connections open lazily, so this succeeds
+    /// even while the database restarts; start-up already proved it reachable.
     pub fn new(config: &Config) -> Store {
         let settings = Arc::new(ConnectionSettings::from_config(config));
-        let setup_settings = settings.clone();
-        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-        manager_config.custom_setup = Box::new(move |_url: &str| -> BoxFuture<'_, Result<AsyncPgConnection, ConnectionError>> {
-            let s = setup_settings.clone();
-            async move { s.connect().await }.boxed()
-        });
-        // Broken connections are detected by the failed query itself; a ping
-        // per checkout would add a round trip to every request.
-        manager_config.recycling_method = RecyclingMethod::Fast;
-        let manager = AsyncDieselConnectionManager::new_with_config(config.database_url.clone(), manager_config);
-        let pool = bb8::Pool::builder()
-            .max_size(config.db_pool_max)
-            .min_idle(Some(config.db_pool_min_idle))
-            .connection_timeout(config.db_pool_timeout)
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .max_lifetime(Some(Duration::from_secs(1800)))
-            .test_on_check_out(false)
-            .retry_connection(false)
-            .build_unchecked(manager);
-        Store { pool, settings }
+        let pool = build_pool(&settings, config);
+        let replica = config.database_replica_url.as_deref().map(|url| Replica::new(url, config));
+        Store { pool, settings, replica }
+    }
+
+    pub fn replica(&self) -> Option<&Arc<Replica>> {
+        self.replica.as_ref()
+    }
+
+    /// Starts measuring the replica's lag (no-op without a replica).
+    pub fn spawn_replica_monitor(&self) {
+        if let Some(r) = &self.replica {
+            actix::spawn(r.clone().monitor(self.pool.clone()));
+        }
+    }
+
+    /// A read that may be served by the replica: used when it is healthy and
+    /// `fresh` allows; falls back to the primary when the replica fails or
+    /// `accept` rejects its answer as stale.
+    pub async fn read<T: Rows>(
+        &self,
+        name: &'static str,
+        may_use_replica: bool,
+        accept: impl Fn(&T) -> bool,
+        query: impl AsyncFn(&mut AsyncPgConnection) -> diesel::QueryResult<T>,
+    ) -> Result<T, StoreError> {
+        if let Some(replica) = self.replica.as_ref().filter(|r| may_use_replica && r.is_healthy()) {
+            match run_on(&replica.pool, "replica", self.settings.slow_query, name, &query).await {
+                Ok(rows) if accept(&rows) => {
+                    METRICS.db_reads.with_label_values(&["replica"]).inc();
+                    return Ok(rows);
+                }
+                Ok(_) => {}
+                Err(StoreError::Unavailable(e)) => {
+                    log::warn!("replica read {name} failed, using the primary: {e}");
+                    replica.mark_unhealthy();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        METRICS.db_reads.with_label_values(&["primary"]).inc();
+        self.run(name, query).await
     }
 
     pub fn settings(&self) -> &ConnectionSettings {
         &self.settings
     }
 
-    /// Runs one named query on a pooled connection. Pool exhaustion or an
-    /// unreachable database is `StoreError::Unavailable` after the pool timeout.
-    pub async fn run<T>(
+    /// Runs one named query on a pooled primary connection. Pool exhaustion
+    /// or an unreachable database is `StoreError::Unavailable` after the pool
+    /// timeout.
+    pub async fn run<T: Rows>(
         &self,
         name: &'static str,
         query: impl AsyncFnOnce(&mut AsyncPgConnection) -> diesel::QueryResult<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let start = Instant::now();
-        let result = query(&mut conn).await;
-        METRICS.observe_query(name, start.elapsed(), result.is_ok());
-        result.map_err(StoreError::from)
+        run_on(&self.pool, "primary", self.settings.slow_query, name, query).await
     }
 
     /// Idle and in-use connections, for `/metrics` and `/readyz`.

@@ -50,6 +50,12 @@ struct NewRoomRow {
     last_seq: i64,
 }
 
+impl super::pool::Rows for NewRoomRow {
+    fn rows(&self) -> usize {
+        1
+    }
+}
+
 /// A room as listed, with its stored member count.
 #[derive(Debug, Clone)]
 pub struct RoomSummary {
@@ -60,14 +66,7 @@ pub struct RoomSummary {
 impl Store {
     pub async fn room_by_name(&self, name: &RoomName) -> Result<Option<Room>, StoreError> {
         let row = self
-            .run("room_by_name", async |conn| {
-                rooms::table
-                    .filter(rooms::name.eq(name.as_str()))
-                    .select(ROOM_COLUMNS)
-                    .first::<RoomRow>(conn)
-                    .await
-                    .optional()
-            })
+            .run("room_by_name", async |conn| room_by_name_query(name).get_result::<RoomRow>(conn).await.optional())
             .await?;
         Ok(row.map(to_room))
     }
@@ -80,6 +79,7 @@ impl Store {
         private: bool,
         owner: UserId,
     ) -> Result<Room, StoreError> {
+        self.note_membership_write(owner);
         // Room and owner membership in one statement, hence one transaction.
         let result = self
             .run("room_create", async |conn| {
@@ -126,20 +126,18 @@ impl Store {
     }
 
     pub async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
-        self.run("member_check", async |conn| {
-            diesel::select(exists(
-                room_members::table
-                    .filter(room_members::room_id.eq(room.0))
-                    .filter(room_members::user_id.eq(user.0)),
-            ))
-            .get_result::<bool>(conn)
-            .await
-        })
-        .await
+        self.run("member_check", async |conn| member_check_query(room, user).get_result::<bool>(conn).await).await
+    }
+
+    fn note_membership_write(&self, user: UserId) {
+        if let Some(r) = self.replica() {
+            r.note_write(user);
+        }
     }
 
     /// Adds a member; adding an existing member is a no-op.
     pub async fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
+        self.note_membership_write(user);
         self.run("member_add", async |conn| {
             diesel::insert_into(room_members::table)
                 .values((room_members::room_id.eq(room.0), room_members::user_id.eq(user.0)))
@@ -153,6 +151,7 @@ impl Store {
 
     /// Removes a member; true when they were one.
     pub async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        self.note_membership_write(user);
         let n = self
             .run("member_remove", async |conn| {
                 diesel::delete(
@@ -169,40 +168,58 @@ impl Store {
 
     /// Public rooms plus the private rooms `user` belongs to, by name.
     pub async fn list_rooms_for(&self, user: UserId) -> Result<Vec<RoomSummary>, StoreError> {
+        // Right after their own membership change a user reads from the primary.
+        let replica_ok = self.replica().is_none_or(|r| !r.wrote_recently(user));
         let rows = self
-            .run("room_list_for_user", async |conn| {
-                let is_member = exists(
-                    room_members::table
-                        .filter(room_members::room_id.eq(rooms::id))
-                        .filter(room_members::user_id.eq(user.0)),
-                );
-                let member_count = room_members::table
-                    .filter(room_members::room_id.eq(rooms::id))
-                    .count()
-                    .single_value();
-                rooms::table
-                    .filter(not(rooms::private).or(is_member))
-                    .order(rooms::name.asc())
-                    .limit(10_000)
-                    .select((ROOM_COLUMNS, member_count))
-                    .load::<(RoomRow, Option<i64>)>(conn)
-                    .await
+            .read("room_list_for_user", replica_ok, |_| true, async |conn| {
+                room_list_query(user).load::<(RoomRow, i64)>(conn).await
             })
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(row, count)| RoomSummary { room: to_room(row), member_count: count.unwrap_or(0) })
+            .map(|(row, count)| RoomSummary { room: to_room(row), member_count: count })
             .collect())
     }
 
     pub async fn member_count(&self, room: RoomId) -> Result<i64, StoreError> {
-        self.run("member_check", async |conn| {
-            room_members::table
-                .filter(room_members::room_id.eq(room.0))
-                .count()
-                .get_result::<i64>(conn)
-                .await
+        self.run("room_by_name", async |conn| {
+            rooms::table.filter(rooms::id.eq(room.0)).select(rooms::member_count).get_result::<i64>(conn).await
         })
         .await
     }
+}
+
+use diesel::pg::Pg;
+use diesel::query_builder::{Query, QueryFragment, QueryId};
+use diesel::sql_types::{Int8, Nullable as Null, Text as SqlText};
+
+
+type RoomSql = (Int8, SqlText, SqlText, diesel::sql_types::Bool, Null<SqlUuid>, Int8);
+
+/// Room by its unique name (also used by `plans`).
+pub(crate) fn room_by_name_query(name: &RoomName) -> impl Query<SqlType = RoomSql> + QueryFragment<Pg> + QueryId + Send + '_ {
+    rooms::table.filter(rooms::name.eq(name.as_str())).select(ROOM_COLUMNS).limit(1)
+}
+
+/// Membership by the room_members primary key (also used by `plans`).
+pub(crate) fn member_check_query(
+    room: RoomId,
+    user: UserId,
+) -> impl Query<SqlType = diesel::sql_types::Bool> + QueryFragment<Pg> + QueryId + Send {
+    diesel::select(exists(
+        room_members::table.filter(room_members::room_id.eq(room.0)).filter(room_members::user_id.eq(user.0)),
+    ))
+}
+
+/// Public rooms plus the user's private rooms, with member counts (the
+/// trigger-maintained counter, one row per room). Also used by `plans`.
+pub(crate) fn room_list_query(user: UserId) -> impl Query<SqlType = (RoomSql, Int8)> + QueryFragment<Pg> + QueryId + Send {
+    let is_member = exists(
+        room_members::table.filter(room_members::room_id.eq(rooms::id)).filter(room_members::user_id.eq(user.0)),
+    );
+    rooms::table
+        .filter(not(rooms::private).or(is_member))
+        .order(rooms::name.asc())
+        .limit(10_000)
+        .select((ROOM_COLUMNS, rooms::member_count))
 }

@@ -27,6 +27,7 @@ diesel::table! {
         owner_id -> Nullable<Uuid>,
         last_seq -> Int8,
         created_at -> Timestamptz,
+        member_count -> Int8,
     }
 }
 

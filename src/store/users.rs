@@ -77,15 +77,7 @@ impl Store {
     /// The user a presented token belongs to, if the session still exists.
     pub async fn user_by_token(&self, token: &TokenHash) -> Result<Option<User>, StoreError> {
         let row = self
-            .run("user_by_token", async |conn| {
-                sessions::table
-                    .inner_join(users::table)
-                    .filter(sessions::token_hash.eq(token.0.as_slice()))
-                    .select((users::id, users::username, users::guest))
-                    .first::<UserRow>(conn)
-                    .await
-                    .optional()
-            })
+            .run("user_by_token", async |conn| user_by_token_query(token).get_result::<UserRow>(conn).await.optional())
             .await?;
         Ok(row.map(to_user))
     }
@@ -101,4 +93,21 @@ impl Store {
             .await?;
         Ok(n > 0)
     }
+}
+
+type UserSql = (diesel::sql_types::Uuid, diesel::sql_types::Text, diesel::sql_types::Bool);
+
+/// Token -> user, by the sessions primary key (also used by `plans`).
+pub(crate) fn user_by_token_query(
+    token: &TokenHash,
+) -> impl diesel::query_builder::Query<SqlType = UserSql>
+       + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+       + diesel::query_builder::QueryId
+       + Send
+       + '_ {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::token_hash.eq(token.0.as_slice()))
+        .select((users::id, users::username, users::guest))
+        .limit(1)
 }

@@ -347,7 +347,12 @@ impl Shard {
             .bind::<Array<Timestamptz>, _>(sent_ats)
             .load::<AppendRow>(conn)
             .await;
-        METRICS.observe_query("append_messages", start.elapsed(), result.is_ok());
+        let elapsed = start.elapsed();
+        METRICS.observe_query("append_messages", elapsed, result.is_ok());
+        if elapsed >= self.settings.slow_query {
+            let rows = result.as_ref().map(Vec::len).unwrap_or(0);
+            log::warn!("slow query append_messages: {:.1} ms, {rows} rows", elapsed.as_secs_f64() * 1000.0);
+        }
         result
     }
 }

@@ -66,6 +66,33 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Runs SQL (several statements allowed) against this test's database.
+    pub fn exec(&self, sql: &str) {
+        let (url, sql) = (self.url(), sql.to_string());
+        off_runtime(move || {
+            let mut conn = SyncConn::establish(&url).expect("connect to test db");
+            conn.batch_execute(&sql).expect("exec");
+        })
+    }
+
+    /// Runs SQL against this test's database and returns one text value.
+    pub fn query_text(&self, sql: &str) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            v: String,
+        }
+        let (url, sql) = (self.url(), sql.to_string());
+        off_runtime(move || {
+            use diesel::RunQueryDsl;
+            let mut conn = SyncConn::establish(&url).expect("connect to test db");
+            let row: Row = diesel::sql_query(sql).get_result(&mut conn).expect("query");
+            row.v
+        })
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();

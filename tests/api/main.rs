@@ -8,6 +8,7 @@ mod deploy;
 mod frames;
 mod helpers;
 mod messages;
+mod plans;
 mod rooms;
 mod shutdown;
 mod startup;
