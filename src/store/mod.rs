@@ -51,6 +51,8 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for StoreEr
 pub fn is_connection_error(e: &DieselError) -> bool {
     match e {
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        // diesel-async's kind for client-side failures ("connection closed").
+        DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => true,
         DieselError::BrokenTransactionManager => true,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             let m = info.message();

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cluster;
+mod database;
 mod delivery;
 mod deploy;
 mod frames;
