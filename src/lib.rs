@@ -6,8 +6,10 @@
 //! fan-out) -> `ws::session` of every member -> socket; and from the writer
 //! over `bus` (Redis pub/sub) to the rooms of other instances.
 
+pub mod access;
 pub mod auth;
 pub mod bus;
+pub mod cache;
 pub mod chat;
 pub mod cluster;
 pub mod config;

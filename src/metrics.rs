@@ -38,6 +38,8 @@ pub const QUERY_NAMES: &[&str] = &[
     "idempotency_lookup",
     "retry_lookup_by_id",
     "seq_allocation",
+    "room_counts",
+    "room_set_topic",
 ];
 
 pub const CACHE_NAMES: &[&str] = &["token", "room", "membership", "history"];
@@ -52,6 +54,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/rooms", "200"),
     ("POST", "/api/v1/rooms", "201"),
     ("GET", "/api/v1/rooms/{name}", "200"),
+    ("PATCH", "/api/v1/rooms/{name}", "200"),
     ("POST", "/api/v1/rooms/{name}/members", "204"),
     ("DELETE", "/api/v1/rooms/{name}/members/{username}", "204"),
     ("GET", "/api/v1/rooms/{name}/messages", "200"),
@@ -80,6 +83,9 @@ pub struct Metrics {
     pub db_replica_lag: prometheus::Gauge,
     pub db_reads: IntCounterVec,
     pub cache_requests: IntCounterVec,
+    pub cache_evictions: IntCounterVec,
+    pub cache_entries: IntGaugeVec,
+    pub cache_bytes: IntGaugeVec,
     pub bridge_messages: IntCounterVec,
     pub writer_batch_size: Histogram,
     pub writer_commit: Histogram,
@@ -170,6 +176,15 @@ impl Metrics {
                 &["cache", "result"],
             )
             .expect("valid"),
+            cache_evictions: IntCounterVec::new(
+                Opts::new("switchboard_cache_evictions_total", "L1 cache entries evicted for size or expiry"),
+                &["cache"],
+            )
+            .expect("valid"),
+            cache_entries: IntGaugeVec::new(Opts::new("switchboard_cache_entries", "L1 cache entries"), &["cache"])
+                .expect("valid"),
+            cache_bytes: IntGaugeVec::new(Opts::new("switchboard_cache_bytes", "Approximate L1 cache bytes"), &["cache"])
+                .expect("valid"),
             bridge_messages: IntCounterVec::new(
                 Opts::new("switchboard_bridge_messages_total", "Messages through the cross-instance bridge"),
                 &["direction"],
@@ -250,6 +265,9 @@ impl Metrics {
             Box::new(self.db_replica_lag.clone()),
             Box::new(self.db_reads.clone()),
             Box::new(self.cache_requests.clone()),
+            Box::new(self.cache_evictions.clone()),
+            Box::new(self.cache_entries.clone()),
+            Box::new(self.cache_bytes.clone()),
             Box::new(self.bridge_messages.clone()),
             Box::new(self.writer_batch_size.clone()),
             Box::new(self.writer_commit.clone()),
@@ -285,6 +303,9 @@ impl Metrics {
             for result in ["hit", "miss"] {
                 self.cache_requests.with_label_values(&[c, result]);
             }
+            self.cache_evictions.with_label_values(&[c]);
+            self.cache_entries.with_label_values(&[c]);
+            self.cache_bytes.with_label_values(&[c]);
         }
         for d in ["in", "out"] {
             self.bridge_messages.with_label_values(&[d]);

@@ -19,6 +19,7 @@ use crate::bus::inbound::Inbound;
 use crate::bus::local::LocalHub;
 use crate::bus::redis::RedisTransport;
 use crate::bus::{Bus, BusEvent, BusState, Channel, Subscriptions, Transport};
+use crate::cache::Caches;
 use crate::chat::registry::RoomSettings;
 use crate::chat::Registry;
 use crate::cluster::presence::PresenceStore;
@@ -111,11 +112,13 @@ impl Application {
         );
         let connections = Connections::default();
         let liveness = Arc::new(Liveness::new(config.instance_ttl));
+        let caches = Arc::new(Caches::new(&config, redis.as_ref().map(|(_, pool)| pool)));
         let inbound = Arc::new(Inbound {
             instance: config.instance_id.clone(),
             registry: registry.clone(),
             connections: connections.clone(),
             liveness: liveness.clone(),
+            caches: caches.clone(),
         });
         let subscriptions = Arc::new(Subscriptions::default());
         let bus_state = Arc::new(AtomicU8::new(
@@ -134,6 +137,7 @@ impl Application {
         };
         let bus = Bus::new(&config.instance_id, transport, subscriptions, bus_state);
         registry.attach_bus(bus.clone());
+        caches.attach_bus(&bus);
         let writer = Writer::start(
             WriterConfig {
                 shards: config.writer_shards,
@@ -154,6 +158,7 @@ impl Application {
             bus,
             redis: redis.map(|(_, pool)| pool),
             liveness,
+            caches,
         }));
         // Touch the metrics so every series exists from start-up.
         METRICS.ws_connections.set(0);

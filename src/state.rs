@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::bus::redis::RedisPool;
+use crate::cache::Caches;
 use crate::bus::{Bus, BusEvent, Channel};
 use crate::chat::room::Kick;
 use crate::chat::Registry;
@@ -24,6 +25,7 @@ pub struct AppState {
     pub bus: Bus,
     pub redis: Option<RedisPool>,
     pub liveness: Arc<Liveness>,
+    pub caches: Arc<Caches>,
     pub started_at: Instant,
     draining: AtomicBool,
 }
@@ -38,6 +40,7 @@ pub struct Parts {
     pub bus: Bus,
     pub redis: Option<RedisPool>,
     pub liveness: Arc<Liveness>,
+    pub caches: Arc<Caches>,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             bus: p.bus,
             redis: p.redis,
             liveness: p.liveness,
+            caches: p.caches,
             started_at: Instant::now(),
             draining: AtomicBool::new(false),
         }

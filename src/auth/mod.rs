@@ -37,7 +37,7 @@ pub async fn authenticate(state: &AppState, presented: Option<&str>) -> Result<A
         return Err(ApiError::unauthorized());
     };
     let token = TokenHash::of(presented);
-    let user = state.store.user_by_token(&token).await?.ok_or_else(ApiError::unauthorized)?;
+    let user = crate::access::user_for_token(state, &token).await?.ok_or_else(ApiError::unauthorized)?;
     let admin = !user.guest && state.config.is_admin(user.username.as_str());
     Ok(AuthUser { user, token, admin })
 }

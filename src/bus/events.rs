@@ -28,6 +28,8 @@ pub enum BusEvent {
     Kick { room_id: i64, user_id: Uuid },
     /// A token was revoked: close its sockets on every instance.
     Revoke { token_sha256: String },
+    /// A cached entry changed: every instance drops its L1 copy.
+    Invalidate { cache: String, key: String },
     /// The origin is alive (sent every INSTANCE_HEARTBEAT_MS).
     Heartbeat,
     /// The origin is shutting down.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::{BusEvent, BusListener, Channel, Envelope};
+use crate::cache::Caches;
 use crate::chat::room::{Deliver, Kick, RemotePresence, RemoteTyping};
 use crate::chat::Registry;
 use crate::cluster::Liveness;
@@ -16,6 +17,7 @@ pub struct Inbound {
     pub registry: Registry,
     pub connections: Connections,
     pub liveness: Arc<Liveness>,
+    pub caches: Arc<Caches>,
 }
 
 impl BusListener for Inbound {
@@ -62,6 +64,10 @@ impl BusListener for Inbound {
                 if let Some(hash) = TokenHash::from_hex(&token_sha256) {
                     self.connections.revoke(&hash);
                 }
+            }
+            BusEvent::Invalidate { cache, key } => {
+                let caches = self.caches.clone();
+                actix::spawn(async move { caches.invalidate_remote(&cache, &key).await });
             }
             BusEvent::Heartbeat => {}
             BusEvent::Goodbye => {

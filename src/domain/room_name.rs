@@ -29,6 +29,13 @@ impl RoomName {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for RoomName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RoomName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for RoomName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

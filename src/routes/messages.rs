@@ -56,8 +56,13 @@ pub async fn list_messages(
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let (page, limit) = parse_page(&query)?;
-    let room = visible_room(&state, &auth, &path).await?;
-    let (messages, has_more) = state.store.history(room.id, &room.name, page, limit, room.last_seq).await?;
+    let room = visible_room(&state, &auth.user, &path).await?;
+    // The primary's last_seq is only needed to check replica pages.
+    let last_seq = match state.store.replica() {
+        Some(_) => state.store.room_counts(room.id).await?.0,
+        None => 0,
+    };
+    let (messages, has_more) = state.store.history(room.id, &room.name, page, limit, last_seq).await?;
     Ok(HttpResponse::Ok().json(Page { messages: &messages, has_more }))
 }
 
@@ -78,7 +83,7 @@ pub async fn post_message(
     let NewMessage { body, client_msg_id } = body.into_inner();
     let body = Body::parse(&body)?;
     let client_msg_id = client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?;
-    let room = visible_room(&state, &auth, &path).await?;
+    let room = visible_room(&state, &auth.user, &path).await?;
     let outcome = state
         .writer
         .send(SendRequest {

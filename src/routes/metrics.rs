@@ -8,6 +8,7 @@ use crate::state::AppState;
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let (idle, active) = state.store.pool_state();
     METRICS.set_pool("primary", idle, active);
+    state.caches.publish_sizes();
     if let Some(replica) = state.store.replica() {
         let (idle, active) = replica.pool_state();
         METRICS.set_pool("replica", idle, active);

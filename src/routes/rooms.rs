@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthUser;
+use crate::cache::RoomMeta;
 use crate::domain::{RoomId, RoomName, Topic, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -30,16 +31,20 @@ fn view(room: &Room, member_count: i64, online_count: usize) -> RoomView<'_> {
     RoomView { name: &room.name, topic: &room.topic, private: room.private, member_count, online_count, last_seq: room.last_seq }
 }
 
+fn meta_view(room: &RoomMeta, member_count: i64, online_count: usize, last_seq: i64) -> RoomView<'_> {
+    RoomView { name: &room.name, topic: &room.topic, private: room.private, member_count, online_count, last_seq }
+}
+
 /// Users online in each room, cluster-wide: from the local room actor when the
 /// room runs here, else from the presence snapshot in Redis (one pipeline).
-async fn online_counts(state: &AppState, rooms: &[&Room]) -> HashMap<RoomId, usize> {
+async fn online_counts(state: &AppState, rooms: &[RoomId]) -> HashMap<RoomId, usize> {
     let mut counts = HashMap::new();
     let mut elsewhere = Vec::new();
-    for room in rooms {
-        if state.registry.get(room.id).is_some() {
-            counts.insert(room.id, state.registry.online_count(room.id));
+    for &room in rooms {
+        if state.registry.get(room).is_some() {
+            counts.insert(room, state.registry.online_count(room));
         } else {
-            elsewhere.push(room.id);
+            elsewhere.push(room);
         }
     }
     if state.bus.is_shared() && !elsewhere.is_empty() {
@@ -48,21 +53,12 @@ async fn online_counts(state: &AppState, rooms: &[&Room]) -> HashMap<RoomId, usi
     counts
 }
 
-/// The room if the caller may see it. A private room the caller is not in is
-/// reported exactly like a missing one.
-pub async fn visible_room(state: &AppState, auth: &AuthUser, name: &str) -> Result<Room, ApiError> {
-    let name = RoomName::parse(name)?;
-    let room = state.store.room_by_name(&name).await?.ok_or_else(ApiError::not_found_room)?;
-    if room.private && (auth.user.guest || !state.store.is_member(room.id, auth.user.id).await?) {
-        return Err(ApiError::not_found_room());
-    }
-    Ok(room)
-}
+pub use crate::access::visible_room;
 
 pub async fn list_rooms(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
     let rooms = state.store.list_rooms_for(auth.user.id).await?;
     let visible: Vec<_> = rooms.iter().filter(|s| !(auth.user.guest && s.room.private)).collect();
-    let online = online_counts(&state, &visible.iter().map(|s| &s.room).collect::<Vec<_>>()).await;
+    let online = online_counts(&state, &visible.iter().map(|s| s.room.id).collect::<Vec<_>>()).await;
     let views = visible
         .iter()
         .map(|s| view(&s.room, s.member_count, online.get(&s.room.id).copied().unwrap_or(0)))
@@ -90,6 +86,8 @@ pub async fn create_room(
     let name = RoomName::parse(&body.name)?;
     let topic = Topic::parse(body.topic.as_deref().unwrap_or(""))?;
     let room = state.store.create_room(&name, &topic, body.private.unwrap_or(false), auth.user.id).await?;
+    // A negative entry from an earlier lookup of this name must go everywhere.
+    state.caches.rooms.invalidate(&name).await;
     Ok(HttpResponse::Created().json(view(&room, 1, 0)))
 }
 
@@ -98,10 +96,34 @@ pub async fn get_room(
     auth: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = visible_room(&state, &auth, &path).await?;
-    let members = state.store.member_count(room.id).await?;
-    let online = online_counts(&state, &[&room]).await.get(&room.id).copied().unwrap_or(0);
-    Ok(HttpResponse::Ok().json(view(&room, members, online)))
+    let room = visible_room(&state, &auth.user, &path).await?;
+    let (last_seq, members) = state.store.room_counts(room.id).await?;
+    let online = online_counts(&state, &[room.id]).await.get(&room.id).copied().unwrap_or(0);
+    Ok(HttpResponse::Ok().json(meta_view(&room, members, online, last_seq)))
+}
+
+#[derive(Deserialize)]
+pub struct RoomChange {
+    topic: String,
+}
+
+/// `PATCH /api/v1/rooms/{name}` (added): the owner changes the topic.
+pub async fn update_room(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<RoomChange>,
+) -> Result<HttpResponse, ApiError> {
+    let room = visible_room(&state, &auth.user, &path).await?;
+    if room.owner_id != Some(auth.user.id) {
+        return Err(ApiError::Forbidden("only the room's owner can change it".into()));
+    }
+    let topic = Topic::parse(&body.topic)?;
+    crate::access::set_topic(&state, &room, &topic).await?;
+    let (last_seq, members) = state.store.room_counts(room.id).await?;
+    let online = online_counts(&state, &[room.id]).await.get(&room.id).copied().unwrap_or(0);
+    let updated = RoomMeta { topic: topic.as_str().to_string(), ..room };
+    Ok(HttpResponse::Ok().json(meta_view(&updated, members, online, last_seq)))
 }
 
 #[derive(Deserialize)]
@@ -115,7 +137,7 @@ pub async fn add_member(
     path: web::Path<String>,
     body: web::Json<NewMember>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = visible_room(&state, &auth, &path).await?;
+    let room = visible_room(&state, &auth.user, &path).await?;
     if room.owner_id != Some(auth.user.id) {
         return Err(ApiError::Forbidden("only the room's owner can add members".into()));
     }
@@ -128,7 +150,7 @@ pub async fn add_member(
     if room.private && user.guest {
         return Err(ApiError::BadRequest("guests cannot be members of private rooms".into()));
     }
-    state.store.add_member(room.id, user.id).await?;
+    crate::access::add_member(&state, room.id, user.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -140,7 +162,7 @@ pub async fn remove_member(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (room_name, username) = path.into_inner();
-    let room = visible_room(&state, &auth, &room_name).await?;
+    let room = visible_room(&state, &auth.user, &room_name).await?;
     let username = Username::parse(&username)?;
     let (user, _) = state
         .store
@@ -154,7 +176,7 @@ pub async fn remove_member(
     if room.owner_id == Some(user.id) {
         return Err(ApiError::BadRequest("the owner cannot be removed".into()));
     }
-    if !state.store.remove_member(room.id, user.id).await? {
+    if !crate::access::remove_member(&state, room.id, user.id).await? {
         return Err(ApiError::NotFound("not a member".into()));
     }
     if room.private {

@@ -75,7 +75,6 @@ pub async fn create_guest_session(
 
 /// Revokes the presented token and closes the sockets it opened, on every instance.
 pub async fn delete_session(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
-    state.store.delete_session(&auth.token).await?;
-    state.revoke_everywhere(&auth.token);
+    crate::access::revoke_token(&state, &auth.token).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
 use crate::time::rfc3339_millis;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct User {
     pub id: UserId,
     pub username: Username,

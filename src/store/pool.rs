@@ -125,6 +125,12 @@ impl Rows for String {
     }
 }
 
+impl<A, B> Rows for (A, B) {
+    fn rows(&self) -> usize {
+        1
+    }
+}
+
 impl Rows for i64 {
     fn rows(&self) -> usize {
         1

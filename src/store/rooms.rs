@@ -181,11 +181,24 @@ impl Store {
             .collect())
     }
 
-    pub async fn member_count(&self, room: RoomId) -> Result<i64, StoreError> {
-        self.run("room_by_name", async |conn| {
-            rooms::table.filter(rooms::id.eq(room.0)).select(rooms::member_count).get_result::<i64>(conn).await
+    /// The room's newest seq and member count (by primary key, from the primary).
+    pub async fn room_counts(&self, room: RoomId) -> Result<(i64, i64), StoreError> {
+        self.run("room_counts", async |conn| {
+            rooms::table
+                .filter(rooms::id.eq(room.0))
+                .select((rooms::last_seq, rooms::member_count))
+                .get_result::<(i64, i64)>(conn)
+                .await
         })
         .await
+    }
+
+    pub async fn set_topic(&self, room: RoomId, topic: &Topic) -> Result<(), StoreError> {
+        self.run("room_set_topic", async |conn| {
+            diesel::update(rooms::table.filter(rooms::id.eq(room.0))).set(rooms::topic.eq(topic.as_str())).execute(conn).await
+        })
+        .await
+        .map(|_| ())
     }
 }
 

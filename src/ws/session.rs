@@ -19,6 +19,7 @@ use bytestring::ByteString;
 use super::connections::Control;
 use super::protocol::{self, ClientFrame};
 use super::rate_limit::TokenBucket;
+use crate::access;
 use crate::auth::AuthUser;
 use crate::chat::room::{Join, Leave, Typing};
 use crate::chat::{OutFrame, Room, RoomEvent};
@@ -368,20 +369,18 @@ impl Session {
 
 /// Looks the room up (creating a missing public room) and checks access.
 async fn authorize_join(state: &AppState, auth: &AuthUser, name: &RoomName) -> Result<RoomModel, ApiError> {
-    let store = &state.store;
-    let room = match store.room_by_name(name).await? {
-        Some(room) => room,
-        None => store.ensure_public_room(name, (!auth.user.guest).then_some(auth.user.id)).await?,
-    };
+    let user = &auth.user;
+    let room = access::room_or_create_public(state, name, (!user.guest).then_some(user.id)).await?;
     if room.private {
         // Guests never, non-members never; both look like a missing room.
-        if auth.user.guest || !store.is_member(room.id, auth.user.id).await? {
+        if user.guest || !access::is_member(state, room.id, user.id).await? {
             return Err(ApiError::not_found_room());
         }
     } else {
-        store.add_member(room.id, auth.user.id).await?;
+        access::ensure_member(state, room.id, user.id).await?;
     }
-    Ok(room)
+    // The room actor reads the current last_seq itself when it starts.
+    Ok(RoomModel { id: room.id, name: room.name, topic: room.topic, private: room.private, owner_id: room.owner_id, last_seq: 0 })
 }
 
 fn error_label(code: ErrorCode) -> &'static str {

@@ -1,0 +1,149 @@
+//! Caches in front of PostgreSQL for the per-request lookups: token -> user
+//! (every HTTP request and WebSocket upgrade), room by name and membership
+//! (every join and send). Two tiers (`layered`); see docs/caching.md for the
+//! invalidation strategy.
+
+pub mod layered;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use layered::{CacheKey, CacheValue, Layered, Settings};
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::domain::{RoomId, RoomName, TokenHash, UserId};
+use crate::metrics::METRICS;
+use crate::redis_pool::RedisPool;
+use crate::store::models::{Room, User};
+
+/// Room facts that do not change with every message (no `last_seq`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomMeta {
+    pub id: RoomId,
+    pub name: RoomName,
+    pub topic: String,
+    pub private: bool,
+    pub owner_id: Option<UserId>,
+}
+
+impl From<&Room> for RoomMeta {
+    fn from(r: &Room) -> Self {
+        RoomMeta { id: r.id, name: r.name.clone(), topic: r.topic.clone(), private: r.private, owner_id: r.owner_id }
+    }
+}
+
+impl CacheKey for TokenHash {
+    fn encode(&self) -> String {
+        self.to_hex()
+    }
+    fn decode(s: &str) -> Option<Self> {
+        TokenHash::from_hex(s)
+    }
+}
+
+impl CacheKey for RoomName {
+    fn encode(&self) -> String {
+        self.to_string()
+    }
+    fn decode(s: &str) -> Option<Self> {
+        RoomName::parse(s).ok()
+    }
+}
+
+/// Membership key: room and user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Membership(pub RoomId, pub UserId);
+
+impl CacheKey for Membership {
+    fn encode(&self) -> String {
+        format!("{}:{}", self.0, self.1)
+    }
+    fn decode(s: &str) -> Option<Self> {
+        let (room, user) = s.split_once(':')?;
+        Some(Membership(RoomId(room.parse().ok()?), UserId(user.parse().ok()?)))
+    }
+}
+
+impl CacheValue for Option<User> {
+    fn is_negative(&self) -> bool {
+        self.is_none()
+    }
+    fn weight(&self) -> u32 {
+        self.as_ref().map_or(8, |u| 48 + u.username.as_str().len() as u32)
+    }
+}
+
+impl CacheValue for Option<RoomMeta> {
+    fn is_negative(&self) -> bool {
+        self.is_none()
+    }
+    fn weight(&self) -> u32 {
+        self.as_ref().map_or(8, |r| 96 + r.name.as_str().len() as u32 + r.topic.len() as u32)
+    }
+}
+
+impl CacheValue for bool {
+    fn is_negative(&self) -> bool {
+        !*self
+    }
+    fn weight(&self) -> u32 {
+        1
+    }
+}
+
+pub struct Caches {
+    pub tokens: Arc<Layered<TokenHash, Option<User>>>,
+    pub rooms: Arc<Layered<RoomName, Option<RoomMeta>>>,
+    pub members: Arc<Layered<Membership, bool>>,
+}
+
+impl Caches {
+    pub fn new(config: &Config, redis: Option<&RedisPool>) -> Caches {
+        let l2 = || redis.map(|pool| (pool.clone(), config.redis_key_prefix.clone()));
+        let settings = |name, share: u64| Settings {
+            name,
+            max_bytes: config.cache_max_bytes / 8 * share,
+            ttl: config.cache_ttl,
+            negative_ttl: config.cache_negative_ttl,
+            l2_ttl: config.cache_ttl * 2,
+        };
+        Caches {
+            tokens: Layered::new(settings("token", 4), l2()),
+            rooms: Layered::new(settings("room", 2), l2()),
+            members: Layered::new(settings("membership", 2), l2()),
+        }
+    }
+
+    pub fn attach_bus(&self, bus: &Bus) {
+        self.tokens.attach_bus(bus.clone());
+        self.rooms.attach_bus(bus.clone());
+        self.members.attach_bus(bus.clone());
+    }
+
+    /// Applies an invalidation broadcast by another instance.
+    pub async fn invalidate_remote(&self, cache: &str, key: &str) {
+        match cache {
+            "token" => self.tokens.invalidate_encoded(key).await,
+            "room" => self.rooms.invalidate_encoded(key).await,
+            "membership" => self.members.invalidate_encoded(key).await,
+            other => log::debug!("invalidation for unknown cache {other}"),
+        }
+    }
+
+    /// Entry counts and bytes per cache into the gauges.
+    pub fn publish_sizes(&self) {
+        for (name, (entries, bytes)) in
+            [("token", self.tokens.sizes()), ("room", self.rooms.sizes()), ("membership", self.members.sizes())]
+        {
+            METRICS.cache_entries.with_label_values(&[name]).set(entries as i64);
+            METRICS.cache_bytes.with_label_values(&[name]).set(bytes as i64);
+        }
+    }
+}
+
+/// How long a membership or room answer may be served: the broadcast makes it
+/// much shorter in practice.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
