@@ -40,6 +40,7 @@ pub const QUERY_NAMES: &[&str] = &[
     "seq_allocation",
     "room_counts",
     "room_set_topic",
+    "rooms_hottest",
 ];
 
 pub const CACHE_NAMES: &[&str] = &["token", "room", "membership", "history"];

@@ -19,6 +19,7 @@ use crate::bus::inbound::Inbound;
 use crate::bus::local::LocalHub;
 use crate::bus::redis::RedisTransport;
 use crate::bus::{Bus, BusEvent, BusState, Channel, Subscriptions, Transport};
+use crate::cache::recent::RecentLists;
 use crate::cache::Caches;
 use crate::chat::registry::RoomSettings;
 use crate::chat::Registry;
@@ -100,6 +101,10 @@ impl Application {
             &config.instance_id,
             config.instance_ttl,
         );
+        let recent = RecentLists::new(
+            config.recent_window,
+            redis.as_ref().map(|(_, pool)| (pool.clone(), config.redis_key_prefix.clone())),
+        );
         let registry = Registry::new(
             store.clone(),
             RoomSettings {
@@ -109,6 +114,7 @@ impl Application {
                 resync: config.room_resync,
             },
             presence,
+            recent.clone(),
         );
         let connections = Connections::default();
         let liveness = Arc::new(Liveness::new(config.instance_ttl));
@@ -148,6 +154,10 @@ impl Application {
             store.settings().clone(),
             Arc::new(registry.clone()),
         );
+        // Readiness waits for the hottest rooms' windows (bounded in time).
+        let warm_store = store.clone();
+        let (warm_rooms, warm_budget) = (config.warm_rooms, config.warm_timeout);
+        actix_web::rt::spawn(async move { recent.warm(&warm_store, warm_rooms, warm_budget).await });
         actix_web::rt::spawn(run_heartbeats(bus.clone(), liveness.clone(), registry.clone(), config.instance_heartbeat));
         let state = web::Data::new(AppState::new(Parts {
             config: config.clone(),

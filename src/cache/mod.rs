@@ -4,6 +4,7 @@
 //! invalidation strategy.
 
 pub mod layered;
+pub mod recent;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 
 use super::room::{Deliver, InstanceGone, Resync, Room};
 use crate::bus::{Bus, BusEvent, BusMessage, Channel};
+use crate::cache::recent::RecentLists;
 use crate::cluster::presence::PresenceStore;
 use crate::domain::RoomId;
 use crate::store::models::Room as RoomModel;
@@ -40,12 +41,13 @@ struct Inner {
     store: Store,
     settings: RoomSettings,
     presence: PresenceStore,
+    recent: RecentLists,
     /// Set once at start-up; the bus needs the registry to deliver into.
     bus: OnceLock<Bus>,
 }
 
 impl Registry {
-    pub fn new(store: Store, settings: RoomSettings, presence: PresenceStore) -> Self {
+    pub fn new(store: Store, settings: RoomSettings, presence: PresenceStore, recent: RecentLists) -> Self {
         Registry {
             inner: Arc::new(Inner {
                 rooms: Mutex::new(HashMap::new()),
@@ -53,6 +55,7 @@ impl Registry {
                 store,
                 settings,
                 presence,
+                recent,
                 bus: OnceLock::new(),
             }),
         }
@@ -71,6 +74,10 @@ impl Registry {
 
     pub fn presence(&self) -> &PresenceStore {
         &self.inner.presence
+    }
+
+    pub fn recent(&self) -> &RecentLists {
+        &self.inner.recent
     }
 
     /// Asks rooms (all, or these) to read what they may have missed.
@@ -146,7 +153,10 @@ impl CommitListener for Registry {
         let bus = self.bus();
         if bus.is_shared() {
             for (id, messages) in &by_room {
-                let wire = messages.iter().map(|c| BusMessage::from_stored(&c.message, c.received_at)).collect();
+                let wire: Vec<BusMessage> = messages.iter().map(|c| BusMessage::from_stored(&c.message, c.received_at)).collect();
+                let recent = self.inner.recent.clone();
+                let (room, for_list) = (*id, wire.clone());
+                actix::spawn(async move { recent.append(room, for_list).await });
                 bus.publish(Channel::Room(*id), BusEvent::Messages { room_id: id.0, messages: wire });
             }
         }

@@ -16,6 +16,7 @@ use super::events::{OutFrame, RoomEvent};
 use super::frames;
 use super::registry::{Registry, RoomSettings};
 use crate::bus::{BusEvent, Channel};
+use crate::cache::recent::Window;
 use crate::cluster::presence::RemoteOnline;
 use crate::domain::{RoomId, RoomName, SessionId, UserId, Username};
 use crate::error::ErrorCode;
@@ -90,6 +91,15 @@ pub struct InstanceGone {
     pub instance: String,
 }
 
+/// The newest page of history from the room's window, if the window reaches
+/// `at_least` (the room's last_seq per the primary) and holds the page.
+#[derive(Message)]
+#[rtype(result = "Option<(Vec<Arc<StoredMessage>>, bool)>")]
+pub struct NewestPage {
+    pub limit: usize,
+    pub at_least: i64,
+}
+
 /// Read any committed messages this room has not delivered yet (after the
 /// bus reconnected, or a subscription took effect).
 #[derive(Message)]
@@ -125,6 +135,8 @@ pub struct Room {
     healing: bool,
     idle_timer: Option<SpawnHandle>,
     joins: u64,
+    /// The newest messages, contiguous and ending at `delivered`.
+    window: Window,
 }
 
 impl Room {
@@ -144,6 +156,7 @@ impl Room {
             healing: false,
             idle_timer: None,
             joins: 0,
+            window: Window::new(),
         }
     }
 
@@ -166,6 +179,7 @@ impl Room {
             }
             let c = entry.remove();
             self.delivered = c.message.seq;
+            self.remember(c.message.clone());
             ready.push(OutFrame {
                 seq: c.message.seq,
                 text: frames::message(&c.message),
@@ -224,6 +238,33 @@ impl Room {
                     }
                 }),
         );
+    }
+
+    fn remember(&mut self, message: Arc<StoredMessage>) {
+        let size = self.registry.recent().size();
+        if size == 0 {
+            return;
+        }
+        if self.window.back().is_some_and(|last| last.seq + 1 != message.seq) {
+            self.window.clear();
+        }
+        self.window.push_back(message);
+        while self.window.len() > size {
+            self.window.pop_front();
+        }
+    }
+
+    /// The replay after `since` from memory, when the window covers it.
+    fn replay_from_window(&self, since: i64) -> Option<Arc<[OutFrame]>> {
+        let first = self.window.front()?.seq;
+        let complete = first <= since + 1 && self.window.back().is_some_and(|m| m.seq == self.delivered);
+        complete.then(|| {
+            self.window
+                .iter()
+                .filter(|m| m.seq > since)
+                .map(|m| OutFrame { seq: m.seq, text: frames::message(m), received_at: None })
+                .collect()
+        })
     }
 
     fn fan_out(&mut self, frames: Arc<[OutFrame]>) {
@@ -457,20 +498,28 @@ impl Actor for Room {
         // elsewhere. Joins wait until both are known.
         let store = self.store.clone();
         let presence = self.registry.presence().clone();
+        let recent = self.registry.recent().clone();
         let (id, name) = (self.id, self.name.clone());
         ctx.wait(
             async move {
                 let (model, others) = futures_util::join!(store.room_by_name(&name), async {
                     tokio::time::timeout(std::time::Duration::from_millis(500), presence.others(id)).await.unwrap_or_default()
                 });
-                (model, others)
+                let window = match &model {
+                    Ok(Some(m)) => recent.load(&store, id, &name, m.last_seq).await,
+                    _ => Window::new(),
+                };
+                (model, others, window)
             }
             .into_actor(self)
-            .map(|(model, others), room, _| {
+            .map(|(model, others, window), room, _| {
                 match model {
                     Ok(Some(model)) => room.delivered = room.delivered.max(model.last_seq),
                     Ok(None) => log::error!("room {} vanished from the database", room.name),
                     Err(e) => log::warn!("room {}: could not refresh last_seq: {e}", room.name),
+                }
+                if window.back().is_some_and(|m| m.seq == room.delivered) {
+                    room.window = window;
                 }
                 for RemoteOnline { instance, user_id, user } in others {
                     room.remote.entry(user_id).or_insert_with(|| (user, HashSet::new())).1.insert(instance);
@@ -543,17 +592,30 @@ impl Handler<Join> for Room {
         }
         self.joins += 1;
         let generation = self.joins;
+        // The replay comes from memory when the window covers it (a reconnect
+        // storm after a deploy then reads nothing from PostgreSQL).
+        let from_window = replay_from.and_then(|since| self.replay_from_window(since));
+        if replay_from.is_some() {
+            let result = if from_window.is_some() { "hit" } else { "miss" };
+            METRICS.cache_requests.with_label_values(&["history", result]).inc();
+        }
+        if let Some(frames) = &from_window {
+            if !frames.is_empty() {
+                msg.recipient.do_send(RoomEvent::Messages { room: self.id, frames: frames.clone() });
+            }
+        }
+        let needs_database = replay_from.is_some() && from_window.is_none();
         self.members.insert(
             msg.session,
             Member {
                 user_id: msg.user_id,
                 user: msg.user,
                 recipient: msg.recipient,
-                catching_up: replay_from.map(|_| Vec::new()),
+                catching_up: needs_database.then(Vec::new),
                 generation,
             },
         );
-        if let Some(since) = replay_from {
+        if let (true, Some(since)) = (needs_database, replay_from) {
             self.start_replay(msg.session, generation, since, last_seq, ctx);
         }
     }
@@ -624,6 +686,26 @@ impl Handler<InstanceGone> for Room {
         for (id, user) in affected {
             self.set_remote(&msg.instance, id, user, false);
         }
+    }
+}
+
+impl Handler<NewestPage> for Room {
+    type Result = Option<(Vec<Arc<StoredMessage>>, bool)>;
+
+    fn handle(&mut self, msg: NewestPage, _: &mut Context<Self>) -> Self::Result {
+        let last = self.window.back()?;
+        if last.seq < msg.at_least || last.seq != self.delivered {
+            return None;
+        }
+        let first = self.window.front()?.seq;
+        // Either the window holds the whole page, or it holds the room's
+        // whole history.
+        if self.window.len() < msg.limit && first != 1 {
+            return None;
+        }
+        let page: Vec<Arc<StoredMessage>> = self.window.iter().skip(self.window.len().saturating_sub(msg.limit)).cloned().collect();
+        let has_more = page.first().is_some_and(|m| m.seq > 1);
+        Some((page, has_more))
     }
 }
 

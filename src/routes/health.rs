@@ -33,14 +33,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(_) => "timeout",
     };
     let draining = state.is_draining();
+    let warm = state.registry.recent().is_warm();
     let status = if draining {
         "draining"
-    } else if database == "ok" && redis.is_none_or(|r| r == "ok") {
+    } else if database == "ok" && redis.is_none_or(|r| r == "ok") && warm {
         "ready"
     } else {
         "not_ready"
     };
-    let mut checks = json!({"database": database, "draining": draining, "bus": state.bus.state().as_str()});
+    let mut checks = json!({
+        "database": database,
+        "draining": draining,
+        "bus": state.bus.state().as_str(),
+        "cache": if warm { "warm" } else { "warming" },
+    });
     if let Some(r) = redis {
         checks["redis"] = json!(r);
     }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::rooms::visible_room;
 use crate::auth::AuthUser;
+use crate::chat::room::NewestPage;
+use crate::metrics::METRICS;
 use crate::domain::{Body, ClientMsgId};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -57,11 +59,21 @@ pub async fn list_messages(
 ) -> Result<HttpResponse, ApiError> {
     let (page, limit) = parse_page(&query)?;
     let room = visible_room(&state, &auth.user, &path).await?;
-    // The primary's last_seq is only needed to check replica pages.
-    let last_seq = match state.store.replica() {
-        Some(_) => state.store.room_counts(room.id).await?.0,
-        None => 0,
-    };
+    // The newest page from the running room's window: one primary-key read
+    // (last_seq, so a message acked anywhere is never missed) instead of the
+    // history query.
+    let local = state.registry.get(room.id).filter(|_| page == HistoryPage::Newest);
+    let last_seq = if local.is_some() || state.store.replica().is_some() { state.store.room_counts(room.id).await?.0 } else { 0 };
+    if let Some(addr) = local {
+        if let Ok(Some((messages, has_more))) = addr.send(NewestPage { limit: limit as usize, at_least: last_seq }).await {
+            METRICS.cache_requests.with_label_values(&["history", "hit"]).inc();
+            let messages: Vec<&StoredMessage> = messages.iter().map(|m| m.as_ref()).collect();
+            return Ok(HttpResponse::Ok().json(serde_json::json!({"messages": messages, "has_more": has_more})));
+        }
+    }
+    if page == HistoryPage::Newest {
+        METRICS.cache_requests.with_label_values(&["history", "miss"]).inc();
+    }
     let (messages, has_more) = state.store.history(room.id, &room.name, page, limit, last_seq).await?;
     Ok(HttpResponse::Ok().json(Page { messages: &messages, has_more }))
 }

@@ -181,6 +181,22 @@ impl Store {
             .collect())
     }
 
+    /// The rooms with the most messages (a proxy for the busiest), for warming.
+    pub async fn hottest_rooms(&self, n: i64) -> Result<Vec<Room>, StoreError> {
+        let rows = self
+            .run("rooms_hottest", async |conn| {
+                rooms::table
+                    .filter(rooms::last_seq.gt(0))
+                    .order(rooms::last_seq.desc())
+                    .limit(n)
+                    .select(ROOM_COLUMNS)
+                    .load::<RoomRow>(conn)
+                    .await
+            })
+            .await?;
+        Ok(rows.into_iter().map(to_room).collect())
+    }
+
     /// The room's newest seq and member count (by primary key, from the primary).
     pub async fn room_counts(&self, room: RoomId) -> Result<(i64, i64), StoreError> {
         self.run("room_counts", async |conn| {

@@ -42,6 +42,7 @@ async fn instances_starting_together_share_one_migrated_database() {
     let db = TestDb::new();
     let (a, b) = futures_util::join!(TestApp::spawn(db.clone(), &[]), TestApp::spawn(db.clone(), &[]));
     for app in [&a, &b] {
+        app.wait_ready().await;
         let (s, v) = app.request("GET", "/readyz", None, None).await;
         assert_eq!((s, v["status"].as_str()), (200, Some("ready")));
     }
