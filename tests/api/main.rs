@@ -2,6 +2,7 @@
 //! sockets. One test binary, so it links once.
 
 mod auth;
+mod cache;
 mod cluster;
 mod database;
 mod delivery;
