@@ -21,6 +21,8 @@ pub struct Config {
     pub database_url: String,
     pub database_replica_url: Option<String>,
     pub redis_url: Option<String>,
+    /// Nodes of a Redis Cluster (sharded pub/sub); takes the place of `redis_url`.
+    pub redis_cluster_urls: Vec<String>,
     pub instance_id: String,
     pub admin_usernames: Vec<String>,
     pub allow_guests: bool,
@@ -34,6 +36,7 @@ pub struct Config {
     pub db_pool_idle_timeout: Duration,
     pub slow_query: Duration,
     pub replica_max_lag: Duration,
+    pub cache_enabled: bool,
     pub cache_max_bytes: u64,
     pub cache_ttl: Duration,
     pub cache_negative_ttl: Duration,
@@ -155,6 +158,15 @@ impl Config {
             .unwrap_or_else(|| "postgres://postgres@localhost:5432/switchboard".into());
         let database_replica_url = env.url("DATABASE_REPLICA_URL", &["postgres", "postgresql"])?;
         let redis_url = env.url("REDIS_URL", &["redis", "rediss"])?;
+        let redis_cluster_urls: Vec<String> =
+            env.string("REDIS_CLUSTER_URLS", "").split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        if let Some(bad) = redis_cluster_urls.iter().find(|u| !u.starts_with("redis://") && !u.starts_with("rediss://")) {
+            return Err(ConfigError {
+                var: "REDIS_CLUSTER_URLS",
+                value: bad.clone(),
+                problem: "expected comma-separated redis:// URLs".into(),
+            });
+        }
         let instance_id = match env.raw("INSTANCE_ID") {
             Some(id) => {
                 let id = id.trim().to_string();
@@ -208,6 +220,7 @@ impl Config {
             database_url,
             database_replica_url,
             redis_url,
+            redis_cluster_urls,
             instance_id,
             admin_usernames,
             allow_guests: env.bool("ALLOW_GUESTS", true)?,
@@ -221,6 +234,7 @@ impl Config {
             db_pool_idle_timeout: env.millis("DB_POOL_IDLE_TIMEOUT_MS", 300_000, 1_000, 86_400_000)?,
             slow_query: env.millis("SLOW_QUERY_MS", 50, 0, 3_600_000)?,
             replica_max_lag: env.millis("REPLICA_MAX_LAG_MS", 1_000, 0, 3_600_000)?,
+            cache_enabled: env.bool("CACHE_ENABLED", true)?,
             cache_max_bytes: env.parse("CACHE_MAX_BYTES", 64u64 << 20, |v| (1 << 16..=1 << 40).contains(v), "bytes 65536..=1099511627776")?,
             cache_ttl: env.millis("CACHE_TTL_MS", 60_000, 0, 86_400_000)?,
             cache_negative_ttl: env.millis("CACHE_NEGATIVE_TTL_MS", 5_000, 0, 3_600_000)?,
@@ -261,6 +275,11 @@ impl Config {
             instance_heartbeat,
             instance_ttl,
         })
+    }
+
+    /// Whether Redis (one server or a cluster) is configured.
+    pub fn has_redis(&self) -> bool {
+        self.redis_url.is_some() || !self.redis_cluster_urls.is_empty()
     }
 
     pub fn is_admin(&self, username: &str) -> bool {

@@ -1,14 +1,20 @@
-//! The Redis connection pool: bb8-redis, plus what it lacks. Its manager
-//! never reports a connection as broken, so after a Redis restart the pool
-//! would keep handing out dead connections (unless it PINGs on every
-//! checkout, doubling the commands per message). Here a failed command marks
-//! its connection broken and bb8 replaces it.
+//! Redis connections for commands (not subscriptions): a bb8-redis pool for
+//! one server, or one multiplexed cluster connection for a Redis Cluster.
+//!
+//! bb8-redis's manager never reports a connection as broken, so after a Redis
+//! restart the pool would keep handing out dead connections (unless it PINGs
+//! on every checkout, doubling the commands per message). Here a failed
+//! command marks its connection broken and bb8 replaces it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bb8_redis::redis::aio::MultiplexedConnection;
-use bb8_redis::redis::{RedisError, RedisResult};
+use bb8_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
+use bb8_redis::redis::cluster::ClusterClient;
+use bb8_redis::redis::cluster_async::ClusterConnection;
+use bb8_redis::redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use bb8_redis::RedisConnectionManager;
+use tokio::sync::OnceCell;
 
 pub struct Manager(RedisConnectionManager);
 
@@ -16,8 +22,6 @@ pub struct Conn {
     conn: MultiplexedConnection,
     broken: bool,
 }
-
-pub type RedisPool = bb8::Pool<Manager>;
 
 impl bb8::ManageConnection for Manager {
     type Connection = Conn;
@@ -36,26 +40,87 @@ impl bb8::ManageConnection for Manager {
     }
 }
 
+#[derive(Clone)]
+pub enum RedisPool {
+    Single(bb8::Pool<Manager>),
+    /// Connected on first use, so the cluster may come up after us.
+    Cluster(ClusterClient, Arc<OnceCell<ClusterConnection>>),
+}
+
+/// Either kind of connection, for the commands in `with_conn`.
+pub enum AnyConn<'a> {
+    Single(&'a mut MultiplexedConnection),
+    Cluster(&'a mut ClusterConnection),
+}
+
+impl ConnectionLike for AnyConn<'_> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            AnyConn::Single(c) => c.req_packed_command(cmd),
+            AnyConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            AnyConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            AnyConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            AnyConn::Single(c) => c.get_db(),
+            AnyConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// A lazily connecting pool: Redis may come up after this instance.
 pub fn build(url: &str, max_size: u32) -> RedisResult<RedisPool> {
     let manager = Manager(RedisConnectionManager::new(url)?);
-    Ok(bb8::Pool::builder()
-        .max_size(max_size)
-        .min_idle(Some(1))
-        .connection_timeout(Duration::from_millis(500))
-        .test_on_check_out(false)
-        .build_unchecked(manager))
+    Ok(RedisPool::Single(
+        bb8::Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_millis(500))
+            .test_on_check_out(false)
+            .build_unchecked(manager),
+    ))
 }
 
-/// Runs commands on a pooled connection; any error retires the connection.
-pub async fn with_conn<T>(
-    pool: &RedisPool,
-    f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
-) -> Result<T, String> {
-    let mut pooled = pool.get().await.map_err(|e| e.to_string())?;
-    let result = f(&mut pooled.conn).await;
-    if result.is_err() {
-        pooled.broken = true;
+pub fn build_cluster(urls: &[String]) -> RedisResult<RedisPool> {
+    let client = ClusterClient::builder(urls.to_vec())
+        .connection_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_secs(2))
+        .build()?;
+    Ok(RedisPool::Cluster(client, Arc::new(OnceCell::new())))
+}
+
+impl RedisPool {
+    /// Pipelines may only hold one key's commands in a cluster (keys live on
+    /// different nodes); callers split them when this is true.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisPool::Cluster(..))
     }
-    result.map_err(|e| e.to_string())
+}
+
+/// Runs commands on a connection; on one server, any error retires the
+/// pooled connection (the cluster connection heals itself).
+pub async fn with_conn<T>(pool: &RedisPool, f: impl AsyncFnOnce(&mut AnyConn<'_>) -> RedisResult<T>) -> Result<T, String> {
+    match pool {
+        RedisPool::Single(pool) => {
+            let mut pooled = pool.get().await.map_err(|e| e.to_string())?;
+            let result = f(&mut AnyConn::Single(&mut pooled.conn)).await;
+            if result.is_err() {
+                pooled.broken = true;
+            }
+            result.map_err(|e| e.to_string())
+        }
+        RedisPool::Cluster(client, cell) => {
+            let conn = cell.get_or_try_init(|| client.get_async_connection()).await.map_err(|e| e.to_string())?;
+            let mut conn = conn.clone();
+            f(&mut AnyConn::Cluster(&mut conn)).await.map_err(|e| e.to_string())
+        }
+    }
 }

@@ -17,7 +17,8 @@ use bb8_redis::redis;
 
 use crate::bus::inbound::Inbound;
 use crate::bus::local::LocalHub;
-use crate::bus::redis::RedisTransport;
+use crate::bus::redis::{RedisTransport, Subscriber};
+use crate::redis_pool::RedisPool;
 use crate::bus::{Bus, BusEvent, BusState, Channel, Subscriptions, Transport};
 use crate::cache::recent::RecentLists;
 use crate::cache::Caches;
@@ -72,7 +73,11 @@ impl Application {
             "starting instance {} (database {}, redis {})",
             config.instance_id,
             redact_url(&config.database_url),
-            config.redis_url.as_deref().map(redact_url).unwrap_or_else(|| "off: single-instance mode".into())
+            if !config.redis_cluster_urls.is_empty() {
+                format!("cluster {}", config.redis_cluster_urls.join(","))
+            } else {
+                config.redis_url.as_deref().map(redact_url).unwrap_or_else(|| "off: single-instance mode".into())
+            }
         );
         // Migrations block; run them on a plain thread (see store::bootstrap).
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -84,26 +89,33 @@ impl Application {
 
         let store = Store::new(&config);
         store.spawn_replica_monitor();
-        let redis = match &config.redis_url {
-            Some(url) => {
-                let client = redis::Client::open(url.as_str())
-                    .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
-                // Lazy: Redis may come up after us; readiness says so meanwhile.
-                let pool = crate::redis_pool::build(url, config.redis_pool_max)
-                    .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
-                Some((client, pool))
-            }
-            None => None,
+        let redis: Option<(Subscriber, RedisPool)> = if !config.redis_cluster_urls.is_empty() {
+            let pool = crate::redis_pool::build_cluster(&config.redis_cluster_urls)
+                .map_err(|e| StartupError::Other(format!("REDIS_CLUSTER_URLS is not usable: {e}")))?;
+            Some((Subscriber::Cluster(config.redis_cluster_urls.clone()), pool))
+        } else if let Some(url) = &config.redis_url {
+            let client = redis::Client::open(url.as_str())
+                .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
+            // Lazy: Redis may come up after us; readiness says so meanwhile.
+            let pool = crate::redis_pool::build(url, config.redis_pool_max)
+                .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
+            Some((Subscriber::Single(client), pool))
+        } else {
+            None
+        };
+        let (redis_subscriber, redis_pool) = match redis {
+            Some((subscriber, pool)) => (Some(subscriber), Some(pool)),
+            None => (None, None),
         };
         let presence = PresenceStore::new(
-            redis.as_ref().map(|(_, pool)| pool.clone()),
+            redis_pool.clone(),
             &config.redis_key_prefix,
             &config.instance_id,
             config.instance_ttl,
         );
         let recent = RecentLists::new(
-            config.recent_window,
-            redis.as_ref().map(|(_, pool)| (pool.clone(), config.redis_key_prefix.clone())),
+            if config.cache_enabled { config.recent_window } else { 0 },
+            redis_pool.as_ref().map(|pool| (pool.clone(), config.redis_key_prefix.clone())),
         );
         let registry = Registry::new(
             store.clone(),
@@ -118,7 +130,7 @@ impl Application {
         );
         let connections = Connections::default();
         let liveness = Arc::new(Liveness::new(config.instance_ttl));
-        let caches = Arc::new(Caches::new(&config, redis.as_ref().map(|(_, pool)| pool)));
+        let caches = Arc::new(Caches::new(&config, redis_pool.as_ref()));
         let inbound = Arc::new(Inbound {
             instance: config.instance_id.clone(),
             registry: registry.clone(),
@@ -128,12 +140,12 @@ impl Application {
         });
         let subscriptions = Arc::new(Subscriptions::default());
         let bus_state = Arc::new(AtomicU8::new(
-            if redis.is_some() { BusState::Disconnected } else { BusState::Local } as u8,
+            if redis_pool.is_some() { BusState::Disconnected } else { BusState::Local } as u8,
         ));
-        let transport: Arc<dyn Transport> = match &redis {
-            Some((client, pool)) => RedisTransport::start(
-                client.clone(),
-                pool.clone(),
+        let transport: Arc<dyn Transport> = match redis_subscriber {
+            Some(subscriber) => RedisTransport::start(
+                subscriber,
+                redis_pool.clone().expect("a subscriber comes with a pool"),
                 config.redis_key_prefix.clone(),
                 subscriptions.clone(),
                 bus_state.clone(),
@@ -166,7 +178,7 @@ impl Application {
             registry,
             connections,
             bus,
-            redis: redis.map(|(_, pool)| pool),
+            redis: redis_pool,
             liveness,
             caches,
         }));

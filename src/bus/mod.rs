@@ -11,6 +11,7 @@ pub mod events;
 pub mod inbound;
 pub mod local;
 pub mod redis;
+pub mod redis_cluster;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;

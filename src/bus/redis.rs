@@ -29,6 +29,13 @@ use crate::redis_pool::with_conn;
 const PUBLISH_QUEUE: usize = 65_536;
 const PUBLISH_BATCH: usize = 512;
 
+/// Where the subscriber connects: one server, or the nodes of a cluster
+/// (sharded pub/sub).
+pub enum Subscriber {
+    Single(redis::Client),
+    Cluster(Vec<String>),
+}
+
 pub struct RedisTransport {
     prefix: String,
     queue: mpsc::Sender<(Channel, Vec<u8>)>,
@@ -43,7 +50,7 @@ pub fn channel_name(prefix: &str, channel: Channel) -> String {
     }
 }
 
-fn parse_channel(prefix: &str, name: &str) -> Option<Channel> {
+pub(super) fn parse_channel(prefix: &str, name: &str) -> Option<Channel> {
     let rest = name.strip_prefix(prefix)?;
     if rest == "control" {
         return Some(Channel::Control);
@@ -54,7 +61,7 @@ fn parse_channel(prefix: &str, name: &str) -> Option<Channel> {
 impl RedisTransport {
     /// Starts the publisher and subscriber on their own arbiter.
     pub fn start(
-        client: redis::Client,
+        subscriber: Subscriber,
         pool: RedisPool,
         prefix: String,
         subscriptions: Arc<Subscriptions>,
@@ -65,7 +72,19 @@ impl RedisTransport {
         let changed = Arc::new(Notify::new());
         let arbiter = actix::Arbiter::new();
         arbiter.spawn(publish_loop(rx, pool, prefix.clone()));
-        arbiter.spawn(subscribe_loop(client, prefix.clone(), subscriptions, changed.clone(), state, listener));
+        match subscriber {
+            Subscriber::Single(client) => {
+                arbiter.spawn(subscribe_loop(client, prefix.clone(), subscriptions, changed.clone(), state, listener))
+            }
+            Subscriber::Cluster(urls) => arbiter.spawn(super::redis_cluster::subscribe_loop(
+                urls,
+                prefix.clone(),
+                subscriptions,
+                changed.clone(),
+                state,
+                listener,
+            )),
+        };
         Arc::new(RedisTransport { prefix, queue, changed })
     }
 }
@@ -98,11 +117,25 @@ async fn publish_loop(mut rx: mpsc::Receiver<(Channel, Vec<u8>)>, pool: RedisPoo
                 Err(_) => break,
             }
         }
-        let mut pipe = redis::pipe();
-        for (channel, payload) in batch.drain(..) {
-            pipe.publish(channel_name(&prefix, channel), payload).ignore();
-        }
-        if let Err(e) = with_conn(&pool, async |conn| pipe.query_async::<()>(conn).await).await {
+        let sent = if pool.is_cluster() {
+            // Sharded pub/sub: each channel lives on its slot's node.
+            let sends = batch.drain(..).map(|(channel, payload)| {
+                let name = channel_name(&prefix, channel);
+                let pool = &pool;
+                async move {
+                    with_conn(pool, async |conn| redis::cmd("SPUBLISH").arg(&name).arg(&payload).query_async::<()>(conn).await)
+                        .await
+                }
+            });
+            futures_util::future::join_all(sends).await.into_iter().find(Result::is_err).unwrap_or(Ok(()))
+        } else {
+            let mut pipe = redis::pipe();
+            for (channel, payload) in batch.drain(..) {
+                pipe.publish(channel_name(&prefix, channel), payload).ignore();
+            }
+            with_conn(&pool, async |conn| pipe.query_async::<()>(conn).await).await
+        };
+        if let Err(e) = sent {
             METRICS.bridge_publish_errors.inc();
             log::warn!("bus: publish failed: {e}");
         }

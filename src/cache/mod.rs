@@ -110,6 +110,7 @@ impl Caches {
             ttl: config.cache_ttl,
             negative_ttl: config.cache_negative_ttl,
             l2_ttl: config.cache_ttl * 2,
+            enabled: config.cache_enabled,
         };
         Caches {
             tokens: Layered::new(settings("token", 4), l2()),

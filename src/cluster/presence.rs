@@ -98,12 +98,20 @@ impl PresenceStore {
         if rooms.is_empty() {
             return HashMap::new();
         }
-        let mut pipe = redis::pipe();
-        for r in rooms {
-            pipe.hgetall(self.key(*r));
-        }
-        let all: Vec<HashMap<String, u64>> =
-            with_conn(pool, async |conn| pipe.query_async(conn).await).await.unwrap_or_default();
+        let all: Vec<HashMap<String, u64>> = if pool.is_cluster() {
+            // Keys live on different nodes: one command each.
+            let reads = rooms.iter().map(|r| {
+                let key = self.key(*r);
+                async move { with_conn(pool, async |conn| redis::cmd("HGETALL").arg(&key).query_async(conn).await).await }
+            });
+            futures_util::future::join_all(reads).await.into_iter().map(Result::unwrap_or_default).collect()
+        } else {
+            let mut pipe = redis::pipe();
+            for r in rooms {
+                pipe.hgetall(self.key(*r));
+            }
+            with_conn(pool, async |conn| pipe.query_async(conn).await).await.unwrap_or_default()
+        };
         let now = now_ms();
         rooms
             .iter()

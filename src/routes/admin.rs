@@ -21,6 +21,7 @@ pub async fn get_stats(state: web::Data<AppState>, auth: AuthUser) -> Result<Htt
         "messages_delivered_total": METRICS.messages_delivered.get(),
         "db_pool": {"idle": idle, "active": active, "max": state.config.db_pool_max},
         "draining": state.is_draining(),
+        "cache_hit_ratio": cache_hit_ratios(),
     });
     Ok(HttpResponse::Ok().json(json!({
         "cluster": {
@@ -31,4 +32,16 @@ pub async fn get_stats(state: web::Data<AppState>, auth: AuthUser) -> Result<Htt
         },
         "instances": [instance],
     })))
+}
+
+/// Hits / (hits + misses) per cache since start-up (null before any lookup).
+fn cache_hit_ratios() -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for cache in crate::metrics::CACHE_NAMES {
+        let hit = METRICS.cache_requests.with_label_values(&[cache, "hit"]).get() as f64;
+        let miss = METRICS.cache_requests.with_label_values(&[cache, "miss"]).get() as f64;
+        let ratio = if hit + miss > 0.0 { json!(hit / (hit + miss)) } else { json!(null) };
+        out.insert(cache.to_string(), ratio);
+    }
+    serde_json::Value::Object(out)
 }

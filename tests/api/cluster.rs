@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_cluster, spawn_cluster_on, Mode, TestNginx, TestRedis, WsClient};
 
-const MODES: [Mode; 2] = [Mode::Redis(3), Mode::Single];
+const MODES: [Mode; 3] = [Mode::Redis(3), Mode::RedisCluster(3), Mode::Single];
 
 #[actix_web::test]
 async fn members_on_every_instance_receive_every_message_once_in_order() {
@@ -48,7 +48,7 @@ async fn members_on_every_instance_receive_every_message_once_in_order() {
             let ids: Vec<&Value> = got.iter().map(|m| &m["id"]).collect();
             assert_eq!(ids, reference, "{mode:?}: every member sees the same sequence");
         }
-        if let Mode::Redis(_) = mode {
+        if matches!(mode, Mode::Redis(_) | Mode::RedisCluster(_)) {
             // The fast path carried messages (the database resync is only the safety net).
             let received = cluster.app(1).metric(r#"switchboard_bridge_messages_total{direction="in"}"#).await;
             assert!(received > 0.0, "no message came over the bus");
@@ -91,7 +91,7 @@ async fn presence_and_typing_cross_instances() {
         let (s, room) = a.get("/api/v1/rooms/hall", &alice).await;
         assert_eq!(s, 200);
         assert_eq!(room["online_count"], 1, "{mode:?}: only alice is still online");
-        if let Mode::Redis(_) = mode {
+        if matches!(mode, Mode::Redis(_) | Mode::RedisCluster(_)) {
             // An instance where the room does not run reads the snapshot.
             let c = cluster.app(2);
             let (_, room) = c.get("/api/v1/rooms/hall", &alice).await;

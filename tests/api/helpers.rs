@@ -479,6 +479,20 @@ pub enum Mode {
     Redis(usize),
     /// One instance without REDIS_URL.
     Single,
+    /// n instances on the local Redis Cluster (scripts/redis-cluster.sh).
+    RedisCluster(usize),
+}
+
+pub const CLUSTER_URLS: &str = "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103";
+
+/// Starts the local Redis Cluster once per test run (idempotent script).
+pub fn ensure_redis_cluster() {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
+        let status = Command::new(script).arg("start").status().expect("scripts/redis-cluster.sh");
+        assert!(status.success(), "could not start the Redis Cluster");
+    });
 }
 
 pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
@@ -503,6 +517,12 @@ pub async fn spawn_cluster_on(mode: Mode, redis_url: &str, prefix: &str, env: &[
             vars.push(("REDIS_KEY_PREFIX", prefix));
             n
         }
+        Mode::RedisCluster(n) => {
+            ensure_redis_cluster();
+            vars.push(("REDIS_CLUSTER_URLS", CLUSTER_URLS));
+            vars.push(("REDIS_KEY_PREFIX", prefix));
+            n
+        }
         Mode::Single => 1,
     };
     vars.extend_from_slice(env);
@@ -511,10 +531,8 @@ pub async fn spawn_cluster_on(mode: Mode, redis_url: &str, prefix: &str, env: &[
     let rest = futures_util::future::join_all((1..n).map(|_| TestApp::spawn(db.clone(), &vars))).await;
     let mut apps = vec![first];
     apps.extend(rest);
-    if let Mode::Redis(_) = mode {
-        for app in &apps {
-            app.wait_ready().await;
-        }
+    for app in &apps {
+        app.wait_ready().await;
     }
     TestCluster { db, apps }
 }
