@@ -39,7 +39,7 @@ pub async fn room_or_create_public(state: &AppState, name: &RoomName, creator: O
     }
     let created = state.store.ensure_public_room(name, creator).await?;
     // Drops the negative entry here and on every other instance.
-    state.caches.rooms.invalidate(name).await;
+    state.caches.rooms.invalidate_grant(name).await;
     Ok(RoomMeta::from(&created))
 }
 
@@ -52,7 +52,7 @@ pub async fn is_member(state: &AppState, room: RoomId, user: UserId) -> Result<b
 pub async fn add_member(state: &AppState, room: RoomId, user: UserId) -> Result<(), ApiError> {
     let key = Membership(room, user);
     state.store.add_member(room, user).await?;
-    state.caches.members.invalidate(&key).await;
+    state.caches.members.grant(&key, true).await;
     Ok(())
 }
 

@@ -270,7 +270,7 @@ impl Config {
                 }
                 p
             },
-            redis_pool_max: env.parse("REDIS_POOL_MAX", 8u32, |v| (1..=256).contains(v), "an integer 1..=256")?,
+            redis_pool_max: env.parse("REDIS_POOL_MAX", 32u32, |v| (1..=256).contains(v), "an integer 1..=256")?,
             room_resync: env.millis("ROOM_RESYNC_MS", 5_000, 50, 3_600_000)?,
             instance_heartbeat,
             instance_ttl,

@@ -56,6 +56,8 @@ pub struct ServerSample {
     pub cpu_seconds: f64,
     pub rss_bytes: f64,
     pub connections: f64,
+    /// Database queries run so far (all names).
+    pub db_queries: f64,
 }
 
 /// Reads every server's sample with plain blocking HTTP (no runtime needed).
@@ -79,6 +81,11 @@ fn scrape(url: &str) -> Option<ServerSample> {
         cpu_seconds: value("switchboard_process_cpu_seconds"),
         rss_bytes: value("process_resident_memory_bytes"),
         connections: value("switchboard_ws_connections"),
+        db_queries: text
+            .lines()
+            .filter(|l| l.starts_with("switchboard_db_query_duration_seconds_count"))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.trim().parse::<f64>().ok()))
+            .sum(),
     })
 }
 
@@ -89,4 +96,9 @@ pub fn server_cpu(before: &[ServerSample], after: &[ServerSample]) -> f64 {
 
 pub fn total_rss(samples: &[ServerSample]) -> f64 {
     samples.iter().map(|s| s.rss_bytes).sum()
+}
+
+/// Database queries all servers ran between the samples.
+pub fn db_queries(before: &[ServerSample], after: &[ServerSample]) -> f64 {
+    before.iter().zip(after).map(|(b, a)| (a.db_queries - b.db_queries).max(0.0)).sum()
 }

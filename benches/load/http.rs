@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::common::{guest_login, ms, nodelay_client, process_cpu_seconds, scrape_servers, server_cpu};
+use crate::common::{db_queries, guest_login, ms, nodelay_client, process_cpu_seconds, scrape_servers, server_cpu};
 use crate::Args;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -129,17 +129,20 @@ pub fn run(args: &Args) -> bool {
         human.push_str(&format!("{:<40} {:>7} {:>6} {:>8.2} {:>8.2} {:>8.2}\n", route.label(), h.len(), s.errors, p50, p95, p99));
         rows.push(json!({"route": route.label(), "count": h.len(), "errors": s.errors, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}));
     }
+    let queries = db_queries(&before, &after);
     human.push_str(&format!(
-        "server CPU: {:.2} s = {:.1} us per request; load generator CPU: {:.0}% of this machine",
+        "server CPU: {:.2} s = {:.1} us per request; PostgreSQL queries per request: {:.2}; load generator CPU: {:.0}% of this machine",
         cpu,
         cpu * 1e6 / requests.max(1) as f64,
+        queries / requests.max(1) as f64,
         gen_cpu * 100.0
     ));
     eprintln!("{human}");
     println!(
         "{}",
         json!({"kind": "http_run", "label": args.label, "rate": args.rate, "duration_s": args.duration.as_secs_f64(),
-               "routes": rows, "server_cpu_seconds": cpu, "generator_cpu_share": gen_cpu})
+               "routes": rows, "server_cpu_seconds": cpu, "generator_cpu_share": gen_cpu,
+               "db_queries_per_request": queries / requests.max(1) as f64})
     );
     stats.values().all(|s| s.errors == 0)
 }

@@ -22,6 +22,7 @@ mod common;
 mod http;
 mod idle;
 mod smoke;
+mod storm;
 
 use std::time::Duration;
 
@@ -48,6 +49,10 @@ pub struct Args {
     pub source_ips: Vec<String>,
     /// Connections opened per second in idle mode.
     pub connect_rate: f64,
+    /// Storm mode: the rooms were seeded by an earlier run (same --room-prefix).
+    pub no_seed: bool,
+    /// Storm mode: pause after the first visits so the server can be restarted.
+    pub restart_pause: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -58,13 +63,14 @@ pub enum Mode {
     Idle,
     Http,
     Smoke,
+    Storm,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench load -- [--workload W1|W2|W3|W4|smoke] [--url URL]... [--clients N] [--rooms R]\n\
          \x20      [--rate R] [--senders N] [--duration SECS] [--threads T] [--login-concurrency C] [--body-bytes B]\n\
-         \x20      [--mode fixed|ramp|soak|idle|http|smoke] [--ramp-factor F] [--ramp-steps N] [--slo-ms MS]\n\
+         \x20      [--mode fixed|ramp|soak|idle|http|smoke|storm] [--ramp-factor F] [--ramp-steps N] [--slo-ms MS]\n\
          \x20      [--source-ips 127.0.0.1,127.0.0.2] [--connect-rate PER_SEC] [--label NAME]"
     );
     std::process::exit(2)
@@ -131,6 +137,8 @@ fn parse_args() -> Args {
         label: "custom".into(),
         source_ips: vec!["127.0.0.1".into()],
         connect_rate: 2000.0,
+        no_seed: false,
+        restart_pause: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -159,6 +167,7 @@ fn parse_args() -> Args {
                     "idle" => Mode::Idle,
                     "http" => Mode::Http,
                     "smoke" => Mode::Smoke,
+                    "storm" => Mode::Storm,
                     _ => usage(),
                 }
             }
@@ -168,6 +177,8 @@ fn parse_args() -> Args {
             "--label" => a.label = val(),
             "--source-ips" => a.source_ips = val().split(',').map(str::to_string).collect(),
             "--connect-rate" => a.connect_rate = val().parse().unwrap_or_else(|_| usage()),
+            "--no-seed" => a.no_seed = true,
+            "--restart-pause" => a.restart_pause = true,
             _ => usage(),
         }
     }
@@ -190,6 +201,7 @@ fn main() {
         Mode::Idle => idle::run(&args),
         Mode::Http => http::run(&args),
         Mode::Smoke => smoke::run(&args),
+        Mode::Storm => storm::run(&args),
     };
     if !ok {
         std::process::exit(1);

@@ -52,7 +52,9 @@ const TOMBSTONE: &str = "~invalidated";
 /// How long an invalidated key stays uncacheable in L2: longer than any load
 /// that may have read the old value (statement_timeout is 5 s by default).
 const TOMBSTONE_TTL: Duration = Duration::from_secs(10);
-const L2_TIMEOUT: Duration = Duration::from_millis(50);
+/// Long enough for a burst of lookups queued on the pool, short enough that a
+/// stalled Redis costs a request little before it falls back to PostgreSQL.
+const L2_TIMEOUT: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -163,15 +165,45 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
     }
 
     /// Drops the key here, tombstones it in Redis and tells every instance.
+    /// For changes that take a right away (revocation, removal).
     pub async fn invalidate(&self, key: &K) {
+        self.drop_everywhere(key, true).await;
+    }
+
+    /// Drops the key here and in Redis and tells every instance, without a
+    /// tombstone: for changes that only grant (a new room), where a racing
+    /// stale "no" costs at most the negative TTL.
+    pub async fn invalidate_grant(&self, key: &K) {
+        self.drop_everywhere(key, false).await;
+    }
+
+    /// Write-through for a grant: the new value goes to L1 and Redis
+    /// (replacing what was there) and other instances drop their copies.
+    pub async fn grant(&self, key: &K, value: V) {
+        self.drop_everywhere(key, false).await;
+        if let (Some((pool, l2_key)), Ok(text)) = (self.l2_key(key), serde_json::to_string(&value)) {
+            let ttl = self.settings.l2_ttl.as_millis().max(1) as u64;
+            let set = with_conn(&pool, async |conn| {
+                redis::cmd("SET").arg(&l2_key).arg(&text).arg("PX").arg(ttl).query_async::<()>(conn).await
+            });
+            let _ = tokio::time::timeout(L2_TIMEOUT, set).await;
+        }
+        self.l1.insert(key.clone(), value).await;
+    }
+
+    async fn drop_everywhere(&self, key: &K, tombstone: bool) {
         self.invalidate_local(key).await;
         if let Some((pool, l2_key)) = self.l2_key(key) {
             let ttl = TOMBSTONE_TTL.as_millis() as u64;
-            let set = with_conn(&pool, async |conn| {
-                redis::cmd("SET").arg(&l2_key).arg(TOMBSTONE).arg("PX").arg(ttl).query_async::<()>(conn).await
+            let write = with_conn(&pool, async |conn| {
+                if tombstone {
+                    redis::cmd("SET").arg(&l2_key).arg(TOMBSTONE).arg("PX").arg(ttl).query_async::<()>(conn).await
+                } else {
+                    redis::cmd("DEL").arg(&l2_key).query_async::<()>(conn).await
+                }
             });
-            if let Ok(Err(e)) = tokio::time::timeout(L2_TIMEOUT * 4, set).await {
-                log::warn!("cache {}: tombstone failed: {e}", self.settings.name);
+            if let Ok(Err(e)) = tokio::time::timeout(L2_TIMEOUT * 4, write).await {
+                log::warn!("cache {}: invalidation in Redis failed: {e}", self.settings.name);
             }
         }
         if let Some(bus) = self.bus.get() {

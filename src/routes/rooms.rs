@@ -87,7 +87,7 @@ pub async fn create_room(
     let topic = Topic::parse(body.topic.as_deref().unwrap_or(""))?;
     let room = state.store.create_room(&name, &topic, body.private.unwrap_or(false), auth.user.id).await?;
     // A negative entry from an earlier lookup of this name must go everywhere.
-    state.caches.rooms.invalidate(&name).await;
+    state.caches.rooms.invalidate_grant(&name).await;
     Ok(HttpResponse::Created().json(view(&room, 1, 0)))
 }
 
