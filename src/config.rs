@@ -56,6 +56,16 @@ pub struct Config {
     pub max_frame_bytes: usize,
     pub max_body_bytes: usize,
     pub max_rooms_per_connection: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub login_failures_per_min: usize,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Origins allowed to open WebSockets; empty: the page's own origin only.
+    pub allowed_origins: Vec<String>,
+    pub handshake_timeout: Duration,
+    pub keep_alive: Duration,
+    pub max_outbound_bytes: usize,
+    pub test_hooks: bool,
     pub drain_grace: Duration,
     pub drain_batch_size: usize,
     pub drain_batch_interval: Duration,
@@ -254,6 +264,36 @@ impl Config {
             max_frame_bytes: env.parse("MAX_FRAME_BYTES", 16 * 1024usize, |v| (256..=1 << 20).contains(v), "bytes 256..=1048576")?,
             max_body_bytes: env.parse("MAX_BODY_BYTES", 64 * 1024usize, |v| (1024..=16 << 20).contains(v), "bytes 1024..=16777216")?,
             max_rooms_per_connection: env.parse("MAX_ROOMS_PER_CONNECTION", 100usize, |v| (1..=10_000).contains(v), "an integer 1..=10000")?,
+            max_connections: env.parse("MAX_CONNECTIONS", 50_000usize, |v| *v >= 1, "an integer >= 1")?,
+            max_connections_per_ip: env.parse("MAX_CONNECTIONS_PER_IP", 1_000usize, |v| *v >= 1, "an integer >= 1")?,
+            login_failures_per_min: env.parse("LOGIN_FAILURES_PER_MIN", 20usize, |v| *v >= 1, "an integer >= 1")?,
+            trusted_proxies: {
+                let raw = env.string("TRUSTED_PROXIES", "127.0.0.1,::1");
+                let mut ips = Vec::new();
+                for part in raw.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none") {
+                    match part.parse() {
+                        Ok(ip) => ips.push(ip),
+                        Err(_) => {
+                            return Err(ConfigError {
+                                var: "TRUSTED_PROXIES",
+                                value: raw.clone(),
+                                problem: "expected comma-separated IP addresses".into(),
+                            })
+                        }
+                    }
+                }
+                ips
+            },
+            allowed_origins: env
+                .string("ALLOWED_ORIGINS", "")
+                .split(',')
+                .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            handshake_timeout: env.millis("HANDSHAKE_TIMEOUT_MS", 5_000, 100, 600_000)?,
+            keep_alive: env.millis("KEEP_ALIVE_MS", 15_000, 0, 3_600_000)?,
+            max_outbound_bytes: env.parse("MAX_OUTBOUND_BYTES", 1usize << 20, |v| *v >= 16 * 1024, "bytes >= 16384")?,
+            test_hooks: env.bool("SWITCHBOARD_TEST_HOOKS", false)?,
             drain_grace: env.millis("DRAIN_GRACE_MS", 2_000, 0, 600_000)?,
             drain_batch_size: env.parse("DRAIN_BATCH_SIZE", 200usize, |v| (1..=1_000_000).contains(v), "an integer 1..=1000000")?,
             drain_batch_interval: env.millis("DRAIN_BATCH_INTERVAL_MS", 100, 0, 60_000)?,

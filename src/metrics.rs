@@ -101,6 +101,8 @@ pub struct Metrics {
     pub bridge_reconnects: IntCounter,
     pub bridge_connected: IntGauge,
     pub cluster_instances: IntGauge,
+    pub limit_hits: IntCounterVec,
+    pub slow_consumers: IntCounter,
     /// Precise CPU time (the process collector's counter is whole seconds).
     pub cpu_seconds: prometheus::Gauge,
 }
@@ -238,6 +240,16 @@ impl Metrics {
             .expect("valid"),
             cluster_instances: IntGauge::new("switchboard_cluster_instances", "Instances this one hears from, itself included")
                 .expect("valid"),
+            limit_hits: IntCounterVec::new(
+                Opts::new("switchboard_limit_hits_total", "Requests refused by an abuse limit"),
+                &["limit"],
+            )
+            .expect("valid"),
+            slow_consumers: IntCounter::new(
+                "switchboard_slow_consumer_disconnects_total",
+                "WebSockets closed because the client stopped reading",
+            )
+            .expect("valid"),
             cpu_seconds: prometheus::Gauge::new(
                 "switchboard_process_cpu_seconds",
                 "User plus system CPU seconds of this process, to the clock tick",
@@ -284,6 +296,8 @@ impl Metrics {
             Box::new(self.bridge_connected.clone()),
             Box::new(self.cluster_instances.clone()),
             Box::new(self.cpu_seconds.clone()),
+            Box::new(self.limit_hits.clone()),
+            Box::new(self.slow_consumers.clone()),
         ];
         for c in collectors {
             r.register(c).expect("metric names are unique");
@@ -319,6 +333,9 @@ impl Metrics {
             self.db_reads.with_label_values(&[pool]);
         }
         self.db_replica_lag.set(-1.0);
+        for limit in ["connections", "connections_per_ip", "login", "origin"] {
+            self.limit_hits.with_label_values(&[limit]);
+        }
         for (method, route, status) in ROUTES {
             self.http_duration.with_label_values(&[method, route, status]);
         }

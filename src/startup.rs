@@ -214,7 +214,11 @@ impl Application {
         })
         .workers(config.workers)
         .backlog(4096)
-        .max_connections(100_000)
+        // Per worker; the WebSocket cap is enforced by `limits`.
+        .max_connections(config.max_connections + 1024)
+        // Slowloris: the request head must arrive within this.
+        .client_request_timeout(config.handshake_timeout)
+        .keep_alive(config.keep_alive)
         .disable_signals()
         .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
         .on_connect(|conn, _| {

@@ -11,6 +11,7 @@ use crate::chat::room::Kick;
 use crate::chat::Registry;
 use crate::cluster::Liveness;
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::domain::{RoomId, TokenHash, UserId};
 use crate::store::writer::Writer;
 use crate::store::Store;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub redis: Option<RedisPool>,
     pub liveness: Arc<Liveness>,
     pub caches: Arc<Caches>,
+    pub limits: Arc<Limits>,
     pub started_at: Instant,
     draining: AtomicBool,
 }
@@ -45,6 +47,7 @@ pub struct Parts {
 
 impl AppState {
     pub fn new(p: Parts) -> Self {
+        let limits = Limits::new(&p.config);
         AppState {
             config: p.config,
             store: p.store,
@@ -54,6 +57,7 @@ impl AppState {
             bus: p.bus,
             redis: p.redis,
             liveness: p.liveness,
+            limits,
             caches: p.caches,
             started_at: Instant::now(),
             draining: AtomicBool::new(false),

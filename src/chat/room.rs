@@ -100,6 +100,11 @@ pub struct NewestPage {
     pub at_least: i64,
 }
 
+/// Test hook only (SWITCHBOARD_TEST_HOOKS): the room actor panics.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PanicForTest;
+
 /// Read any committed messages this room has not delivered yet (after the
 /// bus reconnected, or a subscription took effect).
 #[derive(Message)]
@@ -540,7 +545,12 @@ impl Actor for Room {
         Running::Stop
     }
 
-    fn stopped(&mut self, _: &mut Context<Self>) {
+}
+
+/// In Drop rather than `stopped`, so it also runs when the actor's task
+/// unwinds from a panic (sessions then rejoin a fresh room actor).
+impl Drop for Room {
+    fn drop(&mut self) {
         METRICS.rooms_active.dec();
         self.registry.bus().unsubscribe(self.id);
     }
@@ -706,6 +716,14 @@ impl Handler<NewestPage> for Room {
         let page: Vec<Arc<StoredMessage>> = self.window.iter().skip(self.window.len().saturating_sub(msg.limit)).cloned().collect();
         let has_more = page.first().is_some_and(|m| m.seq > 1);
         Some((page, has_more))
+    }
+}
+
+impl Handler<PanicForTest> for Room {
+    type Result = ();
+
+    fn handle(&mut self, _: PanicForTest, _: &mut Context<Self>) {
+        panic!("test hook: room {} panics on purpose", self.name);
     }
 }
 

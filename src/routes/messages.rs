@@ -115,3 +115,28 @@ pub async fn post_message(
     let mut response = if outcome.duplicate { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(response.json(outcome.message.as_ref()))
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn history_queries_never_panic(
+            before in proptest::option::of(".{0,25}"),
+            after in proptest::option::of(".{0,25}"),
+            limit in proptest::option::of(".{0,25}"),
+        ) {
+            let mut q = HashMap::new();
+            for (k, v) in [("before", before), ("after", after), ("limit", limit)] {
+                if let Some(v) = v {
+                    q.insert(k.to_string(), v);
+                }
+            }
+            if let Ok((_, limit)) = parse_page(&q) {
+                prop_assert!((1..=200).contains(&limit));
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Sign in, guest sign in, sign out.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::users::Credentials;
@@ -28,7 +28,13 @@ async fn issue_token(state: &AppState, user: &User) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(SessionCreated { token: token.as_str(), user }))
 }
 
-pub async fn create_session(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+pub async fn create_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    let ip = state.limits.client_ip(&req);
+    state.limits.check_login(ip)?;
     let Credentials { username, password } = body.into_inner();
     let bad = || ApiError::Unauthorized("invalid username or password".into());
     // A name that cannot exist or an absurd password still costs one verify,
@@ -42,7 +48,10 @@ pub async fn create_session(state: web::Data<AppState>, body: web::Json<Credenti
     let ok = password::verify(password, hash).await?;
     match (ok, user) {
         (true, Some(user)) => issue_token(&state, &user).await,
-        _ => Err(bad()),
+        _ => {
+            state.limits.record_login_failure(ip);
+            Err(bad())
+        }
     }
 }
 

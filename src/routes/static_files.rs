@@ -16,7 +16,13 @@ fn html(body: &'static str) -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header(("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; img-src 'self' data:"))
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
         .body(body)
 }
 

@@ -191,3 +191,63 @@ mod tests {
         assert_eq!(v, serde_json::json!({"type":"reconnect","reason":"draining","after_ms":250}));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Hostile input: whatever arrives, the parser answers with a frame or a
+    //! clear error and never panics.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
+            ".{0,40}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::hash_map("[a-z_]{1,12}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn frame_like() -> impl Strategy<Value = String> {
+        let kind = prop_oneof![Just("join"), Just("leave"), Just("send"), Just("typing"), Just("ping"), Just("nope")];
+        (kind, json_value(), json_value(), json_value()).prop_map(|(k, room, body, extra)| {
+            serde_json::json!({"type": k, "room": room, "body": body, "since": extra.clone(), "client_msg_id": extra, "ts": room})
+                .to_string()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,300}") {
+            let _ = ClientFrame::parse(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(v in json_value()) {
+            let _ = ClientFrame::parse(&v.to_string());
+        }
+
+        #[test]
+        fn frame_shaped_json_parses_or_explains(text in frame_like()) {
+            match ClientFrame::parse(&text) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(!e.message.is_empty()),
+            }
+        }
+
+        #[test]
+        fn deep_nesting_is_an_error_not_a_crash(depth in 100usize..5000) {
+            let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            prop_assert!(ClientFrame::parse(&text).is_err());
+        }
+    }
+}

@@ -21,6 +21,7 @@ use super::protocol::{self, ClientFrame};
 use super::rate_limit::TokenBucket;
 use crate::access;
 use crate::auth::AuthUser;
+use crate::limits::ConnectionSlot;
 use crate::chat::room::{Join, Leave, Typing};
 use crate::chat::{OutFrame, Room, RoomEvent};
 use crate::domain::{Body, ClientMsgId, RoomId, RoomName, SessionId};
@@ -79,10 +80,36 @@ pub struct Session {
     pending_acks: usize,
     draining: bool,
     last_typing: Instant,
+    /// Held for the socket's life: the connection limits count it.
+    _slot: ConnectionSlot,
+    outbound: Outbound,
 }
 
+/// Bytes written to the socket versus bytes the client has provably read.
+/// A pong answers every ping sent before it, and the client reads in order,
+/// so everything written before an answered ping has been read. A client that
+/// stops reading stops answering, and its backlog grows in our memory.
+#[derive(Default)]
+struct Outbound {
+    written: u64,
+    acknowledged: u64,
+    next_ping: u64,
+    /// (ping id, bytes written when it was sent, when), oldest first.
+    in_flight: VecDeque<(u64, u64, Instant)>,
+    /// Bytes written when the last ping went out.
+    at_last_ping: u64,
+    /// Closed for not reading: write nothing more.
+    closed: bool,
+}
+
+/// A client may sit on a backlog above `MAX_OUTBOUND_BYTES` this long (a big
+/// replay burst is read within a round trip by a live client); beyond 16×
+/// the bound it is closed at once, whatever the time.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(3);
+const HARD_BACKLOG_FACTOR: u64 = 16;
+
 impl Session {
-    pub fn new(auth: AuthUser, state: web::Data<AppState>) -> Self {
+    pub fn new(auth: AuthUser, state: web::Data<AppState>, slot: ConnectionSlot) -> Self {
         let c = &state.config;
         Session {
             id: SessionId::next(),
@@ -97,13 +124,71 @@ impl Session {
             pending_acks: 0,
             draining: false,
             last_typing: Instant::now() - TYPING_INTERVAL,
+            _slot: slot,
+            outbound: Outbound::default(),
             state,
+        }
+    }
+
+    /// Every frame to the client goes through here, for the slow-consumer bound.
+    fn write(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: ByteString) {
+        if self.outbound.closed {
+            return;
+        }
+        self.outbound.written += text.len() as u64;
+        ctx.text(text);
+        let limit = self.state.config.max_outbound_bytes as u64;
+        if self.outbound.written - self.outbound.at_last_ping > limit / 4 {
+            // Ask for proof of reading sooner than the heartbeat would.
+            self.send_ping(ctx);
+        }
+        self.check_backlog(ctx);
+    }
+
+    /// Closes a client that has not read a backlog above the bound for the
+    /// grace period (or any backlog 16× the bound): it stopped reading.
+    fn check_backlog(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let limit = self.state.config.max_outbound_bytes as u64;
+        let backlog = self.outbound.written - self.outbound.acknowledged;
+        if backlog <= limit || self.outbound.closed {
+            return;
+        }
+        let stale = self.outbound.in_flight.front().is_some_and(|(_, _, at)| at.elapsed() > SLOW_CONSUMER_GRACE);
+        if stale || backlog > limit * HARD_BACKLOG_FACTOR {
+            self.outbound.closed = true;
+            METRICS.slow_consumers.inc();
+            log::info!("session {:?}: client stopped reading ({backlog} bytes unread); closing", self.id);
+            ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("too slow: reconnect and rejoin with since".into()) }));
+            ctx.stop();
+        }
+    }
+
+    fn send_ping(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let id = self.outbound.next_ping;
+        self.outbound.next_ping += 1;
+        self.outbound.at_last_ping = self.outbound.written;
+        self.outbound.in_flight.push_back((id, self.outbound.written, Instant::now()));
+        if self.outbound.in_flight.len() > 64 {
+            self.outbound.in_flight.pop_front();
+        }
+        ctx.ping(&id.to_be_bytes());
+    }
+
+    fn on_pong(&mut self, payload: &[u8]) {
+        let Ok(bytes) = <[u8; 8]>::try_from(payload) else { return };
+        let id = u64::from_be_bytes(bytes);
+        while let Some(&(sent, written, _)) = self.outbound.in_flight.front() {
+            if sent > id {
+                break;
+            }
+            self.outbound.acknowledged = self.outbound.acknowledged.max(written);
+            self.outbound.in_flight.pop_front();
         }
     }
 
     fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, message: &str, reference: Option<&str>) {
         METRICS.ws_errors.with_label_values(&[error_label(code)]).inc();
-        ctx.text(protocol::error(code, message, reference));
+        self.write(ctx, protocol::error(code, message, reference));
         // Failures of our own (database down) are not the client's fault.
         if matches!(code, ErrorCode::Unavailable | ErrorCode::Internal) {
             return;
@@ -128,6 +213,9 @@ impl Session {
             return self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
         }
         let received_at = Instant::now();
+        if self.state.config.test_hooks && self.test_hook(text) {
+            return;
+        }
         match ClientFrame::parse(text) {
             Ok(ClientFrame::Join { room, since }) => self.handle_join(room, since, ctx),
             Ok(ClientFrame::Leave { room }) => self.handle_leave(&room, ctx),
@@ -148,7 +236,7 @@ impl Session {
             }
             Ok(ClientFrame::Ping { ts }) => {
                 let ts = ts.unwrap_or_else(|| serde_json::Value::from(chrono::Utc::now().timestamp_millis()));
-                ctx.text(protocol::pong(&ts));
+                self.write(ctx, protocol::pong(&ts));
             }
             Err(e) => self.send_error(ctx, ErrorCode::BadRequest, &e.message, e.reference.as_deref()),
         }
@@ -203,6 +291,31 @@ impl Session {
                     Err(e) => session.abandon_join(&name, e.code(), &e.public_message(), ctx),
                 }),
         );
+    }
+
+    fn rejoin_dead_rooms(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let dead: Vec<RoomName> = self.rooms.iter().filter(|(_, j)| !j.addr.connected()).map(|(n, _)| n.clone()).collect();
+        for name in dead {
+            let Some(joined) = self.rooms.remove(&name) else { continue };
+            let since = self.last_seen.remove(&joined.id);
+            log::warn!("session {:?}: room {name} stopped unexpectedly; rejoining from seq {since:?}", self.id);
+            self.handle_join(name.to_string(), since, ctx);
+        }
+    }
+
+    /// Fault injection for the supervision tests (SWITCHBOARD_TEST_HOOKS=true
+    /// only): panic inside this session, or inside a joined room's actor.
+    fn test_hook(&self, text: &str) -> bool {
+        if text == r#"{"type":"__panic"}"# {
+            panic!("test hook: session {:?} panics on purpose", self.id);
+        }
+        if let Some(room) = text.strip_prefix(r#"{"type":"__panic_room","room":""#).and_then(|r| r.strip_suffix(r#""}"#)) {
+            if let Some(joined) = RoomName::parse(room).ok().and_then(|n| self.rooms.get(&n)) {
+                joined.addr.do_send(crate::chat::room::PanicForTest);
+            }
+            return true;
+        }
+        false
     }
 
     fn join_message(&self, since: Option<i64>, ctx: &ws::WebsocketContext<Self>) -> Join {
@@ -316,7 +429,8 @@ impl Session {
             match result {
                 Ok(outcome) => {
                     let m = &outcome.message;
-                    ctx.text(protocol::ack(&m.room, m.client_msg_id.as_ref().map(|c| c.as_str()), m.seq, m.id));
+                    let ack = protocol::ack(&m.room, m.client_msg_id.as_ref().map(|c| c.as_str()), m.seq, m.id);
+                    session.write(ctx, ack);
                 }
                 Err(WriteError::Unavailable(why)) => session.send_error(ctx, ErrorCode::Unavailable, why, Some(&reference)),
                 Err(WriteError::Internal) => {
@@ -338,7 +452,7 @@ impl Session {
             addr.do_send(Leave { session: self.id });
             return;
         }
-        ctx.text(frame);
+        self.write(ctx, frame);
         self.rooms.insert(room.clone(), JoinedRoom { id, addr });
         self.last_seen.insert(id, after);
         for send in entry.deferred {
@@ -347,18 +461,19 @@ impl Session {
     }
 
     fn on_messages(&mut self, room: RoomId, frames: &[OutFrame], ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(last_seen) = self.last_seen.get_mut(&room) else { return };
+        let Some(mut last_seen) = self.last_seen.get(&room).copied() else { return };
         for frame in frames {
-            if frame.seq <= *last_seen {
+            if frame.seq <= last_seen {
                 continue;
             }
-            if frame.seq != *last_seen + 1 {
+            if frame.seq != last_seen + 1 {
                 log::error!("session {:?}: room {room} jumped from seq {} to {}", self.id, last_seen, frame.seq);
             }
-            *last_seen = frame.seq;
-            ctx.text(frame.text.clone());
+            last_seen = frame.seq;
+            self.write(ctx, frame.text.clone());
             crate::metrics::record_delivery(frame.received_at);
         }
+        self.last_seen.insert(room, last_seen);
     }
 
     fn close_for_drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -405,6 +520,12 @@ impl Actor for Session {
         let c = &self.state.config;
         ctx.text(protocol::hello(&self.auth.user, &c.instance_id, c.heartbeat_interval.as_millis() as u64));
         self.state.connections.add(self.auth.token, self.id, ctx.address().recipient());
+        // Supervision: a room actor that died (a panic) is replaced, and this
+        // session rejoins it from the last seq it wrote, losing nothing.
+        ctx.run_interval(Duration::from_secs(1), |session, ctx| {
+            session.rejoin_dead_rooms(ctx);
+            session.check_backlog(ctx);
+        });
         let timeout = c.client_timeout;
         ctx.run_interval(c.heartbeat_interval, move |session, ctx| {
             if session.last_heard.elapsed() > timeout {
@@ -412,12 +533,18 @@ impl Actor for Session {
                 ctx.close(Some(CloseReason { code: CloseCode::Away, description: Some("heartbeat timeout".into()) }));
                 ctx.stop();
             } else {
-                ctx.ping(b"");
+                session.send_ping(ctx);
             }
         });
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
+}
+
+/// Cleanup lives in Drop, not `stopped`, so it also runs when the session's
+/// task unwinds from a panic: the rooms forget the session, the revocation
+/// index drops it, the gauges stay true.
+impl Drop for Session {
+    fn drop(&mut self) {
         METRICS.ws_connections.dec();
         for joined in self.rooms.values() {
             joined.addr.do_send(Leave { session: self.id });
@@ -438,7 +565,7 @@ impl Handler<RoomEvent> for Session {
         match event {
             RoomEvent::Joined { room, after, frame, .. } => self.on_joined(room, after, frame, ctx),
             RoomEvent::Messages { room, frames } => self.on_messages(room, &frames, ctx),
-            RoomEvent::Notice { frame } => ctx.text(frame),
+            RoomEvent::Notice { frame } => self.write(ctx, frame),
             RoomEvent::Removed { room, code, message } => {
                 if let Some(joined) = self.rooms.remove(&room) {
                     self.last_seen.remove(&joined.id);
@@ -500,7 +627,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             }
             ws::Message::Continuation(item) => self.handle_fragment(item, ctx),
             ws::Message::Ping(payload) => ctx.pong(&payload),
-            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Pong(payload) => self.on_pong(&payload),
+            ws::Message::Nop => {}
             ws::Message::Close(reason) => {
                 ctx.close(reason);
                 ctx.stop();

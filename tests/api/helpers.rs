@@ -394,7 +394,8 @@ impl WsClient {
             self.backlog = saved;
             match got {
                 Some(v) if v["type"] == kind => {
-                    self.backlog.splice(0..0, skipped);
+                    // Older unread frames first, then those skipped now.
+                    self.backlog.extend(skipped);
                     return v;
                 }
                 Some(v) => skipped.push(v),

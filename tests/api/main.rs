@@ -11,6 +11,8 @@ mod frames;
 mod helpers;
 mod messages;
 mod plans;
+mod proxy;
+mod reliability;
 mod rooms;
 mod shutdown;
 mod startup;

@@ -1,0 +1,129 @@
+//! Abuse limits: connections per instance and per client IP, and failed
+//! password logins per client IP (brute force gets 429).
+//!
+//! The client IP is the peer address, or — when the peer is a trusted proxy
+//! (`TRUSTED_PROXIES`, loopback by default) — the first address of its
+//! `X-Forwarded-For`. A trusted proxy that sends no `X-Forwarded-For` (local
+//! tools, health checks) is not limited per IP; the instance-wide connection
+//! cap still applies.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::HttpRequest;
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::METRICS;
+
+pub struct Limits {
+    max_connections: usize,
+    max_per_ip: usize,
+    login_failures_per_min: usize,
+    trusted: Vec<IpAddr>,
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+/// One open WebSocket; dropping it gives the slot back.
+pub struct ConnectionSlot {
+    limits: Arc<Limits>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.limits.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = self.ip {
+            let mut map = self.limits.per_ip.lock();
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl Limits {
+    pub fn new(config: &Config) -> Arc<Limits> {
+        Arc::new(Limits {
+            max_connections: config.max_connections,
+            max_per_ip: config.max_connections_per_ip,
+            login_failures_per_min: config.login_failures_per_min,
+            trusted: config.trusted_proxies.clone(),
+            open: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client's address for limiting (None: a trusted proxy speaking for itself).
+    pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr()?.ip();
+        if !self.trusted.contains(&peer) {
+            return Some(peer);
+        }
+        let forwarded = req.headers().get("x-forwarded-for")?.to_str().ok()?;
+        forwarded.split(',').next()?.trim().parse().ok()
+    }
+
+    /// Takes a WebSocket slot, or refuses: 503 when the instance is full,
+    /// 429 when this client already holds its share.
+    pub fn open_connection(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnectionSlot, ApiError> {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_connections {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            METRICS.limit_hits.with_label_values(&["connections"]).inc();
+            return Err(ApiError::Unavailable("this instance is at its connection limit; try another".into()));
+        }
+        if let Some(ip) = ip {
+            let mut map = self.per_ip.lock();
+            let n = map.entry(ip).or_insert(0);
+            if *n >= self.max_per_ip {
+                drop(map);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                METRICS.limit_hits.with_label_values(&["connections_per_ip"]).inc();
+                return Err(ApiError::RateLimited("too many connections from this address".into()));
+            }
+            *n += 1;
+        }
+        Ok(ConnectionSlot { limits: self.clone(), ip })
+    }
+
+    /// Refuses a login from an address with too many recent failures.
+    pub fn check_login(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(ip) = ip else { return Ok(()) };
+        let mut map = self.failures.lock();
+        let Some(recent) = map.get_mut(&ip) else { return Ok(()) };
+        let horizon = Instant::now() - Duration::from_secs(60);
+        while recent.front().is_some_and(|t| *t < horizon) {
+            recent.pop_front();
+        }
+        if recent.is_empty() {
+            map.remove(&ip);
+            return Ok(());
+        }
+        if recent.len() >= self.login_failures_per_min {
+            METRICS.limit_hits.with_label_values(&["login"]).inc();
+            return Err(ApiError::RateLimited("too many failed sign-ins; wait a minute".into()));
+        }
+        Ok(())
+    }
+
+    pub fn record_login_failure(&self, ip: Option<IpAddr>) {
+        let Some(ip) = ip else { return };
+        let mut map = self.failures.lock();
+        if map.len() > 100_000 {
+            // Bounded memory under a spray from many addresses.
+            let horizon = Instant::now() - Duration::from_secs(60);
+            map.retain(|_, q| q.back().is_some_and(|t| *t >= horizon));
+        }
+        map.entry(ip).or_default().push_back(Instant::now());
+    }
+}

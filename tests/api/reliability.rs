@@ -1,0 +1,300 @@
+//! Reliability and security: slow consumers, limits, hostile origins,
+//! supervision after panics, and faults injected between the server and
+//! PostgreSQL / Redis.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, spawn_cluster_on, Mode, TestApp, TestDb, WsClient};
+use crate::proxy::ChaosProxy;
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_disconnected_and_recovers_with_since() {
+    let app = spawn_app_with(&[("MAX_OUTBOUND_BYTES", "65536"), ("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000")]).await;
+    let stalled_token = app.guest("stalled").await;
+    let writer_token = app.guest("writer").await;
+    let mut stalled = app.ws(&stalled_token).await;
+    stalled.join("firehose").await;
+    let mut writer = app.ws(&writer_token).await;
+    writer.join("firehose").await;
+
+    // ~200 KiB into the room while `stalled` reads nothing (and so answers
+    // no ping). The writer reads as it goes, as a live client does.
+    let body = "x".repeat(1000);
+    let started = Instant::now();
+    for chunk in 0..10 {
+        for i in 0..20 {
+            let n = chunk * 20 + i;
+            writer.send_json(json!({"type": "send", "room": "firehose", "body": body, "client_msg_id": format!("f{n}")})).await;
+        }
+        for _ in 0..20 {
+            writer.expect("ack").await;
+        }
+        writer.collect_until("firehose", chunk * 20, chunk * 20 + 20).await;
+    }
+    eprintln!("200 sends acked in {:?} with a stalled member in the room", started.elapsed());
+    assert!(stalled.closed_within(Duration::from_secs(10)).await, "the stalled client is closed");
+    assert!(app.metric("switchboard_slow_consumer_disconnects_total").await >= 1.0);
+
+    // It comes back and misses nothing.
+    let mut back = app.ws(&stalled_token).await;
+    back.send_json(json!({"type": "join", "room": "firehose", "since": 0})).await;
+    assert_eq!(back.expect("joined").await["recovered"], true);
+    assert_eq!(back.collect_until("firehose", 0, 200).await.len(), 200);
+}
+
+#[actix_web::test]
+async fn connection_login_room_and_request_limits() {
+    let app = spawn_app_with(&[
+        ("MAX_CONNECTIONS", "4"),
+        ("MAX_CONNECTIONS_PER_IP", "2"),
+        ("TRUSTED_PROXIES", "none"),
+        ("LOGIN_FAILURES_PER_MIN", "5"),
+        ("MAX_ROOMS_PER_CONNECTION", "2"),
+        ("HANDSHAKE_TIMEOUT_MS", "500"),
+    ])
+    .await;
+    let token = app.register("limited").await;
+
+    // Per address: 2; the third gets 429.
+    let a = app.ws(&token).await;
+    let b = app.ws(&token).await;
+    assert_eq!(app.try_ws(&token).await.err(), Some(429));
+    drop((a, b));
+
+    // Brute force on sign-in: after 5 failures a minute, 429 even with the right password.
+    for _ in 0..5 {
+        let (s, _) = app.post("/api/v1/sessions", None, json!({"username": "limited", "password": "wrong guess"})).await;
+        assert_eq!(s, 401);
+    }
+    let (s, v) = app.post("/api/v1/sessions", None, json!({"username": "limited", "password": "correct horse"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (429, Some("rate_limited")));
+
+    // Rooms per connection.
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let mut ws = app.ws(&token).await;
+    ws.join("one").await;
+    ws.join("two").await;
+    ws.send_json(json!({"type": "join", "room": "three"})).await;
+    let e = ws.expect("error").await;
+    assert_eq!((e["code"].as_str(), e["ref"].as_str()), (Some("bad_request"), Some("three")));
+
+    // Slowloris: a request head that never completes is cut off.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", app.port)).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("write");
+    slow.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "unexpected answer {answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "the half-sent request was held for {:?}", started.elapsed());
+}
+
+#[actix_web::test]
+async fn instance_connection_cap_answers_503() {
+    let app = spawn_app_with(&[("MAX_CONNECTIONS", "2")]).await;
+    let token = app.guest("crowd").await;
+    let _a = app.ws(&token).await;
+    let _b = app.ws(&token).await;
+    assert_eq!(app.try_ws(&token).await.err(), Some(503));
+}
+
+#[actix_web::test]
+async fn websocket_upgrades_from_other_origins_are_refused_and_pages_carry_security_headers() {
+    let app = spawn_app_with(&[("ALLOWED_ORIGINS", "https://chat.example")]).await;
+    let token = app.guest("origin").await;
+    let url = |t: &str| format!("ws://127.0.0.1:{}/ws?token={t}", app.port);
+    let status = |r: Result<_, awc::error::WsClientError>| match r {
+        Ok(_) => 101,
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => s.as_u16(),
+        Err(e) => panic!("{e}"),
+    };
+    let evil = app.client.ws(url(&token)).origin("https://evil.example").connect().await.map(|_| ());
+    assert_eq!(status(evil), 403);
+    let listed = app.client.ws(url(&token)).origin("https://chat.example").connect().await.map(|_| ());
+    assert_eq!(status(listed), 101);
+    let same = app.client.ws(url(&token)).origin("http://127.0.0.1").connect().await.map(|_| ());
+    assert_eq!(status(same), 101);
+
+    for path in ["/", "/admin"] {
+        let resp = app.client.get(app.url(path)).send().await.expect("page");
+        let h = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let csp = h("content-security-policy");
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(h("x-content-type-options"), "nosniff");
+        assert_eq!(h("x-frame-options"), "DENY");
+    }
+}
+
+#[actix_web::test]
+async fn a_panic_in_an_actor_does_not_take_the_instance_down() {
+    let app = spawn_app_with(&[("SWITCHBOARD_TEST_HOOKS", "true")]).await;
+    let victim = app.guest("victim").await;
+    let other = app.guest("bystander").await;
+    let mut v = app.ws(&victim).await;
+    v.join("shaky").await;
+    let mut o = app.ws(&other).await;
+    o.join("shaky").await;
+    o.send_n("shaky", "before", 3).await;
+    o.collect_until("shaky", 0, 3).await;
+
+    // A room actor panics: its members rejoin a fresh one from their last seq.
+    v.send_text(r#"{"type":"__panic_room","room":"shaky"}"#).await;
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    o.send_n("shaky", "after", 3).await;
+    let rejoined = o.expect("joined").await;
+    assert_eq!(rejoined["recovered"], true);
+    assert_eq!(o.collect_until("shaky", 3, 6).await.len(), 3, "no gap and no duplicate across the restart");
+
+    // A session panics: only its socket goes.
+    v.send_text(r#"{"type":"__panic"}"#).await;
+    assert!(v.closed_within(Duration::from_secs(5)).await);
+    o.assert_usable().await;
+    let (s, _) = app.request("GET", "/healthz", None, None).await;
+    assert_eq!(s, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.metric("switchboard_ws_connections").await != 1.0 {
+        assert!(Instant::now() < deadline, "the panicked session was never cleaned up");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `n` messages at `every`, keeping acks and refusals by client_msg_id.
+async fn send_through(ws: &mut WsClient, room: &str, tag: &str, n: usize, every: Duration) -> (HashMap<String, Value>, Vec<String>) {
+    let mut acks = HashMap::new();
+    let mut refused = Vec::new();
+    for i in 0..n {
+        ws.send_json(json!({"type": "send", "room": room, "body": format!("{tag} {i}"), "client_msg_id": format!("{tag}-{i}")})).await;
+        actix_web::rt::time::sleep(every).await;
+    }
+    while acks.len() + refused.len() < n {
+        let v = ws.next_json_within(Duration::from_secs(20)).await.expect("an ack or an error for every send");
+        match v["type"].as_str() {
+            Some("ack") => {
+                acks.insert(v["client_msg_id"].as_str().unwrap().to_string(), v);
+            }
+            Some("error") => {
+                assert_eq!(v["code"], "unavailable", "{v}");
+                refused.push(v["ref"].as_str().unwrap().to_string());
+            }
+            _ => {}
+        }
+    }
+    (acks, refused)
+}
+
+fn stored(db: &TestDb, acks: &HashMap<String, Value>) -> usize {
+    let ids = acks.values().map(|a| format!("'{}'", a["id"].as_str().unwrap())).collect::<Vec<_>>().join(",");
+    db.query_i64(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({ids})")) as usize
+}
+
+#[actix_web::test]
+async fn postgres_cut_during_traffic_loses_nothing_acked_and_recovers() {
+    let proxy = ChaosProxy::start("127.0.0.1:5432");
+    let db = TestDb::new();
+    let via_proxy = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, db.name);
+    let app = TestApp::spawn(db.clone(), &[("DATABASE_URL", &via_proxy), ("DB_POOL_TIMEOUT_MS", "300"), ("WRITE_TIMEOUT_MS", "8000")]).await;
+    let token = app.guest("sender").await;
+    let reader = app.guest("reader").await;
+    let mut w = app.ws(&token).await;
+    w.join("outage").await;
+    let mut r = app.ws(&reader).await;
+    r.join("outage").await;
+
+    let traffic = send_through(&mut w, "outage", "a", 60, Duration::from_millis(40));
+    let fault = async {
+        actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+        proxy.cut();
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        let (s, v) = app.request("GET", "/readyz", None, None).await;
+        actix_web::rt::time::sleep(Duration::from_millis(1200)).await;
+        proxy.restore();
+        (s, v)
+    };
+    let ((acks, refused), (ready_status, ready)) = futures_util::join!(traffic, fault);
+    assert_eq!(ready_status, 503, "readiness reports the outage: {ready}");
+    assert_eq!(ready["status"], "not_ready");
+    eprintln!("{} acked, {} refused with unavailable during a 1.5 s PostgreSQL cut", acks.len(), refused.len());
+    assert_eq!(stored(&db, &acks), acks.len(), "every acked message is stored");
+
+    // Refused sends are retried with the same client_msg_id: stored once.
+    for id in &refused {
+        let i: usize = id.trim_start_matches("a-").parse().unwrap();
+        w.send_json(json!({"type": "send", "room": "outage", "body": format!("a {i}"), "client_msg_id": id})).await;
+        w.expect("ack").await;
+    }
+    let total = db.query_i64("SELECT count(*) AS v FROM messages");
+    assert_eq!(total, 60, "each of the 60 sends stored exactly once");
+    assert_eq!(db.query_i64("SELECT max(seq) AS v FROM messages"), 60, "no gap in seqs");
+    // The reader saw them in order, once.
+    assert_eq!(r.collect_until("outage", 0, 60).await.len(), 60);
+    app.wait_ready().await;
+}
+
+#[actix_web::test]
+async fn redis_cut_and_slow_databases_keep_order_and_recover() {
+    let redis_proxy = ChaosProxy::start("127.0.0.1:6379");
+    let prefix = format!("sbt{:08x}:", rand::random::<u32>());
+    let redis_url = format!("redis://127.0.0.1:{}", redis_proxy.port);
+    let cluster = spawn_cluster_on(Mode::Redis(2), &redis_url, &prefix, &[]).await;
+    let (a, b) = (cluster.app(0), cluster.app(1));
+    let sender = a.guest("sender").await;
+    let reader = b.guest("reader").await;
+    let mut w = a.ws(&sender).await;
+    w.join("bridge").await;
+    let mut r = b.ws(&reader).await;
+    r.join("bridge").await;
+
+    // Redis cut while messages flow from A to B.
+    let traffic = send_through(&mut w, "bridge", "r", 40, Duration::from_millis(30));
+    let fault = async {
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        redis_proxy.cut();
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        let (s, _) = b.request("GET", "/readyz", None, None).await;
+        actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+        redis_proxy.restore();
+        s
+    };
+    let ((acks, refused), ready_during) = futures_util::join!(traffic, fault);
+    assert!(refused.is_empty(), "Redis being away refuses no send");
+    assert_eq!(ready_during, 503);
+    assert_eq!(r.collect_until("bridge", 0, acks.len() as i64).await.len(), acks.len());
+    b.wait_ready().await;
+}
+
+#[actix_web::test]
+async fn slow_postgres_and_redis_still_deliver_in_order() {
+    let redis_proxy = ChaosProxy::start("127.0.0.1:6379");
+    let pg_proxy = ChaosProxy::start("127.0.0.1:5432");
+    let prefix = format!("sbt{:08x}:", rand::random::<u32>());
+    let db = TestDb::new();
+    let pg_url = format!("postgres://postgres@127.0.0.1:{}/{}", pg_proxy.port, db.name);
+    let redis_url = format!("redis://127.0.0.1:{}", redis_proxy.port);
+    let env = [("DATABASE_URL", pg_url.as_str()), ("REDIS_URL", redis_url.as_str()), ("REDIS_KEY_PREFIX", prefix.as_str())];
+    let a = TestApp::spawn(db.clone(), &env).await;
+    let b = TestApp::spawn(db.clone(), &env).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let sender = a.guest("sender").await;
+    let reader = b.guest("reader").await;
+    let mut w = a.ws(&sender).await;
+    w.join("molasses").await;
+    let mut r = b.ws(&reader).await;
+    r.join("molasses").await;
+
+    pg_proxy.set_latency(Duration::from_millis(20));
+    redis_proxy.set_latency(Duration::from_millis(20));
+    let (acks, refused) = send_through(&mut w, "molasses", "s", 30, Duration::from_millis(10)).await;
+    assert!(refused.is_empty());
+    assert_eq!(acks.len(), 30);
+    assert_eq!(r.collect_until("molasses", 0, 30).await.len(), 30);
+    let (s, _) = b.request("GET", "/readyz", None, None).await;
+    assert_eq!(s, 200, "slow is not down");
+    assert_eq!(stored(&db, &acks), 30);
+}
