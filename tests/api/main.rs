@@ -13,6 +13,7 @@ mod messages;
 mod plans;
 mod proxy;
 mod reliability;
+mod rolling;
 mod rooms;
 mod shutdown;
 mod startup;
