@@ -35,6 +35,8 @@ pub struct Config {
     pub db_pool_timeout: Duration,
     pub db_pool_idle_timeout: Duration,
     pub slow_query: Duration,
+    /// HTTP requests at least this slow are logged at warn with their id.
+    pub slow_request: Duration,
     pub replica_max_lag: Duration,
     pub cache_enabled: bool,
     pub cache_max_bytes: u64,
@@ -243,6 +245,7 @@ impl Config {
             db_pool_timeout: env.millis("DB_POOL_TIMEOUT_MS", 1_000, 10, 60_000)?,
             db_pool_idle_timeout: env.millis("DB_POOL_IDLE_TIMEOUT_MS", 300_000, 1_000, 86_400_000)?,
             slow_query: env.millis("SLOW_QUERY_MS", 50, 0, 3_600_000)?,
+            slow_request: env.millis("SLOW_REQUEST_MS", 500, 0, 3_600_000)?,
             replica_max_lag: env.millis("REPLICA_MAX_LAG_MS", 1_000, 0, 3_600_000)?,
             cache_enabled: env.bool("CACHE_ENABLED", true)?,
             cache_max_bytes: env.parse("CACHE_MAX_BYTES", 64u64 << 20, |v| (1 << 16..=1 << 40).contains(v), "bytes 65536..=1099511627776")?,

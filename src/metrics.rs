@@ -11,7 +11,7 @@ use prometheus::{
 };
 
 /// Latency buckets from 100 µs to 5 s: the interesting range for chat delivery.
-const LATENCY_BUCKETS: &[f64] = &[
+pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
@@ -105,6 +105,12 @@ pub struct Metrics {
     pub slow_consumers: IntCounter,
     /// Precise CPU time (the process collector's counter is whole seconds).
     pub cpu_seconds: prometheus::Gauge,
+    pub db_slow_queries: IntCounterVec,
+    pub db_pool_max: IntGaugeVec,
+    pub room_mailbox_lag: Histogram,
+    pub http_slow_requests: IntCounter,
+    pub ready: IntGauge,
+    pub build_info: IntGaugeVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -255,6 +261,26 @@ impl Metrics {
                 "User plus system CPU seconds of this process, to the clock tick",
             )
             .expect("valid"),
+            db_slow_queries: IntCounterVec::new(
+                Opts::new("switchboard_db_slow_queries_total", "Queries slower than SLOW_QUERY_MS by query name"),
+                &["query"],
+            )
+            .expect("valid"),
+            db_pool_max: IntGaugeVec::new(Opts::new("switchboard_db_pool_max", "Configured pool size"), &["pool"])
+                .expect("valid"),
+            room_mailbox_lag: histogram(
+                "switchboard_room_mailbox_lag_seconds",
+                "Time a committed batch waits in a room actor's mailbox before fan-out",
+                LATENCY_BUCKETS,
+            ),
+            http_slow_requests: IntCounter::new(
+                "switchboard_http_slow_requests_total",
+                "HTTP requests slower than SLOW_REQUEST_MS",
+            )
+            .expect("valid"),
+            ready: IntGauge::new("switchboard_ready", "1 while /readyz would answer ready, else 0").expect("valid"),
+            build_info: IntGaugeVec::new(Opts::new("switchboard_build_info", "Always 1; labelled with the version"), &["version"])
+                .expect("valid"),
             registry,
         };
         m.register_all();
@@ -298,6 +324,12 @@ impl Metrics {
             Box::new(self.cpu_seconds.clone()),
             Box::new(self.limit_hits.clone()),
             Box::new(self.slow_consumers.clone()),
+            Box::new(self.db_slow_queries.clone()),
+            Box::new(self.db_pool_max.clone()),
+            Box::new(self.room_mailbox_lag.clone()),
+            Box::new(self.http_slow_requests.clone()),
+            Box::new(self.ready.clone()),
+            Box::new(self.build_info.clone()),
         ];
         for c in collectors {
             r.register(c).expect("metric names are unique");
@@ -313,7 +345,9 @@ impl Metrics {
         for q in QUERY_NAMES {
             self.db_query_duration.with_label_values(&[q]);
             self.db_query_errors.with_label_values(&[q]);
+            self.db_slow_queries.with_label_values(&[q]);
         }
+        self.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for c in CACHE_NAMES {
             for result in ["hit", "miss"] {
                 self.cache_requests.with_label_values(&[c, result]);
@@ -330,6 +364,7 @@ impl Metrics {
                 self.db_pool_connections.with_label_values(&[pool, state]);
             }
             self.db_pool_wait.with_label_values(&[pool]);
+            self.db_pool_max.with_label_values(&[pool]);
             self.db_reads.with_label_values(&[pool]);
         }
         self.db_replica_lag.set(-1.0);
@@ -344,11 +379,17 @@ impl Metrics {
         }
     }
 
-    pub fn observe_query(&self, name: &'static str, elapsed: Duration, ok: bool) {
+    /// Records one query; true when it was slow (the caller logs it with detail).
+    pub fn observe_query(&self, name: &'static str, elapsed: Duration, ok: bool, slow: Duration) -> bool {
         self.db_query_duration.with_label_values(&[name]).observe(elapsed.as_secs_f64());
         if !ok {
             self.db_query_errors.with_label_values(&[name]).inc();
         }
+        let is_slow = elapsed >= slow;
+        if is_slow {
+            self.db_slow_queries.with_label_values(&[name]).inc();
+        }
+        is_slow
     }
 
     pub fn set_pool(&self, pool: &str, idle: u32, active: u32) {
@@ -386,7 +427,8 @@ thread_local! {
 }
 
 /// Counts one frame written to a socket and its latency since the server
-/// received the message (when known). Flushed every 256 deliveries or 100 ms.
+/// received the message (when known). Flushed every 256 deliveries, and by
+/// a per-thread timer every 100 ms so quiet periods are not left unflushed.
 pub fn record_delivery(received_at: Option<std::time::Instant>) {
     DELIVERIES.with(|cell| {
         let mut guard = cell.borrow_mut();
@@ -402,4 +444,31 @@ pub fn record_delivery(received_at: Option<std::time::Instant>) {
             *last_flush = std::time::Instant::now();
         }
     });
+    FLUSHER.with(|started| {
+        if !started.replace(true) {
+            // Sessions run on actix workers, so a local task is available.
+            actix::spawn(async {
+                let mut tick = actix::clock::interval(Duration::from_millis(100));
+                loop {
+                    tick.tick().await;
+                    flush_deliveries();
+                }
+            });
+        }
+    });
+}
+
+fn flush_deliveries() {
+    DELIVERIES.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let (hist, count, last_flush) = &mut *guard;
+        hist.flush();
+        METRICS.messages_delivered.inc_by(*count);
+        *count = 0;
+        *last_flush = std::time::Instant::now();
+    });
+}
+
+thread_local! {
+    static FLUSHER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }

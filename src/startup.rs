@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use rand::Rng;
 
@@ -29,7 +29,9 @@ use crate::cluster::{run_heartbeats, Liveness};
 use crate::config::{redact_url, Config};
 use crate::metrics::METRICS;
 use crate::routes;
+use crate::request_timing::RequestTiming;
 use crate::state::{AppState, Parts};
+use crate::stats::StatsBoard;
 use crate::store::bootstrap::{prepare_database, BootstrapError};
 use crate::store::writer::{Writer, WriterConfig};
 use crate::store::Store;
@@ -50,20 +52,6 @@ pub struct Application {
     addr: SocketAddr,
     server: Server,
     state: web::Data<AppState>,
-}
-
-/// Methods outside this set are labelled `OTHER`, keeping label sets bounded.
-fn method_label(m: &actix_web::http::Method) -> &'static str {
-    match m.as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "PATCH" => "PATCH",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        _ => "OTHER",
-    }
 }
 
 impl Application {
@@ -131,12 +119,14 @@ impl Application {
         let connections = Connections::default();
         let liveness = Arc::new(Liveness::new(config.instance_ttl));
         let caches = Arc::new(Caches::new(&config, redis_pool.as_ref()));
+        let stats = Arc::new(StatsBoard::new(&config.instance_id, config.instance_ttl));
         let inbound = Arc::new(Inbound {
             instance: config.instance_id.clone(),
             registry: registry.clone(),
             connections: connections.clone(),
             liveness: liveness.clone(),
             caches: caches.clone(),
+            stats: stats.clone(),
         });
         let subscriptions = Arc::new(Subscriptions::default());
         let bus_state = Arc::new(AtomicU8::new(
@@ -181,7 +171,9 @@ impl Application {
             redis: redis_pool,
             liveness,
             caches,
+            stats,
         }));
+        actix_web::rt::spawn(crate::stats::sampler::run(state.clone()));
         // Touch the metrics so every series exists from start-up.
         METRICS.ws_connections.set(0);
 
@@ -190,25 +182,13 @@ impl Application {
         let addr = listener.local_addr().map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
         let app_state = state.clone();
         let max_body = config.max_body_bytes;
+        let slow_request = config.slow_request;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 // Compression is decided per route (see routes::configure):
                 // a WebSocket stream must not pass through an encoder.
-                .wrap_fn(|req, srv| {
-                    let start = Instant::now();
-                    let method = method_label(req.method());
-                    let fut = srv.call(req);
-                    async move {
-                        let res = fut.await?;
-                        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-                        METRICS
-                            .http_duration
-                            .with_label_values(&[method, &route, res.status().as_str()])
-                            .observe(start.elapsed().as_secs_f64());
-                        Ok(res)
-                    }
-                })
+                .wrap(RequestTiming::new(slow_request))
                 .configure(|cfg| routes::configure(cfg, max_body))
                 .default_service(web::to(routes::not_found))
         })

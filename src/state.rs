@@ -13,6 +13,7 @@ use crate::cluster::Liveness;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::domain::{RoomId, TokenHash, UserId};
+use crate::stats::StatsBoard;
 use crate::store::writer::Writer;
 use crate::store::Store;
 use crate::ws::Connections;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub redis: Option<RedisPool>,
     pub liveness: Arc<Liveness>,
     pub caches: Arc<Caches>,
+    pub stats: Arc<StatsBoard>,
     pub limits: Arc<Limits>,
     pub started_at: Instant,
     draining: AtomicBool,
@@ -43,6 +45,7 @@ pub struct Parts {
     pub redis: Option<RedisPool>,
     pub liveness: Arc<Liveness>,
     pub caches: Arc<Caches>,
+    pub stats: Arc<StatsBoard>,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             liveness: p.liveness,
             limits,
             caches: p.caches,
+            stats: p.stats,
             started_at: Instant::now(),
             draining: AtomicBool::new(false),
         }

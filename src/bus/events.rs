@@ -32,6 +32,8 @@ pub enum BusEvent {
     Invalidate { cache: String, key: String },
     /// The origin is alive (sent every INSTANCE_HEARTBEAT_MS).
     Heartbeat,
+    /// The origin's figures for /admin (about once a second).
+    Stats { snapshot: Box<crate::stats::Snapshot> },
     /// The origin is shutting down.
     Goodbye,
 }

@@ -9,6 +9,7 @@ use crate::chat::Registry;
 use crate::cluster::Liveness;
 use crate::domain::{RoomId, TokenHash, UserId, Username};
 use crate::metrics::METRICS;
+use crate::stats::StatsBoard;
 use crate::store::writer::Committed;
 use crate::ws::Connections;
 
@@ -18,6 +19,7 @@ pub struct Inbound {
     pub connections: Connections,
     pub liveness: Arc<Liveness>,
     pub caches: Arc<Caches>,
+    pub stats: Arc<StatsBoard>,
 }
 
 impl BusListener for Inbound {
@@ -43,7 +45,7 @@ impl BusListener for Inbound {
                     .filter_map(|m| m.into_stored(room_id))
                     .map(|(message, received_at)| Committed { message: Arc::new(message), received_at })
                     .collect();
-                room.do_send(Deliver { messages });
+                room.do_send(Deliver { messages, queued_at: std::time::Instant::now() });
             }
             BusEvent::Typing { room_id, user_id, user } => {
                 if let (Some(room), Ok(user)) = (self.registry.get(RoomId(room_id)), Username::parse(&user)) {
@@ -70,8 +72,10 @@ impl BusListener for Inbound {
                 actix::spawn(async move { caches.invalidate_remote(&cache, &key).await });
             }
             BusEvent::Heartbeat => {}
+            BusEvent::Stats { snapshot } => self.stats.remote(&envelope.origin, *snapshot),
             BusEvent::Goodbye => {
                 self.liveness.forget(&envelope.origin);
+                self.stats.forget(&envelope.origin);
                 self.registry.instance_gone(&envelope.origin);
             }
         }

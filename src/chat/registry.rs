@@ -150,6 +150,11 @@ impl CommitListener for Registry {
         for c in batch {
             by_room.entry(c.message.room_id).or_default().push(c);
         }
+        for messages in by_room.values() {
+            if let Some(first) = messages.first() {
+                crate::stats::traffic::record(first.message.room.as_str(), messages.len() as u64);
+            }
+        }
         let bus = self.bus();
         if bus.is_shared() {
             for (id, messages) in &by_room {
@@ -163,7 +168,7 @@ impl CommitListener for Registry {
         let rooms = self.inner.rooms.lock();
         for (id, messages) in by_room {
             if let Some(addr) = rooms.get(&id) {
-                addr.do_send(Deliver { messages });
+                addr.do_send(Deliver { messages, queued_at: std::time::Instant::now() });
             }
         }
     }

@@ -57,6 +57,8 @@ pub struct Typing {
 #[rtype(result = "()")]
 pub struct Deliver {
     pub messages: Vec<Committed>,
+    /// When it was sent to the room: the mailbox wait is the room's lag.
+    pub queued_at: std::time::Instant,
 }
 
 /// A user lost membership: every session of theirs leaves the room.
@@ -739,6 +741,7 @@ impl Handler<Deliver> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        METRICS.room_mailbox_lag.observe(msg.queued_at.elapsed().as_secs_f64());
         self.accept(msg.messages, ctx);
     }
 }

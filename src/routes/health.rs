@@ -11,10 +11,34 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// What `/readyz` found.
+pub struct Readiness {
+    pub status: &'static str,
+    pub checks: serde_json::Value,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.status == "ready"
+    }
+}
+
 /// Ready when the database answers within a second and the instance is not
 /// draining; a draining instance reports `draining` so the balancer stops
 /// sending new connections.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let readiness = check(&state).await;
+    crate::metrics::METRICS.ready.set(i64::from(readiness.is_ready()));
+    let body = json!({"status": readiness.status, "checks": readiness.checks});
+    if readiness.is_ready() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// The readiness checks, shared by `/readyz` and the stats sampler.
+pub async fn check(state: &AppState) -> Readiness {
     let db_check = tokio::time::timeout(Duration::from_secs(1), state.store.ping());
     let redis_check = async {
         match &state.redis {
@@ -54,10 +78,5 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if let Some(replica) = state.store.replica() {
         checks["replica"] = json!(if replica.is_healthy() { "ok" } else { "bypassed" });
     }
-    let body = json!({"status": status, "checks": checks});
-    if status == "ready" {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    Readiness { status, checks }
 }

@@ -10,6 +10,7 @@ const ADMIN_HTML: &str = include_str!("../../static/admin.html");
 const APP_JS: &str = include_str!("../../static/app.js");
 const APP_CSS: &str = include_str!("../../static/app.css");
 const ADMIN_JS: &str = include_str!("../../static/admin.js");
+const ADMIN_CSS: &str = include_str!("../../static/admin.css");
 
 fn html(body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
@@ -39,6 +40,7 @@ pub async fn asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "admin.js" => (ADMIN_JS, "text/javascript; charset=utf-8"),
+        "admin.css" => (ADMIN_CSS, "text/css; charset=utf-8"),
         _ => return Err(ApiError::NotFound("no such asset".into())),
     };
     Ok(HttpResponse::Ok()

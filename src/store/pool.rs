@@ -76,8 +76,7 @@ pub async fn run_on<T: Rows>(
     let start = Instant::now();
     let result = query(&mut conn).await;
     let elapsed = start.elapsed();
-    METRICS.observe_query(name, elapsed, result.is_ok());
-    if elapsed >= slow {
+    if METRICS.observe_query(name, elapsed, result.is_ok(), slow) {
         let rows = result.as_ref().map(Rows::rows).unwrap_or(0);
         log::warn!("slow query {name} on {pool_name}: {:.1} ms, {rows} rows", elapsed.as_secs_f64() * 1000.0);
     }

@@ -348,8 +348,7 @@ impl Shard {
             .load::<AppendRow>(conn)
             .await;
         let elapsed = start.elapsed();
-        METRICS.observe_query("append_messages", elapsed, result.is_ok());
-        if elapsed >= self.settings.slow_query {
+        if METRICS.observe_query("append_messages", elapsed, result.is_ok(), self.settings.slow_query) {
             let rows = result.as_ref().map(Vec::len).unwrap_or(0);
             log::warn!("slow query append_messages: {:.1} ms, {rows} rows", elapsed.as_secs_f64() * 1000.0);
         }

@@ -69,3 +69,69 @@ async fn image_healthcheck_command_probes_the_server() {
     assert!(probe(app.port).success());
     assert!(!probe(free_port()).success());
 }
+
+#[test]
+fn alert_rules_pass_promtool_checks_and_unit_tests() {
+    ensure_tool("promtool");
+    let dir = format!("{ROOT}/deploy/prometheus");
+    let (ok, out) = run(Command::new("promtool").args(["check", "rules", "alerts.yml"]).current_dir(&dir));
+    assert!(ok, "promtool check rules:\n{out}");
+    let (ok, out) = run(Command::new("promtool").args(["test", "rules", "alerts.test.yml"]).current_dir(&dir));
+    assert!(ok, "promtool test rules:\n{out}");
+    let (ok, out) = run(Command::new("promtool").args(["check", "config", "prometheus.yml"]).current_dir(&dir));
+    assert!(ok, "promtool check config:\n{out}");
+    for alert in [
+        "SwitchboardDeliveryLatencyHigh",
+        "SwitchboardHttp5xxRatioHigh",
+        "SwitchboardDbPoolSaturated",
+        "SwitchboardSlowQueriesRising",
+        "SwitchboardCacheHitRatioDropped",
+        "SwitchboardBridgeDisconnected",
+        "SwitchboardInstanceDown",
+        "SwitchboardReadinessFlapping",
+    ] {
+        let tests = std::fs::read_to_string(format!("{dir}/alerts.test.yml")).expect("tests");
+        assert!(tests.contains(&format!("alertname: {alert}")), "{alert} has no promtool unit test");
+    }
+}
+
+/// Metric names (not recording rules) mentioned in a rules or dashboard file.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut word = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+            continue;
+        }
+        let is_metric = ["switchboard_", "process_"].iter().any(|p| word.starts_with(p) && word.len() > p.len())
+            && !word.contains(':');
+        if is_metric {
+            let base = ["_bucket", "_sum", "_count"].iter().fold(word.as_str(), |w, s| w.strip_suffix(s).unwrap_or(w));
+            names.insert(base.to_string());
+        }
+        word.clear();
+    }
+    names
+}
+
+#[actix_web::test]
+async fn alerts_and_dashboard_use_metrics_the_server_exposes() {
+    let app = spawn_app().await;
+    let mut resp = app.client.get(app.url("/metrics")).send().await.expect("metrics");
+    let exposed = String::from_utf8(resp.body().await.expect("body").to_vec()).expect("utf8");
+    let alerts = std::fs::read_to_string(format!("{ROOT}/deploy/prometheus/alerts.yml")).expect("alerts");
+    let dashboard = std::fs::read_to_string(format!("{ROOT}/deploy/grafana/switchboard.json")).expect("dashboard");
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard is JSON");
+    let panels = parsed["panels"].as_array().expect("panels");
+    assert!(panels.iter().filter(|p| p["type"] == "timeseries").all(|p| p["targets"].as_array().is_some_and(|t| !t.is_empty())));
+    let names = metric_names(&alerts).into_iter().chain(metric_names(&dashboard)).collect::<std::collections::BTreeSet<_>>();
+    assert!(names.len() > 20, "{names:?}");
+    for name in names {
+        // Text exposition names the counter family with its _total suffix.
+        assert!(
+            exposed.contains(&format!("# TYPE {name} ")),
+            "{name} is used by alerts or the dashboard but /metrics does not expose it"
+        );
+    }
+}

@@ -713,3 +713,48 @@ impl Drop for TestNginx {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Chromium, node and playwright-core for the real-browser tests.
+pub fn ensure_browser() {
+    ensure_tool("chromium");
+    ensure_tool("node");
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/node_modules/playwright-core");
+        if !std::path::Path::new(modules).exists() {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-deps.sh");
+            let status = Command::new(script).arg("browser").status().expect("run scripts/test-deps.sh");
+            assert!(status.success(), "could not install playwright-core");
+        }
+    });
+}
+
+/// Runs one script of tests/browser against `base_url`; returns its stdout.
+pub async fn run_browser_script(script: &str, base_url: &str, env: &[(&str, &str)]) -> String {
+    ensure_browser();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(script).current_dir(dir).env("BASE_URL", base_url).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = actix_web::rt::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within 180 s"))
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Where screenshots for people to look at land: target/screenshots/.
+pub fn screenshot_path(name: &str) -> String {
+    let dir = concat!(env!("CARGO_TARGET_TMPDIR"), "/../screenshots");
+    std::fs::create_dir_all(dir).expect("screenshot dir");
+    let dir = std::fs::canonicalize(dir).expect("screenshot dir");
+    format!("{}/{name}", dir.display())
+}

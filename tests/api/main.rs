@@ -2,6 +2,7 @@
 //! sockets. One test binary, so it links once.
 
 mod auth;
+mod browser;
 mod cache;
 mod cluster;
 mod database;
@@ -10,6 +11,7 @@ mod deploy;
 mod frames;
 mod helpers;
 mod messages;
+mod observability;
 mod plans;
 mod proxy;
 mod reliability;

@@ -1,0 +1,38 @@
+// Shared by the real-browser tests: Debian's chromium driven by playwright-core.
+import { chromium } from "playwright-core";
+
+export const BASE_URL = process.env.BASE_URL;
+if (!BASE_URL) { console.error("BASE_URL is required"); process.exit(2); }
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+}
+
+// Polls `fn` until it returns a truthy value, or fails with `what`.
+export async function until(what, fn, timeoutMs = 20000, everyMs = 200) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+// Runs a test body; screenshots on failure; exit code says pass/fail.
+export async function run(name, body) {
+  const browser = await launch();
+  try {
+    await body(browser);
+    console.error(`[browser] ${name}: ok`);
+  } catch (err) {
+    console.error(`[browser] ${name}: FAILED: ${err && err.stack || err}`);
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+  }
+}
