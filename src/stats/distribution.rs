@@ -66,7 +66,8 @@ impl Distribution {
         if total == 0 {
             return None;
         }
-        let rank = q.clamp(0.0, 1.0) * total as f64;
+        // Tolerance so that 0.99 * 100 (= 99.00000000000001) is rank 99, not 100.
+        let rank = q.clamp(0.0, 1.0) * total as f64 - 1e-9;
         let mut seen = 0u64;
         for (i, &n) in self.buckets.iter().enumerate() {
             if n == 0 {
@@ -78,7 +79,7 @@ impl Distribution {
                     return LATENCY_BUCKETS.last().copied();
                 };
                 let lower = if i == 0 { 0.0 } else { LATENCY_BUCKETS[i - 1] };
-                let within = ((rank - seen as f64) / n as f64).clamp(0.0, 1.0);
+                let within = ((rank + 1e-9 - seen as f64) / n as f64).clamp(0.0, 1.0);
                 return Some(lower + (upper - lower) * within);
             }
             seen += n;
