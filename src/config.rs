@@ -37,6 +37,8 @@ pub struct Config {
     pub slow_query: Duration,
     /// HTTP requests at least this slow are logged at warn with their id.
     pub slow_request: Duration,
+    /// Where browsers fetch `/static/…` from (a CDN); unset: this server.
+    pub asset_base_url: Option<String>,
     pub replica_max_lag: Duration,
     pub cache_enabled: bool,
     pub cache_max_bytes: u64,
@@ -150,6 +152,25 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// An http(s) URL that can prefix `/static/…` inside an HTML attribute.
+    fn asset_base_url(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(url) = self.url(var, &["https", "http"])? else {
+            return Ok(None);
+        };
+        let host = url.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+        let safe = |c: char| c.is_ascii_alphanumeric() || "-._~:/%@".contains(c);
+        if host.is_empty() || host.starts_with('/') || !url.chars().all(safe) {
+            return Err(ConfigError {
+                var,
+                value: url,
+                problem: "expected http(s)://host[:port][/path] without query or quotes".into(),
+            });
+        }
+        Ok(Some(url.trim_end_matches('/').to_string()))
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -246,6 +267,7 @@ impl Config {
             db_pool_idle_timeout: env.millis("DB_POOL_IDLE_TIMEOUT_MS", 300_000, 1_000, 86_400_000)?,
             slow_query: env.millis("SLOW_QUERY_MS", 50, 0, 3_600_000)?,
             slow_request: env.millis("SLOW_REQUEST_MS", 500, 0, 3_600_000)?,
+            asset_base_url: env.asset_base_url("ASSET_BASE_URL")?,
             replica_max_lag: env.millis("REPLICA_MAX_LAG_MS", 1_000, 0, 3_600_000)?,
             cache_enabled: env.bool("CACHE_ENABLED", true)?,
             cache_max_bytes: env.parse("CACHE_MAX_BYTES", 64u64 << 20, |v| (1 << 16..=1 << 40).contains(v), "bytes 65536..=1099511627776")?,
@@ -400,6 +422,12 @@ mod tests {
         assert!(err.starts_with("REDIS_URL:"), "{err}");
         let err = config(&[("ALLOW_GUESTS", "maybe")]).unwrap_err().to_string();
         assert!(err.starts_with("ALLOW_GUESTS:"), "{err}");
+        for bad in ["cdn.example.com", "https://", "https://cdn\"x", "https://cdn/?v=1", "javascript:alert(1)"] {
+            let err = config(&[("ASSET_BASE_URL", bad)]).unwrap_err().to_string();
+            assert!(err.starts_with("ASSET_BASE_URL:"), "{err}");
+        }
+        let c = config(&[("ASSET_BASE_URL", "https://cdn.example.com/sb/")]).expect("valid");
+        assert_eq!(c.asset_base_url.as_deref(), Some("https://cdn.example.com/sb"));
     }
 
     #[test]

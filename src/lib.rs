@@ -7,6 +7,7 @@
 //! over `bus` (Redis pub/sub) to the rooms of other instances.
 
 pub mod access;
+pub mod assets;
 pub mod auth;
 pub mod bus;
 pub mod cache;

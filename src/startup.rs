@@ -180,12 +180,14 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
         let addr = listener.local_addr().map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
+        let assets = web::Data::new(crate::assets::Assets::build(config.asset_base_url.as_deref()));
         let app_state = state.clone();
         let max_body = config.max_body_bytes;
         let slow_request = config.slow_request;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(assets.clone())
                 // Compression is decided per route (see routes::configure):
                 // a WebSocket stream must not pass through an encoder.
                 .wrap(RequestTiming::new(slow_request))

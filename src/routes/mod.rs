@@ -46,13 +46,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(metrics::metrics))
-    .service(
-        web::scope("")
-            .wrap(actix_web::middleware::Compress::default())
-            .route("/", web::get().to(static_files::index))
-            .route("/admin", web::get().to(static_files::admin))
-            .route("/static/{file}", web::get().to(static_files::asset)),
-    );
+    // Pages and assets are compressed once at start-up (see assets.rs).
+    .route("/", web::get().to(static_files::index))
+    .route("/admin", web::get().to(static_files::admin))
+    .route("/static/{file}", web::get().to(static_files::asset));
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {

@@ -1,51 +1,68 @@
-//! The browser client and admin page, embedded in the binary so a deployment
-//! is one file.
+//! The browser client and admin page over HTTP: pre-compressed bodies chosen
+//! by `Accept-Encoding`, `304 Not Modified` for a matching `If-None-Match`,
+//! pages revalidated on every load (`no-cache`), hashed assets cached for a
+//! year (`immutable`).
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 
+use crate::assets::{Assets, Coding, Lookup, Representations};
 use crate::error::ApiError;
 
-const INDEX_HTML: &str = include_str!("../../static/index.html");
-const ADMIN_HTML: &str = include_str!("../../static/admin.html");
-const APP_JS: &str = include_str!("../../static/app.js");
-const APP_CSS: &str = include_str!("../../static/app.css");
-const ADMIN_JS: &str = include_str!("../../static/admin.js");
-const ADMIN_CSS: &str = include_str!("../../static/admin.css");
+const REVALIDATE: &str = "no-cache";
+const FOREVER: &str = "public, max-age=31536000, immutable";
 
-fn html(body: &'static str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("Cache-Control", "no-cache"))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header((
-            "Content-Security-Policy",
-            "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; img-src 'self' data:; \
-             frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        ))
-        .insert_header(("X-Frame-Options", "DENY"))
-        .insert_header(("Referrer-Policy", "no-referrer"))
-        .body(body)
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub async fn index() -> HttpResponse {
-    html(INDEX_HTML)
+/// The representation for this request, or 304 when the client has it.
+fn respond(req: &HttpRequest, content: &Representations, cache_control: &str, extra: impl FnOnce(&mut HttpResponseBuilder)) -> HttpResponse {
+    let coding = Coding::negotiate(header_str(req.headers(), header::ACCEPT_ENCODING));
+    let fresh = header_str(req.headers(), header::IF_NONE_MATCH).is_some_and(|inm| content.matches(inm, coding));
+    let mut res = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    res.insert_header((header::ETAG, content.etag(coding)))
+        .insert_header((header::CACHE_CONTROL, cache_control))
+        .insert_header((header::VARY, "Accept-Encoding"))
+        .insert_header(("X-Content-Type-Options", "nosniff"));
+    extra(&mut res);
+    if fresh {
+        return res.finish();
+    }
+    if let Some(c) = coding.header() {
+        res.insert_header((header::CONTENT_ENCODING, c));
+    }
+    res.content_type(content.content_type).body(content.body(coding).clone())
 }
 
-pub async fn admin() -> HttpResponse {
-    html(ADMIN_HTML)
+fn page(req: &HttpRequest, assets: &Assets, content: &Representations) -> HttpResponse {
+    respond(req, content, REVALIDATE, |res| {
+        res.insert_header(("Content-Security-Policy", assets.csp.as_str()))
+            .insert_header(("X-Frame-Options", "DENY"))
+            .insert_header(("Referrer-Policy", "no-referrer"));
+    })
 }
 
-pub async fn asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let (body, content_type) = match path.as_str() {
-        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
-        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
-        "admin.js" => (ADMIN_JS, "text/javascript; charset=utf-8"),
-        "admin.css" => (ADMIN_CSS, "text/css; charset=utf-8"),
-        _ => return Err(ApiError::NotFound("no such asset".into())),
+pub async fn index(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
+    page(&req, &assets, &assets.index)
+}
+
+pub async fn admin(req: HttpRequest, assets: web::Data<Assets>) -> HttpResponse {
+    page(&req, &assets, &assets.admin)
+}
+
+pub async fn asset(req: HttpRequest, path: web::Path<String>, assets: web::Data<Assets>) -> Result<HttpResponse, ApiError> {
+    let (asset, cache_control) = match assets.lookup(path.as_str()) {
+        Some(Lookup::Immutable(a)) => (a, FOREVER),
+        Some(Lookup::Current(a)) => (a, REVALIDATE),
+        None => return Err(ApiError::NotFound("no such asset".into())),
     };
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header(("Cache-Control", "no-cache"))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .body(body))
+    let cross_origin = assets.cross_origin;
+    Ok(respond(&req, &asset.content, cache_control, |res| {
+        if cross_origin {
+            // Pages on the server's origin load these from the CDN with
+            // `integrity`, which needs CORS.
+            res.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+        }
+    }))
 }

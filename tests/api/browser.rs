@@ -1,9 +1,13 @@
 //! Real-browser tests: headless Debian chromium driven by playwright-core
 //! (scripts in tests/browser), against a real server process.
 
-use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
 
-use crate::helpers::{run_browser_script, screenshot_path, spawn_app};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::helpers::{ensure_browser, free_port, run_browser_script, screenshot_path, spawn_app, TestApp, TestDb};
 
 #[actix_web::test]
 async fn admin_page_shows_live_figures_in_a_real_browser() {
@@ -24,4 +28,78 @@ async fn admin_page_shows_live_figures_in_a_real_browser() {
     assert_eq!(after["instance_rows"], 1);
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 20_000, "screenshot {shot} is missing or blank ({size} bytes)");
+}
+
+/// The chat page end to end (tests/browser/chat.mjs): page-load figures,
+/// a registered user and a guest exchanging messages with presence and
+/// typing, two server restarts (SIGTERM, kill -9) with messages posted while
+/// the pages are away, scroll-back through history, and a 50,000-message
+/// burst into an open room. The page-load figures land in
+/// target/page-load.json.
+#[actix_web::test]
+async fn chat_page_in_real_browsers_survives_restarts_and_scrolls_back() {
+    const SEEDED: usize = 260;
+    const BURST: usize = 50_000;
+    let db = TestDb::new();
+    let bind = format!("127.0.0.1:{}", free_port());
+    let env = [
+        ("BIND_ADDR", bind.as_str()),
+        ("RATE_LIMIT_PER_SEC", "100000"),
+        ("RATE_LIMIT_BURST", "100000"),
+        ("DRAIN_JITTER_MS", "1500"),
+    ];
+    let mut app = TestApp::spawn(db.clone(), &env).await;
+    let poster = app.register("poster").await;
+    let (s, _) = app.post("/api/v1/rooms", Some(&poster), json!({"name": "history"})).await;
+    assert_eq!(s, 201);
+    for i in 1..=SEEDED {
+        let (s, _) = app.post("/api/v1/rooms/history/messages", Some(&poster), json!({"body": format!("seed {i}")})).await;
+        assert_eq!(s, 201);
+    }
+
+    ensure_browser();
+    let page_load = concat!(env!("CARGO_TARGET_TMPDIR"), "/../page-load.json");
+    let mut child = tokio::process::Command::new("node")
+        .arg("chat.mjs")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"))
+        .env("BASE_URL", &app.address)
+        .env("SEEDED", SEEDED.to_string())
+        .env("BURST", BURST.to_string())
+        .env("PAGE_LOAD_JSON", page_load)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run node");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut last = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, stdout.next_line()).await {
+        let Some(mode) = line.strip_prefix("RESTART ") else {
+            last = line;
+            continue;
+        };
+        let bodies: Vec<String> = if mode == "kill" {
+            app.kill_hard().await;
+            (1..=3).map(|i| format!("after the crash {i}")).collect()
+        } else {
+            assert!(app.terminate().await.success(), "SIGTERM exit");
+            (1..=5).map(|i| format!("while away {i}")).collect()
+        };
+        // Same address: the pages reconnect to where they were.
+        app = TestApp::spawn(db.clone(), &env).await;
+        for body in bodies {
+            let (s, v) = app.post("/api/v1/rooms/e2e/messages", Some(&poster), json!({"body": body})).await;
+            assert_eq!(s, 201, "{v}");
+        }
+        stdin.write_all(b"RESTARTED\n").await.expect("answer the browser script");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("chat.mjs exits").expect("wait");
+    assert!(status.success(), "chat.mjs failed (its stderr is above); last line: {last}");
+    let report: Value = serde_json::from_str(&last).expect("report JSON");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["burst"]["last_seq"], BURST, "{report}");
+    assert!(report["page_load"]["cold"]["total_transfer_bytes"].as_u64() < Some(50 * 1024), "{report}");
+    println!("{report}");
 }
