@@ -12,6 +12,7 @@ mod frames;
 mod helpers;
 mod messages;
 mod observability;
+mod pages;
 mod plans;
 mod proxy;
 mod reliability;

@@ -193,6 +193,20 @@ await run("chat page", async (browser) => {
     step(`scroll-back reached seed 1 after ${pages} history requests with ${nodes} nodes in the DOM`);
   }
 
+  // unread counts: a message in a room that is not open
+  if (SEEDED) {
+    await guest.getByRole("textbox", { name: "Message" }).fill("while alice reads history");
+    await guest.getByRole("textbox", { name: "Message" }).press("Enter");
+    const e2e = alice.getByRole("navigation", { name: "Rooms" }).getByRole("button", { name: ROOM, exact: true });
+    await until("an unread count on the other room", async () => (await e2e.getAttribute("aria-description")) === "1 unread");
+    const title = await alice.title();
+    if (title !== "(1) Switchboard") throw new Error(`title ${title}`);
+    await e2e.click();
+    await waitForBodies(alice, ["while alice reads history"], "the unread message once the room is open");
+    await until("the count cleared", async () => (await e2e.getAttribute("aria-description")) === null);
+    step("unread count shown on the room and in the title, cleared on opening it");
+  }
+
   // 5. a burst into the open room
   if (BURST) report.burst = await burst(alice, guest);
 
