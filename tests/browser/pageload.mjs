@@ -48,13 +48,23 @@ function median(samples) {
   return out;
 }
 
-export async function pageLoad(browser, runs) {
+// Cold then warm loads, `runs` times, with the first run's response headers.
+// `network`: optional {latency_ms, down_kbps, up_kbps} applied through CDP.
+export async function measureRuns(browser, runs, network) {
   const cold = [];
   const warm = [];
   let responses;
   for (let i = 0; i < runs; i++) {
     const context = await browser.newContext();
     const page = await context.newPage();
+    if (network) {
+      const cdp = await context.newCDPSession(page);
+      await cdp.send("Network.enable");
+      await cdp.send("Network.emulateNetworkConditions", {
+        offline: false, latency: network.latency_ms,
+        downloadThroughput: network.down_kbps * 1000 / 8, uploadThroughput: network.up_kbps * 1000 / 8,
+      });
+    }
     const seen = {};
     page.on("response", (r) => {
       const h = r.headers();
@@ -67,6 +77,12 @@ export async function pageLoad(browser, runs) {
     warm.push(await measure(page));
     await context.close();
   }
+  return { runs, median: { cold: median(cold), warm: median(warm) }, cold, warm, responses };
+}
+
+export async function pageLoad(browser, runs) {
+  const figures = await measureRuns(browser, runs);
+  const { cold, warm, responses } = figures;
   for (const [path, r] of Object.entries(responses)) {
     // Chromium offers brotli to secure origins, localhost included.
     if (r.status !== 200 || !["br", "gzip"].includes(r.encoding)) throw new Error(`${path}: ${r.status} ${r.encoding}, expected 200 compressed`);
@@ -75,5 +91,5 @@ export async function pageLoad(browser, runs) {
   }
   for (const c of cold) if (c.total_transfer_bytes >= 50 * 1024) throw new Error(`cold load transferred ${c.total_transfer_bytes} bytes`);
   for (const w of warm) if (w.resources.some((r) => r.transfer_bytes > 0)) throw new Error(`warm load fetched assets again: ${JSON.stringify(w.resources)}`);
-  return { runs, median: { cold: median(cold), warm: median(warm) }, cold, warm, responses };
+  return figures;
 }
