@@ -30,7 +30,7 @@ if want "$what" nginx && ! have nginx; then
 fi
 if want "$what" chromium && ! have chromium; then apt_install chromium; fi
 if { want "$what" node || want "$what" browser; } && ! have node; then apt_install nodejs npm; fi
-if want "$what" browser && [ ! -d tests/browser/node_modules/playwright-core ]; then
+if want "$what" browser && { [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/lighthouse ] || [ ! -d tests/browser/node_modules/axe-core ]; }; then
   log "npm install (tests/browser)"
   (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi

@@ -101,5 +101,54 @@ async fn chat_page_in_real_browsers_survives_restarts_and_scrolls_back() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["burst"]["last_seq"], BURST, "{report}");
     assert!(report["page_load"]["cold"]["total_transfer_bytes"].as_u64() < Some(50 * 1024), "{report}");
-    println!("{report}");
+    println!("page load {} burst {}", report["page_load"]["median"], report["burst"]);
+}
+
+/// Lighthouse (npm, offline) against Debian's chromium: the page must score
+/// full marks on accessibility and best practices; the performance figures
+/// (simulated mobile on slow 4G) land in target/lighthouse.json and are
+/// printed, not asserted.
+#[actix_web::test]
+async fn lighthouse_audits_the_page() {
+    let app = spawn_app().await;
+    ensure_browser();
+    let report = concat!(env!("CARGO_TARGET_TMPDIR"), "/../lighthouse.json");
+    let _ = std::fs::remove_file(report);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new("node")
+            .args(["node_modules/lighthouse/cli/index.js", &format!("{}/", app.address)])
+            .args(["--chrome-flags=--headless --no-sandbox --disable-gpu --disable-background-networking"])
+            .args(["--only-categories=performance,accessibility,best-practices", "--output=json", "--quiet"])
+            .arg(format!("--output-path={report}"))
+            .env("CHROME_PATH", std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+            .current_dir(dir)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("lighthouse within 240 s")
+    .expect("run lighthouse");
+    assert!(out.status.success(), "lighthouse failed: {}", String::from_utf8_lossy(&out.stderr));
+    let lh: Value = serde_json::from_str(&std::fs::read_to_string(report).expect("lighthouse report")).expect("JSON");
+    let failed = |category: &str| -> Vec<String> {
+        lh["categories"][category]["auditRefs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str())
+            .filter(|id| lh["audits"][id]["score"].as_f64().is_some_and(|s| s < 1.0) && lh["audits"][id]["scoreDisplayMode"] == "binary")
+            .map(|id| format!("{id}: {}", lh["audits"][id]["title"]))
+            .collect()
+    };
+    for category in ["accessibility", "best-practices"] {
+        assert_eq!(lh["categories"][category]["score"], 1.0, "{category}: {:?}", failed(category));
+    }
+    let figures: Value = ["first-contentful-paint", "largest-contentful-paint", "total-blocking-time", "cumulative-layout-shift", "speed-index", "interactive", "total-byte-weight"]
+        .iter()
+        .map(|a| (a.to_string(), lh["audits"][a]["numericValue"].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    println!("lighthouse performance score {} {figures}", lh["categories"]["performance"]["score"]);
 }

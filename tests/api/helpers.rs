@@ -720,11 +720,11 @@ pub fn ensure_browser() {
     ensure_tool("node");
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
-        let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/node_modules/playwright-core");
-        if !std::path::Path::new(modules).exists() {
+        let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/node_modules/");
+        if ["playwright-core", "lighthouse", "axe-core"].iter().any(|m| !std::path::Path::new(&format!("{modules}{m}")).exists()) {
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-deps.sh");
             let status = Command::new(script).arg("browser").status().expect("run scripts/test-deps.sh");
-            assert!(status.success(), "could not install playwright-core");
+            assert!(status.success(), "could not install the browser test packages (tests/browser/package.json)");
         }
     });
 }

@@ -14,7 +14,8 @@
 // Talks to the harness over stdio: prints "RESTART <graceful|kill>", waits
 // for a line on stdin. The last stdout line is the JSON report.
 import { createInterface } from "node:readline";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { BASE_URL, run, until } from "./lib.mjs";
 import { pageLoad } from "./pageload.mjs";
 
@@ -32,6 +33,19 @@ async function askHarness(what) {
   const { value, done } = await lines.next();
   if (done || !value.startsWith("RESTARTED")) throw new Error(`harness answered ${value}`);
   return value;
+}
+
+// ---------- accessibility audit (axe-core, WCAG 2.x A and AA rules) ----------
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+async function audit(page, what) {
+  // Through DevTools: the page's CSP (rightly) refuses inline scripts.
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+    return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  if (violations.length) throw new Error(`accessibility violations on ${what}:\n${violations.join("\n")}`);
+  step(`axe-core: no WCAG 2.1 A/AA violations on ${what}`);
 }
 
 // ---------- helpers over the accessible page ----------
@@ -111,6 +125,7 @@ await run("chat page", async (browser) => {
   // 2. a registered user and a guest
   const alice = await (await browser.newContext()).newPage();
   await alice.goto(`${BASE_URL}/`);
+  await audit(alice, "the sign-in form");
   await alice.getByRole("textbox", { name: "Username" }).fill("alice");
   await alice.getByLabel("Password").fill("correct horse battery");
   await alice.getByRole("button", { name: "Sign up" }).click();
@@ -163,6 +178,7 @@ await run("chat page", async (browser) => {
     if (injected || pwned) throw new Error(`HTML was interpreted: ${injected} elements, __pwned=${pwned}`);
   }
   step("an HTML body is shown as text");
+  await audit(guest, "the chat view with messages");
 
   // 3. restarts
   await restart("graceful", [alice, guest], [1, 2, 3, 4, 5].map((i) => `while away ${i}`));
