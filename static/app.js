@@ -38,7 +38,9 @@ const view = { first: -1, last: -1, follow: true, rebuild: true, unseen: 0 };
 
 function newRoom(name) {
   return {
-    name, wanted: false, synced: false, lastSeq: 0, messages: [], seqs: new Set(),
+    // wanted: the user is in it; synced: lastSeq is a baseline for `since`;
+    // live: joined on the current connection.
+    name, wanted: false, synced: false, live: false, lastSeq: 0, messages: [], seqs: new Set(),
     unread: 0, hasMore: true, loadingOlder: false, online: new Set(), typing: new Map(),
   };
 }
@@ -150,7 +152,7 @@ function connect() {
 
 function lostConnection() {
   state.connected = false;
-  for (const r of state.rooms.values()) r.online.clear();
+  for (const r of state.rooms.values()) { r.online.clear(); r.live = false; }
   renderOnline();
 }
 
@@ -184,9 +186,7 @@ function onFrame(f) {
       state.backoff = BACKOFF_MIN;
       setStatus(`Connected as ${f.user.username}`);
       // Rejoin with since: the server replays exactly what we missed.
-      for (const r of state.rooms.values()) {
-        if (r.wanted) send(r.synced ? { type: "join", room: r.name, since: r.lastSeq } : { type: "join", room: r.name });
-      }
+      for (const r of state.rooms.values()) if (r.wanted) send(joinFrame(r));
       // Resend unacknowledged messages; client_msg_id makes this idempotent.
       for (const [id, m] of state.outbox) send({ type: "send", room: m.room, body: m.body, client_msg_id: id });
       break;
@@ -218,7 +218,9 @@ function onFrame(f) {
     case "error":
       if (f.code === "unauthorized") { logout(); return; }
       if (state.outbox.has(f.ref) && f.code !== "unavailable") state.outbox.delete(f.ref);
-      if (f.ref && state.rooms.has(f.ref) && (f.code === "not_found" || f.code === "forbidden")) room(f.ref).wanted = false;
+      if (f.ref && state.rooms.has(f.ref) && (f.code === "not_found" || f.code === "forbidden")) {
+        Object.assign(room(f.ref), { wanted: false, live: false });
+      }
       showError(`${f.message}${f.ref ? " (" + f.ref + ")" : ""}`);
       break;
     default: break;
@@ -230,6 +232,7 @@ async function onJoined(f) {
   const first = !r.synced;
   r.synced = true;
   r.wanted = true;
+  r.live = true;
   r.online = new Set(f.online);
   if (f.room === state.current) renderOnline();
   renderRooms();
@@ -243,6 +246,11 @@ async function onJoined(f) {
     r.lastSeq = Math.max(r.lastSeq, f.last_seq);
     await loadGap(r, from, f.last_seq);
   }
+}
+
+// With a baseline, `since` makes the server replay exactly what was missed.
+function joinFrame(r) {
+  return r.synced ? { type: "join", room: r.name, since: r.lastSeq } : { type: "join", room: r.name };
 }
 
 // ---------- history ----------
@@ -572,7 +580,7 @@ function joinRoom(name) {
   $("room-title").textContent = "#" + name;
   $("message-input").disabled = false;
   $("send").disabled = false;
-  if (!r.synced) send({ type: "join", room: name });
+  if (!r.live) send(joinFrame(r));
   if (switching) Object.assign(view, { first: -1, last: -1, follow: true, rebuild: true, unseen: 0 });
   renderRooms();
   renderOnline();
