@@ -115,22 +115,34 @@ async fn lighthouse_audits_the_page() {
     let report = concat!(env!("CARGO_TARGET_TMPDIR"), "/../lighthouse.json");
     let _ = std::fs::remove_file(report);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
-    let out = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new("node")
-            .args(["node_modules/lighthouse/cli/index.js", &format!("{}/", app.address)])
-            .args(["--chrome-flags=--headless --no-sandbox --disable-gpu --disable-background-networking"])
-            .args(["--only-categories=performance,accessibility,best-practices", "--output=json", "--quiet"])
-            .arg(format!("--output-path={report}"))
-            .env("CHROME_PATH", std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
-            .current_dir(dir)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("lighthouse within 240 s")
-    .expect("run lighthouse");
-    assert!(out.status.success(), "lighthouse failed: {}", String::from_utf8_lossy(&out.stderr));
+    // A second attempt only when Lighthouse itself fails (it can time out
+    // talking to Chromium on a loaded machine); scores are never retried.
+    let mut failure = String::new();
+    for _attempt in 0..2 {
+        let out = tokio::time::timeout(
+            Duration::from_secs(180),
+            tokio::process::Command::new("node")
+                .args(["node_modules/lighthouse/cli/index.js", &format!("{}/", app.address)])
+                .args(["--chrome-flags=--headless --no-sandbox --disable-gpu --disable-background-networking"])
+                .args(["--only-categories=performance,accessibility,best-practices", "--output=json", "--quiet"])
+                .arg(format!("--output-path={report}"))
+                .env("CHROME_PATH", std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+                .current_dir(dir)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await;
+        match out {
+            Ok(Ok(out)) if out.status.success() => {
+                failure.clear();
+                break;
+            }
+            Ok(Ok(out)) => failure = String::from_utf8_lossy(&out.stderr).into_owned(),
+            Ok(Err(e)) => failure = format!("could not run lighthouse: {e}"),
+            Err(_) => failure = "lighthouse did not finish within 180 s".into(),
+        }
+    }
+    assert!(failure.is_empty(), "lighthouse failed twice: {failure}");
     let lh: Value = serde_json::from_str(&std::fs::read_to_string(report).expect("lighthouse report")).expect("JSON");
     let failed = |category: &str| -> Vec<String> {
         lh["categories"][category]["auditRefs"]
