@@ -66,6 +66,7 @@ async fn chat_page_in_real_browsers_survives_restarts_and_scrolls_back() {
         .env("SEEDED", SEEDED.to_string())
         .env("BURST", BURST.to_string())
         .env("PAGE_LOAD_JSON", page_load)
+        .env("SCREENSHOT", screenshot_path("chat.png"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)

@@ -179,6 +179,7 @@ await run("chat page", async (browser) => {
   }
   step("an HTML body is shown as text");
   await audit(guest, "the chat view with messages");
+  if (process.env.SCREENSHOT) await guest.screenshot({ path: process.env.SCREENSHOT });
 
   // 3. restarts
   await restart("graceful", [alice, guest], [1, 2, 3, 4, 5].map((i) => `while away ${i}`));
