@@ -47,9 +47,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(metrics::metrics))
     // Pages and assets are compressed once at start-up (see assets.rs).
-    .route("/", web::get().to(static_files::index))
-    .route("/admin", web::get().to(static_files::admin))
-    .route("/static/{file}", web::get().to(static_files::asset));
+    // HEAD too: uptime probes and CDNs ask it (actix sends headers only).
+    .route("/", web::route().guard(get_or_head()).to(static_files::index))
+    .route("/admin", web::route().guard(get_or_head()).to(static_files::admin))
+    .route("/static/{file}", web::route().guard(get_or_head()).to(static_files::asset));
+}
+
+fn get_or_head() -> impl actix_web::guard::Guard {
+    actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head())
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {

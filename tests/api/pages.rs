@@ -76,6 +76,10 @@ async fn pages_are_compressed_revalidated_and_assets_immutable() {
     assert_eq!(again.header("etag"), etag);
     let stale = fetch(&app, "/", &[("Accept-Encoding", "br"), ("If-None-Match", "\"0000\"")]).await;
     assert_eq!(stale.status, 200);
+    let mut head = app.client.head(app.url("/")).insert_header(("Accept-Encoding", "br")).send().await.expect("HEAD");
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers().get("etag").and_then(|v| v.to_str().ok()), Some(etag.as_str()));
+    assert!(head.body().await.expect("body").is_empty());
 
     // Assets: content-hashed names, cached for a year, the bytes the hash names.
     let mut cold_bytes = br.body.len();
