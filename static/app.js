@@ -156,7 +156,7 @@ function lostConnection() {
   renderOnline();
 }
 
-// Exponential back-off with full jitter, so a restarted server is not hit by
+// Exponential back-off, half of each wait random, so a restarted server is not hit by
 // every client in the same millisecond.
 function scheduleReconnect(delay) {
   const wait = delay / 2 + Math.random() * delay / 2;
