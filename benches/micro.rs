@@ -14,6 +14,7 @@ use actix::prelude::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use switchboard::bus::local::LocalHub;
+use switchboard::cache::recent::RecentLists;
 use switchboard::bus::{Bus, BusListener, BusState, Channel, Subscriptions};
 use switchboard::chat::registry::RoomSettings;
 use switchboard::chat::room::{Deliver, Join};
@@ -104,7 +105,7 @@ fn fanout_bench(c: &mut Criterion) {
             gap_heal: Duration::from_millis(40),
             resync: Duration::from_secs(3600),
         };
-        let registry = Registry::new(store.clone(), settings, presence);
+        let registry = Registry::new(store.clone(), settings, presence, RecentLists::new(0, None));
         let subs = Arc::new(Subscriptions::default());
         let transport = Arc::new(LocalHub::default().join(subs.clone(), Arc::new(Nobody)));
         registry.attach_bus(Bus::new("bench", transport, subs, Arc::new(AtomicU8::new(BusState::Local as u8))));
@@ -138,7 +139,7 @@ fn fanout_bench(c: &mut Criterion) {
                     seq += 1;
                     let target = received.load(Ordering::Relaxed) + members;
                     let message = Arc::new(sample_message(seq));
-                    room.do_send(Deliver { messages: vec![Committed { message, received_at: Instant::now() }] });
+                    room.do_send(Deliver { messages: vec![Committed { message, received_at: Instant::now() }], queued_at: Instant::now() });
                     while received.load(Ordering::Relaxed) < target {
                         actix::clock::sleep(Duration::from_micros(20)).await;
                     }

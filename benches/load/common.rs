@@ -65,6 +65,25 @@ pub fn scrape_servers(urls: &[String]) -> Vec<ServerSample> {
     urls.iter().map(|u| scrape(u).unwrap_or_default()).collect()
 }
 
+/// Polls every 100 ms until `ok` holds or `within` has passed; says which.
+pub fn poll_until(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether the server at `url` answers `/metrics`.
+pub fn answers(url: &str) -> bool {
+    scrape(url).is_some()
+}
+
 fn scrape(url: &str) -> Option<ServerSample> {
     let host = url.strip_prefix("http://")?.trim_end_matches('/');
     let mut stream = TcpStream::connect(host).ok()?;

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{guest_login, ms, nodelay_client, process_cpu_seconds, scrape_servers, total_rss};
+use crate::common::{guest_login, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, total_rss};
 use crate::Args;
 
 struct Shared {
@@ -84,14 +84,16 @@ pub fn run(args: &Args) -> bool {
         }));
     }
     // Connect phase (bounded), then hold for the duration.
-    let deadline = Instant::now() + Duration::from_secs_f64(args.clients as f64 / args.connect_rate) + Duration::from_secs(60);
-    while shared.connected.load(Ordering::Acquire) + shared.failed.load(Ordering::Acquire) < args.clients
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let connect_bound = Duration::from_secs_f64(args.clients as f64 / args.connect_rate) + Duration::from_secs(60);
+    poll_until(connect_bound, || {
+        shared.connected.load(Ordering::Acquire) + shared.failed.load(Ordering::Acquire) >= args.clients
+    });
     let connect_secs = wall.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_secs(2));
+    // Measure once the servers count every socket we opened (bounded).
+    let opened = shared.connected.load(Ordering::Acquire) as f64;
+    poll_until(Duration::from_secs(10), || {
+        scrape_servers(&args.urls).iter().map(|s| s.connections).sum::<f64>() >= opened
+    });
     let during = scrape_servers(&args.urls);
     std::thread::sleep(args.duration);
     let held = scrape_servers(&args.urls);

@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::common::{db_queries, guest_login, ms, nodelay_client, scrape_servers};
+use crate::common::{answers, db_queries, guest_login, ms, nodelay_client, poll_until, scrape_servers};
 use crate::Args;
 
 const MISSED: i64 = 20;
@@ -82,8 +82,12 @@ pub fn run(args: &Args) -> bool {
         t
     });
     if args.restart_pause {
-        eprintln!("storm: clients are known; restart the server now (waiting 8 s)");
-        std::thread::sleep(Duration::from_secs(8));
+        eprintln!("storm: clients are known; restart the server now (waiting up to 60 s for it to go and come back)");
+        let first = args.urls.first().map(String::as_str).unwrap_or_default();
+        let went = poll_until(Duration::from_secs(30), || !answers(first));
+        if !went || !poll_until(Duration::from_secs(30), || answers(first)) {
+            eprintln!("storm: the server was not restarted; measuring against it as it is");
+        }
     }
     // Let idle room actors stop is not needed: a deploy starts from cold
     // instances; the runner restarts the server between the two settings.
