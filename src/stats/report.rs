@@ -267,12 +267,12 @@ mod tests {
         assert_eq!(c["connections"], 7);
         assert_eq!(c["messages_per_second"], 20.0);
         assert_eq!(c["delivery_latency"]["count"], 100);
-        assert!(c["delivery_latency"]["p50_ms"].as_f64().unwrap() < 0.5);
-        assert!(c["delivery_latency"]["p99_ms"].as_f64().unwrap() <= 0.5, "{}", c["delivery_latency"]);
+        assert!(c["delivery_latency"]["p50_ms"].as_f64().expect("a number") < 0.5);
+        assert!(c["delivery_latency"]["p99_ms"].as_f64().expect("a number") <= 0.5, "{}", c["delivery_latency"]);
         assert_eq!(c["cache_hit_ratio"]["token"], 0.45);
         assert_eq!(c["top_rooms"][0]["room"], "lobby");
         assert_eq!(c["top_rooms"][0]["messages_1m"], 10);
         assert_eq!(v["instances"][1]["instance"], "b");
-        assert!(v["instances"][1]["delivery_latency"]["p50_ms"].as_f64().unwrap() > 250.0);
+        assert!(v["instances"][1]["delivery_latency"]["p50_ms"].as_f64().expect("a number") > 250.0);
     }
 }

@@ -38,7 +38,7 @@ async fn members_on_every_instance_receive_every_message_once_in_order() {
         }
         let sends = senders.iter_mut().enumerate().map(|(i, ws)| async move { ws.send_n("everywhere", &format!("w{i}"), PER_SENDER).await });
         let acks: Vec<Value> = join_all(sends).await.into_iter().flatten().collect();
-        let seqs: HashSet<i64> = acks.iter().map(|a| a["seq"].as_i64().unwrap()).collect();
+        let seqs: HashSet<i64> = acks.iter().map(|a| a["seq"].as_i64().expect("an integer")).collect();
         assert_eq!(seqs, (1..=total).collect(), "{mode:?}: one seq per send, no gaps");
 
         let reads = receivers.iter_mut().map(|ws| ws.collect_until("everywhere", 0, total));
@@ -72,7 +72,7 @@ async fn presence_and_typing_cross_instances() {
         wa.join("hall").await;
         let mut wb = b.ws(&bob).await;
         let joined = wb.join("hall").await;
-        let online: HashSet<&str> = joined["online"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        let online: HashSet<&str> = joined["online"].as_array().expect("an array").iter().filter_map(Value::as_str).collect();
         assert_eq!(online, HashSet::from(["alice", "bob"]), "{mode:?}");
         assert_eq!(wa.expect("presence").await, json!({"type": "presence", "room": "hall", "user": "bob", "state": "online"}));
 
@@ -97,7 +97,7 @@ async fn presence_and_typing_cross_instances() {
             let (_, room) = c.get("/api/v1/rooms/hall", &alice).await;
             assert_eq!(room["online_count"], 1, "seen from an instance without the room");
             let (_, list) = c.get("/api/v1/rooms", &alice).await;
-            let hall = list["rooms"].as_array().unwrap().iter().find(|r| r["name"] == "hall").cloned().unwrap();
+            let hall = list["rooms"].as_array().expect("an array").iter().find(|r| r["name"] == "hall").cloned().expect("the room is listed");
             assert_eq!(hall["online_count"], 1);
         }
     }
@@ -151,7 +151,7 @@ async fn assert_no_message_before_pong(ws: &mut WsClient) {
 /// Reads messages until `last`, allowing the stream to start anywhere after
 /// `after` only if the client rejoins; returns the seqs seen.
 async fn read_seqs(ws: &mut WsClient, room: &str, after: i64, last: i64) -> Vec<i64> {
-    ws.collect_until(room, after, last).await.iter().map(|m| m["seq"].as_i64().unwrap()).collect()
+    ws.collect_until(room, after, last).await.iter().map(|m| m["seq"].as_i64().expect("an integer")).collect()
 }
 
 #[actix_web::test]
@@ -173,10 +173,10 @@ async fn kill_9_of_an_instance_loses_nothing_acked_and_its_clients_recover_elsew
 
     let mut acked: Vec<String> = Vec::new();
     for a in writer.send_n("crash", "before", 20).await.iter().chain(victim.send_n("crash", "victim", 10).await.iter()) {
-        acked.push(a["id"].as_str().unwrap().to_string());
+        acked.push(a["id"].as_str().expect("a string").to_string());
     }
     let seen = read_seqs(&mut reader, "crash", 0, 30).await;
-    let last_seen = *seen.last().unwrap();
+    let last_seen = *seen.last().expect("a non-empty list");
 
     // Keep sending from instance 1 while instance 0 is killed.
     let kill_and_send = async {
@@ -189,7 +189,7 @@ async fn kill_9_of_an_instance_loses_nothing_acked_and_its_clients_recover_elsew
         acks
     };
     for a in kill_and_send.await {
-        acked.push(a["id"].as_str().unwrap().to_string());
+        acked.push(a["id"].as_str().expect("a string").to_string());
     }
     assert!(reader.closed_within(Duration::from_secs(5)).await, "the dead instance's sockets close");
 
@@ -214,7 +214,7 @@ async fn kill_9_of_an_instance_loses_nothing_acked_and_its_clients_recover_elsew
         assert!(Instant::now() < deadline, "presence of the dead instance never expired");
         if let Some(v) = watcher.next_json_within(Duration::from_millis(200)).await {
             if v["type"] == "presence" && v["state"] == "offline" {
-                offline.insert(v["user"].as_str().unwrap().to_string());
+                offline.insert(v["user"].as_str().expect("a string").to_string());
             }
         }
     }
@@ -271,7 +271,7 @@ async fn through_nginx_a_drained_instance_hands_its_clients_to_the_other() {
     let drained = Instant::now();
     cluster.apps[victim].signal("TERM");
     let reconnect = ws.expect("reconnect").await;
-    let after_ms = reconnect["after_ms"].as_u64().unwrap();
+    let after_ms = reconnect["after_ms"].as_u64().expect("an unsigned integer");
     assert!(ws.closed_within(Duration::from_secs(5)).await);
     writer.send_n("journey", "b", 5).await;
     let status = cluster.apps[victim].wait_exit(Duration::from_secs(15)).await;

@@ -94,7 +94,7 @@ async fn lost_database_connections_are_replaced_without_a_restart() {
     }
     assert!(failures <= 4, "{failures} failed reads after the restart");
     let acks = ws.send_n("phoenix", "after", 3).await;
-    let mut seqs: Vec<i64> = acks.iter().map(|a| a["seq"].as_i64().unwrap()).collect();
+    let mut seqs: Vec<i64> = acks.iter().map(|a| a["seq"].as_i64().expect("an integer")).collect();
     seqs.sort();
     assert_eq!(seqs, vec![4, 5, 6], "the writer reconnected and seqs continue: {acks:?}");
     assert_eq!(app.history("phoenix", &token, "").await.len(), 6);
@@ -133,11 +133,11 @@ async fn reads_use_the_replica_fall_back_and_always_see_own_writes() {
         let (s, sent) = app.post("/api/v1/rooms/mirror/messages", Some(&token), json!({"body": format!("m{i}")})).await;
         assert_eq!(s, 201);
         let page = app.history("mirror", &token, "limit=5").await;
-        assert_eq!(page.last().unwrap()["id"], sent["id"], "history missed the reader's own message {i}");
+        assert_eq!(page.last().expect("a non-empty list")["id"], sent["id"], "history missed the reader's own message {i}");
         // The room list right after creating a room shows it too.
         if i == 0 {
             let (_, list) = app.get("/api/v1/rooms", &token).await;
-            assert!(list["rooms"].as_array().unwrap().iter().any(|r| r["name"] == "mirror"));
+            assert!(list["rooms"].as_array().expect("an array").iter().any(|r| r["name"] == "mirror"));
         }
     }
     // Older pages are served by the replica once it has caught up.

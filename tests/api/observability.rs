@@ -204,30 +204,30 @@ async fn admin_stats_aggregate_every_instance() {
     })
     .await;
     let c = &v["cluster"];
-    assert!(c["messages_per_second_1m"].as_f64().unwrap() > 0.0, "{c}");
+    assert!(c["messages_per_second_1m"].as_f64().expect("a number") > 0.0, "{c}");
     assert!(c["delivery_latency"]["p99_ms"].as_f64().is_some());
     assert_eq!(c["instances_ready"], 2);
-    let ids: HashSet<&str> = v["instances"].as_array().unwrap().iter().map(|i| i["instance"].as_str().unwrap()).collect();
+    let ids: HashSet<&str> = v["instances"].as_array().expect("an array").iter().map(|i| i["instance"].as_str().expect("a string")).collect();
     assert_eq!(ids, HashSet::from([a.instance.as_str(), b.instance.as_str()]));
     assert_eq!(v["reported_by"], b.instance.as_str());
     assert_eq!(v["instances"][0]["instance"], b.instance.as_str(), "the reporter first");
-    let connections: i64 = v["instances"].as_array().unwrap().iter().map(|i| i["connections"].as_i64().unwrap()).sum();
+    let connections: i64 = v["instances"].as_array().expect("an array").iter().map(|i| i["connections"].as_i64().expect("an integer")).sum();
     assert_eq!(connections, 4);
-    for i in v["instances"].as_array().unwrap() {
+    for i in v["instances"].as_array().expect("an array") {
         assert_eq!(i["version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(i["bridge"]["state"], "connected");
-        assert!(i["uptime_seconds"].is_u64() && i["process"]["rss_bytes"].as_u64().unwrap() > 0, "{i}");
-        assert!(i["db"]["pools"][0]["max"].as_u64().unwrap() > 0);
+        assert!(i["uptime_seconds"].is_u64() && i["process"]["rss_bytes"].as_u64().expect("an unsigned integer") > 0, "{i}");
+        assert!(i["db"]["pools"][0]["max"].as_u64().expect("an unsigned integer") > 0);
     }
-    let routes: Vec<&str> = c["http"]["routes"].as_array().unwrap().iter().map(|r| r["route"].as_str().unwrap()).collect();
+    let routes: Vec<&str> = c["http"]["routes"].as_array().expect("an array").iter().map(|r| r["route"].as_str().expect("a string")).collect();
     assert!(routes.contains(&"POST /api/v1/sessions/guest"), "{routes:?}");
-    assert!(c["db"]["queries"].as_array().unwrap().iter().any(|q| q["query"] == "append_messages"));
-    let history = v["history"].as_array().unwrap();
+    assert!(c["db"]["queries"].as_array().expect("an array").iter().any(|q| q["query"] == "append_messages"));
+    let history = v["history"].as_array().expect("an array");
     assert!(!history.is_empty() && history.iter().all(|p| p["t"].is_i64()));
     // `since` trims the history to newer points.
-    let last = history.last().unwrap()["t"].as_i64().unwrap();
+    let last = history.last().expect("a non-empty list")["t"].as_i64().expect("an integer");
     let (_, newer) = b.get(&format!("/api/v1/admin/stats?since={last}"), &admin).await;
-    assert!(newer["history"].as_array().unwrap().iter().all(|p| p["t"].as_i64().unwrap() > last));
+    assert!(newer["history"].as_array().expect("an array").iter().all(|p| p["t"].as_i64().expect("an integer") > last));
     let (s, bad) = b.get("/api/v1/admin/stats?since=yesterday", &admin).await;
     assert_eq!((s, bad["error"]["code"].as_str()), (400, Some("bad_request")));
 

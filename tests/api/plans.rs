@@ -67,18 +67,18 @@ async fn hot_queries_use_indexes_on_a_million_messages() {
     let message_id = app.db.query_text("SELECT id::text AS v FROM messages WHERE room_id = 500 AND seq = 777");
     let sample = PlanSample {
         token: TokenHash::of("tok42"),
-        room: RoomName::parse("room500").unwrap(),
+        room: RoomName::parse("room500").expect("a valid room name"),
         room_id: RoomId(room_id),
-        user: UserId(member.parse().unwrap()),
-        client_msg_id: ClientMsgId::parse("c777").unwrap(),
-        message_id: MessageId(message_id.parse().unwrap()),
+        user: UserId(member.parse().expect("a valid id")),
+        client_msg_id: ClientMsgId::parse("c777").expect("a valid client_msg_id"),
+        message_id: MessageId(message_id.parse().expect("a valid id")),
         last_seq: 1000,
     };
     // The idempotency lookup must find the author's row.
     let mut sample = sample;
     let plans = {
         let mut plans = store.explain_hot_queries(&sample).await.expect("explain");
-        sample.user = UserId(author.parse().unwrap());
+        sample.user = UserId(author.parse().expect("a valid id"));
         let with_author = store.explain_hot_queries(&sample).await.expect("explain");
         for (p, a) in plans.iter_mut().zip(with_author) {
             if p.name == "idempotency_lookup" {

@@ -176,11 +176,11 @@ async fn send_through(ws: &mut WsClient, room: &str, tag: &str, n: usize, every:
         let v = ws.next_json_within(Duration::from_secs(20)).await.expect("an ack or an error for every send");
         match v["type"].as_str() {
             Some("ack") => {
-                acks.insert(v["client_msg_id"].as_str().unwrap().to_string(), v);
+                acks.insert(v["client_msg_id"].as_str().expect("a string").to_string(), v);
             }
             Some("error") => {
                 assert_eq!(v["code"], "unavailable", "{v}");
-                refused.push(v["ref"].as_str().unwrap().to_string());
+                refused.push(v["ref"].as_str().expect("a string").to_string());
             }
             _ => {}
         }
@@ -189,7 +189,7 @@ async fn send_through(ws: &mut WsClient, room: &str, tag: &str, n: usize, every:
 }
 
 fn stored(db: &TestDb, acks: &HashMap<String, Value>) -> usize {
-    let ids = acks.values().map(|a| format!("'{}'", a["id"].as_str().unwrap())).collect::<Vec<_>>().join(",");
+    let ids = acks.values().map(|a| format!("'{}'", a["id"].as_str().expect("a string"))).collect::<Vec<_>>().join(",");
     db.query_i64(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({ids})")) as usize
 }
 
@@ -224,7 +224,7 @@ async fn postgres_cut_during_traffic_loses_nothing_acked_and_recovers() {
 
     // Refused sends are retried with the same client_msg_id: stored once.
     for id in &refused {
-        let i: usize = id.trim_start_matches("a-").parse().unwrap();
+        let i: usize = id.trim_start_matches("a-").parse().expect("a valid id");
         w.send_json(json!({"type": "send", "room": "outage", "body": format!("a {i}"), "client_msg_id": id})).await;
         w.expect("ack").await;
     }

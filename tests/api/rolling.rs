@@ -58,13 +58,13 @@ impl Client {
             match ws.next_json_within(Duration::from_millis(20)).await {
                 Some(v) => match v["type"].as_str() {
                     Some("message") if v["room"] == self.room.as_str() => {
-                        let seq = v["seq"].as_i64().unwrap();
+                        let seq = v["seq"].as_i64().expect("an integer");
                         self.seqs.push(seq);
                         self.last_seq = self.last_seq.max(seq);
                     }
                     Some("ack") => {
                         if let Some(out) = &writer {
-                            out.lock().acked(v["client_msg_id"].as_str().unwrap(), v["id"].as_str().unwrap());
+                            out.lock().acked(v["client_msg_id"].as_str().expect("a string"), v["id"].as_str().expect("a string"));
                         }
                     }
                     Some("reconnect") => {
