@@ -35,7 +35,7 @@ impl StatsBoard {
     /// This instance's newest snapshot; also appends a cluster-wide point.
     pub fn set_own(&self, snapshot: Snapshot) {
         *self.own.lock() = Some(Arc::new(snapshot));
-        let point = Aggregate::of(&self.current()).point();
+        let point = Aggregate::of(self.current().iter().map(Arc::as_ref)).point();
         let mut history = self.history.lock();
         history.push_back(point);
         while history.len() > HISTORY_POINTS {

@@ -87,9 +87,14 @@ impl Distribution {
         LATENCY_BUCKETS.last().copied()
     }
 
+    /// The quantile in milliseconds to the microsecond; None when empty.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        self.quantile(q).map(|s| (s * 1e6).round() / 1e3)
+    }
+
     /// `{count, p50_ms, p95_ms, p99_ms}`, percentiles null when empty.
     pub fn summary(&self) -> serde_json::Value {
-        let ms = |q| self.quantile(q).map(|s| (s * 1e6).round() / 1e3);
+        let ms = |q| self.quantile_ms(q);
         serde_json::json!({
             "count": self.count(),
             "p50_ms": ms(0.50),

@@ -53,10 +53,6 @@ pub struct Point {
     pub cache_hit_ratio: Option<f64>,
 }
 
-fn ms(d: &Distribution, q: f64) -> Option<f64> {
-    d.quantile(q).map(|s| (s * 1e6).round() / 1e3)
-}
-
 fn ratio(w: CacheWindow) -> Option<f64> {
     let total = w.hits + w.misses;
     (total > 0).then(|| (w.hits as f64 / total as f64 * 1e4).round() / 1e4)
@@ -67,9 +63,10 @@ fn round1(v: f64) -> f64 {
 }
 
 impl Aggregate {
-    pub fn of(snapshots: &[Arc<Snapshot>]) -> Aggregate {
-        let mut a = Aggregate { instances: snapshots.len(), ..Aggregate::default() };
+    pub fn of<'a>(snapshots: impl IntoIterator<Item = &'a Snapshot>) -> Aggregate {
+        let mut a = Aggregate::default();
         for s in snapshots {
+            a.instances += 1;
             a.connections += s.connections;
             a.rooms_active += s.rooms_active;
             a.messages_per_second += s.messages_per_second;
@@ -123,11 +120,11 @@ impl Aggregate {
             connections: self.connections,
             messages_per_second: round1(self.messages_per_second),
             deliveries_per_second: round1(self.deliveries_per_second),
-            delivery_p50_ms: ms(&self.delivery, 0.50),
-            delivery_p95_ms: ms(&self.delivery, 0.95),
-            delivery_p99_ms: ms(&self.delivery, 0.99),
-            http_p95_ms: ms(&self.http_recent, 0.95),
-            db_p95_ms: ms(&self.db_recent, 0.95),
+            delivery_p50_ms: self.delivery.quantile_ms(0.50),
+            delivery_p95_ms: self.delivery.quantile_ms(0.95),
+            delivery_p99_ms: self.delivery.quantile_ms(0.99),
+            http_p95_ms: self.http_recent.quantile_ms(0.95),
+            db_p95_ms: self.db_recent.quantile_ms(0.95),
             cache_hit_ratio: ratio(self.overall_cache()),
         }
     }
@@ -142,15 +139,15 @@ impl Aggregate {
                     "route": route,
                     "requests": w.latency.count(),
                     "errors_5xx": w.errors_5xx,
-                    "p50_ms": ms(&w.latency, 0.50),
-                    "p95_ms": ms(&w.latency, 0.95),
+                    "p50_ms": w.latency.quantile_ms(0.50),
+                    "p95_ms": w.latency.quantile_ms(0.95),
                 })
             })
             .collect();
         let queries: Vec<Value> = self
             .db
             .iter()
-            .map(|(query, d)| json!({"query": query, "count": d.count(), "p50_ms": ms(d, 0.5), "p95_ms": ms(d, 0.95)}))
+            .map(|(query, d)| json!({"query": query, "count": d.count(), "p50_ms": d.quantile_ms(0.5), "p95_ms": d.quantile_ms(0.95)}))
             .collect();
         let cache: serde_json::Map<String, Value> = self
             .cache
@@ -171,9 +168,9 @@ impl Aggregate {
             "deliveries_per_second": round1(self.deliveries_per_second),
             "delivery_latency": self.delivery.summary(),
             "room_mailbox_lag": self.room_lag.summary(),
-            "http": {"p95_ms": ms(&self.http_recent, 0.95), "routes": routes},
+            "http": {"p95_ms": self.http_recent.quantile_ms(0.95), "routes": routes},
             "db": {
-                "p95_ms": ms(&self.db_recent, 0.95),
+                "p95_ms": self.db_recent.quantile_ms(0.95),
                 "queries": queries,
                 "slow_queries_1m": self.slow_queries_1m,
                 "slow_queries_total": self.slow_queries_total,
@@ -192,7 +189,7 @@ impl Aggregate {
 
 /// One instance: its own figures plus what only an instance has.
 fn instance(s: &Snapshot) -> Value {
-    let mut v = Aggregate::of(&[Arc::new(s.clone())]).figures();
+    let mut v = Aggregate::of([s]).figures();
     if let Value::Object(map) = &mut v {
         map.insert("instance".into(), json!(s.instance));
         map.insert("version".into(), json!(s.version));
@@ -217,7 +214,7 @@ fn instance(s: &Snapshot) -> Value {
 
 /// The whole `/api/v1/admin/stats` body.
 pub fn render(reporter: &str, snapshots: &[Arc<Snapshot>], history: &[Point]) -> Value {
-    let aggregate = Aggregate::of(snapshots);
+    let aggregate = Aggregate::of(snapshots.iter().map(Arc::as_ref));
     let mut cluster = aggregate.figures();
     if let Value::Object(map) = &mut cluster {
         map.insert("instances".into(), json!(aggregate.instances));
