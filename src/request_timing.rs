@@ -12,15 +12,10 @@ use std::time::{Duration, Instant};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
-use actix_web::HttpMessage;
 
 use crate::metrics::METRICS;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The request's id, for handlers that log.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// Accepts what a balancer or client sent when it is a plain token of at
 /// most 64 characters; anything else is replaced, so logs stay clean.
@@ -89,7 +84,6 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let start = Instant::now();
         let id = incoming_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        req.extensions_mut().insert(RequestId(id.clone()));
         let method = method_label(req.method());
         let slow = self.slow;
         let fut = self.service.call(req);
