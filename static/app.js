@@ -327,7 +327,7 @@ function addMessages(name, msgs, live) {
   } else if (live) {
     r.unread += added;
     trimMemory(r);
-    renderRooms();
+    scheduleRoomsRender(); // a busy background room must not rebuild the list per message
   }
 }
 
@@ -549,6 +549,13 @@ async function refreshRooms() {
   } catch (e) {
     if (e.status === 401) logout();
   }
+}
+
+let roomsPending = false;
+function scheduleRoomsRender() {
+  if (roomsPending) return;
+  roomsPending = true;
+  requestAnimationFrame(() => { roomsPending = false; renderRooms(); });
 }
 
 function renderRooms() {
