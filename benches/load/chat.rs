@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::common::{guest_login, ms, nodelay_client, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
+use crate::common::{guest_login, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
 use crate::Args;
 
 /// Everything one run measured, merged over threads.
@@ -81,7 +81,17 @@ struct Shared {
     /// Acked message count per room, for the expected-delivery tally.
     acked_per_room: Vec<AtomicU64>,
     members_per_room: Vec<usize>,
+    /// Deliveries so far over all threads, so the drain can stop as soon as
+    /// everything acked has arrived.
+    received: AtomicU64,
     stats: Mutex<Stats>,
+}
+
+impl Shared {
+    /// Deliveries the acks so far call for: acked messages × room members.
+    fn expected(&self) -> u64 {
+        self.acked_per_room.iter().zip(&self.members_per_room).map(|(a, m)| a.load(Ordering::Relaxed) * *m as u64).sum()
+    }
 }
 
 /// What one run measured, with the servers' own figures over the same window.
@@ -188,6 +198,7 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
         stop_all: AtomicBool::new(false),
         acked_per_room: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
         members_per_room: members,
+        received: AtomicU64::new(0),
         stats: Mutex::new(Stats::new()),
     });
     let mut handles = Vec::new();
@@ -208,20 +219,16 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
     shared.start_at_ns.store(start.duration_since(shared.base).as_nanos() as u64, Ordering::Release);
     std::thread::sleep(start.saturating_duration_since(Instant::now()) + duration);
     shared.stop_sending.store(true, Ordering::Release);
-    // Drain: late deliveries still count (and are late).
-    std::thread::sleep(Duration::from_secs(2));
+    // Drain: late deliveries still count (and are late); a lost one ends the
+    // wait at the bound and is reported as lost.
+    poll_until(Duration::from_secs(5), || shared.received.load(Ordering::Acquire) >= shared.expected());
     let after = scrape_servers(&args.urls);
     shared.stop_all.store(true, Ordering::Release);
     for h in handles {
         let _ = h.join();
     }
     let mut stats = std::mem::replace(&mut *shared.stats.lock().expect("stats"), Stats::new());
-    stats.expected = shared
-        .acked_per_room
-        .iter()
-        .zip(&shared.members_per_room)
-        .map(|(a, m)| a.load(Ordering::Relaxed) * *m as u64)
-        .sum();
+    stats.expected = shared.expected();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     RunResult {
         stats,
@@ -382,6 +389,7 @@ async fn client(
                 let seq = v.seq.unwrap_or(0);
                 let mut s = local.lock().expect("local");
                 s.received += 1;
+                shared.received.fetch_add(1, Ordering::Relaxed);
                 if seq <= seen_seq {
                     s.duplicates += 1;
                 } else {
