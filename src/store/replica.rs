@@ -87,8 +87,9 @@ impl Replica {
         self.max_lag * 2 + Duration::from_secs(1)
     }
 
-    /// Measures the lag forever: primary's WAL position versus what the
-    /// replica has replayed, and the age of the last replayed commit.
+    /// Measures the lag forever: the primary's flushed WAL position (all a
+    /// replica can have received) versus what the replica has replayed, and
+    /// the age of the last replayed commit.
     pub async fn monitor(self: Arc<Self>, primary: DbPool) {
         let mut tick = actix::clock::interval(Duration::from_millis(500));
         loop {
@@ -118,7 +119,7 @@ impl Replica {
     async fn measure(&self, primary: &DbPool) -> Result<Duration, String> {
         use diesel_async::RunQueryDsl;
         let mut p = primary.get().await.map_err(|e| e.to_string())?;
-        let current: Lsn = diesel::sql_query("SELECT (pg_current_wal_lsn() - '0/0')::bigint AS lsn")
+        let current: Lsn = diesel::sql_query("SELECT (pg_current_wal_flush_lsn() - '0/0')::bigint AS lsn")
             .get_result(&mut *p)
             .await
             .map_err(|e| e.to_string())?;

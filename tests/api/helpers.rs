@@ -560,6 +560,14 @@ impl TestApp {
     }
 }
 
+/// Taken by the test that writes a million rows and by the test that needs
+/// the streaming replica caught up: on two cores the replica can take tens of
+/// seconds to replay the seeding's WAL, so the two take turns.
+pub fn wal_heavy_turn() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
