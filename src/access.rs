@@ -14,6 +14,13 @@ pub async fn user_for_token(state: &AppState, token: &TokenHash) -> Result<Optio
     Ok(state.caches.tokens.get_or_load(token, state.store.user_by_token(token)).await?)
 }
 
+/// A token just issued: the connect that usually follows (on this instance)
+/// finds its user without asking PostgreSQL. Nothing can be cached for a
+/// fresh random token yet, so there is nothing to invalidate.
+pub async fn remember_new_token(state: &AppState, token: &TokenHash, user: &User) {
+    state.caches.tokens.put(token, Some(user.clone())).await;
+}
+
 /// Revokes a token: the session row goes, then the caches everywhere, then
 /// the sockets it opened everywhere.
 pub async fn revoke_token(state: &AppState, token: &TokenHash) -> Result<(), ApiError> {

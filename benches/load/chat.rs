@@ -80,7 +80,9 @@ struct Shared {
     stop_all: AtomicBool,
     /// Acked message count per room, for the expected-delivery tally.
     acked_per_room: Vec<AtomicU64>,
-    members_per_room: Vec<usize>,
+    /// Clients that joined each room (a client that never got in receives
+    /// nothing and is counted as a connect failure, not as loss).
+    members_per_room: Vec<AtomicU64>,
     /// Deliveries so far over all threads, so the drain can stop as soon as
     /// everything acked has arrived.
     received: AtomicU64,
@@ -90,7 +92,11 @@ struct Shared {
 impl Shared {
     /// Deliveries the acks so far call for: acked messages × room members.
     fn expected(&self) -> u64 {
-        self.acked_per_room.iter().zip(&self.members_per_room).map(|(a, m)| a.load(Ordering::Relaxed) * *m as u64).sum()
+        self.acked_per_room
+            .iter()
+            .zip(&self.members_per_room)
+            .map(|(a, m)| a.load(Ordering::Relaxed) * m.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -186,10 +192,6 @@ pub fn soak(args: &Args) -> bool {
 fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
     let cpu_start = process_cpu_seconds();
     let wall = Instant::now();
-    let mut members = vec![0usize; args.rooms];
-    for c in 0..args.clients {
-        members[c % args.rooms] += 1;
-    }
     let shared = Arc::new(Shared {
         base: Instant::now(),
         ready: AtomicUsize::new(0),
@@ -197,7 +199,7 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
         stop_sending: AtomicBool::new(false),
         stop_all: AtomicBool::new(false),
         acked_per_room: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
-        members_per_room: members,
+        members_per_room: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
         received: AtomicU64::new(0),
         stats: Mutex::new(Stats::new()),
     });
@@ -273,45 +275,17 @@ async fn client(
     let http = nodelay_client();
     let connect_started = Instant::now();
     let permit = sem.acquire().await;
-    let token = match guest_login(&http, url, &format!("load{c}")).await {
-        Some(t) => t,
-        None => {
-            local.lock().expect("local").connect_failures += 1;
-            shared.ready.fetch_add(1, Ordering::AcqRel);
-            return;
-        }
-    };
-    let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
-    let framed = match http.ws(ws_url).max_frame_size(1 << 20).connect().await {
-        Ok((_, f)) => f,
-        Err(_) => {
-            local.lock().expect("local").connect_failures += 1;
-            shared.ready.fetch_add(1, Ordering::AcqRel);
-            return;
-        }
-    };
+    let joined = connect_and_join(&http, url, &format!("load{c}"), &room).await;
     drop(permit);
-    let (mut sink, mut stream) = framed.split();
-    let _ = sink.send(Message::Text(json!({"type": "join", "room": room}).to_string().into())).await;
-    // Wait for `joined` before counting this client as ready.
-    let mut last_seq: i64 = -1;
-    while let Some(Ok(frame)) = stream.next().await {
-        if let Frame::Text(b) = frame {
-            if let Ok(v) = serde_json::from_slice::<Value>(&b) {
-                if v["type"] == "joined" {
-                    last_seq = v["last_seq"].as_i64().unwrap_or(0);
-                    break;
-                }
-            }
-        }
-    }
+    let Some((sink, mut stream, last_seq)) = joined else {
+        local.lock().expect("local").connect_failures += 1;
+        shared.ready.fetch_add(1, Ordering::AcqRel);
+        return;
+    };
+    shared.members_per_room[room_index].fetch_add(1, Ordering::AcqRel);
+    shared.ready.fetch_add(1, Ordering::AcqRel);
     let connect_us = connect_started.elapsed().as_micros() as u64;
     let _ = local.lock().expect("local").connect.record(connect_us.max(1));
-    shared.ready.fetch_add(1, Ordering::AcqRel);
-    if last_seq < 0 {
-        local.lock().expect("local").connect_failures += 1;
-        return;
-    }
 
     let sending = args.senders.is_none_or(|s| c < s);
     let pending: Arc<Mutex<HashMap<String, u64>>> = Arc::new(Mutex::new(HashMap::new()));
@@ -443,6 +417,60 @@ struct InFrame<'a> {
     client_msg_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     code: Option<std::borrow::Cow<'a, str>>,
+}
+
+type WsSink = futures_util::stream::SplitSink<actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>, Message>;
+type WsStream = futures_util::stream::SplitStream<actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>>;
+
+/// Guest login, upgrade and join, each retried with back-off the way a real
+/// client would when an overloaded server answers 503 / `unavailable`
+/// (bounded: a few attempts each). The room's `last_seq` at the join.
+async fn connect_and_join(http: &awc::Client, url: &str, name: &str, room: &str) -> Option<(WsSink, WsStream, i64)> {
+    let token = guest_login(http, url, name).await?;
+    let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            actix_rt::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        let Ok((_, framed)) = http.ws(ws_url.as_str()).max_frame_size(1 << 20).connect().await else { continue };
+        let (mut sink, mut stream) = framed.split();
+        for join_attempt in 0..ATTEMPTS {
+            if join_attempt > 0 {
+                actix_rt::time::sleep(Duration::from_millis(100 << join_attempt)).await;
+            }
+            if sink.send(Message::Text(json!({"type": "join", "room": room}).to_string().into())).await.is_err() {
+                break;
+            }
+            match await_join(&mut stream, room).await {
+                JoinAnswer::Joined(last_seq) => return Some((sink, stream, last_seq)),
+                JoinAnswer::Refused => continue,
+                JoinAnswer::Closed => break,
+            }
+        }
+    }
+    None
+}
+
+const ATTEMPTS: u32 = 5;
+
+enum JoinAnswer {
+    Joined(i64),
+    /// An `error` frame about the room (e.g. `unavailable` under overload).
+    Refused,
+    Closed,
+}
+
+async fn await_join(stream: &mut WsStream, room: &str) -> JoinAnswer {
+    while let Ok(Some(Ok(frame))) = actix_rt::time::timeout(Duration::from_secs(30), stream.next()).await {
+        let Frame::Text(b) = frame else { continue };
+        let Ok(v) = serde_json::from_slice::<Value>(&b) else { continue };
+        match v["type"].as_str() {
+            Some("joined") if v["room"] == room => return JoinAnswer::Joined(v["last_seq"].as_i64().unwrap_or(0)),
+            Some("error") if v["ref"] == room => return JoinAnswer::Refused,
+            _ => {}
+        }
+    }
+    JoinAnswer::Closed
 }
 
 pub fn url_index(c: usize, args: &Args) -> usize {

@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::users::Credentials;
+use crate::access;
 use crate::auth::{password, AuthUser};
 use crate::domain::{Token, Username};
 use crate::error::ApiError;
@@ -24,7 +25,9 @@ pub struct GuestRequest {
 
 async fn issue_token(state: &AppState, user: &User) -> Result<HttpResponse, ApiError> {
     let token = Token::generate();
-    state.store.create_session(&token.hash(), user.id).await?;
+    let hash = token.hash();
+    state.store.create_session(&hash, user.id).await?;
+    access::remember_new_token(state, &hash, user).await;
     Ok(HttpResponse::Ok().json(SessionCreated { token: token.as_str(), user }))
 }
 
@@ -84,6 +87,6 @@ pub async fn create_guest_session(
 
 /// Revokes the presented token and closes the sockets it opened, on every instance.
 pub async fn delete_session(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
-    crate::access::revoke_token(&state, &auth.token).await?;
+    access::revoke_token(&state, &auth.token).await?;
     Ok(HttpResponse::NoContent().finish())
 }
