@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::common::{guest_login, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
+use crate::common::{backoff, guest_login, ATTEMPTS, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
 use crate::Args;
 
 /// Everything one run measured, merged over threads.
@@ -430,13 +430,13 @@ async fn connect_and_join(http: &awc::Client, url: &str, name: &str, room: &str)
     let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
-            actix_rt::time::sleep(Duration::from_millis(100 << attempt)).await;
+            actix_rt::time::sleep(backoff(attempt)).await;
         }
         let Ok((_, framed)) = http.ws(ws_url.as_str()).max_frame_size(1 << 20).connect().await else { continue };
         let (mut sink, mut stream) = framed.split();
         for join_attempt in 0..ATTEMPTS {
             if join_attempt > 0 {
-                actix_rt::time::sleep(Duration::from_millis(100 << join_attempt)).await;
+                actix_rt::time::sleep(backoff(join_attempt)).await;
             }
             if sink.send(Message::Text(json!({"type": "join", "room": room}).to_string().into())).await.is_err() {
                 break;
@@ -450,8 +450,6 @@ async fn connect_and_join(http: &awc::Client, url: &str, name: &str, room: &str)
     }
     None
 }
-
-const ATTEMPTS: u32 = 5;
 
 enum JoinAnswer {
     Joined(i64),

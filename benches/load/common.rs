@@ -27,8 +27,16 @@ pub fn nodelay_client() -> awc::Client {
         .finish()
 }
 
+/// Attempts a client makes at each step of connecting before giving up.
+pub const ATTEMPTS: u32 = 5;
+
+/// The pause before retry `attempt` (100 ms, doubling).
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 << attempt)
+}
+
 pub async fn guest_login(http: &awc::Client, url: &str, name: &str) -> Option<String> {
-    for attempt in 0..5 {
+    for attempt in 0..ATTEMPTS {
         let resp = http.post(format!("{url}/api/v1/sessions/guest")).send_json(&json!({"username": name})).await;
         if let Ok(mut r) = resp {
             if r.status().is_success() {
@@ -36,7 +44,7 @@ pub async fn guest_login(http: &awc::Client, url: &str, name: &str) -> Option<St
                 return v["token"].as_str().map(str::to_string);
             }
         }
-        actix_rt::time::sleep(Duration::from_millis(100 << attempt)).await;
+        actix_rt::time::sleep(backoff(attempt)).await;
     }
     None
 }

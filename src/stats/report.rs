@@ -8,8 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::distribution::Distribution;
-use super::snapshot::{CacheWindow, PoolFigures, RouteWindow, Snapshot, LATENCY_WINDOW_SECONDS, LONG_WINDOW_SECONDS};
+use super::snapshot::{CacheWindow, Load, PoolFigures, Snapshot, LATENCY_WINDOW_SECONDS, LONG_WINDOW_SECONDS};
 
 /// Rooms listed under "top rooms".
 pub const TOP_ROOMS: usize = 10;
@@ -17,19 +16,7 @@ pub const TOP_ROOMS: usize = 10;
 #[derive(Debug, Default)]
 pub struct Aggregate {
     pub instances: usize,
-    pub connections: i64,
-    pub rooms_active: i64,
-    pub messages_per_second: f64,
-    pub messages_per_second_1m: f64,
-    pub deliveries_per_second: f64,
-    pub delivery: Distribution,
-    pub room_lag: Distribution,
-    pub http_recent: Distribution,
-    pub db_recent: Distribution,
-    pub http: BTreeMap<String, RouteWindow>,
-    pub db: BTreeMap<String, Distribution>,
-    pub slow_queries_1m: u64,
-    pub slow_queries_total: u64,
+    pub load: Load,
     pub pools: BTreeMap<String, PoolFigures>,
     pub cache: BTreeMap<String, CacheWindow>,
     pub bridge_in_per_second: f64,
@@ -67,25 +54,7 @@ impl Aggregate {
         let mut a = Aggregate::default();
         for s in snapshots {
             a.instances += 1;
-            a.connections += s.connections;
-            a.rooms_active += s.rooms_active;
-            a.messages_per_second += s.messages_per_second;
-            a.messages_per_second_1m += s.messages_per_second_1m;
-            a.deliveries_per_second += s.deliveries_per_second;
-            a.delivery.merge(&s.delivery);
-            a.room_lag.merge(&s.room_lag);
-            a.http_recent.merge(&s.http_recent);
-            a.db_recent.merge(&s.db_recent);
-            for (route, w) in &s.http {
-                let mine = a.http.entry(route.clone()).or_default();
-                mine.errors_5xx += w.errors_5xx;
-                mine.latency.merge(&w.latency);
-            }
-            for (query, d) in &s.db {
-                a.db.entry(query.clone()).or_default().merge(d);
-            }
-            a.slow_queries_1m += s.slow_queries_1m;
-            a.slow_queries_total += s.slow_queries_total;
+            a.load.add(&s.load);
             for p in &s.db_pools {
                 let mine = a.pools.entry(p.pool.clone()).or_insert_with(|| PoolFigures { pool: p.pool.clone(), ..Default::default() });
                 mine.idle += p.idle;
@@ -117,14 +86,14 @@ impl Aggregate {
         Point {
             t: chrono::Utc::now().timestamp_millis(),
             instances: self.instances,
-            connections: self.connections,
-            messages_per_second: round1(self.messages_per_second),
-            deliveries_per_second: round1(self.deliveries_per_second),
-            delivery_p50_ms: self.delivery.quantile_ms(0.50),
-            delivery_p95_ms: self.delivery.quantile_ms(0.95),
-            delivery_p99_ms: self.delivery.quantile_ms(0.99),
-            http_p95_ms: self.http_recent.quantile_ms(0.95),
-            db_p95_ms: self.db_recent.quantile_ms(0.95),
+            connections: self.load.connections,
+            messages_per_second: round1(self.load.messages_per_second),
+            deliveries_per_second: round1(self.load.deliveries_per_second),
+            delivery_p50_ms: self.load.delivery.quantile_ms(0.50),
+            delivery_p95_ms: self.load.delivery.quantile_ms(0.95),
+            delivery_p99_ms: self.load.delivery.quantile_ms(0.99),
+            http_p95_ms: self.load.http_recent.quantile_ms(0.95),
+            db_p95_ms: self.load.db_recent.quantile_ms(0.95),
             cache_hit_ratio: ratio(self.overall_cache()),
         }
     }
@@ -132,6 +101,7 @@ impl Aggregate {
     /// The figures shared by the cluster and each instance.
     pub fn figures(&self) -> Value {
         let routes: Vec<Value> = self
+            .load
             .http
             .iter()
             .map(|(route, w)| {
@@ -145,6 +115,7 @@ impl Aggregate {
             })
             .collect();
         let queries: Vec<Value> = self
+            .load
             .db
             .iter()
             .map(|(query, d)| json!({"query": query, "count": d.count(), "p50_ms": d.quantile_ms(0.5), "p95_ms": d.quantile_ms(0.95)}))
@@ -161,19 +132,19 @@ impl Aggregate {
         let top_rooms: Vec<Value> =
             top.into_iter().take(TOP_ROOMS).map(|(room, n)| json!({"room": room, "messages_1m": n})).collect();
         json!({
-            "connections": self.connections,
-            "rooms_active": self.rooms_active,
-            "messages_per_second": round1(self.messages_per_second),
-            "messages_per_second_1m": round1(self.messages_per_second_1m),
-            "deliveries_per_second": round1(self.deliveries_per_second),
-            "delivery_latency": self.delivery.summary(),
-            "room_mailbox_lag": self.room_lag.summary(),
-            "http": {"p95_ms": self.http_recent.quantile_ms(0.95), "routes": routes},
+            "connections": self.load.connections,
+            "rooms_active": self.load.rooms_active,
+            "messages_per_second": round1(self.load.messages_per_second),
+            "messages_per_second_1m": round1(self.load.messages_per_second_1m),
+            "deliveries_per_second": round1(self.load.deliveries_per_second),
+            "delivery_latency": self.load.delivery.summary(),
+            "room_mailbox_lag": self.load.room_lag.summary(),
+            "http": {"p95_ms": self.load.http_recent.quantile_ms(0.95), "routes": routes},
             "db": {
-                "p95_ms": self.db_recent.quantile_ms(0.95),
+                "p95_ms": self.load.db_recent.quantile_ms(0.95),
                 "queries": queries,
-                "slow_queries_1m": self.slow_queries_1m,
-                "slow_queries_total": self.slow_queries_total,
+                "slow_queries_1m": self.load.slow_queries_1m,
+                "slow_queries_total": self.load.slow_queries_total,
                 "pools": self.pools.values().collect::<Vec<_>>(),
             },
             "cache": cache,
@@ -234,7 +205,7 @@ pub fn render(reporter: &str, snapshots: &[Arc<Snapshot>], history: &[Point]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::distribution::Cumulative;
+    use crate::stats::distribution::{Cumulative, Distribution};
 
     fn snapshot(name: &str, connections: i64, latencies: &[f64], hits: u64, misses: u64) -> Arc<Snapshot> {
         let mut c: Vec<u64> = crate::metrics::LATENCY_BUCKETS
@@ -244,9 +215,12 @@ mod tests {
         c.push(latencies.len() as u64);
         let mut s = Snapshot {
             instance: name.into(),
-            connections,
-            messages_per_second: 10.0,
-            delivery: Distribution::between(None, &Cumulative(c)),
+            load: Load {
+                connections,
+                messages_per_second: 10.0,
+                delivery: Distribution::between(None, &Cumulative(c)),
+                ..Load::default()
+            },
             ..Snapshot::default()
         };
         s.cache.insert("token".into(), CacheWindow { hits, misses });

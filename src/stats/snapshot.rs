@@ -21,6 +21,21 @@ pub struct Snapshot {
     pub uptime_seconds: u64,
     pub ready: bool,
     pub draining: bool,
+    #[serde(flatten)]
+    pub load: Load,
+    pub db_pools: Vec<PoolFigures>,
+    pub replica_lag_seconds: Option<f64>,
+    pub cache: BTreeMap<String, CacheWindow>,
+    pub bridge: BridgeFigures,
+    pub writer: WriterFigures,
+    pub process: ProcessFigures,
+    pub top_rooms: Vec<(String, u64)>,
+}
+
+/// The figures that add up across instances: one instance's in a snapshot,
+/// the cluster's in an aggregate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Load {
     pub connections: i64,
     pub rooms_active: i64,
     pub messages_per_second: f64,
@@ -36,13 +51,32 @@ pub struct Snapshot {
     pub db: BTreeMap<String, Distribution>,
     pub slow_queries_1m: u64,
     pub slow_queries_total: u64,
-    pub db_pools: Vec<PoolFigures>,
-    pub replica_lag_seconds: Option<f64>,
-    pub cache: BTreeMap<String, CacheWindow>,
-    pub bridge: BridgeFigures,
-    pub writer: WriterFigures,
-    pub process: ProcessFigures,
-    pub top_rooms: Vec<(String, u64)>,
+}
+
+impl Load {
+    /// Adds another instance's figures (rates and counts sum, latency
+    /// distributions merge).
+    pub fn add(&mut self, o: &Load) {
+        self.connections += o.connections;
+        self.rooms_active += o.rooms_active;
+        self.messages_per_second += o.messages_per_second;
+        self.messages_per_second_1m += o.messages_per_second_1m;
+        self.deliveries_per_second += o.deliveries_per_second;
+        self.delivery.merge(&o.delivery);
+        self.room_lag.merge(&o.room_lag);
+        self.http_recent.merge(&o.http_recent);
+        self.db_recent.merge(&o.db_recent);
+        for (route, w) in &o.http {
+            let mine = self.http.entry(route.clone()).or_default();
+            mine.errors_5xx += w.errors_5xx;
+            mine.latency.merge(&w.latency);
+        }
+        for (query, d) in &o.db {
+            self.db.entry(query.clone()).or_default().merge(d);
+        }
+        self.slow_queries_1m += o.slow_queries_1m;
+        self.slow_queries_total += o.slow_queries_total;
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -180,19 +214,21 @@ impl Snapshot {
             uptime_seconds: ctx.uptime_seconds,
             ready: ctx.ready,
             draining: ctx.draining,
-            connections: metrics.ws_connections.get(),
-            rooms_active: ctx.rooms_active,
-            messages_per_second: per_second(now.messages, one.messages, now, one),
-            messages_per_second_1m: per_second(now.messages, long.messages, now, long),
-            deliveries_per_second: per_second(now.delivered, one.delivered, now, one),
-            delivery: window(|t| &t.delivery, short),
-            room_lag: window(|t| &t.room_lag, short),
-            http_recent,
-            db_recent,
-            http,
-            db,
-            slow_queries_1m: now.slow_queries.saturating_sub(long.slow_queries),
-            slow_queries_total: now.slow_queries,
+            load: Load {
+                connections: metrics.ws_connections.get(),
+                rooms_active: ctx.rooms_active,
+                messages_per_second: per_second(now.messages, one.messages, now, one),
+                messages_per_second_1m: per_second(now.messages, long.messages, now, long),
+                deliveries_per_second: per_second(now.delivered, one.delivered, now, one),
+                delivery: window(|t| &t.delivery, short),
+                room_lag: window(|t| &t.room_lag, short),
+                http_recent,
+                db_recent,
+                http,
+                db,
+                slow_queries_1m: now.slow_queries.saturating_sub(long.slow_queries),
+                slow_queries_total: now.slow_queries,
+            },
             db_pools: ctx.db_pools,
             replica_lag_seconds: (lag >= 0.0).then_some(lag),
             cache,
