@@ -106,7 +106,7 @@ fn main() {
         }
         let room = |i: u64| RoomId(1 + (i as i64 * 7919) % ROOMS);
         let user = |i: u64| users[(i as usize * 104_729) % users.len()];
-        measure!("user_by_token", |i| store.user_by_token(&TokenHash::of(&format!("tok{}", 1 + i as i64 % USERS))));
+        measure!("user_by_token", |i| store.session_by_token(&TokenHash::of(&format!("tok{}", 1 + i as i64 % USERS))));
         measure!("room_by_name", |i| store.room_by_name(&RoomName::parse(&format!("room{}", room(i).0)).expect("name")));
         measure!("member_check", |i| store.is_member(room(i), user(i)));
         let name = RoomName::parse("room1").expect("name");

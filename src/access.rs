@@ -5,29 +5,37 @@
 //! every instance.
 
 use crate::cache::{Membership, RoomMeta};
+use crate::cluster::revocation::Revocation;
 use crate::domain::{RoomId, RoomName, TokenHash, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::models::User;
+use crate::store::models::{SessionInfo, User};
 
-pub async fn user_for_token(state: &AppState, token: &TokenHash) -> Result<Option<User>, ApiError> {
-    Ok(state.caches.tokens.get_or_load(token, state.store.user_by_token(token)).await?)
+pub async fn session_for_token(state: &AppState, token: &TokenHash) -> Result<Option<SessionInfo>, ApiError> {
+    Ok(state.caches.tokens.get_or_load(token, state.store.session_by_token(token)).await?)
 }
 
 /// A token just issued: the connect that usually follows (on this instance)
 /// finds its user without asking PostgreSQL. Nothing can be cached for a
 /// fresh random token yet, so there is nothing to invalidate.
-pub async fn remember_new_token(state: &AppState, token: &TokenHash, user: &User) {
-    state.caches.tokens.put(token, Some(user.clone())).await;
+pub async fn remember_new_token(state: &AppState, token: &TokenHash, session: &SessionInfo) {
+    state.caches.tokens.put(token, Some(session.clone())).await;
 }
 
-/// Revokes a token: the session row goes, then the caches everywhere, then
-/// the sockets it opened everywhere.
+/// Revokes a token everywhere, at once: once this returns, no instance
+/// accepts it for anything (see cluster::revocation).
 pub async fn revoke_token(state: &AppState, token: &TokenHash) -> Result<(), ApiError> {
+    // The Redis copy goes first: no instance may reload the old answer from
+    // there once the row is gone.
+    state.caches.tokens.tombstone(token).await.map_err(revocation_unavailable)?;
     state.store.delete_session(token).await?;
-    state.caches.tokens.invalidate(token).await;
-    state.revoke_everywhere(token);
+    state.revoker.revoke_everywhere(Revocation::Token(*token)).await.map_err(|e| revocation_unavailable(e.to_string()))?;
     Ok(())
+}
+
+fn revocation_unavailable(why: String) -> ApiError {
+    log::warn!("revocation could not reach every instance: {why}");
+    ApiError::Unavailable("the change could not be made on every instance; try again".into())
 }
 
 pub async fn room(state: &AppState, name: &RoomName) -> Result<Option<RoomMeta>, ApiError> {
@@ -71,9 +79,20 @@ pub async fn ensure_member(state: &AppState, room: RoomId, user: UserId) -> Resu
     add_member(state, room, user).await
 }
 
-pub async fn remove_member(state: &AppState, room: RoomId, user: UserId) -> Result<bool, ApiError> {
-    let removed = state.store.remove_member(room, user).await?;
-    state.caches.members.invalidate(&Membership(room, user)).await;
+/// Removes a membership; true when there was one. For a private room the
+/// removal holds on every instance at once: once this returns, no instance
+/// lets the user read, join or send there.
+pub async fn remove_member(state: &AppState, room: &RoomMeta, user: UserId) -> Result<bool, ApiError> {
+    let key = Membership(room.id, user);
+    if !room.private {
+        let removed = state.store.remove_member(room.id, user).await?;
+        state.caches.members.invalidate(&key).await;
+        return Ok(removed);
+    }
+    state.caches.members.tombstone(&key).await.map_err(revocation_unavailable)?;
+    let removed = state.store.remove_member(room.id, user).await?;
+    let revocation = Revocation::Member { room: room.id, user };
+    state.revoker.revoke_everywhere(revocation).await.map_err(|e| revocation_unavailable(e.to_string()))?;
     Ok(removed)
 }
 

@@ -80,6 +80,33 @@ pub struct Config {
     pub room_resync: Duration,
     pub instance_heartbeat: Duration,
     pub instance_ttl: Duration,
+    /// How long after the last proof that its bus is live an instance trusts
+    /// its cached tokens and memberships (see cluster::lease).
+    pub cache_lease: Duration,
+    pub sessions: SessionPolicy,
+    pub signups_per_min: usize,
+    pub guests_per_min: usize,
+    /// How often the housekeeping job looks for expired sessions and idle guests.
+    pub cleanup_interval: Duration,
+}
+
+/// When tokens stop working and guests are retired.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SessionPolicy {
+    /// A token unused this long stops working.
+    pub idle: Duration,
+    /// A token older than this stops working, used or not.
+    pub max_age: Duration,
+    /// Guests idle this long are retired (sessions gone, name free).
+    pub guest_retention: Duration,
+}
+
+impl SessionPolicy {
+    /// Use is recorded at most this often per token: a fraction of the idle
+    /// limit, so a token in use never comes near it.
+    pub fn touch_every(&self) -> Duration {
+        (self.idle / 8).min(Duration::from_secs(3600))
+    }
 }
 
 /// Reads variables through a lookup function so tests need not touch the process env.
@@ -118,6 +145,12 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         let expected = format!("milliseconds between {min} and {max}");
         self.parse(var, default_ms, |v| (min..=max).contains(v), &expected)
             .map(Duration::from_millis)
+    }
+
+    /// A positive number of days (fractions allowed: tests use seconds).
+    fn days(&self, var: &'static str, default: f64) -> Result<Duration, ConfigError> {
+        let days = self.parse(var, default, |v: &f64| v.is_finite() && *v > 0.0 && *v <= 36_500.0, "days, a number in (0, 36500]")?;
+        Ok(Duration::from_secs_f64(days * 86_400.0))
     }
 
     fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -339,6 +372,15 @@ impl Config {
             room_resync: env.millis("ROOM_RESYNC_MS", 5_000, 50, 3_600_000)?,
             instance_heartbeat,
             instance_ttl,
+            cache_lease: env.millis("CACHE_LEASE_MS", 1_000, 50, 60_000)?,
+            sessions: SessionPolicy {
+                idle: env.days("SESSION_IDLE_DAYS", 30.0)?,
+                max_age: env.days("SESSION_MAX_DAYS", 90.0)?,
+                guest_retention: env.days("GUEST_RETENTION_DAYS", 7.0)?,
+            },
+            signups_per_min: env.parse("SIGNUPS_PER_MIN", 10usize, |v| (1..=1_000_000).contains(v), "an integer 1..=1000000")?,
+            guests_per_min: env.parse("GUESTS_PER_MIN", 30usize, |v| (1..=1_000_000).contains(v), "an integer 1..=1000000")?,
+            cleanup_interval: env.millis("CLEANUP_INTERVAL_MS", 600_000, 100, 86_400_000)?,
         })
     }
 
@@ -410,6 +452,21 @@ mod tests {
         assert_eq!(c.rate_limit_per_sec, 20.0);
         assert_eq!(c.rate_limit_burst, 40.0);
         assert_eq!(c.replay_limit, 1000);
+        assert_eq!(c.sessions.idle, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.sessions.max_age, Duration::from_secs(90 * 86_400));
+        assert_eq!(c.sessions.guest_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!((c.signups_per_min, c.guests_per_min), (10, 30));
+        assert_eq!(c.sessions.touch_every(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn session_days_accept_fractions_and_refuse_nonsense() {
+        let c = config(&[("SESSION_IDLE_DAYS", "0.5")]).expect("valid");
+        assert_eq!(c.sessions.idle, Duration::from_secs(43_200));
+        for bad in ["0", "-1", "NaN", "inf", "soon"] {
+            let err = config(&[("GUEST_RETENTION_DAYS", bad)]).unwrap_err().to_string();
+            assert!(err.starts_with("GUEST_RETENTION_DAYS:"), "{err}");
+        }
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     RateLimited(String),
+    /// Rate-limited with a known wait: `Retry-After` says how long.
+    #[error("{message}")]
+    RetryAfter { message: String, wait: std::time::Duration },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -67,7 +70,7 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::TooLarge(_) => ErrorCode::TooLarge,
-            ApiError::RateLimited(_) => ErrorCode::RateLimited,
+            ApiError::RateLimited(_) | ApiError::RetryAfter { .. } => ErrorCode::RateLimited,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -118,7 +121,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::RetryAfter { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -133,8 +136,16 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        if matches!(self, ApiError::Unavailable(_) | ApiError::RateLimited(_)) {
-            resp.insert_header(("Retry-After", "1"));
+        match self {
+            ApiError::Unavailable(_) | ApiError::RateLimited(_) => {
+                resp.insert_header(("Retry-After", "1"));
+            }
+            ApiError::RetryAfter { wait, .. } => {
+                // Whole seconds, rounded up: never invite a retry that fails.
+                let secs = wait.as_millis().div_ceil(1000).max(1);
+                resp.insert_header(("Retry-After", secs.to_string()));
+            }
+            _ => {}
         }
         resp.json(ErrorBody {
             error: ErrorDetail { code: self.code(), message: &message },

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod housekeeping;
 pub mod limits;
 pub mod metrics;
 pub mod redis_pool;

@@ -41,6 +41,9 @@ pub const QUERY_NAMES: &[&str] = &[
     "room_counts",
     "room_set_topic",
     "rooms_hottest",
+    "session_touch",
+    "cleanup_sessions",
+    "cleanup_guests",
 ];
 
 pub const CACHE_NAMES: &[&str] = &["token", "room", "membership", "history"];
@@ -50,6 +53,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/users", "201"),
     ("POST", "/api/v1/sessions", "200"),
     ("POST", "/api/v1/sessions/guest", "200"),
+    ("POST", "/api/v1/sessions/ticket", "200"),
     ("DELETE", "/api/v1/sessions", "204"),
     ("GET", "/api/v1/me", "200"),
     ("GET", "/api/v1/rooms", "200"),
@@ -111,6 +115,11 @@ pub struct Metrics {
     pub http_slow_requests: IntCounter,
     pub ready: IntGauge,
     pub build_info: IntGaugeVec,
+    pub revocations: IntCounterVec,
+    pub revocation_seconds: Histogram,
+    pub cache_lease_bypass: IntCounterVec,
+    pub cache_lease_valid: IntGauge,
+    pub cleanup_rows: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -281,6 +290,37 @@ impl Metrics {
             ready: IntGauge::new("switchboard_ready", "1 while /readyz would answer ready, else 0").expect("valid"),
             build_info: IntGaugeVec::new(Opts::new("switchboard_build_info", "Always 1; labelled with the version"), &["version"])
                 .expect("valid"),
+            revocations: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_revocations_total",
+                    "Token and membership revocations by how every instance was made to hold them",
+                ),
+                &["outcome"],
+            )
+            .expect("valid"),
+            revocation_seconds: histogram(
+                "switchboard_revocation_seconds",
+                "From a revocation's database change to every instance holding it",
+                LATENCY_BUCKETS,
+            ),
+            cache_lease_bypass: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_cache_lease_bypass_total",
+                    "Token and membership lookups sent to the database because the cache lease had lapsed",
+                ),
+                &["cache"],
+            )
+            .expect("valid"),
+            cache_lease_valid: IntGauge::new(
+                "switchboard_cache_lease_valid",
+                "1 while this instance may trust its cached tokens and memberships, else 0",
+            )
+            .expect("valid"),
+            cleanup_rows: IntCounterVec::new(
+                Opts::new("switchboard_cleanup_rows_total", "Rows removed by the housekeeping job"),
+                &["kind"],
+            )
+            .expect("valid"),
             registry,
         };
         m.register_all();
@@ -330,6 +370,11 @@ impl Metrics {
             Box::new(self.http_slow_requests.clone()),
             Box::new(self.ready.clone()),
             Box::new(self.build_info.clone()),
+            Box::new(self.revocations.clone()),
+            Box::new(self.revocation_seconds.clone()),
+            Box::new(self.cache_lease_bypass.clone()),
+            Box::new(self.cache_lease_valid.clone()),
+            Box::new(self.cleanup_rows.clone()),
         ];
         for c in collectors {
             r.register(c).expect("metric names are unique");
@@ -368,7 +413,16 @@ impl Metrics {
             self.db_reads.with_label_values(&[pool]);
         }
         self.db_replica_lag.set(-1.0);
-        for limit in ["connections", "connections_per_ip", "login", "origin"] {
+        for outcome in crate::cluster::revocation::Outcome::ALL {
+            self.revocations.with_label_values(&[outcome.as_str()]);
+        }
+        for cache in ["token", "membership"] {
+            self.cache_lease_bypass.with_label_values(&[cache]);
+        }
+        for kind in ["sessions", "guests"] {
+            self.cleanup_rows.with_label_values(&[kind]);
+        }
+        for limit in ["connections", "connections_per_ip", "login", "origin", "signups", "guests"] {
             self.limit_hits.with_label_values(&[limit]);
         }
         for (method, route, status) in ROUTES {

@@ -25,6 +25,8 @@ use crate::cache::Caches;
 use crate::chat::registry::RoomSettings;
 use crate::chat::Registry;
 use crate::cluster::presence::PresenceStore;
+use crate::cluster::lease::Lease;
+use crate::cluster::revocation::Revoker;
 use crate::cluster::{run_heartbeats, Liveness};
 use crate::config::{redact_url, Config};
 use crate::metrics::METRICS;
@@ -118,16 +120,27 @@ impl Application {
         );
         let connections = Connections::default();
         let liveness = Arc::new(Liveness::new(config.instance_ttl));
-        let caches = Arc::new(Caches::new(&config, redis_pool.as_ref()));
+        // Single-instance mode has nobody whose revocations could be missed.
+        let lease = if redis_pool.is_some() { Lease::new(config.cache_lease) } else { Lease::always() };
+        let caches = Arc::new(Caches::new(&config, redis_pool.as_ref(), lease.clone()));
         let stats = Arc::new(StatsBoard::new(&config.instance_id, config.instance_ttl));
-        let inbound = Arc::new(Inbound {
-            instance: config.instance_id.clone(),
-            registry: registry.clone(),
-            connections: connections.clone(),
-            liveness: liveness.clone(),
-            caches: caches.clone(),
-            stats: stats.clone(),
-        });
+        let revoker = Revoker::new(
+            &config.instance_id,
+            caches.clone(),
+            connections.clone(),
+            registry.clone(),
+            liveness.clone(),
+            lease.clone(),
+        );
+        let (inbound, control_loop) = Inbound::new(
+            &config.instance_id,
+            registry.clone(),
+            liveness.clone(),
+            caches.clone(),
+            stats.clone(),
+            revoker.clone(),
+        );
+        actix_web::rt::spawn(control_loop.run());
         let subscriptions = Arc::new(Subscriptions::default());
         let bus_state = Arc::new(AtomicU8::new(
             if redis_pool.is_some() { BusState::Disconnected } else { BusState::Local } as u8,
@@ -146,6 +159,8 @@ impl Application {
         let bus = Bus::new(&config.instance_id, transport, subscriptions, bus_state);
         registry.attach_bus(bus.clone());
         caches.attach_bus(&bus);
+        revoker.attach_bus(bus.clone());
+        actix_web::rt::spawn(crate::cluster::lease::run_pings(bus.clone(), lease));
         let writer = Writer::start(
             WriterConfig {
                 shards: config.writer_shards,
@@ -172,8 +187,10 @@ impl Application {
             liveness,
             caches,
             stats,
+            revoker,
         }));
         actix_web::rt::spawn(crate::stats::sampler::run(state.clone()));
+        actix_web::rt::spawn(crate::housekeeping::run(state.clone()));
         // Touch the metrics so every series exists from start-up.
         METRICS.ws_connections.set(0);
 

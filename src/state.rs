@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use crate::bus::redis::RedisPool;
 use crate::cache::Caches;
-use crate::bus::{Bus, BusEvent, Channel};
-use crate::chat::room::Kick;
+use crate::auth::expiry::SessionClock;
+use crate::auth::ticket::Tickets;
+use crate::bus::Bus;
 use crate::chat::Registry;
+use crate::cluster::revocation::Revoker;
 use crate::cluster::Liveness;
 use crate::config::Config;
 use crate::limits::Limits;
-use crate::domain::{RoomId, TokenHash, UserId};
 use crate::stats::StatsBoard;
 use crate::store::writer::Writer;
 use crate::store::Store;
@@ -30,6 +31,9 @@ pub struct AppState {
     pub caches: Arc<Caches>,
     pub stats: Arc<StatsBoard>,
     pub limits: Arc<Limits>,
+    pub revoker: Arc<Revoker>,
+    pub tickets: Tickets,
+    pub session_clock: SessionClock,
     pub started_at: Instant,
     draining: AtomicBool,
 }
@@ -46,11 +50,15 @@ pub struct Parts {
     pub liveness: Arc<Liveness>,
     pub caches: Arc<Caches>,
     pub stats: Arc<StatsBoard>,
+    pub revoker: Arc<Revoker>,
 }
 
 impl AppState {
     pub fn new(p: Parts) -> Self {
-        let limits = Limits::new(&p.config);
+        let prefixed = p.redis.as_ref().map(|pool| (pool.clone(), p.config.redis_key_prefix.clone()));
+        let limits = Limits::new(&p.config, prefixed.clone());
+        let tickets = Tickets::new(prefixed);
+        let session_clock = SessionClock::new(p.config.sessions);
         AppState {
             config: p.config,
             store: p.store,
@@ -63,6 +71,9 @@ impl AppState {
             limits,
             caches: p.caches,
             stats: p.stats,
+            revoker: p.revoker,
+            tickets,
+            session_clock,
             started_at: Instant::now(),
             draining: AtomicBool::new(false),
         }
@@ -76,17 +87,4 @@ impl AppState {
         self.draining.store(true, Ordering::Release);
     }
 
-    /// Closes the token's sockets here and on every other instance.
-    pub fn revoke_everywhere(&self, token: &TokenHash) {
-        self.connections.revoke(token);
-        self.bus.publish(Channel::Control, BusEvent::Revoke { token_sha256: token.to_hex() });
-    }
-
-    /// Takes a removed member's sockets out of the room on every instance.
-    pub fn kick_everywhere(&self, room: RoomId, user: UserId) {
-        if let Some(addr) = self.registry.get(room) {
-            addr.do_send(Kick { user_id: user });
-        }
-        self.bus.publish(Channel::Room(room), BusEvent::Kick { room_id: room.0, user_id: user.0 });
-    }
 }

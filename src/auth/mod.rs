@@ -1,6 +1,9 @@
-//! Who is calling: bearer tokens on HTTP, `?token=` on the WebSocket upgrade.
+//! Who is calling: bearer tokens on HTTP; `?ticket=` (or, discouraged,
+//! `?token=`) on the WebSocket upgrade. Sessions expire (`expiry`).
 
+pub mod expiry;
 pub mod password;
+pub mod ticket;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +21,8 @@ pub struct AuthUser {
     pub user: User,
     pub token: TokenHash,
     pub admin: bool,
+    /// When the session stops working however it is used (its maximum age).
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl AuthUser {
@@ -36,10 +41,17 @@ pub async fn authenticate(state: &AppState, presented: Option<&str>) -> Result<A
     let Some(presented) = presented else {
         return Err(ApiError::unauthorized());
     };
-    let token = TokenHash::of(presented);
-    let user = crate::access::user_for_token(state, &token).await?.ok_or_else(ApiError::unauthorized)?;
+    authenticate_hash(state, TokenHash::of(presented)).await
+}
+
+/// Resolves a token digest (from a ticket, say) to its live session, or 401.
+pub async fn authenticate_hash(state: &AppState, token: TokenHash) -> Result<AuthUser, ApiError> {
+    let info = crate::access::session_for_token(state, &token).await?.ok_or_else(ApiError::unauthorized)?;
+    state.session_clock.admit(&state.store, &token, &info).await?;
+    let expires_at = state.session_clock.hard_expiry(&info);
+    let user = info.user;
     let admin = !user.guest && state.config.is_admin(user.username.as_str());
-    Ok(AuthUser { user, token, admin })
+    Ok(AuthUser { user, token, admin, expires_at })
 }
 
 /// The token of `Authorization: Bearer <token>`.

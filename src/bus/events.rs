@@ -24,10 +24,27 @@ pub enum BusEvent {
     Typing { room_id: i64, user_id: Uuid, user: String },
     /// A user's first local connection to the room opened, or their last closed, on `origin`.
     Presence { room_id: i64, user_id: Uuid, user: String, online: bool },
-    /// A member was removed: their sockets leave the room on every instance.
-    Kick { room_id: i64, user_id: Uuid },
-    /// A token was revoked: close its sockets on every instance.
-    Revoke { token_sha256: String },
+    /// A member was removed from a private room: every instance forgets the
+    /// membership and takes their sockets out of the room, then confirms
+    /// `confirm` (see cluster::revocation).
+    Kick {
+        room_id: i64,
+        user_id: Uuid,
+        #[serde(default)]
+        confirm: Option<Uuid>,
+    },
+    /// A token was revoked: every instance forgets it and closes its sockets,
+    /// then confirms `confirm`.
+    Revoke {
+        token_sha256: String,
+        #[serde(default)]
+        confirm: Option<Uuid>,
+    },
+    /// The origin has applied revocation `id`.
+    Confirm { id: Uuid },
+    /// The origin's cache-lease ping (only the origin reads it: `stamp` is on
+    /// its own clock).
+    Lease { stamp: u64 },
     /// A cached entry changed: every instance drops its L1 copy.
     Invalidate { cache: String, key: String },
     /// The origin is alive (sent every INSTANCE_HEARTBEAT_MS).

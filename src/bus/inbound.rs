@@ -1,41 +1,74 @@
 //! Routes what arrives on the bus to this instance's rooms and sockets.
+//!
+//! Room traffic is handed to room actors at once. Control events go through
+//! one ordered queue (`run_control`) and are applied one after the other,
+//! each to completion: a revocation is applied before any lease ping that
+//! was published after it (see cluster::lease), and only then confirmed.
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+
 use super::{BusEvent, BusListener, Channel, Envelope};
 use crate::cache::Caches;
-use crate::chat::room::{Deliver, Kick, RemotePresence, RemoteTyping};
+use crate::chat::room::{Deliver, RemotePresence, RemoteTyping};
 use crate::chat::Registry;
+use crate::cluster::lease::Lease;
+use crate::cluster::revocation::{Revocation, Revoker};
 use crate::cluster::Liveness;
 use crate::domain::{RoomId, TokenHash, UserId, Username};
 use crate::metrics::METRICS;
 use crate::stats::StatsBoard;
 use crate::store::writer::Committed;
-use crate::ws::Connections;
+
+/// Control events waiting to be applied. Past this, events are dropped and
+/// the caches they might have invalidated are flushed instead.
+const CONTROL_QUEUE: usize = 65_536;
 
 pub struct Inbound {
     pub instance: String,
     pub registry: Registry,
-    pub connections: Connections,
     pub liveness: Arc<Liveness>,
     pub caches: Arc<Caches>,
     pub stats: Arc<StatsBoard>,
+    pub revoker: Arc<Revoker>,
+    control: mpsc::Sender<Envelope>,
 }
 
-impl BusListener for Inbound {
-    fn received(&self, channel: Channel, payload: &[u8]) {
-        let envelope: Envelope = match serde_json::from_slice(payload) {
-            Ok(e) => e,
-            Err(e) => {
-                log::warn!("bus: undecodable event on {channel:?}: {e}");
-                return;
-            }
-        };
-        if envelope.origin == self.instance {
-            return;
-        }
-        self.liveness.heard_from(&envelope.origin);
-        match envelope.event {
+/// What applies control events, in order; run it as a task.
+pub struct ControlLoop {
+    rx: mpsc::Receiver<Envelope>,
+    inbound: Arc<Inbound>,
+}
+
+impl Inbound {
+    pub fn new(
+        instance: &str,
+        registry: Registry,
+        liveness: Arc<Liveness>,
+        caches: Arc<Caches>,
+        stats: Arc<StatsBoard>,
+        revoker: Arc<Revoker>,
+    ) -> (Arc<Inbound>, ControlLoop) {
+        let (control, rx) = mpsc::channel(CONTROL_QUEUE);
+        let inbound =
+            Arc::new(Inbound { instance: instance.to_string(), registry, liveness, caches, stats, revoker, control });
+        (inbound.clone(), ControlLoop { rx, inbound })
+    }
+
+    fn lease(&self) -> &Arc<Lease> {
+        self.revoker.lease()
+    }
+
+    /// Cached answers that revocations may have changed can no longer be
+    /// trusted: some control events were lost.
+    fn forget_security_answers(&self) {
+        self.lease().reset();
+        self.caches.flush_revocable();
+    }
+
+    fn room_event(&self, origin: String, event: BusEvent) {
+        match event {
             BusEvent::Messages { room_id, messages } => {
                 METRICS.bridge_messages.with_label_values(&["in"]).inc_by(messages.len() as u64);
                 let room_id = RoomId(room_id);
@@ -54,34 +87,92 @@ impl BusListener for Inbound {
             }
             BusEvent::Presence { room_id, user_id, user, online } => {
                 if let (Some(room), Ok(user)) = (self.registry.get(RoomId(room_id)), Username::parse(&user)) {
-                    room.do_send(RemotePresence { instance: envelope.origin, user_id: UserId(user_id), user, online });
+                    room.do_send(RemotePresence { instance: origin, user_id: UserId(user_id), user, online });
                 }
             }
-            BusEvent::Kick { room_id, user_id } => {
-                if let Some(room) = self.registry.get(RoomId(room_id)) {
-                    room.do_send(Kick { user_id: UserId(user_id) });
-                }
-            }
-            BusEvent::Revoke { token_sha256 } => {
+            other => self.enqueue_control(Envelope { origin, event: other }),
+        }
+    }
+
+    fn enqueue_control(&self, envelope: Envelope) {
+        if let Err(e) = self.control.try_send(envelope) {
+            log::warn!("bus: control queue full; dropping an event and flushing the revocable caches ({e})");
+            METRICS.bridge_dropped.inc();
+            self.forget_security_answers();
+        }
+    }
+}
+
+impl ControlLoop {
+    pub async fn run(mut self) {
+        while let Some(envelope) = self.rx.recv().await {
+            self.inbound.apply_control(envelope).await;
+        }
+    }
+}
+
+impl Inbound {
+    async fn apply_control(&self, envelope: Envelope) {
+        let Envelope { origin, event } = envelope;
+        let own = origin == self.instance;
+        match event {
+            BusEvent::Lease { stamp } if own => self.lease().heard_own(stamp),
+            BusEvent::Revoke { token_sha256, confirm } => {
                 if let Some(hash) = TokenHash::from_hex(&token_sha256) {
-                    self.connections.revoke(&hash);
+                    self.revoker.on_event(&origin, Revocation::Token(hash), confirm).await;
                 }
             }
-            BusEvent::Invalidate { cache, key } => {
-                let caches = self.caches.clone();
-                actix::spawn(async move { caches.invalidate_remote(&cache, &key).await });
+            BusEvent::Kick { room_id, user_id, confirm } => {
+                let revocation = Revocation::Member { room: RoomId(room_id), user: UserId(user_id) };
+                self.revoker.on_event(&origin, revocation, confirm).await;
             }
-            BusEvent::Heartbeat => {}
-            BusEvent::Stats { snapshot } => self.stats.remote(&envelope.origin, *snapshot),
+            BusEvent::Confirm { id } if !own => self.revoker.on_confirm(&origin, id),
+            _ if own => {}
+            BusEvent::Invalidate { cache, key } => self.caches.invalidate_remote(&cache, &key).await,
+            BusEvent::Heartbeat | BusEvent::Lease { .. } | BusEvent::Confirm { .. } => {}
+            BusEvent::Stats { snapshot } => self.stats.remote(&origin, *snapshot),
             BusEvent::Goodbye => {
-                self.liveness.forget(&envelope.origin);
-                self.stats.forget(&envelope.origin);
-                self.registry.instance_gone(&envelope.origin);
+                self.liveness.forget(&origin);
+                self.stats.forget(&origin);
+                self.registry.instance_gone(&origin);
             }
+            room @ (BusEvent::Messages { .. } | BusEvent::Typing { .. } | BusEvent::Presence { .. }) => {
+                self.room_event(origin, room)
+            }
+        }
+    }
+}
+
+impl BusListener for Inbound {
+    fn received(&self, channel: Channel, payload: &[u8]) {
+        let envelope: Envelope = match serde_json::from_slice(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                log::warn!("bus: undecodable event on {channel:?}: {e}");
+                return;
+            }
+        };
+        if envelope.origin != self.instance {
+            // Heard now, in channel order: a revoker that sees its own echo
+            // knows every instance announced before it.
+            self.liveness.heard_from(&envelope.origin);
+        }
+        match channel {
+            Channel::Control => self.enqueue_control(envelope),
+            Channel::Room(_) if envelope.origin == self.instance => {}
+            Channel::Room(_) => self.room_event(envelope.origin, envelope.event),
         }
     }
 
     fn resubscribed(&self, rooms: Option<&[RoomId]>) {
         self.registry.resync(rooms);
+    }
+
+    fn subscription_lost(&self) {
+        self.lease().reset();
+    }
+
+    fn control_restored(&self) {
+        self.forget_security_answers();
     }
 }

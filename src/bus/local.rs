@@ -56,6 +56,11 @@ impl Transport for LocalTransport {
         }
     }
 
+    fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        self.publish(channel, payload);
+        Box::pin(async { Ok(()) })
+    }
+
     fn subscriptions_changed(&self) {}
 }
 

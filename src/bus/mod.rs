@@ -16,6 +16,8 @@ pub mod redis_cluster;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+
 pub use events::{BusEvent, BusMessage, Envelope};
 
 use crate::domain::RoomId;
@@ -34,6 +36,9 @@ pub enum Channel {
 /// database-backed resync covers it.
 pub trait Transport: Send + Sync + 'static {
     fn publish(&self, channel: Channel, payload: Vec<u8>);
+    /// Publishes now, outside the queue, and resolves once the broker has
+    /// taken the event (for revocations, whose timing matters).
+    fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> BoxFuture<'static, Result<(), String>>;
     /// Recomputes subscriptions from `Subscriptions` (called after a change).
     fn subscriptions_changed(&self);
 }
@@ -44,6 +49,11 @@ pub trait BusListener: Send + Sync + 'static {
     /// Subscriptions were (re)established: these rooms (`None`: every room)
     /// may have missed messages meanwhile and should resync.
     fn resubscribed(&self, rooms: Option<&[RoomId]>);
+    /// The subscription may be losing messages from now on.
+    fn subscription_lost(&self) {}
+    /// The control channel is subscribed again after a loss: control events
+    /// published meanwhile are gone.
+    fn control_restored(&self) {}
 }
 
 /// Connection state of the bus, for readiness and /admin.
@@ -116,6 +126,13 @@ impl Bus {
             Ok(payload) => self.transport.publish(channel, payload),
             Err(e) => log::error!("bus: cannot encode an event: {e}"),
         }
+    }
+
+    /// Publishes ahead of the queue and waits until the broker has it.
+    pub async fn publish_now(&self, channel: Channel, event: BusEvent) -> Result<(), String> {
+        let envelope = Envelope { origin: self.instance.to_string(), event };
+        let payload = serde_json::to_vec(&envelope).map_err(|e| format!("cannot encode an event: {e}"))?;
+        self.transport.publish_now(channel, payload).await
     }
 
     pub fn subscribe(&self, room: RoomId) {

@@ -38,9 +38,14 @@ pub enum Subscriber {
 
 pub struct RedisTransport {
     prefix: String,
+    pool: RedisPool,
     queue: mpsc::Sender<(Channel, Vec<u8>)>,
     changed: Arc<Notify>,
 }
+
+/// How long `publish_now` keeps trying (a reconnect of the pooled connection
+/// fits; a Redis that stays away does not).
+const PUBLISH_NOW_BUDGET: Duration = Duration::from_secs(2);
 
 /// Channel names under the key prefix.
 pub fn channel_name(prefix: &str, channel: Channel) -> String {
@@ -71,7 +76,7 @@ impl RedisTransport {
         let (queue, rx) = mpsc::channel(PUBLISH_QUEUE);
         let changed = Arc::new(Notify::new());
         let arbiter = actix::Arbiter::new();
-        arbiter.spawn(publish_loop(rx, pool, prefix.clone()));
+        arbiter.spawn(publish_loop(rx, pool.clone(), prefix.clone()));
         match subscriber {
             Subscriber::Single(client) => {
                 arbiter.spawn(subscribe_loop(client, prefix.clone(), subscriptions, changed.clone(), state, listener))
@@ -85,7 +90,7 @@ impl RedisTransport {
                 listener,
             )),
         };
-        Arc::new(RedisTransport { prefix, queue, changed })
+        Arc::new(RedisTransport { prefix, pool, queue, changed })
     }
 }
 
@@ -94,6 +99,31 @@ impl Transport for RedisTransport {
         if self.queue.try_send((channel, payload)).is_err() {
             METRICS.bridge_dropped.inc();
         }
+    }
+
+    fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+        let (pool, name) = (self.pool.clone(), channel_name(&self.prefix, channel));
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + PUBLISH_NOW_BUDGET;
+            let mut wait = Duration::from_millis(20);
+            loop {
+                let command = if pool.is_cluster() { "SPUBLISH" } else { "PUBLISH" };
+                let once = with_conn(&pool, async |conn| {
+                    redis::cmd(command).arg(&name).arg(&payload).query_async::<redis::Value>(conn).await
+                });
+                let error = match tokio::time::timeout_at(deadline, once).await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "timed out".to_string(),
+                };
+                if tokio::time::Instant::now() + wait >= deadline {
+                    METRICS.bridge_publish_errors.inc();
+                    return Err(error);
+                }
+                actix::clock::sleep(wait).await;
+                wait *= 2;
+            }
+        })
     }
 
     fn subscriptions_changed(&self) {
@@ -176,6 +206,7 @@ async fn subscribe_loop(
         if !first_connection {
             METRICS.bridge_reconnects.inc();
             log::info!("bus: subscriber reconnected");
+            listener.control_restored();
         }
         // Catch up first, so rooms resync once their channels are live.
         let ok = reconcile(&mut sink, &prefix, &subscriptions, &mut subscribed, &*listener, !first_connection).await;
@@ -212,6 +243,7 @@ async fn subscribe_loop(
             }
         }
         state.store(BusState::Disconnected as u8, Ordering::Release);
+        listener.subscription_lost();
         log::warn!("bus: subscriber connection lost; reconnecting");
     }
 }

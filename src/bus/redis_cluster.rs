@@ -63,6 +63,9 @@ pub async fn subscribe_loop(
     let mut subscribed: HashSet<RoomId> = HashSet::new();
     reconcile(&mut conn, &prefix, &subscriptions, &mut subscribed, &*listener).await;
     let mut lost = false;
+    // Whether the control channel may have lost its subscription: a
+    // disconnection push does not say which node it was.
+    let mut control_lost = false;
     loop {
         tokio::select! {
             push = pushes.recv() => {
@@ -80,7 +83,19 @@ pub async fn subscribe_loop(
                             log::warn!("bus: a Redis Cluster connection dropped; it resubscribes by itself");
                         }
                         lost = true;
+                        control_lost = true;
                         state.store(BusState::Disconnected as u8, Ordering::Release);
+                        listener.subscription_lost();
+                    }
+                    PushKind::SSubscribe if control_lost && is_channel(&push.data, &control) => {
+                        control_lost = false;
+                        listener.control_restored();
+                        if lost {
+                            lost = false;
+                            METRICS.bridge_reconnects.inc();
+                            state.store(BusState::Connected as u8, Ordering::Release);
+                            listener.resubscribed(None);
+                        }
                     }
                     PushKind::SSubscribe if lost => {
                         // Subscriptions are back: catch up from PostgreSQL.
@@ -97,6 +112,11 @@ pub async fn subscribe_loop(
             }
         }
     }
+}
+
+/// Whether a push names `channel` first (subscription confirmations do).
+fn is_channel(data: &[Value], channel: &str) -> bool {
+    matches!(data.first(), Some(Value::BulkString(name)) if name.as_slice() == channel.as_bytes())
 }
 
 async fn reconcile(

@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::bus::{Bus, BusEvent, Channel};
+use crate::cluster::lease::Lease;
 use crate::metrics::METRICS;
 use crate::redis_pool::{with_conn, RedisPool};
 use crate::store::StoreError;
@@ -85,10 +86,13 @@ pub struct Layered<K: CacheKey, V: CacheValue> {
     /// Set once at start-up (the bus is built after the caches).
     bus: std::sync::OnceLock<Bus>,
     epoch: AtomicU64,
+    /// For answers a revocation takes back (tokens, memberships): L1 and L2
+    /// are only consulted while the lease holds (see cluster::lease).
+    lease: Option<Arc<Lease>>,
 }
 
 impl<K: CacheKey, V: CacheValue> Layered<K, V> {
-    pub fn new(settings: Settings, redis: Option<(RedisPool, String)>) -> Arc<Self> {
+    pub fn new(settings: Settings, redis: Option<(RedisPool, String)>, lease: Option<Arc<Lease>>) -> Arc<Self> {
         let name = settings.name;
         let l1 = Cache::builder()
             .max_capacity(settings.max_bytes)
@@ -100,7 +104,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
                 }
             })
             .build();
-        Arc::new(Layered { settings, l1, l2: redis, bus: std::sync::OnceLock::new(), epoch: AtomicU64::new(0) })
+        Arc::new(Layered { settings, l1, l2: redis, bus: std::sync::OnceLock::new(), epoch: AtomicU64::new(0), lease })
     }
 
     /// Connects the invalidation broadcast.
@@ -125,6 +129,12 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
         let name = self.settings.name;
         if !self.settings.enabled {
             METRICS.cache_requests.with_label_values(&[name, "miss"]).inc();
+            return load.await;
+        }
+        if self.lease.as_ref().is_some_and(|lease| !lease.valid()) {
+            // Revocations may be in flight towards us: ask the database.
+            METRICS.cache_requests.with_label_values(&[name, "miss"]).inc();
+            METRICS.cache_lease_bypass.with_label_values(&[name]).inc();
             return load.await;
         }
         if let Some(v) = self.l1.get(key).await {
@@ -209,6 +219,36 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
         if let Some(bus) = self.bus.get() {
             bus.publish(Channel::Control, BusEvent::Invalidate { cache: self.settings.name.to_string(), key: key.encode() });
         }
+    }
+
+    /// Replaces the L2 entry with a tombstone, or fails: a revocation must
+    /// not go ahead while Redis could still hand the old answer to another
+    /// instance. No-op without Redis.
+    pub async fn tombstone(&self, key: &K) -> Result<(), String> {
+        let Some((pool, l2_key)) = self.l2_key(key) else { return Ok(()) };
+        let ttl = TOMBSTONE_TTL.as_millis() as u64;
+        let mut last = String::new();
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                actix::clock::sleep(L2_TIMEOUT * attempt).await;
+            }
+            let write = with_conn(&pool, async |conn| {
+                redis::cmd("SET").arg(&l2_key).arg(TOMBSTONE).arg("PX").arg(ttl).query_async::<()>(conn).await
+            });
+            match tokio::time::timeout(L2_TIMEOUT * 4, write).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = "timed out".into(),
+            }
+        }
+        Err(last)
+    }
+
+    /// Forgets every L1 entry (and any load in flight): after control events
+    /// were lost, nothing cached here can be vouched for.
+    pub fn flush(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.l1.invalidate_all();
     }
 
     /// What an invalidation from another instance does here.

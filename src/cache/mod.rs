@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 pub use layered::{CacheKey, CacheValue, Layered, Settings};
 
 use crate::bus::Bus;
+use crate::cluster::lease::Lease;
 use crate::config::Config;
 use crate::domain::{RoomId, RoomName, TokenHash, UserId};
 use crate::metrics::METRICS;
 use crate::redis_pool::RedisPool;
-use crate::store::models::{Room, User};
+use crate::store::models::{Room, SessionInfo};
 
 /// Room facts that do not change with every message (no `last_seq`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,12 +69,12 @@ impl CacheKey for Membership {
     }
 }
 
-impl CacheValue for Option<User> {
+impl CacheValue for Option<SessionInfo> {
     fn is_negative(&self) -> bool {
         self.is_none()
     }
     fn weight(&self) -> u32 {
-        self.as_ref().map_or(8, |u| 48 + u.username.as_str().len() as u32)
+        self.as_ref().map_or(8, |s| 64 + s.user.username.as_str().len() as u32)
     }
 }
 
@@ -96,13 +97,14 @@ impl CacheValue for bool {
 }
 
 pub struct Caches {
-    pub tokens: Arc<Layered<TokenHash, Option<User>>>,
+    pub tokens: Arc<Layered<TokenHash, Option<SessionInfo>>>,
     pub rooms: Arc<Layered<RoomName, Option<RoomMeta>>>,
     pub members: Arc<Layered<Membership, bool>>,
 }
 
 impl Caches {
-    pub fn new(config: &Config, redis: Option<&RedisPool>) -> Caches {
+    /// `lease` guards the caches whose answers revocations take back.
+    pub fn new(config: &Config, redis: Option<&RedisPool>, lease: Arc<Lease>) -> Caches {
         let l2 = || redis.map(|pool| (pool.clone(), config.redis_key_prefix.clone()));
         let settings = |name, share: u64| Settings {
             name,
@@ -113,9 +115,9 @@ impl Caches {
             enabled: config.cache_enabled,
         };
         Caches {
-            tokens: Layered::new(settings("token", 4), l2()),
-            rooms: Layered::new(settings("room", 2), l2()),
-            members: Layered::new(settings("membership", 2), l2()),
+            tokens: Layered::new(settings("token", 4), l2(), Some(lease.clone())),
+            rooms: Layered::new(settings("room", 2), l2(), None),
+            members: Layered::new(settings("membership", 2), l2(), Some(lease)),
         }
     }
 
@@ -123,6 +125,12 @@ impl Caches {
         self.tokens.attach_bus(bus.clone());
         self.rooms.attach_bus(bus.clone());
         self.members.attach_bus(bus.clone());
+    }
+
+    /// Drops every cached token and membership (see `Layered::flush`).
+    pub fn flush_revocable(&self) {
+        self.tokens.flush();
+        self.members.flush();
     }
 
     /// Applies an invalidation broadcast by another instance.

@@ -1,7 +1,10 @@
 //! What an instance knows about the others: who is alive (heartbeats on the
-//! bus) and who is online in which room (`presence`).
+//! bus), who is online in which room (`presence`), how revocations reach
+//! them all at once (`revocation`, `lease`).
 
+pub mod lease;
 pub mod presence;
+pub mod revocation;
 
 use std::collections::HashMap;
 use std::sync::Arc;

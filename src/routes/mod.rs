@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .route("/sessions", web::post().to(sessions::create_session))
             .route("/sessions", web::delete().to(sessions::delete_session))
             .route("/sessions/guest", web::post().to(sessions::create_guest_session))
+            .route("/sessions/ticket", web::post().to(sessions::create_ticket))
             .route("/rooms", web::get().to(rooms::list_rooms))
             .route("/rooms", web::post().to(rooms::create_room))
             .route("/rooms/{name}", web::get().to(rooms::get_room))

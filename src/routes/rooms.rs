@@ -176,11 +176,8 @@ pub async fn remove_member(
     if room.owner_id == Some(user.id) {
         return Err(ApiError::BadRequest("the owner cannot be removed".into()));
     }
-    if !crate::access::remove_member(&state, room.id, user.id).await? {
+    if !crate::access::remove_member(&state, &room, user.id).await? {
         return Err(ApiError::NotFound("not a member".into()));
-    }
-    if room.private {
-        state.kick_everywhere(room.id, user.id);
     }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,15 +1,17 @@
-//! Sign in, guest sign in, sign out.
+//! Sign in, guest sign in, sign out, WebSocket tickets.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::users::Credentials;
 use crate::access;
+use crate::auth::ticket::TICKET_TTL;
 use crate::auth::{password, AuthUser};
+use crate::limits::creation::Creation;
 use crate::domain::{Token, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::models::User;
+use crate::store::models::{SessionInfo, User};
 use crate::store::StoreError;
 
 #[derive(Serialize)]
@@ -27,7 +29,10 @@ async fn issue_token(state: &AppState, user: &User) -> Result<HttpResponse, ApiE
     let token = Token::generate();
     let hash = token.hash();
     state.store.create_session(&hash, user.id).await?;
-    access::remember_new_token(state, &hash, user).await;
+    // The database's clock stamps the row; this one is within a round trip.
+    let now = chrono::Utc::now();
+    let session = SessionInfo { user: user.clone(), created_at: now, last_used_at: now };
+    access::remember_new_token(state, &hash, &session).await;
     Ok(HttpResponse::Ok().json(SessionCreated { token: token.as_str(), user }))
 }
 
@@ -59,6 +64,7 @@ pub async fn create_session(
 }
 
 pub async fn create_guest_session(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<GuestRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -66,6 +72,7 @@ pub async fn create_guest_session(
         return Err(ApiError::Forbidden("guest access is disabled".into()));
     }
     let wanted = Username::parse(&body.username)?;
+    state.limits.creations.admit(Creation::Guest, state.limits.client_ip(&req)).await?;
     let mut candidate = wanted.clone();
     for _ in 0..8 {
         match state.store.create_user(&candidate, None, true).await {
@@ -89,4 +96,19 @@ pub async fn create_guest_session(
 pub async fn delete_session(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
     access::revoke_token(&state, &auth.token).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Serialize)]
+struct TicketIssued<'a> {
+    ticket: &'a str,
+    expires_in: u64,
+}
+
+/// `POST /api/v1/sessions/ticket`: a single-use ticket for `/ws?ticket=`,
+/// so the long-lived token stays out of URLs.
+pub async fn create_ticket(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
+    let ticket = state.tickets.issue(&auth.token).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(TicketIssued { ticket: ticket.as_str(), expires_in: TICKET_TTL.as_secs() }))
 }

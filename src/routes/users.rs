@@ -1,11 +1,12 @@
 //! `POST /api/v1/users` (sign up) and `GET /api/v1/me`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{password, AuthUser};
 use crate::domain::{Password, Username};
 use crate::error::ApiError;
+use crate::limits::creation::Creation;
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -21,10 +22,15 @@ struct CreatedUser<'a> {
     username: &'a str,
 }
 
-pub async fn create_user(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+pub async fn create_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
     let Credentials { username, password } = body.into_inner();
     let username = Username::parse(&username)?;
     let password = Password::parse(&password)?;
+    state.limits.creations.admit(Creation::Account, state.limits.client_ip(&req)).await?;
     // Cheap check first so a taken name does not cost a hash.
     if state.store.user_by_name(username.as_str()).await?.is_some() {
         return Err(ApiError::Conflict("username is taken".into()));

@@ -4,6 +4,7 @@
 //! `writer::Writer`, the only code that allocates seqs.
 
 pub mod bootstrap;
+pub mod cleanup;
 pub mod messages;
 pub mod models;
 pub mod plans;

@@ -13,6 +13,14 @@ pub struct User {
     pub guest: bool,
 }
 
+/// A signed-in session: whose it is and the times its expiry is judged by.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SessionInfo {
+    pub user: User,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Room {
     pub id: RoomId,

@@ -139,12 +139,36 @@ impl Replica {
             Ok(Duration::ZERO)
         } else {
             // Behind: as old as the last commit it has replayed.
-            Ok(Duration::from_secs_f64(state.age_seconds.unwrap_or(f64::MAX / 4.0).max(0.0)))
+            Ok(lag_of(state.age_seconds))
         }
     }
 
     pub fn pool_state(&self) -> (u32, u32) {
         let s = self.pool.state();
         (s.idle_connections, s.connections.saturating_sub(s.idle_connections))
+    }
+}
+
+/// The lag of a replica that is behind, from the age of its last replayed
+/// commit. No commit replayed yet (NULL), a NaN or an age beyond what a
+/// `Duration` holds all mean "unknown, assume the worst": never a panic.
+fn lag_of(age_seconds: Option<f64>) -> Duration {
+    match age_seconds {
+        Some(age) if !age.is_nan() => Duration::try_from_secs_f64(age.max(0.0)).unwrap_or(Duration::MAX),
+        _ => Duration::MAX,
+    }
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::*;
+
+    #[test]
+    fn any_age_postgres_reports_is_a_lag_without_panicking() {
+        assert_eq!(lag_of(Some(1.5)), Duration::from_millis(1500));
+        assert_eq!(lag_of(Some(-3.0)), Duration::ZERO, "clock skew between the hosts");
+        for unknown in [None, Some(f64::NAN), Some(f64::INFINITY), Some(f64::MAX), Some(1e300)] {
+            assert_eq!(lag_of(unknown), Duration::MAX, "{unknown:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         guest -> Bool,
         created_at -> Timestamptz,
+        retired_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -15,6 +16,7 @@ diesel::table! {
         token_hash -> Bytea,
         user_id -> Uuid,
         created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
     }
 }
 

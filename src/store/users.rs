@@ -5,7 +5,9 @@ use diesel::OptionalExtension;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::User;
+use chrono::{DateTime, Utc};
+
+use super::models::{SessionInfo, User};
 use super::schema::{sessions, users};
 use super::{is_unique_violation, Store, StoreError};
 use crate::domain::{TokenHash, UserId, Username};
@@ -47,13 +49,15 @@ impl Store {
         }
     }
 
-    /// The user and password hash for a login, matched case-insensitively.
+    /// The user and password hash for a login, matched case-insensitively
+    /// among active accounts (a retired guest's name is free).
     pub async fn user_by_name(&self, username: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
         let lower = username.to_lowercase();
         let row = self
             .run("user_by_name", async |conn| {
                 users::table
                     .filter(diesel::dsl::sql::<diesel::sql_types::Text>("lower(username)").eq(lower))
+                    .filter(users::retired_at.is_null())
                     .select((users::id, users::username, users::guest, users::password_hash))
                     .first::<(Uuid, String, bool, Option<String>)>(conn)
                     .await
@@ -74,12 +78,32 @@ impl Store {
         .map(|_| ())
     }
 
-    /// The user a presented token belongs to, if the session still exists.
-    pub async fn user_by_token(&self, token: &TokenHash) -> Result<Option<User>, StoreError> {
+    /// The session a presented token belongs to, if it still exists (expiry
+    /// is judged by the caller from its times, so a cached answer can be
+    /// judged too).
+    pub async fn session_by_token(&self, token: &TokenHash) -> Result<Option<SessionInfo>, StoreError> {
         let row = self
-            .run("user_by_token", async |conn| user_by_token_query(token).get_result::<UserRow>(conn).await.optional())
+            .run("user_by_token", async |conn| {
+                user_by_token_query(token).get_result::<SessionRow>(conn).await.optional()
+            })
             .await?;
-        Ok(row.map(to_user))
+        Ok(row.map(|(id, name, guest, created_at, last_used_at)| SessionInfo {
+            user: to_user((id, name, guest)),
+            created_at,
+            last_used_at,
+        }))
+    }
+
+    /// Records that the session is in use (idle expiry counts from here).
+    pub async fn touch_session(&self, token: &TokenHash) -> Result<(), StoreError> {
+        self.run("session_touch", async |conn| {
+            diesel::update(sessions::table.filter(sessions::token_hash.eq(token.0.as_slice())))
+                .set(sessions::last_used_at.eq(diesel::dsl::now))
+                .execute(conn)
+                .await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Revokes a session; true when it existed.
@@ -95,12 +119,20 @@ impl Store {
     }
 }
 
-type UserSql = (diesel::sql_types::Uuid, diesel::sql_types::Text, diesel::sql_types::Bool);
+type SessionRow = (Uuid, String, bool, DateTime<Utc>, DateTime<Utc>);
+type SessionSql = (
+    diesel::sql_types::Uuid,
+    diesel::sql_types::Text,
+    diesel::sql_types::Bool,
+    diesel::sql_types::Timestamptz,
+    diesel::sql_types::Timestamptz,
+);
 
-/// Token -> user, by the sessions primary key (also used by `plans`).
+/// Token -> user and session times, by the sessions primary key (also used
+/// by `plans`).
 pub(crate) fn user_by_token_query(
     token: &TokenHash,
-) -> impl diesel::query_builder::Query<SqlType = UserSql>
+) -> impl diesel::query_builder::Query<SqlType = SessionSql>
        + diesel::query_builder::QueryFragment<diesel::pg::Pg>
        + diesel::query_builder::QueryId
        + Send
@@ -108,6 +140,6 @@ pub(crate) fn user_by_token_query(
     sessions::table
         .inner_join(users::table)
         .filter(sessions::token_hash.eq(token.0.as_slice()))
-        .select((users::id, users::username, users::guest))
+        .select((users::id, users::username, users::guest, sessions::created_at, sessions::last_used_at))
         .limit(1)
 }

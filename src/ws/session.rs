@@ -16,7 +16,7 @@ use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use bytestring::ByteString;
 
-use super::connections::Control;
+use super::connections::{Control, Registration};
 use super::protocol::{self, ClientFrame};
 use super::rate_limit::TokenBucket;
 use crate::access;
@@ -82,6 +82,9 @@ pub struct Session {
     last_typing: Instant,
     /// Held for the socket's life: the connection limits count it.
     _slot: ConnectionSlot,
+    /// This socket's entry in the connection index (dropped with it); its
+    /// guard carries revocations that must hold before the mailbox is read.
+    registration: Registration,
     outbound: Outbound,
 }
 
@@ -109,10 +112,11 @@ const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(3);
 const HARD_BACKLOG_FACTOR: u64 = 16;
 
 impl Session {
-    pub fn new(auth: AuthUser, state: web::Data<AppState>, slot: ConnectionSlot) -> Self {
+    pub fn new(auth: AuthUser, state: web::Data<AppState>, slot: ConnectionSlot, registration: Registration) -> Self {
         let c = &state.config;
         Session {
-            id: SessionId::next(),
+            id: registration.guard.id,
+            registration,
             bucket: TokenBucket::new(c.rate_limit_per_sec, c.rate_limit_burst),
             auth,
             rooms: HashMap::new(),
@@ -208,6 +212,10 @@ impl Session {
     }
 
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.registration.guard.is_revoked() {
+            // Signed out on some instance; the Control message may still be queued.
+            return self.close_revoked("this session was signed out", ctx);
+        }
         if text.len() > self.state.config.max_frame_bytes {
             let msg = format!("frames are limited to {} bytes", self.state.config.max_frame_bytes);
             return self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
@@ -261,6 +269,13 @@ impl Session {
             let msg = format!("a connection may join at most {} rooms", self.state.config.max_rooms_per_connection);
             return self.send_error(ctx, ErrorCode::BadRequest, &msg, Some(&room));
         }
+        let kicked = self.rooms.get(&name).is_some_and(|j| self.registration.guard.is_kicked(j.id));
+        if kicked {
+            // Removed from the room: a rejoin is a new join, authorised anew.
+            if let Some(joined) = self.rooms.remove(&name) {
+                self.last_seen.remove(&joined.id);
+            }
+        }
         if let Some(joined) = self.rooms.remove(&name) {
             self.last_seen.remove(&joined.id);
             // A rejoin restarts the stream from `since` in the same room actor.
@@ -269,20 +284,33 @@ impl Session {
             return self.deliver_join(name, joined.addr, since, ctx);
         }
         self.joining.insert(name.clone(), Joining { since, target: None, cancelled: false, deferred: Vec::new() });
+        self.authorize(name, ctx);
+    }
 
+    /// Checks access for a join in progress, then hands it to the room. A
+    /// kick of this user while the check ran makes it check again, so an
+    /// answer from before a removal never lets the user in after it.
+    fn authorize(&mut self, name: RoomName, ctx: &mut ws::WebsocketContext<Self>) {
         let state = self.state.clone();
         let auth = self.auth.clone();
         let lookup_name = name.clone();
+        let generation = self.registration.guard.kick_generation();
         ctx.spawn(
             async move { authorize_join(&state, &auth, &lookup_name).await }
                 .into_actor(self)
                 .map(move |result, session, ctx| match result {
+                    Ok(_) if session.registration.guard.kick_generation() != generation => {
+                        if session.joining.contains_key(&name) {
+                            session.authorize(name, ctx);
+                        }
+                    }
                     Ok(model) => {
                         let Some(entry) = session.joining.get_mut(&name) else { return };
                         if entry.cancelled {
                             session.joining.remove(&name);
                             return;
                         }
+                        session.registration.guard.clear_kick(model.id);
                         let addr = session.state.registry.get_or_start(&model);
                         entry.target = Some((model.id, addr.clone()));
                         let since = entry.since;
@@ -401,6 +429,11 @@ impl Session {
             return self.send_error(ctx, ErrorCode::Forbidden, "join the room before sending to it", Some(&reference));
         };
         let room_id = joined.id;
+        if self.registration.guard.is_kicked(room_id) {
+            self.rooms.remove(&name);
+            self.last_seen.remove(&room_id);
+            return self.send_error(ctx, ErrorCode::Forbidden, "you are no longer a member of this room", Some(&reference));
+        }
         if !self.bucket.try_take() {
             METRICS.rate_limited.inc();
             return self.send_error(ctx, ErrorCode::RateLimited, "slow down: too many messages", Some(&reference));
@@ -461,6 +494,9 @@ impl Session {
     }
 
     fn on_messages(&mut self, room: RoomId, frames: &[OutFrame], ctx: &mut ws::WebsocketContext<Self>) {
+        if self.registration.guard.is_kicked(room) {
+            return;
+        }
         let Some(mut last_seen) = self.last_seen.get(&room).copied() else { return };
         for frame in frames {
             if frame.seq <= last_seen {
@@ -474,6 +510,16 @@ impl Session {
             crate::metrics::record_delivery(frame.received_at);
         }
         self.last_seen.insert(room, last_seen);
+    }
+
+    fn close_revoked(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.outbound.closed {
+            return;
+        }
+        self.outbound.closed = true;
+        ctx.text(protocol::error(ErrorCode::Unauthorized, why, None));
+        ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("token revoked".into()) }));
+        ctx.stop();
     }
 
     fn close_for_drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -519,7 +565,18 @@ impl Actor for Session {
         METRICS.ws_connections.inc();
         let c = &self.state.config;
         ctx.text(protocol::hello(&self.auth.user, &c.instance_id, c.heartbeat_interval.as_millis() as u64));
-        self.state.connections.add(self.auth.token, self.id, ctx.address().recipient());
+        self.state.connections.attach(&self.registration, self.auth.user.id, ctx.address().recipient());
+        if self.registration.guard.is_revoked() {
+            return self.close_revoked("this session was signed out", ctx);
+        }
+        // The token's maximum age ends the socket too.
+        let left = (self.auth.expires_at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        ctx.run_later(left, |session, ctx| session.close_revoked("the session has expired; sign in again", ctx));
+        // An open socket is use: it keeps its token from idling out.
+        ctx.run_interval(self.state.session_clock.policy().touch_every(), |session, _| {
+            let (state, token) = (session.state.clone(), session.auth.token);
+            actix::spawn(async move { state.session_clock.touch(&state.store, &token, chrono::Utc::now()).await });
+        });
         // Supervision: a room actor that died (a panic) is replaced, and this
         // session rejoins it from the last seq it wrote, losing nothing.
         ctx.run_interval(Duration::from_secs(1), |session, ctx| {
@@ -554,7 +611,6 @@ impl Drop for Session {
                 addr.do_send(Leave { session: self.id });
             }
         }
-        self.state.connections.remove(&self.auth.token, self.id);
     }
 }
 
@@ -581,11 +637,7 @@ impl Handler<Control> for Session {
 
     fn handle(&mut self, control: Control, ctx: &mut Self::Context) {
         match control {
-            Control::Revoked => {
-                ctx.text(protocol::error(ErrorCode::Unauthorized, "this session was signed out", None));
-                ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("token revoked".into()) }));
-                ctx.stop();
-            }
+            Control::Revoked => self.close_revoked("this session was signed out", ctx),
             Control::Drain { after_ms } => {
                 if self.draining {
                     return;

@@ -1,17 +1,20 @@
-//! `GET /ws?token=…`: authenticate, then hand the socket to a `Session`.
+//! `GET /ws?ticket=…` (or, discouraged, `?token=…`): authenticate, then hand
+//! the socket to a `Session`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde::Deserialize;
 
 use super::session::Session;
-use crate::auth::authenticate;
+use crate::auth::authenticate_hash;
+use crate::domain::TokenHash;
 use crate::error::ApiError;
 use crate::metrics::METRICS;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
-struct TokenQuery {
+struct Credentials {
+    ticket: Option<String>,
     token: Option<String>,
 }
 
@@ -28,13 +31,35 @@ pub async fn connect(
         return Err(ApiError::Forbidden("WebSocket connections from this origin are not allowed".into()));
     }
     let slot = state.limits.open_connection(state.limits.client_ip(&req))?;
-    let token = web::Query::<TokenQuery>::from_query(req.query_string()).ok().and_then(|q| q.into_inner().token);
-    let auth = authenticate(&state, token.as_deref()).await?;
+    let credentials = web::Query::<Credentials>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(Credentials { ticket: None, token: None });
+    let token = token_of(&state, credentials).await?;
+    // Registered before the token is checked, so a revocation that lands
+    // between the check and the session's start still reaches this socket.
+    let registration = state.connections.open(token);
+    let auth = authenticate_hash(&state, token).await?;
+    if registration.guard.is_revoked() {
+        return Err(ApiError::unauthorized());
+    }
     let max_frame = state.config.max_frame_bytes;
-    ws::WsResponseBuilder::new(Session::new(auth, state, slot), &req, stream)
+    ws::WsResponseBuilder::new(Session::new(auth, state, slot, registration), &req, stream)
         .frame_size(max_frame)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
+}
+
+/// The token a ticket stands for (the ticket is used up), or the token given.
+async fn token_of(state: &AppState, credentials: Credentials) -> Result<TokenHash, ApiError> {
+    let present = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty() && v.len() <= 256);
+    if let Some(ticket) = present(credentials.ticket) {
+        return state
+            .tickets
+            .redeem(&ticket)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("invalid, expired or already used ticket".into()));
+    }
+    present(credentials.token).map(|t| TokenHash::of(&t)).ok_or_else(ApiError::unauthorized)
 }
 
 /// Browsers send `Origin`; a page on another site must not open sockets with

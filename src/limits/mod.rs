@@ -1,11 +1,14 @@
-//! Abuse limits: connections per instance and per client IP, and failed
-//! password logins per client IP (brute force gets 429).
+//! Abuse limits: connections per instance and per client IP, failed
+//! password logins per client IP (brute force gets 429), and account and
+//! guest creations per client IP (`creation`).
 //!
 //! The client IP is the peer address, or — when the peer is a trusted proxy
 //! (`TRUSTED_PROXIES`, loopback by default) — the first address of its
 //! `X-Forwarded-For`. A trusted proxy that sends no `X-Forwarded-For` (local
 //! tools, health checks) is not limited per IP; the instance-wide connection
 //! cap still applies.
+
+pub mod creation;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -19,6 +22,7 @@ use parking_lot::Mutex;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::METRICS;
+use crate::redis_pool::RedisPool;
 
 pub struct Limits {
     max_connections: usize,
@@ -28,6 +32,7 @@ pub struct Limits {
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    pub creations: creation::CreationLimits,
 }
 
 /// One open WebSocket; dropping it gives the slot back.
@@ -52,7 +57,7 @@ impl Drop for ConnectionSlot {
 }
 
 impl Limits {
-    pub fn new(config: &Config) -> Arc<Limits> {
+    pub fn new(config: &Config, redis: Option<(RedisPool, String)>) -> Arc<Limits> {
         Arc::new(Limits {
             max_connections: config.max_connections,
             max_per_ip: config.max_connections_per_ip,
@@ -61,6 +66,7 @@ impl Limits {
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            creations: creation::CreationLimits::new(config.signups_per_min, config.guests_per_min, redis),
         })
     }
 
