@@ -5,7 +5,7 @@
 //! every instance.
 
 use crate::cache::{Membership, RoomMeta};
-use crate::cluster::revocation::Revocation;
+use crate::cluster::revocation::AccessChange;
 use crate::domain::{RoomId, RoomName, TokenHash, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,7 +29,7 @@ pub async fn revoke_token(state: &AppState, token: &TokenHash) -> Result<(), Api
     // there once the row is gone.
     state.caches.tokens.tombstone(token).await.map_err(revocation_unavailable)?;
     state.store.delete_session(token).await?;
-    state.revoker.revoke_everywhere(Revocation::Token(*token)).await.map_err(|e| revocation_unavailable(e.to_string()))?;
+    state.revoker.apply_everywhere(AccessChange::TokenRevoked(*token)).await.map_err(|e| revocation_unavailable(e.to_string()))?;
     Ok(())
 }
 
@@ -71,6 +71,17 @@ pub async fn add_member(state: &AppState, room: RoomId, user: UserId) -> Result<
     Ok(())
 }
 
+/// Adds a member to a private room, let in by every instance at once.
+pub async fn add_private_member(state: &AppState, room: RoomId, user: UserId) -> Result<(), ApiError> {
+    add_member(state, room, user).await?;
+    state
+        .revoker
+        .apply_everywhere(AccessChange::MemberAdded { room, user })
+        .await
+        .map_err(|e| revocation_unavailable(e.to_string()))?;
+    Ok(())
+}
+
 /// Public-room joins record membership once, not on every join.
 pub async fn ensure_member(state: &AppState, room: RoomId, user: UserId) -> Result<(), ApiError> {
     if is_member(state, room, user).await? {
@@ -91,8 +102,8 @@ pub async fn remove_member(state: &AppState, room: &RoomMeta, user: UserId) -> R
     }
     state.caches.members.tombstone(&key).await.map_err(revocation_unavailable)?;
     let removed = state.store.remove_member(room.id, user).await?;
-    let revocation = Revocation::Member { room: room.id, user };
-    state.revoker.revoke_everywhere(revocation).await.map_err(|e| revocation_unavailable(e.to_string()))?;
+    let revocation = AccessChange::MemberRemoved { room: room.id, user };
+    state.revoker.apply_everywhere(revocation).await.map_err(|e| revocation_unavailable(e.to_string()))?;
     Ok(removed)
 }
 

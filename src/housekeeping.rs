@@ -11,7 +11,7 @@ use rand::Rng;
 
 use crate::bus::Channel;
 use crate::cache::Membership;
-use crate::cluster::revocation::Revocation;
+use crate::cluster::revocation::AccessChange;
 use crate::domain::TokenHash;
 use crate::metrics::METRICS;
 use crate::state::AppState;
@@ -79,9 +79,9 @@ pub async fn sweep(state: &AppState) -> Result<Swept, StoreError> {
 /// without waiting for their confirmations (each checks expiry itself too).
 async fn forget_tokens(state: &AppState, tokens: &[TokenHash]) {
     for token in tokens {
-        state.revoker.apply(Revocation::Token(*token)).await;
+        state.revoker.apply(AccessChange::TokenRevoked(*token)).await;
         if state.bus.is_shared() {
-            state.bus.publish(Channel::Control, Revocation::Token(*token).to_event(None));
+            state.bus.publish(Channel::Control, AccessChange::TokenRevoked(*token).to_event(None));
         }
     }
 }

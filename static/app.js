@@ -20,6 +20,7 @@ const BACKOFF_MAX = 15000;
 const $ = (id) => document.getElementById(id);
 
 const state = {
+  connecting: false,
   token: localStorage.getItem("sb_token"),
   user: null,
   ws: null,
@@ -129,11 +130,26 @@ function setStatus(text) {
   $("conn").className = "conn " + (state.connected ? "ok" : "bad");
 }
 
-function connect() {
+// The token never goes into a URL (proxies log request lines): each connect
+// first trades it for a single-use ticket.
+async function connect() {
   clearTimeout(state.reconnectTimer);
+  if (state.connecting || (state.ws && state.ws.readyState <= WebSocket.OPEN)) return;
+  state.connecting = true;
+  let ticket;
+  try {
+    ticket = (await api("POST", "/sessions/ticket")).ticket;
+  } catch (e) {
+    state.connecting = false;
+    if (e.status === 401) { logout(); return; }
+    scheduleReconnect(state.backoff);
+    state.backoff = Math.min(state.backoff * 2, BACKOFF_MAX);
+    return;
+  }
+  state.connecting = false;
   if (state.ws && state.ws.readyState <= WebSocket.OPEN) return;
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/ws?token=${encodeURIComponent(state.token)}`);
+  const ws = new WebSocket(`${proto}//${location.host}/ws?ticket=${encodeURIComponent(ticket)}`);
   state.ws = ws;
   ws.onmessage = (ev) => {
     let frame;

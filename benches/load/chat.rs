@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::common::{backoff, guest_login, ATTEMPTS, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
+use crate::common::{backoff, guest_login, ws_url, ATTEMPTS, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
 use crate::Args;
 
 /// Everything one run measured, merged over threads.
@@ -427,11 +427,12 @@ type WsStream = futures_util::stream::SplitStream<actix_codec::Framed<awc::Boxed
 /// (bounded: a few attempts each). The room's `last_seq` at the join.
 async fn connect_and_join(http: &awc::Client, url: &str, name: &str, room: &str) -> Option<(WsSink, WsStream, i64)> {
     let token = guest_login(http, url, name).await?;
-    let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             actix_rt::time::sleep(backoff(attempt)).await;
         }
+        // A ticket is single use: a fresh one for every attempt.
+        let Some(ws_url) = ws_url(http, url, &token).await else { continue };
         let Ok((_, framed)) = http.ws(ws_url.as_str()).max_frame_size(1 << 20).connect().await else { continue };
         let (mut sink, mut stream) = framed.split();
         for join_attempt in 0..ATTEMPTS {

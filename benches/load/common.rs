@@ -49,6 +49,31 @@ pub async fn guest_login(http: &awc::Client, url: &str, name: &str) -> Option<St
     None
 }
 
+/// A single-use WebSocket ticket for `token` (our clients keep tokens out
+/// of URLs), retried like the sign-in.
+pub async fn ws_ticket(http: &awc::Client, url: &str, token: &str) -> Option<String> {
+    for attempt in 0..ATTEMPTS {
+        let resp = http.post(format!("{url}/api/v1/sessions/ticket")).bearer_auth(token).send().await;
+        if let Ok(mut r) = resp {
+            if r.status().is_success() {
+                let v: Value = r.json().await.ok()?;
+                return v["ticket"].as_str().map(str::to_string);
+            }
+            if r.status().as_u16() == 401 {
+                return None;
+            }
+        }
+        actix_rt::time::sleep(backoff(attempt)).await;
+    }
+    None
+}
+
+/// The WebSocket URL of `url` for `token`, with a fresh ticket.
+pub async fn ws_url(http: &awc::Client, url: &str, token: &str) -> Option<String> {
+    let ticket = ws_ticket(http, url, token).await?;
+    Some(format!("{}/ws?ticket={ticket}", url.replacen("http", "ws", 1)))
+}
+
 /// CPU seconds this process has used (all threads).
 pub fn process_cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{guest_login, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, total_rss};
+use crate::common::{guest_login, ms, ws_ticket, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, total_rss};
 use crate::Args;
 
 struct Shared {
@@ -143,7 +143,12 @@ pub fn run(args: &Args) -> bool {
 
 async fn hold(src: IpAddr, target: SocketAddr, token: String, shared: Arc<Shared>) {
     let started = Instant::now();
-    let mut stream = match open(src, target, &token).await {
+    let ticket = ws_ticket(&nodelay_client(), &format!("http://{target}"), &token).await;
+    let opened = match ticket {
+        Some(ticket) => open(src, target, &ticket).await,
+        None => Err(std::io::Error::other("no WebSocket ticket")),
+    };
+    let mut stream = match opened {
         Ok(s) => s,
         Err(e) => {
             shared.failed.fetch_add(1, Ordering::AcqRel);
@@ -182,13 +187,13 @@ async fn hold(src: IpAddr, target: SocketAddr, token: String, shared: Arc<Shared
     }
 }
 
-async fn open(src: IpAddr, target: SocketAddr, token: &str) -> std::io::Result<actix_rt::net::TcpStream> {
+async fn open(src: IpAddr, target: SocketAddr, ticket: &str) -> std::io::Result<actix_rt::net::TcpStream> {
     let socket = actix_rt::net::TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(src, 0))?;
     let mut stream = socket.connect(target).await?;
     stream.set_nodelay(true)?;
     let request = format!(
-        "GET /ws?token={token} HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /ws?ticket={ticket} HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;

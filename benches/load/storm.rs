@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::common::{answers, db_queries, guest_login, ms, nodelay_client, poll_until, scrape_servers};
+use crate::common::{answers, db_queries, guest_login, ms, nodelay_client, poll_until, scrape_servers, ws_url};
 use crate::Args;
 
 const MISSED: i64 = 20;
@@ -28,8 +28,8 @@ pub fn run(args: &Args) -> bool {
         for r in 0..args.rooms {
             let room = format!("{prefix}-{r}");
             // Joining creates the room; HTTP sends need it to exist.
-            let ws = http.ws(format!("{}/ws?token={token}", url.replacen("http", "ws", 1))).connect().await;
-            let Ok((_, mut ws)) = ws else { return false };
+            let Some(ws_url) = ws_url(&http, &url, &token).await else { return false };
+            let Ok((_, mut ws)) = http.ws(ws_url).connect().await else { return false };
             let _ = ws.send(Message::Text(json!({"type": "join", "room": room}).to_string().into())).await;
             while let Some(Ok(f)) = ws.next().await {
                 if let Frame::Text(b) = f {
@@ -65,7 +65,8 @@ pub fn run(args: &Args) -> bool {
         for c in 0..args.clients {
             if let Some(tok) = guest_login(&http, &url, &format!("storm{c}")).await {
                 let room = format!("{prefix}-{}", c % args.rooms);
-                if let Ok((_, mut ws)) = http.ws(format!("{}/ws?token={tok}", url.replacen("http", "ws", 1))).connect().await {
+                let Some(ws_url) = ws_url(&http, &url, &tok).await else { continue };
+                if let Ok((_, mut ws)) = http.ws(ws_url).connect().await {
                     let _ = ws.send(Message::Text(json!({"type": "join", "room": room}).to_string().into())).await;
                     while let Some(Ok(f)) = ws.next().await {
                         if let Frame::Text(b) = f {
@@ -156,7 +157,8 @@ pub fn run(args: &Args) -> bool {
 
 /// Connects, rejoins with since and waits for the missed messages.
 async fn reconnect(http: &awc::Client, url: &str, token: &str, room: &str) -> bool {
-    let Ok((_, mut ws)) = http.ws(format!("{}/ws?token={token}", url.replacen("http", "ws", 1))).connect().await else {
+    let Some(ws_url) = ws_url(http, url, token).await else { return false };
+    let Ok((_, mut ws)) = http.ws(ws_url).connect().await else {
         return false;
     };
     let since = SEEDED - MISSED;

@@ -40,6 +40,14 @@ pub enum BusEvent {
         #[serde(default)]
         confirm: Option<Uuid>,
     },
+    /// A member was added to a private room: every instance drops a cached
+    /// "not a member", then confirms `confirm`.
+    Grant {
+        room_id: i64,
+        user_id: Uuid,
+        #[serde(default)]
+        confirm: Option<Uuid>,
+    },
     /// The origin has applied revocation `id`.
     Confirm { id: Uuid },
     /// The origin's cache-lease ping (only the origin reads it: `stamp` is on

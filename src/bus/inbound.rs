@@ -14,7 +14,7 @@ use crate::cache::Caches;
 use crate::chat::room::{Deliver, RemotePresence, RemoteTyping};
 use crate::chat::Registry;
 use crate::cluster::lease::Lease;
-use crate::cluster::revocation::{Revocation, Revoker};
+use crate::cluster::revocation::{AccessChange, Revoker};
 use crate::cluster::Liveness;
 use crate::domain::{RoomId, TokenHash, UserId, Username};
 use crate::metrics::METRICS;
@@ -119,12 +119,16 @@ impl Inbound {
             BusEvent::Lease { stamp } if own => self.lease().heard_own(stamp),
             BusEvent::Revoke { token_sha256, confirm } => {
                 if let Some(hash) = TokenHash::from_hex(&token_sha256) {
-                    self.revoker.on_event(&origin, Revocation::Token(hash), confirm).await;
+                    self.revoker.on_event(&origin, AccessChange::TokenRevoked(hash), confirm).await;
                 }
             }
             BusEvent::Kick { room_id, user_id, confirm } => {
-                let revocation = Revocation::Member { room: RoomId(room_id), user: UserId(user_id) };
+                let revocation = AccessChange::MemberRemoved { room: RoomId(room_id), user: UserId(user_id) };
                 self.revoker.on_event(&origin, revocation, confirm).await;
+            }
+            BusEvent::Grant { room_id, user_id, confirm } => {
+                let change = AccessChange::MemberAdded { room: RoomId(room_id), user: UserId(user_id) };
+                self.revoker.on_event(&origin, change, confirm).await;
             }
             BusEvent::Confirm { id } if !own => self.revoker.on_confirm(&origin, id),
             _ if own => {}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bus::{Bus, BusEvent, BusState, Channel};
+use crate::metrics::METRICS;
 
 pub struct Lease {
     origin: Instant,
@@ -80,6 +81,7 @@ pub async fn run_pings(bus: Bus, lease: Arc<Lease>) {
     let mut tick = actix::clock::interval(every);
     loop {
         tick.tick().await;
+        METRICS.cache_lease_valid.set(i64::from(lease.valid()));
         if bus.state() != BusState::Local {
             bus.publish(Channel::Control, BusEvent::Lease { stamp: lease.stamp() });
         }

@@ -1,6 +1,8 @@
-//! Revocation "at once" on every instance (guarantee 5): a signed-out token,
-//! or a member removed from a private room, is refused by every instance
-//! from the moment the revoking request answers.
+//! Access changes "at once" on every instance (guarantee 5): a signed-out
+//! token, or a member removed from a private room, is refused by every
+//! instance from the moment the revoking request answers. (A member added to
+//! a private room is let in everywhere at once too, by the same path without
+//! the lease wait: a late grant is an annoyance, not a breach.)
 //!
 //! The revoking instance, after the database change:
 //! 1. applies the revocation here (`apply`): L1 entry dropped, sockets
@@ -41,21 +43,31 @@ use crate::ws::Connections;
 /// (ping publish, scheduling and clock-tick slack).
 const LEASE_MARGIN: Duration = Duration::from_millis(250);
 
-/// What is taken away.
+/// What changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revocation {
+pub enum AccessChange {
     /// A token: no request, upgrade, join or send with it any more.
-    Token(TokenHash),
+    TokenRevoked(TokenHash),
     /// A member of a private room: no read, join or send there any more.
-    Member { room: RoomId, user: UserId },
+    MemberRemoved { room: RoomId, user: UserId },
+    /// A member added to a private room: no instance answers "not a member"
+    /// from its cache any more.
+    MemberAdded { room: RoomId, user: UserId },
 }
 
-impl Revocation {
+impl AccessChange {
     pub fn to_event(self, confirm: Option<Uuid>) -> BusEvent {
         match self {
-            Revocation::Token(token) => BusEvent::Revoke { token_sha256: token.to_hex(), confirm },
-            Revocation::Member { room, user } => BusEvent::Kick { room_id: room.0, user_id: user.0, confirm },
+            AccessChange::TokenRevoked(token) => BusEvent::Revoke { token_sha256: token.to_hex(), confirm },
+            AccessChange::MemberRemoved { room, user } => BusEvent::Kick { room_id: room.0, user_id: user.0, confirm },
+            AccessChange::MemberAdded { room, user } => BusEvent::Grant { room_id: room.0, user_id: user.0, confirm },
         }
+    }
+
+    /// Whether every instance must hold it before the request answers, even
+    /// if that means waiting out the lease.
+    fn must_hold(self) -> bool {
+        !matches!(self, AccessChange::MemberAdded { .. })
     }
 }
 
@@ -68,16 +80,20 @@ pub enum Outcome {
     Confirmed,
     /// Some instance did not confirm; the lease wait covered it.
     LeaseWait,
+    /// A grant some instance did not confirm in time (its negative cache
+    /// entry expires on its own).
+    Unconfirmed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Local, Outcome::Confirmed, Outcome::LeaseWait];
+    pub const ALL: [Outcome; 4] = [Outcome::Local, Outcome::Confirmed, Outcome::LeaseWait, Outcome::Unconfirmed];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Local => "local",
             Outcome::Confirmed => "confirmed",
             Outcome::LeaseWait => "lease_wait",
+            Outcome::Unconfirmed => "unconfirmed",
         }
     }
 }
@@ -141,25 +157,28 @@ impl Revoker {
 
     /// Makes the revocation hold here: nothing this instance does after
     /// this returns accepts what was revoked.
-    pub async fn apply(&self, revocation: Revocation) {
+    pub async fn apply(&self, revocation: AccessChange) {
         match revocation {
-            Revocation::Token(token) => {
+            AccessChange::TokenRevoked(token) => {
                 self.caches.tokens.invalidate_local(&token).await;
                 self.connections.revoke(&token);
             }
-            Revocation::Member { room, user } => {
+            AccessChange::MemberRemoved { room, user } => {
                 self.caches.members.invalidate_local(&Membership(room, user)).await;
                 self.connections.kick(user, room);
                 if let Some(addr) = self.registry.get(room) {
                     addr.do_send(Kick { user_id: user });
                 }
             }
+            AccessChange::MemberAdded { room, user } => {
+                self.caches.members.invalidate_local(&Membership(room, user)).await;
+            }
         }
     }
 
     /// Applies the revocation here and on every live instance; returns once
     /// no instance accepts what was revoked.
-    pub async fn revoke_everywhere(&self, revocation: Revocation) -> Result<Outcome, PublishFailed> {
+    pub async fn apply_everywhere(&self, revocation: AccessChange) -> Result<Outcome, PublishFailed> {
         let started = Instant::now();
         self.apply(revocation).await;
         let Some(bus) = self.bus.get().filter(|b| b.is_shared()) else {
@@ -187,9 +206,14 @@ impl Revoker {
             log::warn!("revocation {id}: our own echo did not come back; waiting out the cache lease");
             Outcome::LeaseWait
         };
-        if outcome == Outcome::LeaseWait {
-            actix::clock::sleep_until(deadline.into()).await;
-        }
+        let outcome = match outcome {
+            Outcome::LeaseWait if revocation.must_hold() => {
+                actix::clock::sleep_until(deadline.into()).await;
+                Outcome::LeaseWait
+            }
+            Outcome::LeaseWait => Outcome::Unconfirmed,
+            other => other,
+        };
         Ok(self.finish(outcome, started))
     }
 
@@ -201,7 +225,7 @@ impl Revoker {
 
     /// A revocation from another instance (or our own echo) arrived, in
     /// control-channel order.
-    pub async fn on_event(&self, origin: &str, revocation: Revocation, confirm: Option<Uuid>) {
+    pub async fn on_event(&self, origin: &str, revocation: AccessChange, confirm: Option<Uuid>) {
         if origin == self.instance {
             if let Some(id) = confirm {
                 self.on_confirm(origin, id);

@@ -150,7 +150,11 @@ pub async fn add_member(
     if room.private && user.guest {
         return Err(ApiError::BadRequest("guests cannot be members of private rooms".into()));
     }
-    crate::access::add_member(&state, room.id, user.id).await?;
+    if room.private {
+        crate::access::add_private_member(&state, room.id, user.id).await?;
+    } else {
+        crate::access::add_member(&state, room.id, user.id).await?;
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -2,7 +2,7 @@
 //! close the sockets a token opened, a member removal can take a user's
 //! sockets out of a room, and shutdown can drain them all.
 //!
-//! Revocation is "at once" (guarantee 5): the instance confirms a revocation
+//! AccessChange is "at once" (guarantee 5): the instance confirms a revocation
 //! only after every affected socket can no longer act. Actor messages are
 //! asynchronous, so each socket also has a `SessionGuard` that the revoking
 //! code flips synchronously and the session checks before every join, send

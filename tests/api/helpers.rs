@@ -299,9 +299,23 @@ impl TestApp {
         self.try_ws_via(self.port, token).await
     }
 
-    /// Connects through another port (a load balancer in front of instances).
+    /// Connects through another port (a load balancer in front of instances),
+    /// as our clients do: a ticket first, then `/ws?ticket=`.
     pub async fn try_ws_via(&self, port: u16, token: &str) -> Result<WsClient, u16> {
-        let url = format!("ws://127.0.0.1:{port}/ws?token={token}");
+        let (s, v) = self.request("POST", "/api/v1/sessions/ticket", Some(token), None).await;
+        if s != 200 {
+            return Err(s);
+        }
+        let ticket = v["ticket"].as_str().expect("a ticket");
+        self.try_ws_url(&format!("ws://127.0.0.1:{port}/ws?ticket={ticket}")).await
+    }
+
+    /// Connects with the discouraged `?token=` (still accepted).
+    pub async fn try_ws_with_token(&self, token: &str) -> Result<WsClient, u16> {
+        self.try_ws_url(&format!("ws://127.0.0.1:{}/ws?token={token}", self.port)).await
+    }
+
+    pub async fn try_ws_url(&self, url: &str) -> Result<WsClient, u16> {
         match self.client.ws(url).max_frame_size(1 << 20).connect().await {
             Ok((_, framed)) => {
                 let mut ws = WsClient { framed, backlog: Vec::new(), instance: String::new() };

@@ -18,5 +18,6 @@ mod proxy;
 mod reliability;
 mod rolling;
 mod rooms;
+mod security;
 mod shutdown;
 mod startup;

@@ -53,7 +53,9 @@ await run("admin page", async (browser) => {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username: `load${i}` }),
       });
       const { token } = await r.json();
-      const ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws?token=${encodeURIComponent(token)}`);
+      const t = await fetch("/api/v1/sessions/ticket", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+      const { ticket } = await t.json();
+      const ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws?ticket=${encodeURIComponent(ticket)}`);
       await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
       ws.send(JSON.stringify({ type: "join", room: "browser-traffic" }));
       sockets.push(ws);

@@ -263,7 +263,9 @@ async function burst(viewer, senderPage) {
   // Sent from the other context over its own WebSocket, as fast as acks allow
   // (at most 2,000 unacknowledged).
   const sending = senderPage.evaluate(async ({ room, count }) => {
-    const ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws?token=${encodeURIComponent(localStorage.getItem("sb_token"))}`);
+    const t = await fetch("/api/v1/sessions/ticket", { method: "POST", headers: { Authorization: `Bearer ${localStorage.getItem("sb_token")}` } });
+    const { ticket } = await t.json();
+    const ws = new WebSocket(`${location.origin.replace("http", "ws")}/ws?ticket=${encodeURIComponent(ticket)}`);
     await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
     let acked = 0;
     let joined;
