@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# A/B benchmark: alternating runs of one load-generator workload against two
+# server binaries, in one sitting, each run on a fresh database (and Redis
+# prefix), so the two builds see the same machine state.
+#
+#   scripts/ab.sh OLD_BINARY NEW_BINARY RUNS -- <load generator arguments>
+#
+# e.g. scripts/ab.sh /tmp/old/switchboard target/release/switchboard 3 -- --workload W4 --duration 20
+#
+# Extra server environment: AB_ENV="REDIS_URL=redis://127.0.0.1:6379 RATE_LIMIT_PER_SEC=1000".
+# Each run's JSON line goes to target/ab/<label>-<n>.json; the human summary
+# to stderr. The load generator is target/release/deps/load-* (built by
+# `cargo bench --no-run --bench load`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 4 ] && [ "$4" = "--" ] || { echo "usage: $0 OLD_BIN NEW_BIN RUNS -- LOADGEN_ARGS..." >&2; exit 2; }
+old=$1 new=$2 runs=$3; shift 4
+loadgen=$(ls -t target/release/deps/load-* 2>/dev/null | grep -v '\.d$' | head -n 1)
+[ -x "$loadgen" ] || { echo "build the load generator first: cargo bench --no-run --bench load" >&2; exit 2; }
+mkdir -p target/ab
+server=""
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; }
+trap cleanup EXIT
+
+run_one() { # label binary n loadgen-args...
+  local label=$1 bin=$2 n=$3; shift 3
+  local db="sbab_$(date +%s)_$RANDOM" log="target/ab/$label-$n.log"
+  # shellcheck disable=SC2086
+  env $AB_ENV DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR=127.0.0.1:0 \
+    REDIS_KEY_PREFIX="ab$RANDOM:" RUST_LOG=warn "$bin" >"$log.out" 2>"$log" &
+  server=$!
+  local url=""
+  for _ in $(seq 1 200); do
+    url=$(sed -n 's/^switchboard listening on //p' "$log.out" | head -n 1)
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "server $label did not start; see $log" >&2; exit 1; }
+  for _ in $(seq 1 100); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
+  echo "== $label run $n ($bin)" >&2
+  "$loadgen" --url "$url" --label "$label" "$@" >"target/ab/$label-$n.json"
+  kill "$server"; wait "$server" 2>/dev/null || true; server=""
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" postgres >/dev/null
+}
+
+AB_ENV=${AB_ENV:-}
+for n in $(seq 1 "$runs"); do
+  run_one A "$old" "$n" "$@"
+  run_one B "$new" "$n" "$@"
+done
+echo "results: target/ab/{A,B}-{1..$runs}.json" >&2
