@@ -269,7 +269,8 @@ impl Shard {
         let mut committed = Vec::with_capacity(jobs.len());
         let mut new_count = 0u64;
         for row in rows {
-            let Some(job) = usize::try_from(row.out_ord - 1).ok().and_then(|i| jobs.get(i)) else {
+            // The ordinal comes back from PostgreSQL: checked, never trusted as an index.
+            let Some((ord, job)) = row.out_ord.checked_sub(1).and_then(|i| usize::try_from(i).ok()).and_then(|i| Some((i, jobs.get(i)?))) else {
                 continue;
             };
             // Found by our own id: an earlier attempt committed it after all.
@@ -289,7 +290,9 @@ impl Shard {
                 new_count += u64::from(!row.out_existed);
                 committed.push(Committed { message: message.clone(), received_at: job.req.received_at });
             }
-            by_ord[(row.out_ord - 1) as usize] = Some((message, duplicate));
+            if let Some(slot) = by_ord.get_mut(ord) {
+                *slot = Some((message, duplicate));
+            }
         }
         METRICS.messages_total.inc_by(new_count);
         committed.sort_by_key(|c| (c.message.room_id, c.message.seq));
