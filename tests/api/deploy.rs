@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{ensure_tool, free_port, local_nginx_conf, spawn_app};
+use crate::helpers::{ensure_tool, free_port, local_nginx_conf, shipped_server_params, spawn_app};
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().expect("run tool");
@@ -23,6 +23,74 @@ fn nginx_config_passes_nginx_t() {
     let (ok, out) = run(Command::new("nginx").args(["-t", "-p", &dir, "-c", &format!("{dir}/nginx.conf")]));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(ok, "nginx -t failed:\n{out}");
+}
+
+fn shipped_nginx_conf() -> String {
+    std::fs::read_to_string(format!("{ROOT}/deploy/nginx.conf")).expect("deploy/nginx.conf")
+}
+
+/// The server lines of each upstream block: (block name, parameters).
+fn upstream_servers(conf: &str) -> Vec<(String, String)> {
+    let mut block = String::new();
+    let mut out = Vec::new();
+    for line in conf.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("upstream ").and_then(|l| l.strip_suffix(" {")) {
+            block = name.to_string();
+        } else if let Some(rest) = line.strip_prefix("server ").filter(|_| !block.is_empty()) {
+            let params = rest.trim_end_matches(';').split_once(' ').map(|(_, p)| p.to_string()).unwrap_or_default();
+            out.push((block.clone(), params));
+        } else if line == "}" {
+            block.clear();
+        }
+    }
+    out
+}
+
+/// The tests run deploy/nginx.conf itself: the harness may only change
+/// addresses, ports and paths, never how the balancer treats its servers.
+#[test]
+fn the_tests_run_the_shipped_upstream_parameters_unchanged() {
+    let shipped = shipped_nginx_conf();
+    let local = local_nginx_conf(&[1001, 1002], 2000, "/tmp/x");
+    let shipped_servers = upstream_servers(&shipped);
+    let local_servers = upstream_servers(&local);
+    assert!(!shipped_servers.is_empty());
+    for (block, params) in &local_servers {
+        let shipped_params: Vec<&String> = shipped_servers.iter().filter(|(b, _)| b == block).map(|(_, p)| p).collect();
+        assert!(!shipped_params.is_empty(), "upstream {block} is not in the shipped file");
+        assert!(shipped_params.iter().all(|p| *p == params), "upstream {block}: the tests use {params:?}, deploy/nginx.conf {shipped_params:?}");
+    }
+    for (block, _) in &shipped_servers {
+        assert_eq!(local_servers.iter().filter(|(b, _)| b == block).count(), 2, "upstream {block} gets both test servers");
+    }
+    // Everything but server lines, listen, pid, logs and temp paths is untouched.
+    let keep = |conf: &str| -> Vec<String> {
+        conf.lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| shipped_server_params(l).is_none() && !l.starts_with("server 127.0.0.1:"))
+            .filter(|l| !l.starts_with("listen ") && !l.starts_with("pid ") && !l.starts_with("error_log "))
+            .filter(|l| !l.contains("_temp_path "))
+            .collect()
+    };
+    assert_eq!(keep(&local), keep(&shipped));
+}
+
+/// WebSocket upgrades never report success to nginx until they close, so
+/// passive failure marking on the WebSocket upstream turns restarts into an
+/// outage (docs/scaling.md). This keeps it from coming back.
+#[test]
+fn the_websocket_upstream_never_marks_replicas_failed() {
+    let shipped = shipped_nginx_conf();
+    let ws_block = shipped
+        .lines()
+        .skip_while(|l| !l.contains("location /ws"))
+        .find_map(|l| l.trim().strip_prefix("proxy_pass http://").map(|u| u.trim_end_matches(';').to_string()))
+        .expect("location /ws proxies to an upstream");
+    let servers: Vec<(String, String)> = upstream_servers(&shipped).into_iter().filter(|(b, _)| *b == ws_block).collect();
+    assert!(!servers.is_empty());
+    for (_, params) in servers {
+        assert!(params.split_whitespace().any(|p| p == "max_fails=0"), "upstream {ws_block}: {params:?} marks failures");
+    }
 }
 
 #[test]

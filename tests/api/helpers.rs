@@ -342,6 +342,20 @@ impl Drop for TestApp {
     }
 }
 
+impl WsClient {
+    /// A connection just upgraded, once its `hello` is in (None: it closed
+    /// or said something else first).
+    pub async fn from_framed(framed: actix_codec::Framed<BoxedSocket, Codec>) -> Option<WsClient> {
+        let mut ws = WsClient { framed, backlog: Vec::new(), instance: String::new() };
+        let hello = ws.next_json_within(FRAME_WAIT).await?;
+        if hello["type"] != "hello" {
+            return None;
+        }
+        ws.instance = hello["instance"].as_str().unwrap_or_default().to_string();
+        Some(ws)
+    }
+}
+
 pub struct WsClient {
     framed: actix_codec::Framed<BoxedSocket, Codec>,
     /// Frames read while looking for another kind, kept for later reads.
@@ -658,31 +672,29 @@ impl Drop for TestRedis {
     }
 }
 
-/// An nginx (Debian package) in front of the given instances, running
-/// deploy/nginx.conf with only the addresses and paths changed.
-pub struct TestNginx {
-    pub port: u16,
-    dir: String,
-    child: Option<Child>,
-}
-
-/// deploy/nginx.conf adapted to run here: upstreams, listen port, pid and
-/// temp paths under `dir`.
+/// deploy/nginx.conf adapted to run here, changing only what an operator
+/// would: each upstream's servers become `upstreams` (with the parameters the
+/// shipped file gives its servers, unchanged), the listen port, and the pid,
+/// log and temp paths under `dir`.
 pub fn local_nginx_conf(upstreams: &[u16], port: u16, dir: &str) -> String {
-    let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf")).expect("deploy/nginx.conf");
-    let servers: String =
-        upstreams.iter().map(|p| format!("        server 127.0.0.1:{p} max_fails=2 fail_timeout=5s;\n")).collect();
+    let conf = shipped_nginx_conf();
     let mut out = String::new();
-    let mut servers_written = false;
+    let mut in_group = false;
+    let mut groups = 0;
     for line in conf.lines() {
         let t = line.trim();
-        if t.starts_with("server switchboard-") {
-            if !servers_written {
-                out.push_str(&servers);
-                servers_written = true;
+        if let Some(params) = shipped_server_params(t) {
+            if !in_group {
+                in_group = true;
+                groups += 1;
+                for p in upstreams {
+                    let params = if params.is_empty() { String::new() } else { format!(" {params}") };
+                    out.push_str(&format!("        server 127.0.0.1:{p}{params};\n"));
+                }
             }
             continue;
         }
+        in_group = false;
         let replaced = if t == "listen 80;" {
             format!("        listen 127.0.0.1:{port};")
         } else if t.starts_with("pid ") {
@@ -700,8 +712,30 @@ pub fn local_nginx_conf(upstreams: &[u16], port: u16, dir: &str) -> String {
         out.push_str(&replaced);
         out.push('\n');
     }
-    assert!(servers_written, "deploy/nginx.conf lost its upstream servers");
+    assert!(groups > 0, "deploy/nginx.conf lost its upstream servers");
     out
+}
+
+/// deploy/nginx.conf, or for a before/after measurement the file named by
+/// `SB_NGINX_CONF` (the config checks always read the shipped file).
+pub fn shipped_nginx_conf() -> String {
+    let path = std::env::var("SB_NGINX_CONF").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf").into());
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The parameters of a shipped `server switchboard-N:8080 <params>;` line.
+pub fn shipped_server_params(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("server switchboard-")?;
+    let rest = rest.strip_suffix(';')?;
+    Some(rest.split_once(' ').map(|(_, p)| p.trim().to_string()).unwrap_or_default())
+}
+
+/// An nginx (Debian package) in front of the given instances, running
+/// deploy/nginx.conf with only the addresses and paths changed.
+pub struct TestNginx {
+    pub port: u16,
+    pub dir: String,
+    child: Option<Child>,
 }
 
 impl TestNginx {

@@ -8,6 +8,7 @@ mod cluster;
 mod database;
 mod delivery;
 mod deploy;
+mod fleet;
 mod frames;
 mod helpers;
 mod messages;

@@ -1,224 +1,209 @@
-//! Rolling restart behind nginx: every instance is restarted one by one
-//! (SIGTERM, drain, start again) while clients chat through the balancer.
-//! Clients behave as the contract asks: on `reconnect` (or a dropped socket)
-//! they come back through nginx after `after_ms` and rejoin with `since`;
-//! writers resend unacknowledged sends with the same `client_msg_id`.
+//! Rolling restarts and scaling behind the shipped load-balancer config:
+//! deploy/nginx.conf with only addresses, ports and paths changed, 200
+//! clients that reconnect as the contract asks (tests/api/fleet.rs), and
+//! restarts spaced both closer and further apart than a passive health
+//! check's fail timeout (the old config's 5 s).
+//!
+//! Asserted every time: no acknowledged message lost, no send stored twice,
+//! every client saw its room's seqs 1..=last exactly once, the history read
+//! through the balancer is complete and gap-free, every client got back in
+//! within the measured bound, and no 5xx was answered after the last restart
+//! became ready.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use crate::fleet::{history_via, Answers, Client, Fleet, FleetSettings};
+use crate::helpers::{free_port, TestApp, TestDb, TestNginx};
 
-use crate::helpers::{free_port, TestApp, TestDb, TestNginx, WsClient};
+/// How long a client may take to get back in: `reconnect` asks it to wait up
+/// to 100 ms + DRAIN_JITTER_MS (3 s by default), then a ticket and an upgrade.
+const BACK_IN_BOUND: Duration = Duration::from_secs(10);
 
-struct Client {
-    app: Arc<TestApp>,
-    nginx_port: u16,
-    token: String,
-    room: String,
-    last_seq: i64,
-    seqs: Vec<i64>,
-    reconnects: Vec<Duration>,
+/// Replicas on fixed ports (a restart comes back on the same address, as a
+/// pod or container does), sharing one database and one Redis prefix.
+struct Replicas {
+    db: Arc<TestDb>,
+    prefix: String,
+    ports: Vec<u16>,
+    apps: Vec<Option<TestApp>>,
 }
 
-impl Client {
-    async fn connect(&mut self) -> WsClient {
-        let started = Instant::now();
-        loop {
-            if let Ok(mut ws) = self.app.try_ws_via(self.nginx_port, &self.token).await {
-                ws.send_json(json!({"type": "join", "room": self.room, "since": self.last_seq})).await;
-                if ws.expect("joined").await["room"] == self.room.as_str() {
-                    return ws;
-                }
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "could not reconnect through nginx");
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+impl Replicas {
+    /// `slots` addresses, the first `running` of them started.
+    async fn start(slots: usize, running: usize) -> Replicas {
+        let mut r = Replicas {
+            db: TestDb::new(),
+            prefix: format!("sbt{:08x}:", rand::random::<u32>()),
+            ports: (0..slots).map(|_| free_port()).collect(),
+            apps: (0..slots).map(|_| None).collect(),
+        };
+        for i in 0..running {
+            r.launch(i).await;
         }
+        r
     }
 
-    /// Reads until `stop`, reconnecting whenever the instance goes away.
-    async fn read(
-        mut self,
-        stop: Arc<AtomicBool>,
-        done_at: Arc<AtomicI64>,
-        writer: Option<Arc<parking_lot::Mutex<Outbox>>>,
-    ) -> Client {
-        let mut ws = self.connect().await;
-        let mut next_send = Instant::now();
-        loop {
-            if let Some(out) = &writer {
-                if !stop.load(Ordering::Acquire) && Instant::now() >= next_send {
-                    let (id, body) = out.lock().next();
-                    ws.send_json(json!({"type": "send", "room": self.room, "body": body, "client_msg_id": id})).await;
-                    next_send = Instant::now() + Duration::from_millis(40);
-                }
-            }
-            match ws.next_json_within(Duration::from_millis(20)).await {
-                Some(v) => match v["type"].as_str() {
-                    Some("message") if v["room"] == self.room.as_str() => {
-                        let seq = v["seq"].as_i64().expect("an integer");
-                        self.seqs.push(seq);
-                        self.last_seq = self.last_seq.max(seq);
-                    }
-                    Some("ack") => {
-                        if let Some(out) = &writer {
-                            out.lock().acked(v["client_msg_id"].as_str().expect("a string"), v["id"].as_str().expect("a string"));
-                        }
-                    }
-                    Some("reconnect") => {
-                        let lost = Instant::now();
-                        let after = v["after_ms"].as_u64().unwrap_or(100);
-                        drop(ws);
-                        actix_web::rt::time::sleep(Duration::from_millis(after)).await;
-                        ws = self.connect().await;
-                        self.reconnects.push(lost.elapsed());
-                        if let Some(out) = &writer {
-                            // Anything unacknowledged goes again, same client_msg_id.
-                            for (id, body) in out.lock().pending() {
-                                ws.send_json(json!({"type": "send", "room": self.room, "body": body, "client_msg_id": id})).await;
-                            }
-                        }
-                    }
-                    _ => {}
-                },
-                None => {
-                    let target = done_at.load(Ordering::Acquire);
-                    if target > 0 && self.last_seq >= target && writer.as_ref().is_none_or(|o| o.lock().pending().is_empty()) {
-                        return self;
-                    }
-                    // Closed or quiet: closed sockets reconnect.
-                    if ws.closed_within(Duration::from_millis(1)).await {
-                        let lost = Instant::now();
-                        ws = self.connect().await;
-                        self.reconnects.push(lost.elapsed());
-                        if let Some(out) = &writer {
-                            for (id, body) in out.lock().pending() {
-                                ws.send_json(json!({"type": "send", "room": self.room, "body": body, "client_msg_id": id})).await;
-                            }
-                        }
-                    }
-                }
-            }
-        }
+    async fn launch(&mut self, i: usize) -> Instant {
+        let vars = [
+            ("BIND_ADDR".to_string(), format!("127.0.0.1:{}", self.ports[i])),
+            ("REDIS_URL".to_string(), "redis://127.0.0.1:6379".to_string()),
+            ("REDIS_KEY_PREFIX".to_string(), self.prefix.clone()),
+            ("RATE_LIMIT_PER_SEC".to_string(), "1000".to_string()),
+            ("RATE_LIMIT_BURST".to_string(), "1000".to_string()),
+            ("INSTANCE_ID".to_string(), format!("replica-{i}-{:04x}", rand::random::<u16>())),
+        ];
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let app = TestApp::spawn(self.db.clone(), &refs).await;
+        app.wait_ready().await;
+        self.apps[i] = Some(app);
+        Instant::now()
+    }
+
+    /// SIGTERM, wait for a clean exit (the drain), start again, wait until
+    /// ready; returns when it became ready.
+    async fn restart(&mut self, i: usize) -> Instant {
+        self.stop(i).await;
+        self.launch(i).await
+    }
+
+    async fn stop(&mut self, i: usize) {
+        let mut app = self.apps[i].take().expect("running");
+        let status = app.terminate().await;
+        assert!(status.success(), "replica {i} exit: {status}");
+    }
+
+    fn any(&self) -> &TestApp {
+        self.apps.iter().flatten().next().expect("a running replica")
+    }
+
+    fn instance(&self, i: usize) -> &str {
+        &self.apps[i].as_ref().expect("running").instance
+    }
+
+    fn last_seq(&self, room: &str) -> i64 {
+        self.db.query_i64(&format!("SELECT last_seq AS v FROM rooms WHERE name = '{room}'"))
     }
 }
 
-#[derive(Default)]
-struct Outbox {
-    tag: String,
-    n: usize,
-    pending: BTreeMap<String, String>,
-    acked: HashMap<String, String>,
+fn settings(prefix: &str) -> FleetSettings {
+    // The reported outage's shape: 200 clients, 10 rooms, 2 msg/s each.
+    FleetSettings { clients: 200, rooms: 10, rate: 2.0, room_prefix: prefix.to_string() }
 }
 
-impl Outbox {
-    fn next(&mut self) -> (String, String) {
-        let id = format!("{}-{}", self.tag, self.n);
-        let body = format!("{} {}", self.tag, self.n);
-        self.n += 1;
-        self.pending.insert(id.clone(), body.clone());
-        (id, body)
-    }
+/// The assertions every scenario shares; prints the figures.
+async fn verify(label: &str, r: &Replicas, nginx: &TestNginx, clients: &[Client], answers: &Answers, last_ready: Instant) {
+    let outboxes: Vec<_> = clients.iter().filter_map(|c| c.outbox.clone()).collect();
+    let sent: usize = outboxes.iter().map(|o| o.lock().sent()).sum();
+    let acked: Vec<String> = outboxes.iter().flat_map(|o| o.lock().acked.values().cloned().collect::<Vec<_>>()).collect();
+    assert_eq!(acked.len(), sent, "{label}: every send was acked in the end (resent after reconnects)");
+    let stored_acked = acked
+        .chunks(500)
+        .map(|ids| {
+            let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
+            r.db.query_i64(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({list})"))
+        })
+        .sum::<i64>() as usize;
+    let lost = sent - stored_acked;
+    assert_eq!(lost, 0, "{label}: acknowledged messages lost");
+    assert_eq!(r.db.query_i64("SELECT count(*) AS v FROM messages") as usize, sent, "{label}: a send stored twice");
 
-    fn acked(&mut self, id: &str, message_id: &str) {
-        self.pending.remove(id);
-        self.acked.insert(id.to_string(), message_id.to_string());
+    let mut reconnects: Vec<Duration> = clients.iter().flat_map(|c| c.reconnects.iter().copied()).collect();
+    reconnects.sort();
+    for (i, c) in clients.iter().enumerate() {
+        let last = r.last_seq(&c.room);
+        assert!(c.seqs.iter().copied().eq(1..=last), "{label}: client {i} saw a gap or a duplicate in {}", c.room);
     }
+    let token = r.any().guest("auditor").await;
+    let mut rooms: Vec<&str> = clients.iter().map(|c| c.room.as_str()).collect();
+    rooms.sort();
+    rooms.dedup();
+    for room in rooms {
+        let history = history_via(nginx.port, &token, room).await.unwrap_or_else(|s| panic!("{label}: history of {room} answered {s}"));
+        let seqs: Vec<i64> = history.iter().filter_map(|m| m["seq"].as_i64()).collect();
+        assert!(seqs.iter().copied().eq(1..=r.last_seq(room)), "{label}: history of {room} has a gap");
+    }
+    let late = answers.server_errors_since(last_ready);
+    let all_5xx: Vec<(u16, usize)> =
+        [500, 502, 503, 504].iter().map(|s| (*s, answers.count(*s))).filter(|(_, n)| *n > 0).collect();
+    let worst = reconnects.last().copied().unwrap_or_default();
+    let median = reconnects.get(reconnects.len() / 2).copied().unwrap_or_default();
+    eprintln!(
+        "{label}: {sent} sent, {lost} acked lost, {} reconnects (median {median:?}, slowest {worst:?}), \
+         5xx through the balancer {all_5xx:?}, after the last restart was ready {}",
+        reconnects.len(),
+        late.len()
+    );
+    assert!(late.is_empty(), "{label}: 5xx after the last restart was ready: {late:?}");
+    assert!(worst <= BACK_IN_BOUND, "{label}: a client took {worst:?} to get back in");
+}
 
-    fn pending(&self) -> Vec<(String, String)> {
-        self.pending.iter().map(|(a, b)| (a.clone(), b.clone())).collect()
+/// Restarts replicas in `order`, waiting `gaps[k]` after the k-th is ready.
+async fn rolling(label: &str, replicas: usize, order: &[usize], gaps: &[Duration]) {
+    let mut r = Replicas::start(replicas, replicas).await;
+    let nginx = TestNginx::start(&r.ports).await;
+    let fleet = Fleet::start(r.any(), nginx.port, settings("roll")).await;
+    let took = fleet.wait_joined(200, Duration::from_secs(60)).await;
+    eprintln!("{label}: 200 clients joined through nginx in {took:?}");
+    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    let mut last_ready = Instant::now();
+    for (k, &i) in order.iter().enumerate() {
+        last_ready = r.restart(i).await;
+        actix_web::rt::time::sleep(gaps.get(k).copied().unwrap_or(Duration::from_secs(3))).await;
     }
+    let (clients, answers) = fleet.finish(|room| r.last_seq(room)).await;
+    assert!(clients.iter().all(|c| !c.reconnects.is_empty()), "{label}: every client was moved at least once");
+    verify(label, &r, &nginx, &clients, &answers, last_ready).await;
 }
 
 #[actix_web::test]
-async fn rolling_restart_behind_nginx_loses_nothing_and_leaves_no_gap() {
-    let db = TestDb::new();
-    let prefix = format!("sbt{:08x}:", rand::random::<u32>());
-    let ports = [free_port(), free_port()];
-    let env = |port: u16| {
-        vec![
-            ("BIND_ADDR".to_string(), format!("127.0.0.1:{port}")),
-            ("REDIS_URL".to_string(), "redis://127.0.0.1:6379".to_string()),
-            ("REDIS_KEY_PREFIX".to_string(), prefix.clone()),
-            ("DRAIN_JITTER_MS".to_string(), "400".to_string()),
-            ("DRAIN_GRACE_MS".to_string(), "500".to_string()),
-            ("RATE_LIMIT_PER_SEC".to_string(), "1000".to_string()),
-            ("RATE_LIMIT_BURST".to_string(), "1000".to_string()),
-        ]
-    };
-    let spawn = |port: u16| {
-        let db = db.clone();
-        let vars = env(port);
-        async move {
-            let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let app = TestApp::spawn(db, &refs).await;
-            app.wait_ready().await;
-            app
-        }
-    };
-    let mut apps = vec![spawn(ports[0]).await, spawn(ports[1]).await];
-    let nginx = TestNginx::start(&ports).await;
-    let helper = Arc::new(spawn(free_port()).await); // logins and history, off the balancer
+async fn rolling_restarts_of_two_replicas_through_the_shipped_nginx_config_lose_nothing() {
+    // Replica 0, then 1 a second after 0 is back (closer than 5 s), then 0
+    // again 7 s after 1 is back (further apart than 5 s).
+    let (short, long) = (Duration::from_secs(1), Duration::from_secs(7));
+    rolling("2 replicas", 2, &[0, 1, 0], &[short, long, Duration::from_secs(3)]).await;
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let done_at = Arc::new(AtomicI64::new(0));
-    let mut readers = Vec::new();
-    let mut outboxes = Vec::new();
-    for i in 0..6 {
-        let token = helper.guest(&format!("roller{i}")).await;
-        let client = Client {
-            app: helper.clone(),
-            nginx_port: nginx.port,
-            token,
-            room: "rolling".into(),
-            last_seq: 0,
-            seqs: Vec::new(),
-            reconnects: Vec::new(),
-        };
-        let outbox = (i < 2).then(|| Arc::new(parking_lot::Mutex::new(Outbox { tag: format!("w{i}"), ..Default::default() })));
-        if let Some(o) = &outbox {
-            outboxes.push(o.clone());
-        }
-        readers.push(actix_web::rt::spawn(client.read(stop.clone(), done_at.clone(), outbox)));
-    }
+#[actix_web::test]
+async fn rolling_restarts_of_three_replicas_through_the_shipped_nginx_config_lose_nothing() {
+    let (short, long) = (Duration::from_secs(1), Duration::from_secs(7));
+    rolling("3 replicas", 3, &[0, 1, 2], &[short, long, Duration::from_secs(3)]).await;
+}
 
-    // Restart each instance in turn under traffic.
-    actix_web::rt::time::sleep(Duration::from_millis(800)).await;
-    for (i, port) in ports.iter().enumerate() {
-        let status = apps[i].terminate().await;
-        assert!(status.success(), "instance {i} exit: {status}");
-        apps[i] = spawn(*port).await;
-        actix_web::rt::time::sleep(Duration::from_millis(800)).await;
-    }
-    stop.store(true, Ordering::Release);
-    // Writers finish their resends; then everyone reads up to the last seq.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while outboxes.iter().any(|o| !o.lock().pending.is_empty()) {
-        assert!(Instant::now() < deadline, "sends never all acked");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    done_at.store(db.query_i64("SELECT max(seq) AS v FROM messages"), Ordering::Release);
+#[actix_web::test]
+async fn scaling_up_and_down_through_the_shipped_nginx_config_moves_clients_and_loses_nothing() {
+    // Three upstream addresses; the third replica is not running yet.
+    let mut r = Replicas::start(3, 2).await;
+    let nginx = TestNginx::start(&r.ports).await;
+    let fleet = Fleet::start(r.any(), nginx.port, settings("scale")).await;
+    fleet.wait_joined(200, Duration::from_secs(60)).await;
+    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
 
-    let clients: Vec<Client> = futures_util::future::join_all(readers).await.into_iter().map(|r| r.expect("client task")).collect();
-    let acked: Vec<String> = outboxes.iter().flat_map(|o| o.lock().acked.values().cloned().collect::<Vec<_>>()).collect();
-    let sent: usize = outboxes.iter().map(|o| o.lock().n).sum();
-    assert_eq!(acked.len(), sent, "every send was eventually acked (resent after reconnects)");
-    let ids = acked.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
-    assert_eq!(db.query_i64(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({ids})")) as usize, sent);
-    assert_eq!(db.query_i64("SELECT count(*) AS v FROM messages") as usize, sent, "no send stored twice");
-    let last = db.query_i64("SELECT max(seq) AS v FROM messages");
+    // Scale up under load: new connections go to the new replica at once.
+    r.launch(2).await;
+    let newcomers = Fleet::start(r.any(), nginx.port, FleetSettings { clients: 30, rooms: 10, rate: 0.0, room_prefix: "scale".into() }).await;
+    newcomers.wait_joined(30, Duration::from_secs(30)).await;
+    let fresh = r.instance(2).to_string();
 
-    let mut worst = Duration::ZERO;
-    for (i, c) in clients.iter().enumerate() {
-        // Joined before the first message and caught up at the end: 1..=last, once each.
-        assert_eq!(c.seqs, (1..=last).collect::<Vec<_>>(), "client {i} saw a gap or a duplicate");
-        assert!(!c.reconnects.is_empty(), "client {i} was never moved");
-        worst = worst.max(c.reconnects.iter().copied().max().unwrap_or_default());
-    }
+    // Scale down: replica 0 drains and is not replaced; least_conn sends its
+    // clients to the replica with the fewest sockets.
+    let moved_from = r.instance(0).to_string();
+    r.stop(0).await;
+    let scaled_down = Instant::now();
+    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+    let (new_clients, _) = newcomers.finish(|room| r.last_seq(room)).await;
+    let on_fresh = new_clients.iter().filter(|c| c.instances.first() == Some(&fresh)).count();
+    let (clients, answers) = fleet.finish(|room| r.last_seq(room)).await;
+    let movers: Vec<&Client> = clients.iter().filter(|c| c.instances.first() == Some(&moved_from)).collect();
+    let movers_to_fresh = movers.iter().filter(|c| c.instances.last() == Some(&fresh)).count();
+    let slowest = movers.iter().flat_map(|c| c.reconnects.iter()).max().copied().unwrap_or_default();
     eprintln!(
-        "rolling restart: {sent} messages, {} reconnects, slowest reconnect (after_ms wait included) {worst:?}",
-        clients.iter().map(|c| c.reconnects.len()).sum::<usize>()
+        "scale-up: {on_fresh} of 30 new clients landed on the new replica; scale-down: {} clients moved off the \
+         stopped replica, {movers_to_fresh} of them to the new one, slowest back in {slowest:?}",
+        movers.len()
     );
+    assert_eq!(on_fresh, 30, "least_conn sends new connections to the empty replica");
+    assert!(!movers.is_empty());
+    assert!(movers_to_fresh * 2 > movers.len(), "most of the drained clients went to the least loaded replica");
+    verify("scaling", &r, &nginx, &clients, &answers, scaled_down).await;
 }
