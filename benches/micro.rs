@@ -139,7 +139,7 @@ fn fanout_bench(c: &mut Criterion) {
                     seq += 1;
                     let target = received.load(Ordering::Relaxed) + members;
                     let message = Arc::new(sample_message(seq));
-                    room.do_send(Deliver { messages: vec![Committed { message, received_at: Instant::now() }], queued_at: Instant::now() });
+                    room.do_send(Deliver { messages: vec![Committed { message, received_at: Instant::now(), available_at: Instant::now() }], queued_at: Instant::now() });
                     while received.load(Ordering::Relaxed) < target {
                         actix::clock::sleep(Duration::from_micros(20)).await;
                     }

@@ -48,6 +48,34 @@ pub const QUERY_NAMES: &[&str] = &[
 
 pub const CACHE_NAMES: &[&str] = &["token", "room", "membership", "history"];
 
+/// Where a delivery's time goes (`switchboard_delivery_stage_seconds`); the
+/// boundaries are documented in docs/observability.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStage {
+    /// Received by the server -> its batch's commit starts (waiting for the writer).
+    Queue,
+    /// The batch's durable commit, retries included.
+    Commit,
+    /// Available on this instance (committed here, or arrived over the bus)
+    /// -> written to a recipient's socket.
+    Fanout,
+    /// Committed on the origin instance -> arrived here over the bus.
+    Bus,
+}
+
+impl DeliveryStage {
+    pub const ALL: [DeliveryStage; 4] = [DeliveryStage::Queue, DeliveryStage::Commit, DeliveryStage::Fanout, DeliveryStage::Bus];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStage::Queue => "queue",
+            DeliveryStage::Commit => "commit",
+            DeliveryStage::Fanout => "fanout",
+            DeliveryStage::Bus => "bus",
+        }
+    }
+}
+
 /// (method, route pattern, success status) of every route, for zero-initialisation.
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/users", "201"),
@@ -115,6 +143,7 @@ pub struct Metrics {
     pub http_slow_requests: IntCounter,
     pub ready: IntGauge,
     pub build_info: IntGaugeVec,
+    pub delivery_stage: HistogramVec,
     pub revocations: IntCounterVec,
     pub revocation_seconds: Histogram,
     pub cache_lease_bypass: IntCounterVec,
@@ -290,6 +319,16 @@ impl Metrics {
             ready: IntGauge::new("switchboard_ready", "1 while /readyz would answer ready, else 0").expect("valid"),
             build_info: IntGaugeVec::new(Opts::new("switchboard_build_info", "Always 1; labelled with the version"), &["version"])
                 .expect("valid"),
+            delivery_stage: HistogramVec::new(
+                HistogramOpts::new(
+                    "switchboard_delivery_stage_seconds",
+                    "Where delivery time goes: queue (received to commit start), commit, fanout (available on this \
+                     instance to socket write), bus (origin commit to arrival here)",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["stage"],
+            )
+            .expect("valid"),
             revocations: IntCounterVec::new(
                 Opts::new(
                     "switchboard_revocations_total",
@@ -370,6 +409,7 @@ impl Metrics {
             Box::new(self.http_slow_requests.clone()),
             Box::new(self.ready.clone()),
             Box::new(self.build_info.clone()),
+            Box::new(self.delivery_stage.clone()),
             Box::new(self.revocations.clone()),
             Box::new(self.revocation_seconds.clone()),
             Box::new(self.cache_lease_bypass.clone()),
@@ -413,6 +453,9 @@ impl Metrics {
             self.db_reads.with_label_values(&[pool]);
         }
         self.db_replica_lag.set(-1.0);
+        for stage in DeliveryStage::ALL {
+            self.delivery_stage.with_label_values(&[stage.as_str()]);
+        }
         for outcome in crate::cluster::revocation::Outcome::ALL {
             self.revocations.with_label_values(&[outcome.as_str()]);
         }
@@ -446,6 +489,10 @@ impl Metrics {
         is_slow
     }
 
+    pub fn stage(&self, stage: DeliveryStage) -> Histogram {
+        self.delivery_stage.with_label_values(&[stage.as_str()])
+    }
+
     pub fn set_pool(&self, pool: &str, idle: u32, active: u32) {
         self.db_pool_connections.with_label_values(&[pool, "idle"]).set(i64::from(idle));
         self.db_pool_connections.with_label_values(&[pool, "active"]).set(i64::from(active));
@@ -473,29 +520,52 @@ pub fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-thread_local! {
-    /// Per-thread buffer for the two per-delivery metrics, so the hot path
-    /// does not bounce shared cache lines between cores on every frame.
-    static DELIVERIES: std::cell::RefCell<(prometheus::local::LocalHistogram, u64, std::time::Instant)> =
-        std::cell::RefCell::new((METRICS.delivery_latency.local(), 0, std::time::Instant::now()));
+/// Per-thread buffers for the per-delivery metrics.
+struct DeliveryBuffer {
+    latency: prometheus::local::LocalHistogram,
+    fanout: prometheus::local::LocalHistogram,
+    count: u64,
+    last_flush: std::time::Instant,
 }
 
-/// Counts one frame written to a socket and its latency since the server
-/// received the message (when known). Flushed every 256 deliveries, and by
-/// a per-thread timer every 100 ms so quiet periods are not left unflushed.
-pub fn record_delivery(received_at: Option<std::time::Instant>) {
+impl DeliveryBuffer {
+    fn flush(&mut self) {
+        self.latency.flush();
+        self.fanout.flush();
+        METRICS.messages_delivered.inc_by(self.count);
+        self.count = 0;
+        self.last_flush = std::time::Instant::now();
+    }
+}
+
+thread_local! {
+    /// Per-thread buffer for the per-delivery metrics, so the hot path does
+    /// not bounce shared cache lines between cores on every frame.
+    static DELIVERIES: std::cell::RefCell<DeliveryBuffer> = std::cell::RefCell::new(DeliveryBuffer {
+        latency: METRICS.delivery_latency.local(),
+        fanout: METRICS.stage(DeliveryStage::Fanout).local(),
+        count: 0,
+        last_flush: std::time::Instant::now(),
+    });
+}
+
+/// Counts one frame written to a socket, its latency since the server
+/// received the message and its `fanout` stage (when known). Flushed every
+/// 256 deliveries, and by a per-thread timer every 100 ms so quiet periods
+/// are not left unflushed.
+pub fn record_delivery(received_at: Option<std::time::Instant>, available_at: Option<std::time::Instant>) {
     DELIVERIES.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let (hist, count, last_flush) = &mut *guard;
+        let mut b = cell.borrow_mut();
+        let now = std::time::Instant::now();
         if let Some(t) = received_at {
-            hist.observe(t.elapsed().as_secs_f64());
+            b.latency.observe(now.saturating_duration_since(t).as_secs_f64());
         }
-        *count += 1;
-        if *count >= 256 || last_flush.elapsed() >= Duration::from_millis(100) {
-            hist.flush();
-            METRICS.messages_delivered.inc_by(*count);
-            *count = 0;
-            *last_flush = std::time::Instant::now();
+        if let Some(t) = available_at {
+            b.fanout.observe(now.saturating_duration_since(t).as_secs_f64());
+        }
+        b.count += 1;
+        if b.count >= 256 || now.saturating_duration_since(b.last_flush) >= Duration::from_millis(100) {
+            b.flush();
         }
     });
     FLUSHER.with(|started| {
@@ -513,14 +583,7 @@ pub fn record_delivery(received_at: Option<std::time::Instant>) {
 }
 
 fn flush_deliveries() {
-    DELIVERIES.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let (hist, count, last_flush) = &mut *guard;
-        hist.flush();
-        METRICS.messages_delivered.inc_by(*count);
-        *count = 0;
-        *last_flush = std::time::Instant::now();
-    });
+    DELIVERIES.with(|cell| cell.borrow_mut().flush());
 }
 
 thread_local! {

@@ -105,6 +105,7 @@ function render(s) {
   );
   drawAll();
   renderInstances(s.instances);
+  renderStages(s.instances);
   rows("top-rooms", c.top_rooms, (r) => [r.room, [r.messages_1m]]);
   rows("routes", c.http.routes, (r) => [r.route, [r.requests], [r.errors_5xx], [fmt(r.p50_ms, 2)], [fmt(r.p95_ms, 2)]]);
   rows("queries", c.db.queries, (q) => [q.query, [q.count], [fmt(q.p50_ms, 2)], [fmt(q.p95_ms, 2)]]);
@@ -138,6 +139,32 @@ function renderInstances(instances) {
       [fmt(i.http.p95_ms, 2)], [fmt(i.db.p95_ms, 2)], [`${primary.active}/${primary.max}`], [pct(overallHit(i.cache))],
       pill(i.bridge.state, i.bridge.state !== "disconnected"), [fmt(i.process.cpu_percent)],
       [fmt(i.process.rss_bytes / 1048576)], [i.process.open_fds]];
+  });
+}
+
+const STAGES = ["queue", "commit", "fanout", "bus"];
+const STAGE_COLORS = { queue: "#7a5cc7", commit: "#2458d6", fanout: "#1e8a5a", bus: "#d2691e" };
+
+// One row per instance: the stages' p50s as a stacked bar, then p50 / p99 each.
+function renderStages(instances) {
+  rows("stages", instances, (i) => {
+    const st = i.delivery_stages || {};
+    const total = STAGES.reduce((t, k) => t + ((st[k] && st[k].p50_ms) || 0), 0);
+    const bar = document.createElement("span");
+    bar.className = "stagebar";
+    bar.setAttribute("role", "img");
+    bar.setAttribute("aria-label", STAGES.map((k) => `${k} ${fmt(st[k] && st[k].p50_ms, 2)} ms`).join(", "));
+    for (const k of STAGES) {
+      const v = (st[k] && st[k].p50_ms) || 0;
+      if (!total || !v) continue;
+      const seg = document.createElement("span");
+      seg.style.width = `${(100 * v / total).toFixed(1)}%`;
+      seg.style.background = STAGE_COLORS[k];
+      seg.title = `${k} p50 ${fmt(v, 2)} ms`;
+      bar.appendChild(seg);
+    }
+    const pair = (k) => [st[k] && st[k].count ? `${fmt(st[k].p50_ms, 2)} / ${fmt(st[k].p99_ms, 2)}` : "–"];
+    return [i.instance, bar, pair("queue"), pair("commit"), pair("fanout"), pair("bus")];
   });
 }
 

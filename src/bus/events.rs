@@ -76,12 +76,23 @@ pub struct BusMessage {
     pub sent_at: DateTime<Utc>,
     pub client_msg_id: Option<String>,
     pub received_at_unix_us: u64,
+    /// When the origin's commit finished (wall clock), for the `bus` stage.
+    #[serde(default)]
+    pub committed_at_unix_us: u64,
+}
+
+/// Wall-clock microseconds of an instant in the recent past.
+fn unix_us(at: Instant) -> u64 {
+    let wall = SystemTime::now().checked_sub(at.elapsed()).unwrap_or_else(SystemTime::now);
+    wall.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+fn now_unix_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 impl BusMessage {
-    pub fn from_stored(m: &StoredMessage, received_at: Instant) -> Self {
-        let age = received_at.elapsed();
-        let received_wall = SystemTime::now().checked_sub(age).unwrap_or(SystemTime::now());
+    pub fn from_stored(m: &StoredMessage, received_at: Instant, committed_at: Instant) -> Self {
         BusMessage {
             room: m.room.to_string(),
             seq: m.seq,
@@ -91,8 +102,15 @@ impl BusMessage {
             body: m.body.clone(),
             sent_at: m.sent_at,
             client_msg_id: m.client_msg_id.as_ref().map(|c| c.as_str().to_string()),
-            received_at_unix_us: received_wall.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0),
+            received_at_unix_us: unix_us(received_at),
+            committed_at_unix_us: unix_us(committed_at),
         }
+    }
+
+    /// How long ago the origin committed it (the `bus` stage; clocks of
+    /// different hosts make it approximate). None when the origin did not say.
+    pub fn bus_delay(&self) -> Option<Duration> {
+        (self.committed_at_unix_us > 0).then(|| Duration::from_micros(now_unix_us().saturating_sub(self.committed_at_unix_us)))
     }
 
     /// Back to a stored message; `None` if the origin sent something no
@@ -104,8 +122,7 @@ impl BusMessage {
             Some(c) => Some(ClientMsgId::parse(&c).ok()?),
             None => None,
         };
-        let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-        let age = Duration::from_micros(now_us.saturating_sub(self.received_at_unix_us));
+        let age = Duration::from_micros(now_unix_us().saturating_sub(self.received_at_unix_us));
         let received_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         Some((
             StoredMessage {

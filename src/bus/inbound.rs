@@ -17,7 +17,7 @@ use crate::cluster::lease::Lease;
 use crate::cluster::revocation::{AccessChange, Revoker};
 use crate::cluster::Liveness;
 use crate::domain::{RoomId, TokenHash, UserId, Username};
-use crate::metrics::METRICS;
+use crate::metrics::{DeliveryStage, METRICS};
 use crate::stats::StatsBoard;
 use crate::store::writer::Committed;
 
@@ -73,10 +73,17 @@ impl Inbound {
                 METRICS.bridge_messages.with_label_values(&["in"]).inc_by(messages.len() as u64);
                 let room_id = RoomId(room_id);
                 let Some(room) = self.registry.get(room_id) else { return };
+                let arrived = std::time::Instant::now();
+                let bus = METRICS.stage(DeliveryStage::Bus);
                 let messages: Vec<Committed> = messages
                     .into_iter()
-                    .filter_map(|m| m.into_stored(room_id))
-                    .map(|(message, received_at)| Committed { message: Arc::new(message), received_at })
+                    .filter_map(|m| {
+                        if let Some(delay) = m.bus_delay() {
+                            bus.observe(delay.as_secs_f64());
+                        }
+                        m.into_stored(room_id)
+                    })
+                    .map(|(message, received_at)| Committed { message: Arc::new(message), received_at, available_at: arrived })
                     .collect();
                 room.do_send(Deliver { messages, queued_at: std::time::Instant::now() });
             }

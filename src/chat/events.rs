@@ -18,6 +18,10 @@ pub struct OutFrame {
     /// When this instance received the send (local sends only), for the
     /// delivery-latency histogram.
     pub received_at: Option<Instant>,
+    /// When the message became available on this instance (committed here,
+    /// or arrived over the bus): the start of the `fanout` stage. None for
+    /// replays, which are not live deliveries.
+    pub available_at: Option<Instant>,
 }
 
 #[derive(Message, Debug, Clone)]

@@ -158,7 +158,8 @@ impl CommitListener for Registry {
         let bus = self.bus();
         if bus.is_shared() {
             for (id, messages) in &by_room {
-                let wire: Vec<BusMessage> = messages.iter().map(|c| BusMessage::from_stored(&c.message, c.received_at)).collect();
+                let wire: Vec<BusMessage> =
+                    messages.iter().map(|c| BusMessage::from_stored(&c.message, c.received_at, c.available_at)).collect();
                 let recent = self.inner.recent.clone();
                 let (room, for_list) = (*id, wire.clone());
                 actix::spawn(async move { recent.append(room, for_list).await });

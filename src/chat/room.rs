@@ -191,6 +191,7 @@ impl Room {
                 seq: c.message.seq,
                 text: frames::message(&c.message),
                 received_at: Some(c.received_at),
+                available_at: Some(c.available_at),
             });
         }
         if !ready.is_empty() {
@@ -234,7 +235,7 @@ impl Room {
                             let now = Instant::now();
                             let filled = messages
                                 .into_iter()
-                                .map(|m| Committed { message: Arc::new(m), received_at: now })
+                                .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now })
                                 .collect();
                             room.accept(filled, ctx);
                         }
@@ -269,7 +270,7 @@ impl Room {
             self.window
                 .iter()
                 .filter(|m| m.seq > since)
-                .map(|m| OutFrame { seq: m.seq, text: frames::message(m), received_at: None })
+                .map(|m| OutFrame { seq: m.seq, text: frames::message(m), received_at: None, available_at: None })
                 .collect()
         })
     }
@@ -402,7 +403,10 @@ impl Room {
                         Ok(messages) if !messages.is_empty() => {
                             METRICS.gap_heals.inc();
                             let now = Instant::now();
-                            let found = messages.into_iter().map(|m| Committed { message: Arc::new(m), received_at: now }).collect();
+                            let found = messages
+                                .into_iter()
+                                .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now })
+                                .collect();
                             room.accept(found, ctx);
                         }
                         Ok(_) => room.drain(ctx),
@@ -468,7 +472,7 @@ impl Room {
             Ok(messages) => {
                 let replay: Arc<[OutFrame]> = messages
                     .iter()
-                    .map(|m| OutFrame { seq: m.seq, text: frames::message(m), received_at: None })
+                    .map(|m| OutFrame { seq: m.seq, text: frames::message(m), received_at: None, available_at: None })
                     .collect();
                 let buffered = member.catching_up.take().unwrap_or_default();
                 if !replay.is_empty() {

@@ -2,6 +2,7 @@
 //! `/api/v1/admin/stats`. Latency windows merge by bucket, so cluster
 //! percentiles are real percentiles, not averages of percentiles.
 
+use crate::metrics::DeliveryStage;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -131,6 +132,11 @@ impl Aggregate {
         top.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
         let top_rooms: Vec<Value> =
             top.into_iter().take(TOP_ROOMS).map(|(room, n)| json!({"room": room, "messages_1m": n})).collect();
+        // Every stage, even one without samples, so the page's columns are stable.
+        let stages: serde_json::Map<String, Value> = DeliveryStage::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), self.load.stages.get(s.as_str()).cloned().unwrap_or_default().summary()))
+            .collect();
         json!({
             "connections": self.load.connections,
             "rooms_active": self.load.rooms_active,
@@ -138,6 +144,7 @@ impl Aggregate {
             "messages_per_second_1m": round1(self.load.messages_per_second_1m),
             "deliveries_per_second": round1(self.load.deliveries_per_second),
             "delivery_latency": self.load.delivery.summary(),
+            "delivery_stages": stages,
             "room_mailbox_lag": self.load.room_lag.summary(),
             "http": {"p95_ms": self.load.http_recent.quantile_ms(0.95), "routes": routes},
             "db": {

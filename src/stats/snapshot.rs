@@ -51,6 +51,10 @@ pub struct Load {
     pub db: BTreeMap<String, Distribution>,
     pub slow_queries_1m: u64,
     pub slow_queries_total: u64,
+    /// Last LATENCY_WINDOW_SECONDS, per delivery stage (queue, commit,
+    /// fanout, bus): where the time of a delivery goes.
+    #[serde(default)]
+    pub stages: BTreeMap<String, Distribution>,
 }
 
 impl Load {
@@ -76,6 +80,9 @@ impl Load {
         }
         self.slow_queries_1m += o.slow_queries_1m;
         self.slow_queries_total += o.slow_queries_total;
+        for (stage, d) in &o.stages {
+            self.stages.entry(stage.clone()).or_default().merge(d);
+        }
     }
 }
 
@@ -228,6 +235,18 @@ impl Snapshot {
                 db,
                 slow_queries_1m: now.slow_queries.saturating_sub(long.slow_queries),
                 slow_queries_total: now.slow_queries,
+                stages: now
+                    .stages
+                    .iter()
+                    .map(|(stage, cum)| {
+                        let d = if std::ptr::eq(short, now) {
+                            Distribution::default()
+                        } else {
+                            Distribution::between(short.stages.get(stage), cum)
+                        };
+                        (stage.clone(), d)
+                    })
+                    .collect(),
             },
             db_pools: ctx.db_pools,
             replica_lag_seconds: (lag >= 0.0).then_some(lag),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use prometheus::core::Collector;
 
 use super::distribution::Cumulative;
-use crate::metrics::{process_cpu_seconds, CACHE_NAMES, METRICS};
+use crate::metrics::{process_cpu_seconds, DeliveryStage, CACHE_NAMES, METRICS};
 
 #[derive(Debug, Clone)]
 pub struct Totals {
@@ -28,6 +28,8 @@ pub struct Totals {
     pub cache: BTreeMap<String, (u64, u64)>,
     pub bridge_in: u64,
     pub bridge_out: u64,
+    /// Delivery stage -> its latency so far.
+    pub stages: BTreeMap<String, Cumulative>,
 }
 
 fn cumulative(h: &prometheus::Histogram) -> Cumulative {
@@ -102,6 +104,10 @@ impl Totals {
             cache,
             bridge_in: METRICS.bridge_messages.with_label_values(&["in"]).get(),
             bridge_out: METRICS.bridge_messages.with_label_values(&["out"]).get(),
+            stages: DeliveryStage::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), cumulative(&METRICS.stage(*s))))
+                .collect(),
         }
     }
 }

@@ -24,7 +24,7 @@ use super::models::StoredMessage;
 use super::pool::ConnectionSettings;
 use super::is_connection_error;
 use crate::domain::{Body, ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
-use crate::metrics::METRICS;
+use crate::metrics::{DeliveryStage, METRICS};
 use crate::time::now_millis;
 
 /// One send, already authorised and parsed.
@@ -63,6 +63,9 @@ pub enum WriteError {
 pub struct Committed {
     pub message: Arc<StoredMessage>,
     pub received_at: Instant,
+    /// When it became available on this instance: its commit here, its
+    /// arrival over the bus, or its read from the database (healing).
+    pub available_at: Instant,
 }
 
 /// Who hears about commits: the room registry.
@@ -263,6 +266,15 @@ impl Shard {
                 return;
             }
         };
+        // Stages `queue` (received -> this batch's commit starts) and
+        // `commit` (the commit, retries included), per message.
+        let done = Instant::now();
+        let commit_seconds = done.duration_since(started).as_secs_f64();
+        let (queue, commit) = (METRICS.stage(DeliveryStage::Queue), METRICS.stage(DeliveryStage::Commit));
+        for job in &jobs {
+            queue.observe(started.saturating_duration_since(job.req.received_at).as_secs_f64());
+            commit.observe(commit_seconds);
+        }
 
         // ord is 1-based over `jobs`.
         let mut by_ord: Vec<Option<(Arc<StoredMessage>, bool)>> = vec![None; jobs.len()];
@@ -288,7 +300,7 @@ impl Shard {
             });
             if !duplicate {
                 new_count += u64::from(!row.out_existed);
-                committed.push(Committed { message: message.clone(), received_at: job.req.received_at });
+                committed.push(Committed { message: message.clone(), received_at: job.req.received_at, available_at: done });
             }
             if let Some(slot) = by_ord.get_mut(ord) {
                 *slot = Some((message, duplicate));

@@ -507,7 +507,7 @@ impl Session {
             }
             last_seen = frame.seq;
             self.write(ctx, frame.text.clone());
-            crate::metrics::record_delivery(frame.received_at);
+            crate::metrics::record_delivery(frame.received_at, frame.available_at);
         }
         self.last_seen.insert(room, last_seen);
     }

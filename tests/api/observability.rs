@@ -81,6 +81,7 @@ async fn metrics_carry_bounded_labels_and_every_request_is_timed() {
         "switchboard_db_pool_connections",
         "switchboard_cache_requests_total",
         "switchboard_bridge_messages_total",
+        "switchboard_delivery_stage_seconds",
         // Beyond the contract: what the alerts and /admin use.
         "switchboard_db_slow_queries_total",
         "switchboard_db_pool_max",
@@ -113,6 +114,19 @@ async fn metrics_carry_bounded_labels_and_every_request_is_timed() {
                 assert!(routes.contains(v.as_str()), "{name}: route label {v} is not a pattern");
             }
             label_values.insert(format!("{k}={v}"));
+        }
+    }
+    // Every stage is exposed from the start; the local ones have samples now.
+    for stage in ["queue", "commit", "fanout", "bus"] {
+        assert!(all.iter().any(|(n, l)| n == "switchboard_delivery_stage_seconds_count" && l.get("stage").map(String::as_str) == Some(stage)), "stage {stage}");
+    }
+    for stage in ["queue", "commit", "fanout"] {
+        // Socket-side figures are flushed per thread every 100 ms.
+        let name = format!(r#"switchboard_delivery_stage_seconds_count{{stage="{stage}"}}"#);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while app.metric(&name).await < 3.0 {
+            assert!(std::time::Instant::now() < deadline, "stage {stage}: fewer than 3 samples");
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
     assert!(all.iter().any(|(n, l)| n == "switchboard_http_request_duration_seconds_count"
@@ -205,6 +219,15 @@ async fn admin_stats_aggregate_every_instance() {
     .await;
     let c = &v["cluster"];
     assert!(c["messages_per_second_1m"].as_f64().expect("a number") > 0.0, "{c}");
+    // Where the time went: every stage, on each instance; B heard A's
+    // messages over the bus.
+    for stage in ["queue", "commit", "fanout", "bus"] {
+        assert!(c["delivery_stages"][stage]["count"].is_u64(), "cluster stage {stage}: {}", c["delivery_stages"]);
+    }
+    assert!(c["delivery_stages"]["commit"]["count"].as_u64().expect("a count") >= 30);
+    let on_b = v["instances"].as_array().expect("an array").iter().find(|i| i["instance"] == b.instance.as_str()).expect("B");
+    assert!(on_b["delivery_stages"]["bus"]["count"].as_u64().expect("a count") >= 30, "{}", on_b["delivery_stages"]);
+    assert!(on_b["delivery_stages"]["bus"]["p50_ms"].as_f64().is_some());
     assert!(c["delivery_latency"]["p99_ms"].as_f64().is_some());
     assert_eq!(c["instances_ready"], 2);
     let ids: HashSet<&str> = v["instances"].as_array().expect("an array").iter().map(|i| i["instance"].as_str().expect("a string")).collect();
