@@ -169,7 +169,7 @@ impl Application {
                 write_timeout: config.write_timeout,
             },
             store.settings().clone(),
-            Arc::new(registry.clone()),
+            Arc::new(crate::chat::fanout::Fanout::new(registry.clone())),
         );
         // Readiness waits for the hottest rooms' windows (bounded in time).
         let warm_store = store.clone();

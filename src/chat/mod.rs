@@ -1,11 +1,14 @@
 //! Rooms: one `Room` actor per active room on this instance, found through the
-//! `Registry`. Rooms order committed messages by seq and fan them out to their
-//! local sessions in memory.
+//! `Registry`. `fanout` takes each commit from the writer to the rooms (and
+//! the bus); a room's `Sequencer` orders what arrives by seq, and the room
+//! fans it out to its local sessions in memory.
 
 pub mod events;
+pub mod fanout;
 pub mod frames;
 pub mod registry;
 pub mod room;
+pub mod sequencer;
 
 pub use events::{OutFrame, RoomEvent};
 pub use registry::Registry;

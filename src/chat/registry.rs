@@ -10,13 +10,12 @@ use std::sync::OnceLock;
 use actix::{Actor, Addr};
 use parking_lot::Mutex;
 
-use super::room::{Deliver, InstanceGone, Resync, Room};
-use crate::bus::{Bus, BusEvent, BusMessage, Channel};
+use super::room::{InstanceGone, Resync, Room};
+use crate::bus::Bus;
 use crate::cache::recent::RecentLists;
 use crate::cluster::presence::PresenceStore;
 use crate::domain::RoomId;
 use crate::store::models::Room as RoomModel;
-use crate::store::writer::{CommitListener, Committed};
 use crate::store::Store;
 
 /// What every room actor needs from its instance.
@@ -80,6 +79,12 @@ impl Registry {
         &self.inner.recent
     }
 
+    /// The running actors of these rooms (one lock for the lot).
+    pub(crate) fn running(&self, ids: impl Iterator<Item = RoomId>) -> Vec<(RoomId, Addr<Room>)> {
+        let rooms = self.inner.rooms.lock();
+        ids.filter_map(|id| rooms.get(&id).map(|a| (id, a.clone()))).collect()
+    }
+
     /// Asks rooms (all, or these) to read what they may have missed.
     pub fn resync(&self, rooms: Option<&[RoomId]>) {
         let map = self.inner.rooms.lock();
@@ -139,38 +144,5 @@ impl Registry {
     /// Every running room, e.g. to drain them on shutdown.
     pub fn all(&self) -> Vec<Addr<Room>> {
         self.inner.rooms.lock().values().cloned().collect()
-    }
-}
-
-impl CommitListener for Registry {
-    /// Hands each room its part of a committed batch (already in seq order)
-    /// and publishes it, one bus event per room, for the other instances.
-    fn committed(&self, batch: Vec<Committed>) {
-        let mut by_room: HashMap<RoomId, Vec<Committed>> = HashMap::new();
-        for c in batch {
-            by_room.entry(c.message.room_id).or_default().push(c);
-        }
-        for messages in by_room.values() {
-            if let Some(first) = messages.first() {
-                crate::stats::traffic::record(first.message.room.as_str(), messages.len() as u64);
-            }
-        }
-        let bus = self.bus();
-        if bus.is_shared() {
-            for (id, messages) in &by_room {
-                let wire: Vec<BusMessage> =
-                    messages.iter().map(|c| BusMessage::from_stored(&c.message, c.received_at, c.available_at)).collect();
-                let recent = self.inner.recent.clone();
-                let (room, for_list) = (*id, wire.clone());
-                actix::spawn(async move { recent.append(room, for_list).await });
-                bus.publish(Channel::Room(*id), BusEvent::Messages { room_id: id.0, messages: wire });
-            }
-        }
-        let rooms = self.inner.rooms.lock();
-        for (id, messages) in by_room {
-            if let Some(addr) = rooms.get(&id) {
-                addr.do_send(Deliver { messages, queued_at: std::time::Instant::now() });
-            }
-        }
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! It owns the room's local membership and its delivery order. Committed
 //! messages arrive from the writer (and, across instances, the bus) possibly
-//! out of order; the room delivers only `delivered + 1` next, holds early
-//! arrivals in a reorder buffer, and fills a gap that outlives `GAP_HEAL_MS`
-//! from the database, where every seq exists once committed.
+//! out of order; the `Sequencer` decides what goes out (only `delivered + 1`
+//! next, early arrivals buffered), and a gap that outlives `GAP_HEAL_MS` is
+//! filled from the database, where every seq exists once committed. This
+//! actor only turns messages into calls and decisions into sends.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use actix::prelude::*;
 
 use super::events::{OutFrame, RoomEvent};
 use super::frames;
+use super::sequencer::{Sequenced, Sequencer};
 use super::registry::{Registry, RoomSettings};
 use crate::bus::{BusEvent, Channel};
 use crate::cache::recent::Window;
@@ -134,12 +136,9 @@ pub struct Room {
     online: HashMap<UserId, (Username, usize)>,
     /// Users online on other instances, and where.
     remote: HashMap<UserId, (Username, HashSet<String>)>,
-    /// Highest seq fanned out; everything up to it went to every live member.
-    delivered: i64,
-    /// Early arrivals, waiting for the seqs before them.
-    pending: BTreeMap<i64, Committed>,
+    /// Delivery order: everything up to `delivered()` went to every live member.
+    sequencer: Sequencer<Committed>,
     gap_timer: Option<SpawnHandle>,
-    healing: bool,
     idle_timer: Option<SpawnHandle>,
     joins: u64,
     /// The newest messages, contiguous and ending at `delivered`.
@@ -157,10 +156,8 @@ impl Room {
             members: HashMap::new(),
             online: HashMap::new(),
             remote: HashMap::new(),
-            delivered: model.last_seq,
-            pending: BTreeMap::new(),
+            sequencer: Sequencer::new(model.last_seq),
             gap_timer: None,
-            healing: false,
             idle_timer: None,
             joins: 0,
             window: Window::new(),
@@ -168,40 +165,31 @@ impl Room {
     }
 
     fn accept(&mut self, messages: Vec<Committed>, ctx: &mut Context<Self>) {
-        for c in messages {
-            if c.message.seq > self.delivered {
-                self.pending.insert(c.message.seq, c);
-            }
-        }
-        self.drain(ctx);
+        let ready = self.sequencer.accept(messages);
+        self.release(ready, ctx);
     }
 
-    /// Fans out the in-order prefix of the reorder buffer; arms the gap timer
-    /// if something is still waiting.
-    fn drain(&mut self, ctx: &mut Context<Self>) {
-        let mut ready = Vec::new();
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() != self.delivered + 1 {
-                break;
+    /// Fans out what the sequencer released; arms the gap timer if something
+    /// is still waiting behind a gap.
+    fn release(&mut self, released: Vec<Committed>, ctx: &mut Context<Self>) {
+        if !released.is_empty() {
+            let mut ready = Vec::with_capacity(released.len());
+            for c in released {
+                ready.push(OutFrame {
+                    seq: c.message.seq,
+                    text: frames::message(&c.message),
+                    received_at: Some(c.received_at),
+                    available_at: Some(c.available_at),
+                });
+                self.remember(c.message);
             }
-            let c = entry.remove();
-            self.delivered = c.message.seq;
-            self.remember(c.message.clone());
-            ready.push(OutFrame {
-                seq: c.message.seq,
-                text: frames::message(&c.message),
-                received_at: Some(c.received_at),
-                available_at: Some(c.available_at),
-            });
-        }
-        if !ready.is_empty() {
             self.fan_out(ready.into());
         }
-        if self.pending.is_empty() {
+        if !self.sequencer.has_gap() {
             if let Some(h) = self.gap_timer.take() {
                 ctx.cancel_future(h);
             }
-        } else if self.gap_timer.is_none() && !self.healing {
+        } else if self.gap_timer.is_none() && !self.sequencer.is_reading() {
             self.gap_timer = Some(ctx.run_later(self.settings.gap_heal, |room, ctx| {
                 room.gap_timer = None;
                 room.heal(ctx);
@@ -211,16 +199,9 @@ impl Room {
 
     /// Reads the missing seqs before the first buffered one from the database.
     fn heal(&mut self, ctx: &mut Context<Self>) {
-        let Some(&first_waiting) = self.pending.keys().next() else {
-            return;
+        let Some((after, upto)) = self.sequencer.start_heal() else {
+            return self.release(Vec::new(), ctx);
         };
-        let after = self.delivered;
-        let upto = first_waiting - 1;
-        if upto <= after {
-            self.drain(ctx);
-            return;
-        }
-        self.healing = true;
         let store = self.store.clone();
         let (id, name) = (self.id, self.name.clone());
         let limit = (upto - after).min(1000);
@@ -228,7 +209,7 @@ impl Room {
             async move { store.messages_between(id, &name, after, upto, limit).await }
                 .into_actor(self)
                 .map(|result, room, ctx| {
-                    room.healing = false;
+                    room.sequencer.read_done();
                     match result {
                         Ok(messages) => {
                             METRICS.gap_heals.inc();
@@ -241,7 +222,7 @@ impl Room {
                         }
                         Err(e) => {
                             log::warn!("room {}: gap fill failed, retrying: {e}", room.name);
-                            room.drain(ctx);
+                            room.release(Vec::new(), ctx);
                         }
                     }
                 }),
@@ -265,7 +246,7 @@ impl Room {
     /// The replay after `since` from memory, when the window covers it.
     fn replay_from_window(&self, since: i64) -> Option<Arc<[OutFrame]>> {
         let first = self.window.front()?.seq;
-        let complete = first <= since + 1 && self.window.back().is_some_and(|m| m.seq == self.delivered);
+        let complete = first <= since + 1 && self.window.back().is_some_and(|m| m.seq == self.sequencer.delivered());
         complete.then(|| {
             self.window
                 .iter()
@@ -388,17 +369,17 @@ impl Room {
 
     /// Reads committed messages after `delivered` that never arrived.
     fn resync(&mut self, ctx: &mut Context<Self>) {
-        if self.healing || self.members.is_empty() {
+        if self.members.is_empty() {
             return;
         }
-        self.healing = true;
+        let Some(after) = self.sequencer.start_resync() else { return };
         let store = self.store.clone();
-        let (id, name, after) = (self.id, self.name.clone(), self.delivered);
+        let (id, name) = (self.id, self.name.clone());
         ctx.spawn(
             async move { store.messages_between(id, &name, after, i64::MAX, 1000).await }
                 .into_actor(self)
                 .map(|result, room, ctx| {
-                    room.healing = false;
+                    room.sequencer.read_done();
                     match result {
                         Ok(messages) if !messages.is_empty() => {
                             METRICS.gap_heals.inc();
@@ -409,7 +390,7 @@ impl Room {
                                 .collect();
                             room.accept(found, ctx);
                         }
-                        Ok(_) => room.drain(ctx),
+                        Ok(_) => room.release(Vec::new(), ctx),
                         Err(e) => log::warn!("room {}: resync failed: {e}", room.name),
                     }
                 }),
@@ -523,13 +504,16 @@ impl Actor for Room {
                 (model, others, window)
             }
             .into_actor(self)
-            .map(|(model, others, window), room, _| {
+            .map(|(model, others, window), room, ctx| {
                 match model {
-                    Ok(Some(model)) => room.delivered = room.delivered.max(model.last_seq),
+                    Ok(Some(model)) => {
+                        let released = room.sequencer.skip_to(model.last_seq);
+                        room.release(released, ctx);
+                    }
                     Ok(None) => log::error!("room {} vanished from the database", room.name),
                     Err(e) => log::warn!("room {}: could not refresh last_seq: {e}", room.name),
                 }
-                if window.back().is_some_and(|m| m.seq == room.delivered) {
+                if window.back().is_some_and(|m| m.seq == room.sequencer.delivered()) {
                     room.window = window;
                 }
                 for RemoteOnline { instance, user_id, user } in others {
@@ -589,7 +573,7 @@ impl Handler<Join> for Room {
         };
         self.publish_online_count();
 
-        let last_seq = self.delivered;
+        let last_seq = self.sequencer.delivered();
         let (recovered, replay_from) = match msg.since {
             None => (None, None),
             Some(since) if since >= last_seq => (Some(true), None),
@@ -710,7 +694,7 @@ impl Handler<NewestPage> for Room {
 
     fn handle(&mut self, msg: NewestPage, _: &mut Context<Self>) -> Self::Result {
         let last = self.window.back()?;
-        if last.seq < msg.at_least || last.seq != self.delivered {
+        if last.seq < msg.at_least || last.seq != self.sequencer.delivered() {
             return None;
         }
         let first = self.window.front()?.seq;
@@ -765,5 +749,11 @@ impl Handler<Kick> for Room {
                 });
             }
         }
+    }
+}
+
+impl Sequenced for Committed {
+    fn seq(&self) -> i64 {
+        self.message.seq
     }
 }

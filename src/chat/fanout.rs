@@ -1,0 +1,58 @@
+//! Where a commit goes next: the step between the writer and the rooms.
+//!
+//! The writer hands every committed batch here (it is the writer's
+//! `CommitListener`). Each room's part goes to the room actor on this
+//! instance, and, when other instances may exist, onto the bus (one event per
+//! room per batch) and into the room's recent-message list in Redis. On the
+//! other instances, `bus::inbound` hands the same messages to their rooms.
+
+use std::collections::HashMap;
+
+use super::room::Deliver;
+use super::Registry;
+use crate::bus::{BusEvent, BusMessage, Channel};
+use crate::domain::RoomId;
+use crate::store::writer::{CommitListener, Committed};
+
+pub struct Fanout {
+    registry: Registry,
+}
+
+impl Fanout {
+    pub fn new(registry: Registry) -> Self {
+        Fanout { registry }
+    }
+}
+
+impl CommitListener for Fanout {
+    /// Hands each room its part of a committed batch (already in seq order)
+    /// and publishes it, one bus event per room, for the other instances.
+    fn committed(&self, batch: Vec<Committed>) {
+        let mut by_room: HashMap<RoomId, Vec<Committed>> = HashMap::new();
+        for c in batch {
+            by_room.entry(c.message.room_id).or_default().push(c);
+        }
+        for messages in by_room.values() {
+            if let Some(first) = messages.first() {
+                crate::stats::traffic::record(first.message.room.as_str(), messages.len() as u64);
+            }
+        }
+        let bus = self.registry.bus();
+        if bus.is_shared() {
+            for (id, messages) in &by_room {
+                let wire: Vec<BusMessage> =
+                    messages.iter().map(|c| BusMessage::from_stored(&c.message, c.received_at, c.available_at)).collect();
+                let recent = self.registry.recent().clone();
+                let (room, for_list) = (*id, wire.clone());
+                actix::spawn(async move { recent.append(room, for_list).await });
+                bus.publish(Channel::Room(*id), BusEvent::Messages { room_id: id.0, messages: wire });
+            }
+        }
+        let running: HashMap<RoomId, _> = self.registry.running(by_room.keys().copied()).into_iter().collect();
+        for (id, messages) in by_room {
+            if let Some(addr) = running.get(&id) {
+                addr.do_send(Deliver { messages, queued_at: std::time::Instant::now() });
+            }
+        }
+    }
+}
