@@ -8,7 +8,9 @@ pub mod fanout;
 pub mod frames;
 pub mod registry;
 pub mod room;
+pub mod roster;
 pub mod sequencer;
+pub mod window;
 
 pub use events::{OutFrame, RoomEvent};
 pub use registry::Registry;

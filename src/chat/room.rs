@@ -7,7 +7,7 @@
 //! filled from the database, where every seq exists once committed. This
 //! actor only turns messages into calls and decisions into sends.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,10 +15,12 @@ use actix::prelude::*;
 
 use super::events::{OutFrame, RoomEvent};
 use super::frames;
+use super::roster::Roster;
 use super::sequencer::{Sequenced, Sequencer};
 use super::registry::{Registry, RoomSettings};
 use crate::bus::{BusEvent, Channel};
 use crate::cache::recent::Window;
+use super::window::RecentWindow;
 use crate::cluster::presence::RemoteOnline;
 use crate::domain::{RoomId, RoomName, SessionId, UserId, Username};
 use crate::error::ErrorCode;
@@ -132,21 +134,20 @@ pub struct Room {
     store: Store,
     settings: RoomSettings,
     members: HashMap<SessionId, Member>,
-    /// Local connections per online user.
-    online: HashMap<UserId, (Username, usize)>,
-    /// Users online on other instances, and where.
-    remote: HashMap<UserId, (Username, HashSet<String>)>,
+    /// Who is online here and on other instances.
+    roster: Roster,
     /// Delivery order: everything up to `delivered()` went to every live member.
     sequencer: Sequencer<Committed>,
     gap_timer: Option<SpawnHandle>,
     idle_timer: Option<SpawnHandle>,
     joins: u64,
     /// The newest messages, contiguous and ending at `delivered`.
-    window: Window,
+    window: RecentWindow,
 }
 
 impl Room {
     pub fn new(model: &RoomModel, registry: Registry, store: Store, settings: RoomSettings) -> Self {
+        let window = RecentWindow::new(registry.recent().size());
         Room {
             id: model.id,
             name: model.name.clone(),
@@ -154,13 +155,12 @@ impl Room {
             store,
             settings,
             members: HashMap::new(),
-            online: HashMap::new(),
-            remote: HashMap::new(),
+            roster: Roster::default(),
             sequencer: Sequencer::new(model.last_seq),
             gap_timer: None,
             idle_timer: None,
             joins: 0,
-            window: Window::new(),
+            window,
         }
     }
 
@@ -181,7 +181,7 @@ impl Room {
                     received_at: Some(c.received_at),
                     available_at: Some(c.available_at),
                 });
-                self.remember(c.message);
+                self.window.remember(c.message);
             }
             self.fan_out(ready.into());
         }
@@ -229,31 +229,10 @@ impl Room {
         );
     }
 
-    fn remember(&mut self, message: Arc<StoredMessage>) {
-        let size = self.registry.recent().size();
-        if size == 0 {
-            return;
-        }
-        if self.window.back().is_some_and(|last| last.seq + 1 != message.seq) {
-            self.window.clear();
-        }
-        self.window.push_back(message);
-        while self.window.len() > size {
-            self.window.pop_front();
-        }
-    }
-
     /// The replay after `since` from memory, when the window covers it.
     fn replay_from_window(&self, since: i64) -> Option<Arc<[OutFrame]>> {
-        let first = self.window.front()?.seq;
-        let complete = first <= since + 1 && self.window.back().is_some_and(|m| m.seq == self.sequencer.delivered());
-        complete.then(|| {
-            self.window
-                .iter()
-                .filter(|m| m.seq > since)
-                .map(|m| OutFrame { seq: m.seq, text: frames::message(m), received_at: None, available_at: None })
-                .collect()
-        })
+        let held = self.window.replay_after(since, self.sequencer.delivered())?;
+        Some(held.iter().map(|m| OutFrame { seq: m.seq, text: frames::message(m), received_at: None, available_at: None }).collect())
     }
 
     fn fan_out(&mut self, frames: Arc<[OutFrame]>) {
@@ -275,21 +254,11 @@ impl Room {
 
     fn remove_member(&mut self, session: SessionId, ctx: &mut Context<Self>) -> Option<Member> {
         let member = self.members.remove(&session)?;
-        let last_local = match self.online.get_mut(&member.user_id) {
-            Some((_, n)) if *n > 1 => {
-                *n -= 1;
-                false
-            }
-            Some(_) => {
-                self.online.remove(&member.user_id);
-                true
-            }
-            None => false,
-        };
-        if last_local {
-            if !self.is_online(member.user_id) {
-                self.notify_others(session, frames::presence(&self.name, &member.user, false));
-            }
+        let change = self.roster.disconnect(member.user_id);
+        if change.flipped {
+            self.notify_others(session, frames::presence(&self.name, &member.user, false));
+        }
+        if change.local_edge {
             self.announce(member.user_id, &member.user, false, ctx);
         }
         self.publish_online_count();
@@ -299,24 +268,8 @@ impl Room {
         Some(member)
     }
 
-    fn is_online(&self, user: UserId) -> bool {
-        self.online.contains_key(&user) || self.remote.get(&user).is_some_and(|(_, at)| !at.is_empty())
-    }
-
-    /// Usernames online anywhere in the cluster.
-    fn online_names(&self) -> Vec<&Username> {
-        let mut names: Vec<&Username> = self.online.values().map(|(u, _)| u).collect();
-        names.extend(
-            self.remote
-                .iter()
-                .filter(|(id, (_, at))| !at.is_empty() && !self.online.contains_key(id))
-                .map(|(_, (u, _))| u),
-        );
-        names
-    }
-
     fn publish_online_count(&self) {
-        self.registry.set_online(self.id, self.online_names().len());
+        self.registry.set_online(self.id, self.roster.names().len());
     }
 
     /// Tells the other instances (bus) and the snapshot (Redis) that a user's
@@ -344,27 +297,13 @@ impl Room {
         );
     }
 
-    /// Applies a change of where a user is online remotely, telling local
-    /// sessions when the user's cluster-wide state flips.
-    fn set_remote(&mut self, instance: &str, user_id: UserId, user: Username, online: bool) {
-        let was = self.is_online(user_id);
-        let entry = self.remote.entry(user_id).or_insert_with(|| (user.clone(), HashSet::new()));
-        if online {
-            entry.1.insert(instance.to_string());
-        } else {
-            entry.1.remove(instance);
+    /// Tells every local session that `user` came online or went offline.
+    fn tell_presence(&self, user: &Username, online: bool) {
+        let frame = frames::presence(&self.name, user, online);
+        for m in self.members.values() {
+            m.recipient.do_send(RoomEvent::Notice { frame: frame.clone() });
         }
-        if entry.1.is_empty() {
-            self.remote.remove(&user_id);
-        }
-        let now = self.is_online(user_id);
-        if was != now {
-            let frame = frames::presence(&self.name, &user, now);
-            for m in self.members.values() {
-                m.recipient.do_send(RoomEvent::Notice { frame: frame.clone() });
-            }
-            self.publish_online_count();
-        }
+        self.publish_online_count();
     }
 
     /// Reads committed messages after `delivered` that never arrived.
@@ -404,7 +343,7 @@ impl Room {
             return;
         }
         self.resync(ctx);
-        let users: Vec<(UserId, Username)> = self.online.iter().map(|(id, (u, _))| (*id, u.clone())).collect();
+        let users = self.roster.local_users();
         let store = self.registry.presence().clone();
         let room = self.id;
         ctx.spawn(async move { store.refresh(room, &users).await }.into_actor(self));
@@ -513,11 +452,9 @@ impl Actor for Room {
                     Ok(None) => log::error!("room {} vanished from the database", room.name),
                     Err(e) => log::warn!("room {}: could not refresh last_seq: {e}", room.name),
                 }
-                if window.back().is_some_and(|m| m.seq == room.sequencer.delivered()) {
-                    room.window = window;
-                }
+                room.window.adopt(window, room.sequencer.delivered());
                 for RemoteOnline { instance, user_id, user } in others {
-                    room.remote.entry(user_id).or_insert_with(|| (user, HashSet::new())).1.insert(instance);
+                    room.roster.set_remote(&instance, user_id, &user, true);
                 }
             }),
         );
@@ -553,24 +490,10 @@ impl Handler<Join> for Room {
         if let Some(h) = self.idle_timer.take() {
             ctx.cancel_future(h);
         }
-        // A repeated join restarts this session's stream from its `since`.
+        // A repeated join restarts this session's stream from its `since`;
+        // the connection is counted once.
         let rejoin = self.members.remove(&msg.session).is_some();
-        if rejoin {
-            if let Some((_, n)) = self.online.get_mut(&msg.user_id) {
-                *n -= 1;
-            }
-        }
-        let was_online = self.is_online(msg.user_id);
-        let first_local = match self.online.get_mut(&msg.user_id) {
-            Some((_, n)) if *n > 0 => {
-                *n += 1;
-                false
-            }
-            _ => {
-                self.online.insert(msg.user_id, (msg.user.clone(), 1));
-                true
-            }
-        };
+        let change = (!rejoin).then(|| self.roster.connect(msg.user_id, &msg.user));
         self.publish_online_count();
 
         let last_seq = self.sequencer.delivered();
@@ -580,15 +503,17 @@ impl Handler<Join> for Room {
             Some(since) if last_seq - since > self.settings.replay_limit => (Some(false), None),
             Some(since) => (Some(true), Some(since)),
         };
-        let frame = frames::joined(&self.name, last_seq, self.online_names().into_iter(), recovered);
+        let frame = frames::joined(&self.name, last_seq, self.roster.names().into_iter(), recovered);
         let after = replay_from.unwrap_or(last_seq);
         msg.recipient.do_send(RoomEvent::Joined { room: self.name.clone(), last_seq, after, frame });
 
-        if first_local && !rejoin {
-            if !was_online {
+        if let Some(change) = change {
+            if change.flipped {
                 self.notify_others(msg.session, frames::presence(&self.name, &msg.user, true));
             }
-            self.announce(msg.user_id, &msg.user, true, ctx);
+            if change.local_edge {
+                self.announce(msg.user_id, &msg.user, true, ctx);
+            }
         }
         self.joins += 1;
         let generation = self.joins;
@@ -669,7 +594,9 @@ impl Handler<RemotePresence> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: RemotePresence, _: &mut Context<Self>) {
-        self.set_remote(&msg.instance, msg.user_id, msg.user, msg.online);
+        if let Some(online) = self.roster.set_remote(&msg.instance, msg.user_id, &msg.user, msg.online) {
+            self.tell_presence(&msg.user, online);
+        }
     }
 }
 
@@ -677,14 +604,8 @@ impl Handler<InstanceGone> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: InstanceGone, _: &mut Context<Self>) {
-        let affected: Vec<(UserId, Username)> = self
-            .remote
-            .iter()
-            .filter(|(_, (_, at))| at.contains(&msg.instance))
-            .map(|(id, (u, _))| (*id, u.clone()))
-            .collect();
-        for (id, user) in affected {
-            self.set_remote(&msg.instance, id, user, false);
+        for user in self.roster.instance_gone(&msg.instance) {
+            self.tell_presence(&user, false);
         }
     }
 }
@@ -693,19 +614,7 @@ impl Handler<NewestPage> for Room {
     type Result = Option<(Vec<Arc<StoredMessage>>, bool)>;
 
     fn handle(&mut self, msg: NewestPage, _: &mut Context<Self>) -> Self::Result {
-        let last = self.window.back()?;
-        if last.seq < msg.at_least || last.seq != self.sequencer.delivered() {
-            return None;
-        }
-        let first = self.window.front()?.seq;
-        // Either the window holds the whole page, or it holds the room's
-        // whole history.
-        if self.window.len() < msg.limit && first != 1 {
-            return None;
-        }
-        let page: Vec<Arc<StoredMessage>> = self.window.iter().skip(self.window.len().saturating_sub(msg.limit)).cloned().collect();
-        let has_more = page.first().is_some_and(|m| m.seq > 1);
-        Some((page, has_more))
+        self.window.newest_page(msg.limit, msg.at_least, self.sequencer.delivered())
     }
 }
 
