@@ -3,6 +3,7 @@
 //! draining).
 
 pub mod connections;
+pub mod outbound;
 pub mod protocol;
 pub mod rate_limit;
 pub mod session;

@@ -17,6 +17,7 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use bytestring::ByteString;
 
 use super::connections::{Control, Registration};
+use super::outbound::{Outbound, Reading};
 use super::protocol::{self, ClientFrame};
 use super::rate_limit::TokenBucket;
 use crate::access;
@@ -86,30 +87,9 @@ pub struct Session {
     /// guard carries revocations that must hold before the mailbox is read.
     registration: Registration,
     outbound: Outbound,
-}
-
-/// Bytes written to the socket versus bytes the client has provably read.
-/// A pong answers every ping sent before it, and the client reads in order,
-/// so everything written before an answered ping has been read. A client that
-/// stops reading stops answering, and its backlog grows in our memory.
-#[derive(Default)]
-struct Outbound {
-    written: u64,
-    acknowledged: u64,
-    next_ping: u64,
-    /// (ping id, bytes written when it was sent, when), oldest first.
-    in_flight: VecDeque<(u64, u64, Instant)>,
-    /// Bytes written when the last ping went out.
-    at_last_ping: u64,
-    /// Closed for not reading: write nothing more.
+    /// Closed (revoked, too slow): write nothing more.
     closed: bool,
 }
-
-/// A client may sit on a backlog above `MAX_OUTBOUND_BYTES` this long (a big
-/// replay burst is read within a round trip by a live client); beyond 16×
-/// the bound it is closed at once, whatever the time.
-const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(3);
-const HARD_BACKLOG_FACTOR: u64 = 16;
 
 impl Session {
     pub fn new(auth: AuthUser, state: web::Data<AppState>, slot: ConnectionSlot, registration: Registration) -> Self {
@@ -129,65 +109,40 @@ impl Session {
             draining: false,
             last_typing: Instant::now() - TYPING_INTERVAL,
             _slot: slot,
-            outbound: Outbound::default(),
+            outbound: Outbound::new(c.max_outbound_bytes as u64),
+            closed: false,
             state,
         }
     }
 
     /// Every frame to the client goes through here, for the slow-consumer bound.
     fn write(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: ByteString) {
-        if self.outbound.closed {
+        if self.closed {
             return;
         }
-        self.outbound.written += text.len() as u64;
+        let ping_due = self.outbound.wrote(text.len());
         ctx.text(text);
-        let limit = self.state.config.max_outbound_bytes as u64;
-        if self.outbound.written - self.outbound.at_last_ping > limit / 4 {
-            // Ask for proof of reading sooner than the heartbeat would.
+        if ping_due {
             self.send_ping(ctx);
         }
         self.check_backlog(ctx);
     }
 
-    /// Closes a client that has not read a backlog above the bound for the
-    /// grace period (or any backlog 16× the bound): it stopped reading.
+    /// Closes a client that stopped reading (see ws::outbound).
     fn check_backlog(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let limit = self.state.config.max_outbound_bytes as u64;
-        let backlog = self.outbound.written - self.outbound.acknowledged;
-        if backlog <= limit || self.outbound.closed {
+        if self.closed || self.outbound.reading(Instant::now()) != Reading::Stopped {
             return;
         }
-        let stale = self.outbound.in_flight.front().is_some_and(|(_, _, at)| at.elapsed() > SLOW_CONSUMER_GRACE);
-        if stale || backlog > limit * HARD_BACKLOG_FACTOR {
-            self.outbound.closed = true;
-            METRICS.slow_consumers.inc();
-            log::info!("session {:?}: client stopped reading ({backlog} bytes unread); closing", self.id);
-            ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("too slow: reconnect and rejoin with since".into()) }));
-            ctx.stop();
-        }
+        self.closed = true;
+        METRICS.slow_consumers.inc();
+        log::info!("session {:?}: client stopped reading ({} bytes unread); closing", self.id, self.outbound.backlog());
+        ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("too slow: reconnect and rejoin with since".into()) }));
+        ctx.stop();
     }
 
     fn send_ping(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let id = self.outbound.next_ping;
-        self.outbound.next_ping += 1;
-        self.outbound.at_last_ping = self.outbound.written;
-        self.outbound.in_flight.push_back((id, self.outbound.written, Instant::now()));
-        if self.outbound.in_flight.len() > 64 {
-            self.outbound.in_flight.pop_front();
-        }
-        ctx.ping(&id.to_be_bytes());
-    }
-
-    fn on_pong(&mut self, payload: &[u8]) {
-        let Ok(bytes) = <[u8; 8]>::try_from(payload) else { return };
-        let id = u64::from_be_bytes(bytes);
-        while let Some(&(sent, written, _)) = self.outbound.in_flight.front() {
-            if sent > id {
-                break;
-            }
-            self.outbound.acknowledged = self.outbound.acknowledged.max(written);
-            self.outbound.in_flight.pop_front();
-        }
+        let payload = self.outbound.ping(Instant::now());
+        ctx.ping(&payload);
     }
 
     fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, message: &str, reference: Option<&str>) {
@@ -513,10 +468,10 @@ impl Session {
     }
 
     fn close_revoked(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.outbound.closed {
+        if self.closed {
             return;
         }
-        self.outbound.closed = true;
+        self.closed = true;
         ctx.text(protocol::error(ErrorCode::Unauthorized, why, None));
         ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("token revoked".into()) }));
         ctx.stop();
@@ -679,7 +634,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             }
             ws::Message::Continuation(item) => self.handle_fragment(item, ctx),
             ws::Message::Ping(payload) => ctx.pong(&payload),
-            ws::Message::Pong(payload) => self.on_pong(&payload),
+            ws::Message::Pong(payload) => self.outbound.pong(&payload),
             ws::Message::Nop => {}
             ws::Message::Close(reason) => {
                 ctx.close(reason);

@@ -1,0 +1,147 @@
+//! Back-pressure accounting for one socket, as plain data: bytes written
+//! versus bytes the client has provably read.
+//!
+//! A pong answers every ping sent before it, and a client reads in order, so
+//! everything written before an answered ping has been read. A client that
+//! stops reading stops answering, and its backlog grows in our memory.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// A client may sit on a backlog above the bound this long (a big replay
+/// burst is read within a round trip by a live client); beyond
+/// `HARD_FACTOR` times the bound it has stopped reading, whatever the time.
+pub const GRACE: Duration = Duration::from_secs(3);
+pub const HARD_FACTOR: u64 = 16;
+/// Unanswered pings remembered (the oldest is what the grace is judged by).
+const MAX_IN_FLIGHT: usize = 64;
+
+#[derive(Debug)]
+pub struct Outbound {
+    limit: u64,
+    written: u64,
+    acknowledged: u64,
+    next_ping: u64,
+    /// (ping id, bytes written when it was sent, when), oldest first.
+    in_flight: VecDeque<(u64, u64, Instant)>,
+    /// Bytes written when the last ping went out.
+    at_last_ping: u64,
+}
+
+/// What the accounting says about the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Within the bound, or reading.
+    Keeping,
+    /// Over the bound with no proof of reading for the grace period (or far
+    /// over it): it stopped reading.
+    Stopped,
+}
+
+impl Outbound {
+    /// `limit`: the unread bytes a client may sit on (`MAX_OUTBOUND_BYTES`).
+    pub fn new(limit: u64) -> Self {
+        Outbound { limit, written: 0, acknowledged: 0, next_ping: 0, in_flight: VecDeque::new(), at_last_ping: 0 }
+    }
+
+    /// Counts a write; true when a ping should go out now (a quarter of the
+    /// bound written since the last one), so proof of reading comes sooner
+    /// than the heartbeat would bring it.
+    pub fn wrote(&mut self, bytes: usize) -> bool {
+        self.written += bytes as u64;
+        self.written - self.at_last_ping > self.limit / 4
+    }
+
+    /// A ping goes out now: its payload.
+    pub fn ping(&mut self, now: Instant) -> [u8; 8] {
+        let id = self.next_ping;
+        self.next_ping += 1;
+        self.at_last_ping = self.written;
+        self.in_flight.push_back((id, self.written, now));
+        if self.in_flight.len() > MAX_IN_FLIGHT {
+            self.in_flight.pop_front();
+        }
+        id.to_be_bytes()
+    }
+
+    /// A pong came back: everything written before its ping was read.
+    pub fn pong(&mut self, payload: &[u8]) {
+        let Ok(bytes) = <[u8; 8]>::try_from(payload) else { return };
+        let id = u64::from_be_bytes(bytes);
+        while let Some(&(sent, written, _)) = self.in_flight.front() {
+            if sent > id {
+                break;
+            }
+            self.acknowledged = self.acknowledged.max(written);
+            self.in_flight.pop_front();
+        }
+    }
+
+    /// Bytes written but not yet provably read.
+    pub fn backlog(&self) -> u64 {
+        self.written - self.acknowledged
+    }
+
+    pub fn over_limit(&self) -> bool {
+        self.backlog() > self.limit
+    }
+
+    pub fn reading(&self, now: Instant) -> Reading {
+        let backlog = self.backlog();
+        if backlog <= self.limit {
+            return Reading::Keeping;
+        }
+        let stale = self.in_flight.front().is_some_and(|(_, _, at)| now.saturating_duration_since(*at) > GRACE);
+        if stale || backlog > self.limit * HARD_FACTOR {
+            Reading::Stopped
+        } else {
+            Reading::Keeping
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_that_answers_keeps_up_and_one_that_does_not_has_stopped() {
+        let t0 = Instant::now();
+        let mut o = Outbound::new(1000);
+        assert!(!o.wrote(200));
+        assert!(o.wrote(100), "a quarter of the bound since the last ping");
+        let ping = o.ping(t0);
+        o.wrote(900);
+        assert_eq!(o.backlog(), 1200);
+        assert!(o.over_limit());
+        assert_eq!(o.reading(t0 + Duration::from_secs(1)), Reading::Keeping, "within the grace");
+        assert_eq!(o.reading(t0 + GRACE + Duration::from_millis(1)), Reading::Stopped, "no pong for the grace");
+        o.pong(&ping);
+        assert_eq!(o.backlog(), 900, "what was written before the ping was read");
+        assert_eq!(o.reading(t0 + GRACE * 2), Reading::Keeping);
+        o.pong(b"junk");
+        assert_eq!(o.backlog(), 900);
+    }
+
+    #[test]
+    fn far_over_the_bound_is_stopped_at_once() {
+        let t0 = Instant::now();
+        let mut o = Outbound::new(100);
+        o.ping(t0);
+        o.wrote(100 * HARD_FACTOR as usize + 1);
+        assert_eq!(o.reading(t0), Reading::Stopped);
+    }
+
+    #[test]
+    fn a_pong_answers_every_earlier_ping() {
+        let t0 = Instant::now();
+        let mut o = Outbound::new(1 << 20);
+        o.wrote(10);
+        let _first = o.ping(t0);
+        o.wrote(10);
+        let second = o.ping(t0);
+        o.wrote(10);
+        o.pong(&second);
+        assert_eq!(o.backlog(), 10);
+    }
+}
