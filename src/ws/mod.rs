@@ -7,6 +7,7 @@ pub mod outbound;
 pub mod protocol;
 pub mod rate_limit;
 pub mod session;
+pub mod streams;
 pub mod upgrade;
 
 pub use connections::Connections;

@@ -8,7 +8,7 @@
 //! actix-web-actors is deprecated upstream; its use is confined to this module
 //! and `upgrade`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -20,6 +20,7 @@ use super::connections::{Control, Registration};
 use super::outbound::{Outbound, Reading};
 use super::protocol::{self, ClientFrame};
 use super::rate_limit::TokenBucket;
+use super::streams::{Arrival, JoinStep, SendTarget, Streams};
 use crate::access;
 use crate::auth::AuthUser;
 use crate::limits::ConnectionSlot;
@@ -40,19 +41,8 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 const MAX_DEFERRED: usize = 256;
 const TYPING_INTERVAL: Duration = Duration::from_millis(200);
 
-struct JoinedRoom {
-    id: RoomId,
-    addr: Addr<Room>,
-}
-
-struct Joining {
-    since: Option<i64>,
-    target: Option<(RoomId, Addr<Room>)>,
-    /// The client left before the join finished.
-    cancelled: bool,
-    deferred: Vec<PendingSend>,
-}
-
+/// A send that waits for its room's join to finish.
+#[derive(Debug)]
 struct PendingSend {
     body: String,
     client_msg_id: Option<String>,
@@ -70,10 +60,8 @@ pub struct Session {
     id: SessionId,
     auth: AuthUser,
     state: web::Data<AppState>,
-    rooms: HashMap<RoomName, JoinedRoom>,
-    /// Highest seq written to the socket, per joined room.
-    last_seen: HashMap<RoomId, i64>,
-    joining: HashMap<RoomName, Joining>,
+    /// Per room: authorising, joining or joined (with the last seq written).
+    streams: Streams<Addr<Room>, PendingSend>,
     bucket: TokenBucket,
     last_heard: Instant,
     strikes: VecDeque<Instant>,
@@ -99,9 +87,7 @@ impl Session {
             registration,
             bucket: TokenBucket::new(c.rate_limit_per_sec, c.rate_limit_burst),
             auth,
-            rooms: HashMap::new(),
-            last_seen: HashMap::new(),
-            joining: HashMap::new(),
+            streams: Streams::default(),
             last_heard: Instant::now(),
             strikes: VecDeque::new(),
             fragment: None,
@@ -192,9 +178,9 @@ impl Session {
                 if received_at.duration_since(self.last_typing) < TYPING_INTERVAL {
                     return;
                 }
-                if let Some(joined) = RoomName::parse(&room).ok().and_then(|n| self.rooms.get(&n)) {
+                if let Some((_, addr)) = RoomName::parse(&room).ok().and_then(|n| self.streams.joined(&n)) {
                     self.last_typing = received_at;
-                    joined.addr.do_send(Typing { session: self.id });
+                    addr.do_send(Typing { session: self.id });
                 }
             }
             Ok(ClientFrame::Ping { ts }) => {
@@ -213,33 +199,18 @@ impl Session {
         if since.is_some_and(|s| s < 0) {
             return self.send_error(ctx, ErrorCode::BadRequest, "since must be >= 0", Some(&room));
         }
-        if let Some(j) = self.joining.get_mut(&name) {
-            // Already on its way; the newest `since` wins.
-            j.since = since;
-            j.cancelled = false;
-            return;
-        }
-        let already = self.rooms.contains_key(&name);
-        if !already && self.rooms.len() + self.joining.len() >= self.state.config.max_rooms_per_connection {
-            let msg = format!("a connection may join at most {} rooms", self.state.config.max_rooms_per_connection);
-            return self.send_error(ctx, ErrorCode::BadRequest, &msg, Some(&room));
-        }
-        let kicked = self.rooms.get(&name).is_some_and(|j| self.registration.guard.is_kicked(j.id));
-        if kicked {
-            // Removed from the room: a rejoin is a new join, authorised anew.
-            if let Some(joined) = self.rooms.remove(&name) {
-                self.last_seen.remove(&joined.id);
+        let max = self.state.config.max_rooms_per_connection;
+        let guard = self.registration.guard.clone();
+        match self.streams.request_join(&name, since, max, |room| guard.is_kicked(room)) {
+            JoinStep::Updated => {}
+            JoinStep::TooMany => {
+                let msg = format!("a connection may join at most {max} rooms");
+                self.send_error(ctx, ErrorCode::BadRequest, &msg, Some(&room));
             }
-        }
-        if let Some(joined) = self.rooms.remove(&name) {
-            self.last_seen.remove(&joined.id);
+            JoinStep::Authorize => self.authorize(name, ctx),
             // A rejoin restarts the stream from `since` in the same room actor.
-            let target = Some((joined.id, joined.addr.clone()));
-            self.joining.insert(name.clone(), Joining { since, target, cancelled: false, deferred: Vec::new() });
-            return self.deliver_join(name, joined.addr, since, ctx);
+            JoinStep::Rejoin { handle, .. } => self.deliver_join(name, handle, since, ctx),
         }
-        self.joining.insert(name.clone(), Joining { since, target: None, cancelled: false, deferred: Vec::new() });
-        self.authorize(name, ctx);
     }
 
     /// Checks access for a join in progress, then hands it to the room. A
@@ -255,20 +226,17 @@ impl Session {
                 .into_actor(self)
                 .map(move |result, session, ctx| match result {
                     Ok(_) if session.registration.guard.kick_generation() != generation => {
-                        if session.joining.contains_key(&name) {
+                        if session.streams.is_authorizing(&name) {
                             session.authorize(name, ctx);
                         }
                     }
                     Ok(model) => {
-                        let Some(entry) = session.joining.get_mut(&name) else { return };
-                        if entry.cancelled {
-                            session.joining.remove(&name);
-                            return;
-                        }
-                        session.registration.guard.clear_kick(model.id);
                         let addr = session.state.registry.get_or_start(&model);
-                        entry.target = Some((model.id, addr.clone()));
-                        let since = entry.since;
+                        let Some(since) = session.streams.authorized(&name, model.id, addr.clone()) else {
+                            // The client left meanwhile.
+                            return;
+                        };
+                        session.registration.guard.clear_kick(model.id);
                         session.deliver_join(name, addr, since, ctx);
                     }
                     Err(e) => session.abandon_join(&name, e.code(), &e.public_message(), ctx),
@@ -277,12 +245,9 @@ impl Session {
     }
 
     fn rejoin_dead_rooms(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let dead: Vec<RoomName> = self.rooms.iter().filter(|(_, j)| !j.addr.connected()).map(|(n, _)| n.clone()).collect();
-        for name in dead {
-            let Some(joined) = self.rooms.remove(&name) else { continue };
-            let since = self.last_seen.remove(&joined.id);
-            log::warn!("session {:?}: room {name} stopped unexpectedly; rejoining from seq {since:?}", self.id);
-            self.handle_join(name.to_string(), since, ctx);
+        for (name, since) in self.streams.dead(Addr::connected) {
+            log::warn!("session {:?}: room {name} stopped unexpectedly; rejoining from seq {since}", self.id);
+            self.handle_join(name.to_string(), Some(since), ctx);
         }
     }
 
@@ -293,8 +258,8 @@ impl Session {
             panic!("test hook: session {:?} panics on purpose", self.id);
         }
         if let Some(room) = text.strip_prefix(r#"{"type":"__panic_room","room":""#).and_then(|r| r.strip_suffix(r#""}"#)) {
-            if let Some(joined) = RoomName::parse(room).ok().and_then(|n| self.rooms.get(&n)) {
-                joined.addr.do_send(crate::chat::room::PanicForTest);
+            if let Some((_, addr)) = RoomName::parse(room).ok().and_then(|n| self.streams.joined(&n)) {
+                addr.do_send(crate::chat::room::PanicForTest);
             }
             return true;
         }
@@ -318,11 +283,10 @@ impl Session {
             if result.is_ok() {
                 return;
             }
-            let Some(entry) = session.joining.get_mut(&name) else { return };
-            let Some((id, _)) = entry.target else { return };
+            let Some((id, since)) = session.streams.joining(&name) else { return };
             let model = RoomModel { id, name: name.clone(), topic: String::new(), private: false, owner_id: None, last_seq: 0 };
             let fresh = session.state.registry.get_or_start(&model);
-            entry.target = Some((id, fresh.clone()));
+            session.streams.retarget(&name, fresh.clone());
             let retry = session.join_message(since, ctx);
             ctx.spawn(async move { fresh.send(retry).await }.into_actor(session).map(move |result, session, ctx| {
                 if result.is_err() {
@@ -335,7 +299,7 @@ impl Session {
     /// A join that cannot finish: the join and every send queued behind it
     /// get an error, so nothing is dropped silently.
     fn abandon_join(&mut self, name: &RoomName, code: ErrorCode, message: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let deferred = self.joining.remove(name).map(|j| j.deferred).unwrap_or_default();
+        let deferred = self.streams.abandon(name);
         self.send_error(ctx, code, message, Some(name.as_str()));
         self.refuse_deferred(name, deferred, code, message, ctx);
     }
@@ -356,15 +320,11 @@ impl Session {
 
     fn handle_leave(&mut self, room: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let Ok(name) = RoomName::parse(room) else { return };
-        if let Some(joined) = self.rooms.remove(&name) {
-            self.last_seen.remove(&joined.id);
-            joined.addr.do_send(Leave { session: self.id });
+        let (joined, refused) = self.streams.leave(&name);
+        if let Some(addr) = joined {
+            addr.do_send(Leave { session: self.id });
         }
-        if let Some(j) = self.joining.get_mut(&name) {
-            j.cancelled = true;
-            let deferred = std::mem::take(&mut j.deferred);
-            self.refuse_deferred(&name, deferred, ErrorCode::Forbidden, "left the room before the join finished", ctx);
-        }
+        self.refuse_deferred(&name, refused, ErrorCode::Forbidden, "left the room before the join finished", ctx);
     }
 
     fn handle_send(&mut self, room: String, send: PendingSend, ctx: &mut ws::WebsocketContext<Self>) {
@@ -373,20 +333,18 @@ impl Session {
             Ok(n) => n,
             Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
         };
-        if let Some(j) = self.joining.get_mut(&name).filter(|j| !j.cancelled) {
-            if j.deferred.len() < MAX_DEFERRED {
-                j.deferred.push(send);
-                return;
+        let (room_id, send) = match self.streams.target(&name, send, MAX_DEFERRED) {
+            SendTarget::Deferred => return,
+            SendTarget::TooManyDeferred(_) => {
+                return self.send_error(ctx, ErrorCode::RateLimited, "too many sends while joining", Some(&reference))
             }
-            return self.send_error(ctx, ErrorCode::RateLimited, "too many sends while joining", Some(&reference));
-        }
-        let Some(joined) = self.rooms.get(&name) else {
-            return self.send_error(ctx, ErrorCode::Forbidden, "join the room before sending to it", Some(&reference));
+            SendTarget::NotJoined(_) => {
+                return self.send_error(ctx, ErrorCode::Forbidden, "join the room before sending to it", Some(&reference))
+            }
+            SendTarget::Joined(room_id, _, send) => (room_id, send),
         };
-        let room_id = joined.id;
         if self.registration.guard.is_kicked(room_id) {
-            self.rooms.remove(&name);
-            self.last_seen.remove(&room_id);
+            self.streams.removed(&name);
             return self.send_error(ctx, ErrorCode::Forbidden, "you are no longer a member of this room", Some(&reference));
         }
         if !self.bucket.try_take() {
@@ -432,19 +390,15 @@ impl Session {
     }
 
     fn on_joined(&mut self, room: RoomName, after: i64, frame: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(entry) = self.joining.remove(&room) else {
-            return;
-        };
-        let Some((id, addr)) = entry.target else { return };
-        if entry.cancelled {
-            addr.do_send(Leave { session: self.id });
-            return;
-        }
-        self.write(ctx, frame);
-        self.rooms.insert(room.clone(), JoinedRoom { id, addr });
-        self.last_seen.insert(id, after);
-        for send in entry.deferred {
-            self.handle_send(room.to_string(), send, ctx);
+        match self.streams.arrived(&room, after) {
+            Arrival::Live(deferred) => {
+                self.write(ctx, frame);
+                for send in deferred {
+                    self.handle_send(room.to_string(), send, ctx);
+                }
+            }
+            Arrival::Cancelled(addr) => addr.do_send(Leave { session: self.id }),
+            Arrival::Unexpected => {}
         }
     }
 
@@ -452,19 +406,14 @@ impl Session {
         if self.registration.guard.is_kicked(room) {
             return;
         }
-        let Some(mut last_seen) = self.last_seen.get(&room).copied() else { return };
-        for frame in frames {
-            if frame.seq <= last_seen {
-                continue;
-            }
-            if frame.seq != last_seen + 1 {
-                log::error!("session {:?}: room {room} jumped from seq {} to {}", self.id, last_seen, frame.seq);
-            }
-            last_seen = frame.seq;
+        let (out, jump) = self.streams.deliver(room, frames);
+        if let Some((from, to)) = jump {
+            log::error!("session {:?}: room {room} jumped from seq {from} to {to}", self.id);
+        }
+        for frame in out {
             self.write(ctx, frame.text.clone());
             crate::metrics::record_delivery(frame.received_at, frame.available_at);
         }
-        self.last_seen.insert(room, last_seen);
     }
 
     fn close_revoked(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -558,13 +507,8 @@ impl Actor for Session {
 impl Drop for Session {
     fn drop(&mut self) {
         METRICS.ws_connections.dec();
-        for joined in self.rooms.values() {
-            joined.addr.do_send(Leave { session: self.id });
-        }
-        for entry in self.joining.values() {
-            if let Some((_, addr)) = &entry.target {
-                addr.do_send(Leave { session: self.id });
-            }
+        for addr in self.streams.handles() {
+            addr.do_send(Leave { session: self.id });
         }
     }
 }
@@ -578,9 +522,7 @@ impl Handler<RoomEvent> for Session {
             RoomEvent::Messages { room, frames } => self.on_messages(room, &frames, ctx),
             RoomEvent::Notice { frame } => self.write(ctx, frame),
             RoomEvent::Removed { room, code, message } => {
-                if let Some(joined) = self.rooms.remove(&room) {
-                    self.last_seen.remove(&joined.id);
-                }
+                self.streams.removed(&room);
                 ctx.text(protocol::error(code, &message, Some(room.as_str())));
             }
         }

@@ -1,0 +1,369 @@
+//! A session's rooms, as plain data: one state per room name instead of
+//! parallel maps, and the rule that keeps a socket's stream exact: a frame
+//! at or below the last seq written for that room is never written again.
+//!
+//! `R` is the handle of the room actor (`Addr<Room>` in the server), `S` a
+//! send that waits for its join to finish.
+
+use std::collections::HashMap;
+
+use crate::chat::OutFrame;
+use crate::domain::{RoomId, RoomName};
+
+#[derive(Debug)]
+pub enum Stream<R, S> {
+    /// Access is being checked; no room actor yet.
+    Authorizing { since: Option<i64>, cancelled: bool, deferred: Vec<S> },
+    /// The room actor has our join; its `joined` is on the way.
+    Joining { room: RoomId, handle: R, since: Option<i64>, cancelled: bool, deferred: Vec<S> },
+    /// Live: everything up to `last_seen` was written.
+    Joined { room: RoomId, handle: R, last_seen: i64 },
+}
+
+/// What a `join` frame leads to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum JoinStep<R> {
+    /// A join of this room is already on its way; the newest `since` wins.
+    Updated,
+    /// The connection has as many rooms as it may.
+    TooMany,
+    /// New: check access.
+    Authorize,
+    /// Already joined: restart the stream in the same room actor.
+    Rejoin { room: RoomId, handle: R },
+}
+
+/// What a send to a room finds.
+#[derive(Debug)]
+pub enum SendTarget<'a, R, S> {
+    /// Joined: send through the writer.
+    Joined(RoomId, &'a R, S),
+    /// A join is in progress: the send waits for it (or, past `max`, is refused).
+    Deferred,
+    TooManyDeferred(S),
+    NotJoined(S),
+}
+
+/// What the `joined` answer leads to.
+#[derive(Debug)]
+pub enum Arrival<R, S> {
+    /// Live now: write the `joined` frame, then process the waiting sends.
+    Live(Vec<S>),
+    /// The client left meanwhile: tell the room (handle) we are gone.
+    Cancelled(R),
+    /// Nothing was waiting for it.
+    Unexpected,
+}
+
+#[derive(Debug)]
+pub struct Streams<R, S> {
+    by_name: HashMap<RoomName, Stream<R, S>>,
+    /// Joined rooms by id, for deliveries.
+    joined: HashMap<RoomId, RoomName>,
+}
+
+impl<R: Clone, S> Default for Streams<R, S> {
+    fn default() -> Self {
+        Streams { by_name: HashMap::new(), joined: HashMap::new() }
+    }
+}
+
+impl<R: Clone, S> Streams<R, S> {
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// A `join` frame for `name`. `kicked` says whether the user was removed
+    /// from a joined room since it was authorised (then it is joined anew).
+    pub fn request_join(&mut self, name: &RoomName, since: Option<i64>, max: usize, kicked: impl Fn(RoomId) -> bool) -> JoinStep<R> {
+        match self.by_name.get_mut(name) {
+            Some(Stream::Authorizing { since: s, cancelled, .. } | Stream::Joining { since: s, cancelled, .. }) => {
+                *s = since;
+                *cancelled = false;
+                return JoinStep::Updated;
+            }
+            Some(Stream::Joined { room, handle, .. }) => {
+                let (room, handle) = (*room, handle.clone());
+                self.joined.remove(&room);
+                if kicked(room) {
+                    self.by_name.insert(name.clone(), Stream::Authorizing { since, cancelled: false, deferred: Vec::new() });
+                    return JoinStep::Authorize;
+                }
+                let joining = Stream::Joining { room, handle: handle.clone(), since, cancelled: false, deferred: Vec::new() };
+                self.by_name.insert(name.clone(), joining);
+                return JoinStep::Rejoin { room, handle };
+            }
+            None => {}
+        }
+        if self.by_name.len() >= max {
+            return JoinStep::TooMany;
+        }
+        self.by_name.insert(name.clone(), Stream::Authorizing { since, cancelled: false, deferred: Vec::new() });
+        JoinStep::Authorize
+    }
+
+    /// Whether a join of `name` is still being authorised.
+    pub fn is_authorizing(&self, name: &RoomName) -> bool {
+        matches!(self.by_name.get(name), Some(Stream::Authorizing { .. }))
+    }
+
+    /// Access granted: the join goes to the room actor `handle`. Returns the
+    /// `since` to join with, or None when the client left meanwhile (the
+    /// entry is gone then).
+    pub fn authorized(&mut self, name: &RoomName, room: RoomId, handle: R) -> Option<Option<i64>> {
+        match self.by_name.remove(name) {
+            Some(Stream::Authorizing { since, cancelled: false, deferred }) => {
+                self.by_name.insert(name.clone(), Stream::Joining { room, handle, since, cancelled: false, deferred });
+                Some(since)
+            }
+            Some(other @ (Stream::Joining { .. } | Stream::Joined { .. })) => {
+                self.by_name.insert(name.clone(), other);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The room and `since` of a join in progress (its `joined` not in yet).
+    pub fn joining(&self, name: &RoomName) -> Option<(RoomId, Option<i64>)> {
+        match self.by_name.get(name) {
+            Some(Stream::Joining { room, since, .. }) => Some((*room, *since)),
+            _ => None,
+        }
+    }
+
+    /// The room actor of a join in progress was replaced (it had stopped).
+    pub fn retarget(&mut self, name: &RoomName, fresh: R) {
+        if let Some(Stream::Joining { handle, .. }) = self.by_name.get_mut(name) {
+            *handle = fresh;
+        }
+    }
+
+    /// A join that cannot finish: the sends that waited for it.
+    pub fn abandon(&mut self, name: &RoomName) -> Vec<S> {
+        match self.by_name.remove(name) {
+            Some(Stream::Authorizing { deferred, .. } | Stream::Joining { deferred, .. }) => deferred,
+            Some(joined @ Stream::Joined { .. }) => {
+                self.by_name.insert(name.clone(), joined);
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The client leaves: the room actor to tell (if joined), and the sends
+    /// that waited for a join in progress (refused).
+    pub fn leave(&mut self, name: &RoomName) -> (Option<R>, Vec<S>) {
+        match self.by_name.get_mut(name) {
+            Some(Stream::Joined { .. }) => match self.by_name.remove(name) {
+                Some(Stream::Joined { room, handle, .. }) => {
+                    self.joined.remove(&room);
+                    (Some(handle), Vec::new())
+                }
+                _ => (None, Vec::new()),
+            },
+            Some(Stream::Authorizing { cancelled, deferred, .. } | Stream::Joining { cancelled, deferred, .. }) => {
+                *cancelled = true;
+                (None, std::mem::take(deferred))
+            }
+            None => (None, Vec::new()),
+        }
+    }
+
+    /// Where a send to `name` goes.
+    pub fn target(&mut self, name: &RoomName, send: S, max_deferred: usize) -> SendTarget<'_, R, S> {
+        match self.by_name.get_mut(name) {
+            Some(Stream::Authorizing { cancelled: false, deferred, .. } | Stream::Joining { cancelled: false, deferred, .. }) => {
+                if deferred.len() < max_deferred {
+                    deferred.push(send);
+                    SendTarget::Deferred
+                } else {
+                    SendTarget::TooManyDeferred(send)
+                }
+            }
+            Some(Stream::Joined { room, handle, .. }) => SendTarget::Joined(*room, handle, send),
+            _ => SendTarget::NotJoined(send),
+        }
+    }
+
+    /// The room answered the join: the stream goes live after seq `after`.
+    pub fn arrived(&mut self, name: &RoomName, after: i64) -> Arrival<R, S> {
+        match self.by_name.remove(name) {
+            Some(Stream::Joining { room, handle, cancelled: false, deferred, .. }) => {
+                self.by_name.insert(name.clone(), Stream::Joined { room, handle, last_seen: after });
+                self.joined.insert(room, name.clone());
+                Arrival::Live(deferred)
+            }
+            Some(Stream::Joining { handle, cancelled: true, .. }) => Arrival::Cancelled(handle),
+            Some(other) => {
+                self.by_name.insert(name.clone(), other);
+                Arrival::Unexpected
+            }
+            None => Arrival::Unexpected,
+        }
+    }
+
+    /// The frames of `room` to write now: each seq once, in order. A jump
+    /// (a gap) is reported but written, since the room only sends in order.
+    pub fn deliver<'f>(&mut self, room: RoomId, frames: &'f [OutFrame]) -> (Vec<&'f OutFrame>, Option<(i64, i64)>) {
+        let Some(Stream::Joined { last_seen, .. }) = self.joined.get(&room).and_then(|n| self.by_name.get_mut(n)) else {
+            return (Vec::new(), None);
+        };
+        let mut out = Vec::with_capacity(frames.len());
+        let mut jump = None;
+        for frame in frames {
+            if frame.seq <= *last_seen {
+                continue;
+            }
+            if frame.seq != *last_seen + 1 {
+                jump = Some((*last_seen, frame.seq));
+            }
+            *last_seen = frame.seq;
+            out.push(frame);
+        }
+        (out, jump)
+    }
+
+    /// The room took us out (removed member, failed replay).
+    pub fn removed(&mut self, name: &RoomName) {
+        if let Some(Stream::Joined { room, .. }) = self.by_name.get(name) {
+            self.joined.remove(room);
+            self.by_name.remove(name);
+        }
+    }
+
+    /// Joined rooms whose actor is gone (`alive` says no): they leave the
+    /// map, with the seq to rejoin from.
+    pub fn dead(&mut self, alive: impl Fn(&R) -> bool) -> Vec<(RoomName, i64)> {
+        let dead: Vec<RoomName> = self
+            .by_name
+            .iter()
+            .filter(|(_, s)| matches!(s, Stream::Joined { handle, .. } if !alive(handle)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        dead.into_iter()
+            .filter_map(|name| match self.by_name.remove(&name) {
+                Some(Stream::Joined { room, last_seen, .. }) => {
+                    self.joined.remove(&room);
+                    Some((name, last_seen))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The joined room of this name, if live.
+    pub fn joined(&self, name: &RoomName) -> Option<(RoomId, &R)> {
+        match self.by_name.get(name) {
+            Some(Stream::Joined { room, handle, .. }) => Some((*room, handle)),
+            _ => None,
+        }
+    }
+
+    /// Every room actor this session is in or joining (to leave on close).
+    pub fn handles(&self) -> impl Iterator<Item = &R> {
+        self.by_name.values().filter_map(|s| match s {
+            Stream::Joining { handle, .. } | Stream::Joined { handle, .. } => Some(handle),
+            Stream::Authorizing { .. } => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytestring::ByteString;
+
+    type S = Streams<&'static str, u32>;
+
+    fn name(n: &str) -> RoomName {
+        RoomName::parse(n).expect("valid")
+    }
+
+    fn frames(seqs: &[i64]) -> Vec<OutFrame> {
+        seqs.iter().map(|s| OutFrame { seq: *s, text: ByteString::from(s.to_string()), received_at: None, available_at: None }).collect()
+    }
+
+    fn written(out: &[&OutFrame]) -> Vec<i64> {
+        out.iter().map(|f| f.seq).collect()
+    }
+
+    #[test]
+    fn a_join_goes_authorizing_joining_joined_and_sends_wait_for_it() {
+        let mut s = S::default();
+        let lobby = name("lobby");
+        assert_eq!(s.request_join(&lobby, Some(3), 10, |_| false), JoinStep::Authorize);
+        assert!(matches!(s.target(&lobby, 1, 10), SendTarget::Deferred));
+        assert_eq!(s.request_join(&lobby, Some(5), 10, |_| false), JoinStep::Updated, "the newest since wins");
+        assert_eq!(s.authorized(&lobby, RoomId(7), "room7"), Some(Some(5)));
+        assert_eq!(s.joining(&lobby), Some((RoomId(7), Some(5))));
+        s.retarget(&lobby, "room7b");
+        assert!(matches!(s.target(&lobby, 2, 10), SendTarget::Deferred));
+        assert!(matches!(s.arrived(&lobby, 5), Arrival::Live(sends) if sends == vec![1, 2]));
+        assert!(matches!(s.target(&lobby, 3, 10), SendTarget::Joined(RoomId(7), &"room7b", 3)));
+        assert_eq!(s.joining(&lobby), None, "joined, not joining");
+        let first = frames(&[4, 5, 6, 7]);
+        let (out, jump) = s.deliver(RoomId(7), &first);
+        assert_eq!((written(&out), jump), (vec![6, 7], None), "at or below since: never written");
+        let second = frames(&[7, 9]);
+        let (out, jump) = s.deliver(RoomId(7), &second);
+        assert_eq!((written(&out), jump), (vec![9], Some((7, 9))), "a jump is reported");
+        assert_eq!(s.deliver(RoomId(8), &frames(&[1])).0.len(), 0, "not joined");
+    }
+
+    #[test]
+    fn leaving_before_the_join_finishes_refuses_the_waiting_sends_and_tells_the_room() {
+        let mut s = S::default();
+        let lobby = name("lobby");
+        s.request_join(&lobby, None, 10, |_| false);
+        s.target(&lobby, 1, 10);
+        let (handle, refused) = s.leave(&lobby);
+        assert_eq!((handle, refused), (None, vec![1]));
+        assert!(matches!(s.target(&lobby, 2, 10), SendTarget::NotJoined(2)));
+        assert_eq!(s.authorized(&lobby, RoomId(1), "r"), None, "left meanwhile");
+        assert!(s.is_empty());
+
+        s.request_join(&lobby, None, 10, |_| false);
+        s.authorized(&lobby, RoomId(1), "r");
+        s.leave(&lobby);
+        assert!(matches!(s.arrived(&lobby, 0), Arrival::Cancelled("r")));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn rejoins_restart_the_stream_and_kicked_rooms_are_authorised_anew() {
+        let mut s = S::default();
+        let lobby = name("lobby");
+        s.request_join(&lobby, None, 10, |_| false);
+        s.authorized(&lobby, RoomId(1), "r");
+        s.arrived(&lobby, 10);
+        assert_eq!(s.request_join(&lobby, Some(4), 10, |_| false), JoinStep::Rejoin { room: RoomId(1), handle: "r" });
+        assert_eq!(s.deliver(RoomId(1), &frames(&[11])).0.len(), 0, "nothing until the new joined");
+        s.arrived(&lobby, 4);
+        assert_eq!(written(&s.deliver(RoomId(1), &frames(&[5])).0), vec![5]);
+        assert_eq!(s.request_join(&lobby, None, 10, |room| room == RoomId(1)), JoinStep::Authorize);
+        assert!(s.is_authorizing(&lobby));
+    }
+
+    #[test]
+    fn limits_removals_dead_rooms_and_handles() {
+        let mut s = S::default();
+        let (a, b, c) = (name("a"), name("b"), name("c"));
+        for (n, id, h) in [(&a, 1, "ra"), (&b, 2, "rb")] {
+            s.request_join(n, None, 2, |_| false);
+            s.authorized(n, RoomId(id), h);
+            s.arrived(n, 0);
+        }
+        assert_eq!(s.request_join(&c, None, 2, |_| false), JoinStep::TooMany);
+        assert_eq!(s.handles().count(), 2);
+        s.deliver(RoomId(2), &frames(&[1, 2]));
+        assert_eq!(s.dead(|h| *h != "rb"), vec![(b.clone(), 2)], "rejoin from the last seq written");
+        s.removed(&a);
+        assert!(s.is_empty());
+        assert_eq!(s.abandon(&c), Vec::<u32>::new());
+    }
+}
