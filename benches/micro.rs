@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use switchboard::bus::local::LocalHub;
 use switchboard::cache::recent::RecentLists;
 use switchboard::bus::{Bus, BusListener, BusState, Channel, Subscriptions};
-use switchboard::chat::registry::RoomSettings;
+use switchboard::chat::room::RoomSettings;
 use switchboard::chat::room::{Deliver, Join};
 use switchboard::chat::{frames, Registry, RoomEvent};
 use switchboard::cluster::presence::PresenceStore;

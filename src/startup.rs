@@ -22,7 +22,7 @@ use crate::redis_pool::RedisPool;
 use crate::bus::{Bus, BusEvent, BusState, Channel, Subscriptions, Transport};
 use crate::cache::recent::RecentLists;
 use crate::cache::Caches;
-use crate::chat::registry::RoomSettings;
+use crate::chat::room::RoomSettings;
 use crate::chat::Registry;
 use crate::cluster::presence::PresenceStore;
 use crate::cluster::lease::Lease;

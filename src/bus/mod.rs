@@ -7,6 +7,7 @@
 //! rooms heal gaps and resync from PostgreSQL, so a lost or reordered bus
 //! message never becomes a lost, duplicated or out-of-order delivery.
 
+pub mod channels;
 pub mod events;
 pub mod inbound;
 pub mod local;

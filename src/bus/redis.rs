@@ -17,6 +17,7 @@ use bb8_redis::redis;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
+use super::channels::{channel_name, parse_channel};
 use super::{BusListener, BusState, Channel, Subscriptions, Transport};
 use crate::domain::RoomId;
 use crate::metrics::METRICS;
@@ -46,22 +47,6 @@ pub struct RedisTransport {
 /// How long `publish_now` keeps trying (a reconnect of the pooled connection
 /// fits; a Redis that stays away does not).
 const PUBLISH_NOW_BUDGET: Duration = Duration::from_secs(2);
-
-/// Channel names under the key prefix.
-pub fn channel_name(prefix: &str, channel: Channel) -> String {
-    match channel {
-        Channel::Room(room) => format!("{prefix}room:{}", room.0),
-        Channel::Control => format!("{prefix}control"),
-    }
-}
-
-pub(super) fn parse_channel(prefix: &str, name: &str) -> Option<Channel> {
-    let rest = name.strip_prefix(prefix)?;
-    if rest == "control" {
-        return Some(Channel::Control);
-    }
-    rest.strip_prefix("room:")?.parse().ok().map(|id| Channel::Room(RoomId(id)))
-}
 
 impl RedisTransport {
     /// Starts the publisher and subscriber on their own arbiter.
@@ -289,19 +274,4 @@ async fn reconcile(
 /// PING through the pool, for readiness.
 pub async fn ping(pool: &RedisPool) -> Result<(), String> {
     with_conn(pool, async |conn| redis::cmd("PING").query_async::<String>(conn).await).await.map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channel_names_round_trip() {
-        let p = "sb:";
-        assert_eq!(channel_name(p, Channel::Room(RoomId(42))), "sb:room:42");
-        assert_eq!(parse_channel(p, "sb:room:42"), Some(Channel::Room(RoomId(42))));
-        assert_eq!(parse_channel(p, "sb:control"), Some(Channel::Control));
-        assert_eq!(parse_channel(p, "other:room:42"), None);
-        assert_eq!(parse_channel(p, "sb:room:x"), None);
-    }
 }

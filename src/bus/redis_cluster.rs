@@ -14,7 +14,7 @@ use bb8_redis::redis::cluster_async::ClusterConnection;
 use bb8_redis::redis::{self, PushInfo, PushKind, Value};
 use tokio::sync::Notify;
 
-use super::redis::{channel_name, parse_channel};
+use super::channels::{channel_name, parse_channel};
 use super::{BusListener, BusState, Channel, Subscriptions};
 use crate::domain::RoomId;
 use crate::metrics::METRICS;

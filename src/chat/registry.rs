@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::sync::OnceLock;
 
 use actix::{Actor, Addr};
 use parking_lot::Mutex;
 
-use super::room::{InstanceGone, Resync, Room};
+use super::host::RoomHost;
+use super::room::{InstanceGone, Resync, Room, RoomSettings};
 use crate::bus::Bus;
 use crate::cache::recent::RecentLists;
 use crate::cluster::presence::PresenceStore;
@@ -18,24 +18,15 @@ use crate::domain::RoomId;
 use crate::store::models::Room as RoomModel;
 use crate::store::Store;
 
-/// What every room actor needs from its instance.
-#[derive(Clone)]
-pub struct RoomSettings {
-    pub replay_limit: i64,
-    pub idle: Duration,
-    pub gap_heal: Duration,
-    /// How often a room with members checks the database for messages the
-    /// bus lost (only when other instances may exist).
-    pub resync: Duration,
-}
-
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    rooms: Mutex<HashMap<RoomId, Addr<Room>>>,
+    /// Each running room's actor and which start of it that is.
+    rooms: Mutex<HashMap<RoomId, (Addr<Room>, u64)>>,
+    starts: std::sync::atomic::AtomicU64,
     online: Mutex<HashMap<RoomId, usize>>,
     store: Store,
     settings: RoomSettings,
@@ -50,6 +41,7 @@ impl Registry {
         Registry {
             inner: Arc::new(Inner {
                 rooms: Mutex::new(HashMap::new()),
+                starts: std::sync::atomic::AtomicU64::new(0),
                 online: Mutex::new(HashMap::new()),
                 store,
                 settings,
@@ -71,26 +63,26 @@ impl Registry {
         self.inner.bus.get().expect("bus attached at start-up")
     }
 
-    pub fn presence(&self) -> &PresenceStore {
-        &self.inner.presence
-    }
-
     pub fn recent(&self) -> &RecentLists {
         &self.inner.recent
+    }
+
+    pub fn presence(&self) -> &PresenceStore {
+        &self.inner.presence
     }
 
     /// The running actors of these rooms (one lock for the lot).
     pub(crate) fn running(&self, ids: impl Iterator<Item = RoomId>) -> Vec<(RoomId, Addr<Room>)> {
         let rooms = self.inner.rooms.lock();
-        ids.filter_map(|id| rooms.get(&id).map(|a| (id, a.clone()))).collect()
+        ids.filter_map(|id| rooms.get(&id).map(|(a, _)| (id, a.clone()))).collect()
     }
 
     /// Asks rooms (all, or these) to read what they may have missed.
     pub fn resync(&self, rooms: Option<&[RoomId]>) {
         let map = self.inner.rooms.lock();
         match rooms {
-            None => map.values().for_each(|a| a.do_send(Resync)),
-            Some(ids) => ids.iter().filter_map(|id| map.get(id)).for_each(|a| a.do_send(Resync)),
+            None => map.values().for_each(|(a, _)| a.do_send(Resync)),
+            Some(ids) => ids.iter().filter_map(|id| map.get(id)).for_each(|(a, _)| a.do_send(Resync)),
         }
     }
 
@@ -105,27 +97,20 @@ impl Registry {
     /// Must be called from within an actix system.
     pub fn get_or_start(&self, room: &RoomModel) -> Addr<Room> {
         let mut rooms = self.inner.rooms.lock();
-        if let Some(addr) = rooms.get(&room.id) {
+        if let Some((addr, _)) = rooms.get(&room.id) {
             if addr.connected() {
                 return addr.clone();
             }
         }
-        let addr = Room::new(room, self.clone(), self.inner.store.clone(), self.inner.settings.clone()).start();
-        rooms.insert(room.id, addr.clone());
+        let generation = self.inner.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let host: Arc<dyn RoomHost> = Arc::new(self.clone());
+        let addr = Room::new(room, host, generation, self.inner.store.clone(), self.inner.settings.clone()).start();
+        rooms.insert(room.id, (addr.clone(), generation));
         addr
     }
 
     pub fn get(&self, id: RoomId) -> Option<Addr<Room>> {
-        self.inner.rooms.lock().get(&id).filter(|a| a.connected()).cloned()
-    }
-
-    /// Forgets a stopping room, unless a newer actor already took its place.
-    pub(crate) fn remove(&self, id: RoomId, addr: &Addr<Room>) {
-        let mut rooms = self.inner.rooms.lock();
-        if rooms.get(&id).is_some_and(|a| a == addr) {
-            rooms.remove(&id);
-        }
-        self.inner.online.lock().remove(&id);
+        self.inner.rooms.lock().get(&id).map(|(a, _)| a).filter(|a| a.connected()).cloned()
     }
 
     pub fn active_rooms(&self) -> usize {
@@ -137,12 +122,35 @@ impl Registry {
         self.inner.online.lock().get(&id).copied().unwrap_or(0)
     }
 
-    pub(crate) fn set_online(&self, id: RoomId, users: usize) {
-        self.inner.online.lock().insert(id, users);
-    }
-
     /// Every running room, e.g. to drain them on shutdown.
     pub fn all(&self) -> Vec<Addr<Room>> {
-        self.inner.rooms.lock().values().cloned().collect()
+        self.inner.rooms.lock().values().map(|(a, _)| a.clone()).collect()
+    }
+}
+
+impl RoomHost for Registry {
+    fn bus(&self) -> &Bus {
+        Registry::bus(self)
+    }
+
+    fn presence(&self) -> &PresenceStore {
+        Registry::presence(self)
+    }
+
+    fn recent(&self) -> &RecentLists {
+        Registry::recent(self)
+    }
+
+    fn set_online(&self, room: RoomId, users: usize) {
+        self.inner.online.lock().insert(room, users);
+    }
+
+    /// Forgets a stopping room, unless a newer actor already took its place.
+    fn stopped(&self, room: RoomId, generation: u64) {
+        let mut rooms = self.inner.rooms.lock();
+        if rooms.get(&room).is_some_and(|(_, g)| *g == generation) {
+            rooms.remove(&room);
+        }
+        self.inner.online.lock().remove(&room);
     }
 }

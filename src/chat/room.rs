@@ -17,7 +17,7 @@ use super::events::{OutFrame, RoomEvent};
 use super::frames;
 use super::roster::Roster;
 use super::sequencer::{Sequenced, Sequencer};
-use super::registry::{Registry, RoomSettings};
+use super::host::RoomHost;
 use crate::bus::{BusEvent, Channel};
 use crate::cache::recent::Window;
 use super::window::RecentWindow;
@@ -127,10 +127,23 @@ struct Member {
     generation: u64,
 }
 
+/// What every room actor needs to know from the configuration.
+#[derive(Clone)]
+pub struct RoomSettings {
+    pub replay_limit: i64,
+    pub idle: std::time::Duration,
+    pub gap_heal: std::time::Duration,
+    /// How often a room with members checks the database for messages the
+    /// bus lost (only when other instances may exist).
+    pub resync: std::time::Duration,
+}
+
 pub struct Room {
     id: RoomId,
     name: RoomName,
-    registry: Registry,
+    host: Arc<dyn RoomHost>,
+    /// Which start of this room's actor this is (the host forgets only its own).
+    generation: u64,
     store: Store,
     settings: RoomSettings,
     members: HashMap<SessionId, Member>,
@@ -146,12 +159,13 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(model: &RoomModel, registry: Registry, store: Store, settings: RoomSettings) -> Self {
-        let window = RecentWindow::new(registry.recent().size());
+    pub fn new(model: &RoomModel, host: Arc<dyn RoomHost>, generation: u64, store: Store, settings: RoomSettings) -> Self {
+        let window = RecentWindow::new(host.recent().size());
         Room {
             id: model.id,
             name: model.name.clone(),
-            registry,
+            host,
+            generation,
             store,
             settings,
             members: HashMap::new(),
@@ -269,13 +283,13 @@ impl Room {
     }
 
     fn publish_online_count(&self) {
-        self.registry.set_online(self.id, self.roster.names().len());
+        self.host.set_online(self.id, self.roster.names().len());
     }
 
     /// Tells the other instances (bus) and the snapshot (Redis) that a user's
     /// first local connection opened or last one closed.
     fn announce(&self, user_id: UserId, user: &Username, online: bool, ctx: &mut Context<Self>) {
-        let bus = self.registry.bus();
+        let bus = self.host.bus();
         if !bus.is_shared() {
             return;
         }
@@ -283,7 +297,7 @@ impl Room {
             Channel::Room(self.id),
             BusEvent::Presence { room_id: self.id.0, user_id: user_id.0, user: user.to_string(), online },
         );
-        let store = self.registry.presence().clone();
+        let store = self.host.presence().clone();
         let (room, user) = (self.id, user.clone());
         ctx.spawn(
             async move {
@@ -344,7 +358,7 @@ impl Room {
         }
         self.resync(ctx);
         let users = self.roster.local_users();
-        let store = self.registry.presence().clone();
+        let store = self.host.presence().clone();
         let room = self.id;
         ctx.spawn(async move { store.refresh(room, &users).await }.into_actor(self));
     }
@@ -422,14 +436,14 @@ impl Actor for Room {
     fn started(&mut self, ctx: &mut Context<Self>) {
         METRICS.rooms_active.inc();
         ctx.set_mailbox_capacity(4096);
-        let bus = self.registry.bus();
+        let bus = self.host.bus();
         bus.subscribe(self.id);
         // Read last_seq after registering and subscribing, so every commit is
         // either counted here or delivered to this actor; read who is online
         // elsewhere. Joins wait until both are known.
         let store = self.store.clone();
-        let presence = self.registry.presence().clone();
-        let recent = self.registry.recent().clone();
+        let presence = self.host.presence().clone();
+        let recent = self.host.recent().clone();
         let (id, name) = (self.id, self.name.clone());
         ctx.wait(
             async move {
@@ -464,11 +478,11 @@ impl Actor for Room {
         self.arm_idle_stop(ctx);
     }
 
-    fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         if !self.members.is_empty() {
             return Running::Continue;
         }
-        self.registry.remove(self.id, &ctx.address());
+        self.host.stopped(self.id, self.generation);
         Running::Stop
     }
 
@@ -479,7 +493,7 @@ impl Actor for Room {
 impl Drop for Room {
     fn drop(&mut self) {
         METRICS.rooms_active.dec();
-        self.registry.bus().unsubscribe(self.id);
+        self.host.bus().unsubscribe(self.id);
     }
 }
 
@@ -563,7 +577,7 @@ impl Handler<Typing> for Room {
         };
         let (typist, user) = (member.user_id, member.user.clone());
         self.relay_typing(typist, &user);
-        let bus = self.registry.bus();
+        let bus = self.host.bus();
         if bus.is_shared() {
             bus.publish(Channel::Room(self.id), BusEvent::Typing { room_id: self.id.0, user_id: typist.0, user: user.to_string() });
         }

@@ -5,6 +5,7 @@
 
 pub mod bootstrap;
 pub mod cleanup;
+pub mod connection;
 pub mod messages;
 pub mod models;
 pub mod plans;
@@ -17,7 +18,8 @@ pub mod writer;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-pub use pool::{DbPool, Store};
+pub use connection::DbPool;
+pub use pool::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -19,7 +19,7 @@ use diesel::sql_types::{BigInt, Double, Nullable};
 use diesel::QueryableByName;
 use parking_lot::Mutex;
 
-use super::pool::{build_pool, ConnectionSettings, DbPool};
+use super::connection::{build_pool, ConnectionSettings, DbPool};
 use crate::config::Config;
 use crate::domain::UserId;
 use crate::metrics::METRICS;

@@ -50,7 +50,7 @@ struct NewRoomRow {
     last_seq: i64,
 }
 
-impl super::pool::Rows for NewRoomRow {
+impl super::connection::Rows for NewRoomRow {
     fn rows(&self) -> usize {
         1
     }

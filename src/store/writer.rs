@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::models::StoredMessage;
-use super::pool::ConnectionSettings;
+use super::connection::ConnectionSettings;
 use super::is_connection_error;
 use crate::domain::{Body, ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
 use crate::metrics::{DeliveryStage, METRICS};
