@@ -10,8 +10,8 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::common::{backoff, guest_login, ws_url, ATTEMPTS, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
-use crate::Args;
+use crate::common::{backoff, guest_login, postgres_cpu_seconds, ws_url, ATTEMPTS, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
+use crate::{socketio, Args, Protocol};
 
 /// Everything one run measured, merged over threads.
 struct Stats {
@@ -106,6 +106,8 @@ pub struct RunResult {
     elapsed: Duration,
     connect_secs: f64,
     server_cpu_seconds: f64,
+    /// PostgreSQL processes on this machine over the same window.
+    db_cpu_seconds: f64,
     server_rss_bytes: f64,
     generator_cpu_share: f64,
 }
@@ -217,6 +219,7 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
     }
     let connect_secs = wall.elapsed().as_secs_f64();
     let before = scrape_servers(&args.urls);
+    let db_before = postgres_cpu_seconds();
     let start = Instant::now() + Duration::from_millis(200);
     shared.start_at_ns.store(start.duration_since(shared.base).as_nanos() as u64, Ordering::Release);
     std::thread::sleep(start.saturating_duration_since(Instant::now()) + duration);
@@ -225,6 +228,7 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
     // wait at the bound and is reported as lost.
     poll_until(Duration::from_secs(5), || shared.received.load(Ordering::Acquire) >= shared.expected());
     let after = scrape_servers(&args.urls);
+    let db_cpu_seconds = (postgres_cpu_seconds() - db_before).max(0.0);
     shared.stop_all.store(true, Ordering::Release);
     for h in handles {
         let _ = h.join();
@@ -237,6 +241,7 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
         elapsed: duration,
         connect_secs,
         server_cpu_seconds: server_cpu(&before, &after),
+        db_cpu_seconds,
         server_rss_bytes: total_rss(&after),
         generator_cpu_share: (process_cpu_seconds() - cpu_start) / wall.elapsed().as_secs_f64() / cores,
     }
@@ -275,7 +280,10 @@ async fn client(
     let http = nodelay_client();
     let connect_started = Instant::now();
     let permit = sem.acquire().await;
-    let joined = connect_and_join(&http, url, &format!("load{c}"), &room).await;
+    let joined = match args.protocol {
+        Protocol::Switchboard => connect_and_join(&http, url, &format!("load{c}"), &room).await,
+        Protocol::SocketIo => socketio::connect_and_join(&http, url, &room).await,
+    };
     drop(permit);
     let Some((sink, mut stream, last_seq)) = joined else {
         local.lock().expect("local").connect_failures += 1;
@@ -323,8 +331,11 @@ async fn client(
                 let cmid = format!("{c}-{n}");
                 let body = format!("t={intended} c={c} n={n} {pad}");
                 pending.lock().expect("pending").insert(cmid.clone(), intended);
-                let frame = json!({"type": "send", "room": room, "body": body, "client_msg_id": cmid});
-                if sink.lock().await.send(Message::Text(frame.to_string().into())).await.is_err() {
+                let frame = match args.protocol {
+                    Protocol::Switchboard => json!({"type": "send", "room": room, "body": body, "client_msg_id": cmid}).to_string(),
+                    Protocol::SocketIo => socketio::send_frame(n, &room, &body, &cmid),
+                };
+                if sink.lock().await.send(Message::Text(frame.into())).await.is_err() {
                     break;
                 }
                 local.lock().expect("local").sent += 1;
@@ -335,6 +346,9 @@ async fn client(
 
     // Receiver: checks order per room and measures latency from the intended time.
     let mut seen_seq = last_seq;
+    // Socket.IO nodes number each room on their own, so against the peer
+    // order is checked per sender, by the sender's own count.
+    let mut seen_from: HashMap<usize, u64> = HashMap::new();
     loop {
         if shared.stop_all.load(Ordering::Acquire) {
             break;
@@ -355,6 +369,52 @@ async fn client(
             Frame::Close(_) => break,
             _ => continue,
         };
+        if args.protocol == Protocol::SocketIo {
+            match socketio::parse(&bytes) {
+                socketio::Incoming::Ping => {
+                    let _ = sink.lock().await.send(Message::Text("3".into())).await;
+                }
+                socketio::Incoming::Message(m) => {
+                    let body = m.body.as_deref().unwrap_or_default();
+                    let (intended, sender, n) = body_fields(body);
+                    let mut s = local.lock().expect("local");
+                    s.received += 1;
+                    shared.received.fetch_add(1, Ordering::Relaxed);
+                    if let (Some(sender), Some(n)) = (sender, n) {
+                        let last = seen_from.get(&sender).copied();
+                        if last.is_some_and(|l| n <= l) {
+                            s.duplicates += 1;
+                        } else {
+                            if n != last.map_or(0, |l| l + 1) {
+                                s.order_violations += 1;
+                            }
+                            seen_from.insert(sender, n);
+                        }
+                    }
+                    let _ = m.seq;
+                    if let Some(intended) = intended {
+                        let us = (now_ns.saturating_sub(intended) / 1000).max(1);
+                        let _ = s.delivery.record(us);
+                        if sender.is_some_and(|sc| url_index(sc, &args) != my_url) {
+                            let _ = s.delivery_remote.record(us);
+                        }
+                    }
+                }
+                socketio::Incoming::Ack { client_msg_id: Some(cmid), error: None, .. } => {
+                    if let Some(intended) = pending.lock().expect("pending").remove(&cmid) {
+                        let mut s = local.lock().expect("local");
+                        s.acked += 1;
+                        let _ = s.ack.record((now_ns.saturating_sub(intended) / 1000).max(1));
+                        shared.acked_per_room[room_index].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                socketio::Incoming::Ack { error: Some(code), .. } => {
+                    *local.lock().expect("local").errors.entry(code).or_default() += 1;
+                }
+                _ => {}
+            }
+            continue;
+        }
         // A typed, borrowing parse: the generator reads every delivery and
         // must stay far cheaper than the server it measures.
         let Ok(v) = serde_json::from_slice::<InFrame>(&bytes) else { continue };
@@ -372,10 +432,7 @@ async fn client(
                     }
                     seen_seq = seq;
                 }
-                let body = v.body.as_deref().unwrap_or_default();
-                let mut fields = body.split(' ');
-                let intended = fields.next().and_then(|t| t.strip_prefix("t=")).and_then(|t| t.parse::<u64>().ok());
-                let sender = fields.next().and_then(|t| t.strip_prefix("c=")).and_then(|t| t.parse::<usize>().ok());
+                let (intended, sender, _) = body_fields(v.body.as_deref().unwrap_or_default());
                 if let Some(intended) = intended {
                     let us = (now_ns.saturating_sub(intended) / 1000).max(1);
                     let _ = s.delivery.record(us);
@@ -402,6 +459,15 @@ async fn client(
     }
     let _ = sender.await;
     let _ = sink.lock().await.send(Message::Close(None)).await;
+}
+
+/// `t=<intended ns> c=<client> n=<count> …`: what every sent body starts with.
+fn body_fields(body: &str) -> (Option<u64>, Option<usize>, Option<u64>) {
+    let mut fields = body.split(' ');
+    let intended = fields.next().and_then(|t| t.strip_prefix("t=")).and_then(|t| t.parse().ok());
+    let sender = fields.next().and_then(|t| t.strip_prefix("c=")).and_then(|t| t.parse().ok());
+    let n = fields.next().and_then(|t| t.strip_prefix("n=")).and_then(|t| t.parse().ok());
+    (intended, sender, n)
 }
 
 /// The fields of server frames the generator reads; strings borrow from the
@@ -482,6 +548,7 @@ fn report(args: &Args, rate: f64, r: &RunResult) {
     let senders = args.senders.unwrap_or(args.clients);
     let q = |h: &Histogram<u64>, p: f64| ms(h.value_at_quantile(p));
     let cpu_us_per_delivery = if s.received > 0 { r.server_cpu_seconds * 1e6 / s.received as f64 } else { 0.0 };
+    let db_us_per_delivery = if s.received > 0 { r.db_cpu_seconds * 1e6 / s.received as f64 } else { 0.0 };
     eprintln!(
         "\n== {} ==\n{} clients, {} rooms, {} senders at {:.2} msg/s each, {:.0} s, {} server(s)\n\
          sent {} ({:.0}/s), acked {}, deliveries {} ({:.0}/s), expected {}\n\
@@ -491,6 +558,7 @@ fn report(args: &Args, rate: f64, r: &RunResult) {
          ack ms:      p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}\n\
          connect ms:  p50 {:.1}  p99 {:.1}  max {:.1}; {:.0} connections/s\n\
          server CPU: {:.2} s = {:.2} us per delivery; server RSS {:.1} MiB\n\
+         PostgreSQL CPU (this machine): {:.2} s = {:.2} us per delivery\n\
          load generator CPU: {:.0}% of this machine",
         args.label,
         args.clients,
@@ -529,6 +597,8 @@ fn report(args: &Args, rate: f64, r: &RunResult) {
         r.server_cpu_seconds,
         cpu_us_per_delivery,
         r.server_rss_bytes / 1048576.0,
+        r.db_cpu_seconds,
+        db_us_per_delivery,
         r.generator_cpu_share * 100.0,
     );
     println!(
@@ -549,6 +619,8 @@ fn report(args: &Args, rate: f64, r: &RunResult) {
             "connections_per_s": args.clients as f64 / r.connect_secs.max(0.001),
             "server_cpu_seconds": r.server_cpu_seconds, "server_cpu_us_per_delivery": cpu_us_per_delivery,
             "server_rss_bytes": r.server_rss_bytes,
+            "db_cpu_seconds": r.db_cpu_seconds, "db_cpu_us_per_delivery": db_us_per_delivery,
+            "protocol": format!("{:?}", args.protocol),
             "generator_cpu_share": r.generator_cpu_share,
         })
     );

@@ -11,6 +11,8 @@
 //! - `--mode http` (W4): an open-loop HTTP mix at a fixed request rate with
 //!   p50/p95/p99 per route.
 //! - `--workload W1|W2|W3|W4|smoke` picks the standard parameters.
+//! - `--protocol socketio` runs the chat modes against the Socket.IO peer
+//!   (benches/peers/socketio) instead, for side-by-side comparisons.
 //!
 //! Every run is bounded in time and stops by itself; each prints a human
 //! summary on stderr and one JSON line on stdout.
@@ -22,6 +24,7 @@ mod common;
 mod http;
 mod idle;
 mod smoke;
+mod socketio;
 mod storm;
 
 use std::time::Duration;
@@ -53,6 +56,19 @@ pub struct Args {
     pub no_seed: bool,
     /// Storm mode: pause after the first visits so the server can be restarted.
     pub restart_pause: bool,
+    /// Which server the chat modes talk to.
+    pub protocol: Protocol,
+}
+
+/// The wire the chat clients speak.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Protocol {
+    /// Switchboard's frames (guest sign-in, ticket, `/ws`).
+    Switchboard,
+    /// Socket.IO 4 (Engine.IO v4 over a plain WebSocket) against
+    /// benches/peers/socketio: `join` and `send` events with acks, `message`
+    /// broadcasts.
+    SocketIo,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,7 +87,7 @@ fn usage() -> ! {
         "usage: cargo bench --bench load -- [--workload W1|W2|W3|W4|smoke] [--url URL]... [--clients N] [--rooms R]\n\
          \x20      [--rate R] [--senders N] [--duration SECS] [--threads T] [--login-concurrency C] [--body-bytes B]\n\
          \x20      [--mode fixed|ramp|soak|idle|http|smoke|storm] [--ramp-factor F] [--ramp-steps N] [--slo-ms MS]\n\
-         \x20      [--source-ips 127.0.0.1,127.0.0.2] [--connect-rate PER_SEC] [--label NAME]"
+         \x20      [--source-ips 127.0.0.1,127.0.0.2] [--connect-rate PER_SEC] [--label NAME] [--protocol switchboard|socketio]"
     );
     std::process::exit(2)
 }
@@ -139,6 +155,7 @@ fn parse_args() -> Args {
         connect_rate: 2000.0,
         no_seed: false,
         restart_pause: false,
+        protocol: Protocol::Switchboard,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -179,6 +196,13 @@ fn parse_args() -> Args {
             "--connect-rate" => a.connect_rate = val().parse().unwrap_or_else(|_| usage()),
             "--no-seed" => a.no_seed = true,
             "--restart-pause" => a.restart_pause = true,
+            "--protocol" => {
+                a.protocol = match val().as_str() {
+                    "switchboard" => Protocol::Switchboard,
+                    "socketio" | "socket.io" => Protocol::SocketIo,
+                    _ => usage(),
+                }
+            }
             _ => usage(),
         }
     }

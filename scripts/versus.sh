@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Switchboard against the Socket.IO peer (benches/peers/socketio), side by
+# side in one sitting: each workload runs against both servers alternately,
+# RUNS times, each Switchboard run on a fresh database, and one table is
+# printed at the end (latency, server and PostgreSQL CPU per delivery, and
+# the ratio Switchboard / Socket.IO of the medians).
+#
+#   scripts/versus.sh [RUNS] [WORKLOAD...]      (default: 2 W1 W2 ramp)
+#
+# Switchboard runs with RATE_LIMIT_PER_SEC=1000 (the load sends faster than
+# a person), single instance. Needs node (the peer) and the release build;
+# installs the peer's npm packages when missing. Everything runs on
+# 127.0.0.1 and stops by itself. Results: target/versus/*.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-2}
+shift || true
+workloads=("$@")
+[ ${#workloads[@]} -gt 0 ] || workloads=(W1 W2 ramp)
+
+cargo build --release --bin switchboard >/dev/null
+cargo bench --no-run --bench load >/dev/null 2>&1
+loadgen=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -n 1)
+if [ ! -d benches/peers/socketio/node_modules/socket.io ]; then
+  (cd benches/peers/socketio && npm install --no-audit --no-fund >/dev/null)
+fi
+out=target/versus
+mkdir -p "$out"
+rm -f "$out"/*.json
+
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+args_for() { # workload -> load generator arguments
+  case $1 in
+    W1) echo "--workload W1 --duration 20" ;;
+    W2) echo "--workload W2 --duration 20" ;;
+    ramp) echo "--mode ramp --clients 1000 --rooms 50 --rate 4 --ramp-factor 1.5 --ramp-steps 8 --duration 10" ;;
+    *) echo "unknown workload $1" >&2; exit 2 ;;
+  esac
+}
+
+start_switchboard() {
+  local db="sbvs_$(date +%s)_$RANDOM"
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
+    RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \
+    target/release/switchboard >"$out/sb.out" 2>"$out/sb.log" &
+  pids+=($!)
+  sb_pid=$!
+  sb_db=$db
+  for _ in $(seq 1 200); do
+    sb_url=$(sed -n 's/^switchboard listening on //p' "$out/sb.out" | head -n 1)
+    [ -n "$sb_url" ] && break
+    sleep 0.1
+  done
+  for _ in $(seq 1 100); do curl -sf "$sb_url/readyz" >/dev/null && return; sleep 0.1; done
+}
+
+stop_switchboard() {
+  kill "$sb_pid" 2>/dev/null || true
+  wait "$sb_pid" 2>/dev/null || true
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS \"$sb_db\" WITH (FORCE)" postgres >/dev/null
+}
+
+start_peer() {
+  local port=$((20000 + RANDOM % 20000))
+  (cd benches/peers/socketio && PORT=$port exec node server.js) >"$out/peer.log" 2>&1 &
+  pids+=($!)
+  peer_pid=$!
+  peer_url="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do curl -sf "$peer_url/metrics" >/dev/null && return; sleep 0.1; done
+}
+
+stop_peer() { kill "$peer_pid" 2>/dev/null || true; wait "$peer_pid" 2>/dev/null || true; }
+
+for w in "${workloads[@]}"; do
+  for n in $(seq 1 "$runs"); do
+    start_switchboard
+    echo "== $w run $n: switchboard" >&2
+    # shellcheck disable=SC2046
+    "$loadgen" --url "$sb_url" --label "switchboard $w" $(args_for "$w") >"$out/$w-switchboard-$n.json" || true
+    stop_switchboard
+    start_peer
+    echo "== $w run $n: socket.io" >&2
+    # shellcheck disable=SC2046
+    "$loadgen" --url "$peer_url" --protocol socketio --label "socket.io $w" $(args_for "$w") >"$out/$w-socketio-$n.json" || true
+    stop_peer
+  done
+done
+
+python3 - "$out" "${workloads[@]}" <<'EOF'
+import json, sys, glob, statistics
+out, workloads = sys.argv[1], sys.argv[2:]
+def load(w, server):
+    rows = []
+    for f in sorted(glob.glob(f"{out}/{w}-{server}-*.json")):
+        for line in open(f):
+            line = line.strip()
+            if line.startswith("{"):
+                rows.append(json.loads(line))
+    return rows
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def fmt(x, d=2):
+    return "–" if x is None else f"{x:.{d}f}"
+print("| workload | server | runs | delivery p50 ms | p99 ms | lost/dup/order | server CPU µs/delivery | PostgreSQL CPU µs/delivery | held msg/s (ramp) |")
+print("|---|---|---|---|---|---|---|---|---|")
+for w in workloads:
+    meds = {}
+    for server in ["switchboard", "socketio"]:
+        rows = load(w, server)
+        runs = [r for r in rows if r.get("kind") == "load_run"]
+        ramp = [r for r in rows if r.get("kind") == "ramp_result"]
+        if w == "ramp":
+            held = med([r.get("held_msgs_per_sec") for r in ramp])
+            print(f"| {w} | {server} | {len(ramp)} | – | – | – | – | – | {fmt(held, 0)} |")
+            meds[server] = {"held": held}
+            continue
+        p50 = med([r["delivery_ms"]["p50"] for r in runs])
+        p99 = med([r["delivery_ms"]["p99"] for r in runs])
+        cpu = med([r["server_cpu_us_per_delivery"] for r in runs])
+        db = med([r.get("db_cpu_us_per_delivery") for r in runs])
+        bad = sum(r["lost"] + r["duplicates"] + r["order_violations"] for r in runs)
+        ranges = lambda key, sub=None: "/".join(fmt(r[key][sub] if sub else r[key]) for r in runs)
+        print(f"| {w} | {server} | {len(runs)} | {ranges('delivery_ms','p50')} | {ranges('delivery_ms','p99')} | {bad} | {ranges('server_cpu_us_per_delivery')} | {'/'.join(fmt(r.get('db_cpu_us_per_delivery')) for r in runs)} | – |")
+        meds[server] = {"p50": p50, "p99": p99, "cpu": cpu, "db": db}
+    a, b = meds.get("switchboard", {}), meds.get("socketio", {})
+    def ratio(k):
+        return fmt(a[k] / b[k]) if a.get(k) and b.get(k) else "–"
+    if w == "ramp":
+        print(f"| {w} | ratio SB/SIO | | | | | | | {ratio('held')} |")
+    else:
+        total = (a.get("cpu") or 0) + (a.get("db") or 0)
+        tr = fmt(total / b["cpu"]) if b.get("cpu") else "–"
+        print(f"| {w} | ratio SB/SIO (medians) | | {ratio('p50')} | {ratio('p99')} | | {ratio('cpu')} (with PostgreSQL: {tr}) | | – |")
+EOF
