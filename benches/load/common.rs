@@ -1,5 +1,6 @@
 //! Pieces every workload shares: clients, logins, server samples, CPU.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -83,26 +84,40 @@ pub fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// CPU seconds used so far by every PostgreSQL process on this machine
-/// (postmaster, backends, WAL writer...), from /proc: the database's share
-/// of a delivery's cost when it runs on the same host as the benchmark.
+/// CPU seconds used so far by PostgreSQL on this machine: every process of
+/// the server (postmaster, backends, WAL writer, checkpointer...) plus the
+/// CPU of backends that already exited (the postmaster's reaped children),
+/// so connections opened and closed within a window count too. A streaming
+/// replica on the same machine (a postmaster whose command line names a
+/// replica, and the primary's walsenders feeding it) is left out: it is not
+/// part of serving the benchmark.
 pub fn postgres_cpu_seconds() -> f64 {
+    struct Proc {
+        ppid: u32,
+        own: f64,
+        children: f64,
+        cmdline: String,
+    }
+    let mut procs: HashMap<u32, Proc> = HashMap::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
-    let mut total = 0.0;
     for e in entries.flatten() {
-        if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
         let Some((head, rest)) = stat.split_once(") ") else { continue };
         if !head.ends_with("(postgres") {
             continue;
         }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        total += (ticks(11) + ticks(12)) / 100.0;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let cmdline = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default().replace('\0', " ");
+        procs.insert(pid, Proc { ppid: num(1) as u32, own: (num(11) + num(12)) / 100.0, children: (num(13) + num(14)) / 100.0, cmdline });
     }
-    total
+    let replica_roots: Vec<u32> = procs.iter().filter(|(_, p)| p.ppid == 1 && p.cmdline.contains("replica")).map(|(pid, _)| *pid).collect();
+    procs
+        .iter()
+        .filter(|(pid, p)| !replica_roots.contains(pid) && !replica_roots.contains(&p.ppid) && !p.cmdline.contains("walsender"))
+        .map(|(_, p)| p.own + if p.ppid == 1 { p.children } else { 0.0 })
+        .sum()
 }
 
 /// A server's own CPU time and memory, from its /metrics (process collector).
