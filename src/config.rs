@@ -88,6 +88,8 @@ pub struct Config {
     pub guests_per_min: usize,
     /// How often the housekeeping job looks for expired sessions and idle guests.
     pub cleanup_interval: Duration,
+    /// Public rooms that exist from start-up, so a newcomer has somewhere to talk.
+    pub default_rooms: Vec<crate::domain::RoomName>,
 }
 
 /// When tokens stop working and guests are retired.
@@ -381,6 +383,25 @@ impl Config {
             signups_per_min: env.parse("SIGNUPS_PER_MIN", 10usize, |v| (1..=1_000_000).contains(v), "an integer 1..=1000000")?,
             guests_per_min: env.parse("GUESTS_PER_MIN", 30usize, |v| (1..=1_000_000).contains(v), "an integer 1..=1000000")?,
             cleanup_interval: env.millis("CLEANUP_INTERVAL_MS", 600_000, 100, 86_400_000)?,
+            default_rooms: {
+                // Unset: `general`; set but empty: none.
+                let raw = (env.0)("DEFAULT_ROOMS").unwrap_or_else(|| "general".into());
+                let mut rooms = Vec::new();
+                for part in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    match crate::domain::RoomName::parse(part) {
+                        Ok(name) if !rooms.contains(&name) => rooms.push(name),
+                        Ok(_) => {}
+                        Err(_) => {
+                            return Err(ConfigError {
+                                var: "DEFAULT_ROOMS",
+                                value: raw.clone(),
+                                problem: "expected comma-separated room names ([a-z0-9_-]{1,64})".into(),
+                            })
+                        }
+                    }
+                }
+                rooms
+            },
         })
     }
 
@@ -457,6 +478,16 @@ mod tests {
         assert_eq!(c.sessions.guest_retention, Duration::from_secs(7 * 86_400));
         assert_eq!((c.signups_per_min, c.guests_per_min), (10, 30));
         assert_eq!(c.sessions.touch_every(), Duration::from_secs(3600));
+        assert_eq!(c.default_rooms.iter().map(|r| r.as_str()).collect::<Vec<_>>(), vec!["general"]);
+    }
+
+    #[test]
+    fn default_rooms_can_be_listed_or_turned_off() {
+        let c = config(&[("DEFAULT_ROOMS", " lobby, help ,lobby")]).expect("valid");
+        assert_eq!(c.default_rooms.iter().map(|r| r.as_str()).collect::<Vec<_>>(), vec!["lobby", "help"]);
+        assert!(config(&[("DEFAULT_ROOMS", "")]).expect("valid").default_rooms.is_empty());
+        let err = config(&[("DEFAULT_ROOMS", "Not A Room")]).unwrap_err().to_string();
+        assert!(err.starts_with("DEFAULT_ROOMS:"), "{err}");
     }
 
     #[test]

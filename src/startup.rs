@@ -79,6 +79,14 @@ impl Application {
 
         let store = Store::new(&config);
         store.spawn_replica_monitor();
+        // Somewhere to talk from the start (several instances may do this at
+        // once: creation is insert-if-missing).
+        for name in &config.default_rooms {
+            store
+                .ensure_public_room(name, None)
+                .await
+                .map_err(|e| StartupError::Other(format!("cannot create the default room {name}: {e}")))?;
+        }
         let redis: Option<(Subscriber, RedisPool)> = if !config.redis_cluster_urls.is_empty() {
             let pool = crate::redis_pool::build_cluster(&config.redis_cluster_urls)
                 .map_err(|e| StartupError::Other(format!("REDIS_CLUSTER_URLS is not usable: {e}")))?;

@@ -106,6 +106,11 @@ pub struct NewestPage {
     pub at_least: i64,
 }
 
+/// Who is online in the room, cluster-wide (for the member list).
+#[derive(Message)]
+#[rtype(result = "Vec<UserId>")]
+pub struct OnlineUsers;
+
 /// Test hook only (SWITCHBOARD_TEST_HOOKS): the room actor panics.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -629,6 +634,14 @@ impl Handler<NewestPage> for Room {
 
     fn handle(&mut self, msg: NewestPage, _: &mut Context<Self>) -> Self::Result {
         self.window.newest_page(msg.limit, msg.at_least, self.sequencer.delivered())
+    }
+}
+
+impl Handler<OnlineUsers> for Room {
+    type Result = Vec<UserId>;
+
+    fn handle(&mut self, _: OnlineUsers, _: &mut Context<Self>) -> Self::Result {
+        self.roster.online_ids()
     }
 }
 

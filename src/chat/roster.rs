@@ -97,6 +97,13 @@ impl Roster {
         names
     }
 
+    /// Users online anywhere in the cluster, each once.
+    pub fn online_ids(&self) -> Vec<UserId> {
+        let mut ids: Vec<UserId> = self.local.keys().copied().collect();
+        ids.extend(self.remote.iter().filter(|(id, (_, at))| !at.is_empty() && !self.local.contains_key(id)).map(|(id, _)| *id));
+        ids
+    }
+
     /// The users connected here (for the presence snapshot in Redis).
     pub fn local_users(&self) -> Vec<(UserId, Username)> {
         self.local.iter().map(|(id, (u, _))| (*id, u.clone())).collect()

@@ -38,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .route("/rooms/{name}", web::get().to(rooms::get_room))
             .route("/rooms/{name}", web::patch().to(rooms::update_room))
             .route("/rooms/{name}/members", web::post().to(rooms::add_member))
+            .route("/rooms/{name}/members", web::get().to(rooms::list_members))
             .route("/rooms/{name}/members/{username}", web::delete().to(rooms::remove_member))
             .route("/rooms/{name}/messages", web::get().to(messages::list_messages))
             .route("/rooms/{name}/messages", web::post().to(messages::post_message))

@@ -1,13 +1,13 @@
 //! Rooms: list, create, detail, membership.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthUser;
 use crate::cache::RoomMeta;
-use crate::domain::{RoomId, RoomName, Topic, Username};
+use crate::domain::{RoomId, RoomName, Topic, UserId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::models::Room;
@@ -124,6 +124,53 @@ pub async fn update_room(
     let online = online_counts(&state, &[room.id]).await.get(&room.id).copied().unwrap_or(0);
     let updated = RoomMeta { topic: topic.as_str().to_string(), ..room };
     Ok(HttpResponse::Ok().json(meta_view(&updated, members, online, last_seq)))
+}
+
+/// Most members listed (the page shows who is in a room, not a directory).
+const MEMBER_LIST_LIMIT: i64 = 1000;
+
+#[derive(Serialize)]
+struct MemberView<'a> {
+    username: &'a Username,
+    owner: bool,
+    online: bool,
+}
+
+#[derive(Serialize)]
+struct MemberList<'a> {
+    members: Vec<MemberView<'a>>,
+}
+
+/// Users online in the room anywhere in the cluster: the local room actor
+/// knows (it hears presence from the other instances); a room not running
+/// here is asked of the presence snapshot in Redis.
+async fn online_users(state: &AppState, room: RoomId) -> HashSet<UserId> {
+    if let Some(addr) = state.registry.get(room) {
+        if let Ok(ids) = addr.send(crate::chat::room::OnlineUsers).await {
+            return ids.into_iter().collect();
+        }
+    }
+    if state.bus.is_shared() {
+        return state.registry.presence().others(room).await.into_iter().map(|r| r.user_id).collect();
+    }
+    HashSet::new()
+}
+
+/// `GET /api/v1/rooms/{name}/members`: members by name, the owner marked,
+/// and who is online; a private room only for its members (404 otherwise).
+pub async fn list_members(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = visible_room(&state, &auth.user, &path).await?;
+    let members = state.store.room_members(room.id, MEMBER_LIST_LIMIT).await?;
+    let online = online_users(&state, room.id).await;
+    let views = members
+        .iter()
+        .map(|(id, username, owner)| MemberView { username, owner: *owner, online: online.contains(id) })
+        .collect();
+    Ok(HttpResponse::Ok().json(MemberList { members: views }))
 }
 
 #[derive(Deserialize)]

@@ -8,9 +8,9 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::models::Room;
-use super::schema::{room_members, rooms};
+use super::schema::{room_members, rooms, users};
 use super::{is_unique_violation, Store, StoreError};
-use crate::domain::{RoomId, RoomName, Topic, UserId};
+use crate::domain::{RoomId, RoomName, Topic, UserId, Username};
 
 type RoomRow = (i64, String, String, bool, Option<Uuid>, i64);
 
@@ -164,6 +164,24 @@ impl Store {
             })
             .await?;
         Ok(n > 0)
+    }
+
+    /// A room's members by name (at most `limit`), with whether each owns it.
+    pub async fn room_members(&self, room: RoomId, limit: i64) -> Result<Vec<(UserId, Username, bool)>, StoreError> {
+        let rows = self
+            .run("member_list", async |conn| {
+                room_members::table
+                    .inner_join(users::table)
+                    .inner_join(rooms::table)
+                    .filter(room_members::room_id.eq(room.0))
+                    .order(diesel::dsl::sql::<diesel::sql_types::Text>("lower(users.username)"))
+                    .limit(limit)
+                    .select((users::id, users::username, rooms::owner_id.nullable().eq(users::id.nullable())))
+                    .load::<(Uuid, String, Option<bool>)>(conn)
+                    .await
+            })
+            .await?;
+        Ok(rows.into_iter().map(|(id, name, owner)| (UserId(id), Username::from_trusted(name), owner.unwrap_or(false))).collect())
     }
 
     /// Public rooms plus the private rooms `user` belongs to, by name.

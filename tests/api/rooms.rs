@@ -24,7 +24,55 @@ async fn create_list_and_detail() {
     assert_eq!(s, 404);
     let (s, v) = app.get("/api/v1/rooms", &alice).await;
     assert_eq!(s, 200);
-    assert_eq!(v["rooms"][0]["name"], "rust");
+    let names: Vec<&str> = v["rooms"].as_array().expect("an array").iter().map(|r| r["name"].as_str().expect("a name")).collect();
+    assert_eq!(names, vec!["general", "rust"], "the default room exists from start-up; by name");
+}
+
+#[actix_web::test]
+async fn a_newcomer_finds_the_default_room_and_can_use_it_over_http() {
+    let app = spawn_app().await;
+    let guest = app.guest("newbie").await;
+    let (s, v) = app.get("/api/v1/rooms", &guest).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["rooms"][0]["name"], "general");
+    let (s, m) = app.post("/api/v1/rooms/general/messages", Some(&guest), json!({"body": "hello, anyone?"})).await;
+    assert_eq!((s, m["seq"].as_i64()), (201, Some(1)));
+    // DEFAULT_ROOMS lists them; empty means none.
+    let custom = crate::helpers::spawn_app_with(&[("DEFAULT_ROOMS", "lobby,help")]).await;
+    let token = custom.guest("visitor").await;
+    let (_, v) = custom.get("/api/v1/rooms", &token).await;
+    let names: Vec<&str> = v["rooms"].as_array().expect("an array").iter().map(|r| r["name"].as_str().expect("a name")).collect();
+    assert_eq!(names, vec!["help", "lobby"]);
+    let none = crate::helpers::spawn_app_with(&[("DEFAULT_ROOMS", "")]).await;
+    let token = none.guest("visitor").await;
+    let (_, v) = none.get("/api/v1/rooms", &token).await;
+    assert_eq!(v["rooms"], json!([]));
+}
+
+#[actix_web::test]
+async fn members_are_listed_with_owner_and_online_state_and_private_lists_stay_private() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let member = app.register("member").await;
+    let outsider = app.register("outsider").await;
+    app.post("/api/v1/rooms", Some(&owner), json!({"name": "club", "private": true})).await;
+    let (s, _) = app.post("/api/v1/rooms/club/members", Some(&owner), json!({"username": "member"})).await;
+    assert_eq!(s, 204);
+    let mut ws = app.ws(&member).await;
+    ws.join("club").await;
+    let (s, v) = app.get("/api/v1/rooms/club/members", &owner).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v,
+        json!({"members": [
+            {"username": "member", "owner": false, "online": true},
+            {"username": "owner", "owner": true, "online": false},
+        ]})
+    );
+    let (s, v) = app.get("/api/v1/rooms/club/members", &outsider).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")), "a private room's members are not revealed");
+    let (s, v) = app.get("/api/v1/rooms/general/members", &outsider).await;
+    assert_eq!((s, v["members"].as_array().map(Vec::len)), (200, Some(0)), "a public room's list is open");
 }
 
 #[actix_web::test]
