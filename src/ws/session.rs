@@ -77,6 +77,7 @@ pub struct Session {
     outbound: Outbound,
     /// Closed (revoked, too slow): write nothing more.
     closed: bool,
+    timers: Timers,
 }
 
 impl Session {
@@ -97,6 +98,7 @@ impl Session {
             _slot: slot,
             outbound: Outbound::new(c.max_outbound_bytes as u64),
             closed: false,
+            timers: Timers { expires: Instant::now(), next_ping: Instant::now(), next_touch: Instant::now() },
             state,
         }
     }
@@ -462,6 +464,43 @@ fn error_label(code: ErrorCode) -> &'static str {
     }
 }
 
+/// When the periodic duties of a session are next due.
+struct Timers {
+    /// The token's maximum age ends the socket too.
+    expires: Instant,
+    next_ping: Instant,
+    /// An open socket is use: it keeps its token from idling out.
+    next_touch: Instant,
+}
+
+impl Session {
+    fn tick(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let now = Instant::now();
+        if now >= self.timers.expires {
+            return self.close_revoked("the session has expired; sign in again", ctx);
+        }
+        // Supervision: a room actor that died (a panic) is replaced, and this
+        // session rejoins it from the last seq it wrote, losing nothing.
+        self.rejoin_dead_rooms(ctx);
+        self.check_backlog(ctx);
+        let c = &self.state.config;
+        if now >= self.timers.next_ping {
+            self.timers.next_ping = now + c.heartbeat_interval;
+            if self.last_heard.elapsed() > c.client_timeout {
+                log::debug!("session {:?}: heartbeat timed out", self.id);
+                ctx.close(Some(CloseReason { code: CloseCode::Away, description: Some("heartbeat timeout".into()) }));
+                return ctx.stop();
+            }
+            self.send_ping(ctx);
+        }
+        if now >= self.timers.next_touch {
+            self.timers.next_touch = now + self.state.session_clock.policy().touch_every();
+            let (state, token) = (self.state.clone(), self.auth.token);
+            actix::spawn(async move { state.session_clock.touch(&state.store, &token, chrono::Utc::now()).await });
+        }
+    }
+}
+
 impl Actor for Session {
     type Context = ws::WebsocketContext<Self>;
 
@@ -473,30 +512,16 @@ impl Actor for Session {
         if self.registration.guard.is_revoked() {
             return self.close_revoked("this session was signed out", ctx);
         }
-        // The token's maximum age ends the socket too.
+        // One timer for everything periodic: actix polls every timer of an
+        // actor each time it wakes (on every delivery), so one beats four.
+        let now = Instant::now();
         let left = (self.auth.expires_at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        ctx.run_later(left, |session, ctx| session.close_revoked("the session has expired; sign in again", ctx));
-        // An open socket is use: it keeps its token from idling out.
-        ctx.run_interval(self.state.session_clock.policy().touch_every(), |session, _| {
-            let (state, token) = (session.state.clone(), session.auth.token);
-            actix::spawn(async move { state.session_clock.touch(&state.store, &token, chrono::Utc::now()).await });
-        });
-        // Supervision: a room actor that died (a panic) is replaced, and this
-        // session rejoins it from the last seq it wrote, losing nothing.
-        ctx.run_interval(Duration::from_secs(1), |session, ctx| {
-            session.rejoin_dead_rooms(ctx);
-            session.check_backlog(ctx);
-        });
-        let timeout = c.client_timeout;
-        ctx.run_interval(c.heartbeat_interval, move |session, ctx| {
-            if session.last_heard.elapsed() > timeout {
-                log::debug!("session {:?}: heartbeat timed out", session.id);
-                ctx.close(Some(CloseReason { code: CloseCode::Away, description: Some("heartbeat timeout".into()) }));
-                ctx.stop();
-            } else {
-                session.send_ping(ctx);
-            }
-        });
+        self.timers = Timers {
+            expires: now.checked_add(left).unwrap_or(now + Duration::from_secs(365 * 86_400)),
+            next_ping: now + c.heartbeat_interval,
+            next_touch: now + self.state.session_clock.policy().touch_every(),
+        };
+        ctx.run_interval(c.heartbeat_interval.min(Duration::from_secs(1)), |session, ctx| session.tick(ctx));
     }
 
 }
