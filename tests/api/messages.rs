@@ -105,3 +105,28 @@ async fn http_sends_are_delivered_live() {
     assert_eq!(got["id"], m["id"]);
     assert_eq!(got["body"], "over http");
 }
+
+/// The same send (same user, room and client_msg_id) arriving on two
+/// instances at the same moment, many times over: each is stored once, with
+/// no gap in the room's seqs, and every answer names the stored message.
+#[actix_web::test]
+async fn concurrent_repeats_on_two_instances_are_stored_once_without_gaps() {
+    let cluster = crate::helpers::spawn_cluster(crate::helpers::Mode::Redis(2), &[]).await;
+    let (a, b) = (cluster.app(0), cluster.app(1));
+    let token = a.register("racer").await;
+    a.post("/api/v1/rooms", Some(&token), json!({"name": "race"})).await;
+    for i in 0..50 {
+        let body = json!({"body": format!("take {i}"), "client_msg_id": format!("dup-{i}")});
+        let (ra, rb) = futures_util::join!(
+            a.post("/api/v1/rooms/race/messages", Some(&token), body.clone()),
+            b.post("/api/v1/rooms/race/messages", Some(&token), body.clone())
+        );
+        let mut statuses = [ra.0, rb.0];
+        statuses.sort();
+        assert_eq!(statuses, [200, 201], "one stores it, the other answers with the original: {ra:?} {rb:?}");
+        assert_eq!((ra.1["seq"].clone(), ra.1["id"].clone()), (rb.1["seq"].clone(), rb.1["id"].clone()));
+        assert_eq!(ra.1["seq"], i + 1);
+    }
+    assert_eq!(cluster.db.query_i64("SELECT count(*) AS v FROM messages"), 50);
+    assert_eq!(cluster.db.query_i64("SELECT max(seq) AS v FROM messages"), 50);
+}
