@@ -137,6 +137,7 @@ pub struct Metrics {
     pub cluster_instances: IntGauge,
     pub limit_hits: IntCounterVec,
     pub slow_consumers: IntCounter,
+    pub catchups: IntCounter,
     /// Precise CPU time (the process collector's counter is whole seconds).
     pub cpu_seconds: prometheus::Gauge,
     pub db_slow_queries: IntCounterVec,
@@ -296,6 +297,11 @@ impl Metrics {
                 "WebSockets closed because the client stopped reading",
             )
             .expect("valid"),
+            catchups: IntCounter::new(
+                "switchboard_catchups_total",
+                "Times a slow reader's live stream was paused at MAX_OUTBOUND_BYTES, to be caught up from the database",
+            )
+            .expect("valid"),
             cpu_seconds: prometheus::Gauge::new(
                 "switchboard_process_cpu_seconds",
                 "User plus system CPU seconds of this process, to the clock tick",
@@ -405,6 +411,7 @@ impl Metrics {
             Box::new(self.cpu_seconds.clone()),
             Box::new(self.limit_hits.clone()),
             Box::new(self.slow_consumers.clone()),
+            Box::new(self.catchups.clone()),
             Box::new(self.db_slow_queries.clone()),
             Box::new(self.db_pool_max.clone()),
             Box::new(self.room_mailbox_lag.clone()),

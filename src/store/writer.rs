@@ -126,6 +126,16 @@ impl Writer {
 
     /// Stores one send; resolves once it is committed (or refused).
     pub async fn send(&self, req: SendRequest) -> Result<SendOutcome, WriteError> {
+        self.enqueue(req)?.await
+    }
+
+    /// Queues a send now (so one sender's sends keep their order, whatever
+    /// order their futures are polled in); the returned future resolves once
+    /// it is committed (or refused).
+    pub fn enqueue(
+        &self,
+        req: SendRequest,
+    ) -> Result<impl std::future::Future<Output = Result<SendOutcome, WriteError>> + 'static, WriteError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(WriteError::Unavailable("the server is shutting down"));
         }
@@ -137,7 +147,7 @@ impl Writer {
             mpsc::error::TrySendError::Closed(_) => WriteError::Unavailable("the writer has stopped"),
         })?;
         METRICS.writer_queue_depth.inc();
-        rx.await.unwrap_or(Err(WriteError::Unavailable("the writer has stopped")))
+        Ok(async move { rx.await.unwrap_or(Err(WriteError::Unavailable("the writer has stopped"))) })
     }
 
     /// Refuses new sends, then waits until everything accepted is committed or

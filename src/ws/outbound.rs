@@ -4,15 +4,23 @@
 //! A pong answers every ping sent before it, and a client reads in order, so
 //! everything written before an answered ping has been read. A client that
 //! stops reading stops answering, and its backlog grows in our memory.
+//!
+//! Past the bound the session stops writing live messages (and catches the
+//! client up later, see ws::session), so the backlog stays bounded for a slow
+//! reader; only a reader that makes no progress at all for `GRACE` is
+//! judged to have stopped.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// A client may sit on a backlog above the bound this long (a big replay
-/// burst is read within a round trip by a live client); beyond
-/// `HARD_FACTOR` times the bound it has stopped reading, whatever the time.
-pub const GRACE: Duration = Duration::from_secs(3);
+/// A client over the bound that proves no reading progress (no pong that
+/// acknowledges more bytes) for this long has stopped reading; beyond
+/// `HARD_FACTOR` times the bound it has too, whatever the time.
+pub const GRACE: Duration = Duration::from_secs(10);
 pub const HARD_FACTOR: u64 = 16;
+/// A ping goes out every this fraction of the bound written, so a slow
+/// reader proves progress often.
+const PING_EVERY_FRACTION: u64 = 8;
 /// Unanswered pings remembered (the oldest is what the grace is judged by).
 const MAX_IN_FLIGHT: usize = 64;
 
@@ -26,6 +34,9 @@ pub struct Outbound {
     in_flight: VecDeque<(u64, u64, Instant)>,
     /// Bytes written when the last ping went out.
     at_last_ping: u64,
+    /// The last time the client proved it reads (a pong acknowledging more
+    /// bytes), or was within the bound.
+    last_progress: Instant,
 }
 
 /// What the accounting says about the client.
@@ -41,15 +52,26 @@ pub enum Reading {
 impl Outbound {
     /// `limit`: the unread bytes a client may sit on (`MAX_OUTBOUND_BYTES`).
     pub fn new(limit: u64) -> Self {
-        Outbound { limit, written: 0, acknowledged: 0, next_ping: 0, in_flight: VecDeque::new(), at_last_ping: 0 }
+        Outbound {
+            limit,
+            written: 0,
+            acknowledged: 0,
+            next_ping: 0,
+            in_flight: VecDeque::new(),
+            at_last_ping: 0,
+            last_progress: Instant::now(),
+        }
     }
 
-    /// Counts a write; true when a ping should go out now (a quarter of the
+    /// Counts a write; true when a ping should go out now (an eighth of the
     /// bound written since the last one), so proof of reading comes sooner
     /// than the heartbeat would bring it.
     pub fn wrote(&mut self, bytes: usize) -> bool {
+        if self.backlog() <= self.limit {
+            self.last_progress = Instant::now();
+        }
         self.written += bytes as u64;
-        self.written - self.at_last_ping > self.limit / 4
+        self.written - self.at_last_ping > self.limit / PING_EVERY_FRACTION
     }
 
     /// A ping goes out now: its payload.
@@ -65,21 +87,34 @@ impl Outbound {
     }
 
     /// A pong came back: everything written before its ping was read.
-    pub fn pong(&mut self, payload: &[u8]) {
+    pub fn pong(&mut self, payload: &[u8], now: Instant) {
         let Ok(bytes) = <[u8; 8]>::try_from(payload) else { return };
         let id = u64::from_be_bytes(bytes);
         while let Some(&(sent, written, _)) = self.in_flight.front() {
             if sent > id {
                 break;
             }
-            self.acknowledged = self.acknowledged.max(written);
+            if written > self.acknowledged {
+                self.acknowledged = written;
+                self.last_progress = now;
+            }
             self.in_flight.pop_front();
         }
+    }
+
+    /// The backlog is down to half the bound: writing may resume.
+    pub fn drained(&self) -> bool {
+        self.backlog() <= self.limit / 2
     }
 
     /// Bytes written but not yet provably read.
     pub fn backlog(&self) -> u64 {
         self.written - self.acknowledged
+    }
+
+    /// Bytes that may still be written before the bound.
+    pub fn room_left(&self) -> usize {
+        usize::try_from(self.limit.saturating_sub(self.backlog())).unwrap_or(usize::MAX)
     }
 
     pub fn over_limit(&self) -> bool {
@@ -91,7 +126,7 @@ impl Outbound {
         if backlog <= self.limit {
             return Reading::Keeping;
         }
-        let stale = self.in_flight.front().is_some_and(|(_, _, at)| now.saturating_duration_since(*at) > GRACE);
+        let stale = now.saturating_duration_since(self.last_progress) > GRACE;
         if stale || backlog > self.limit * HARD_FACTOR {
             Reading::Stopped
         } else {
@@ -108,18 +143,20 @@ mod tests {
     fn a_reader_that_answers_keeps_up_and_one_that_does_not_has_stopped() {
         let t0 = Instant::now();
         let mut o = Outbound::new(1000);
-        assert!(!o.wrote(200));
-        assert!(o.wrote(100), "a quarter of the bound since the last ping");
+        assert!(!o.wrote(100));
+        assert!(o.wrote(200), "an eighth of the bound since the last ping");
         let ping = o.ping(t0);
         o.wrote(900);
         assert_eq!(o.backlog(), 1200);
         assert!(o.over_limit());
-        assert_eq!(o.reading(t0 + Duration::from_secs(1)), Reading::Keeping, "within the grace");
-        assert_eq!(o.reading(t0 + GRACE + Duration::from_millis(1)), Reading::Stopped, "no pong for the grace");
-        o.pong(&ping);
+        let t1 = Instant::now();
+        assert_eq!(o.reading(t1 + Duration::from_secs(1)), Reading::Keeping, "within the grace");
+        assert_eq!(o.reading(t1 + GRACE + Duration::from_millis(1)), Reading::Stopped, "no progress for the grace");
+        o.pong(&ping, t1 + GRACE);
         assert_eq!(o.backlog(), 900, "what was written before the ping was read");
-        assert_eq!(o.reading(t0 + GRACE * 2), Reading::Keeping);
-        o.pong(b"junk");
+        assert!(!o.drained());
+        assert_eq!(o.reading(t1 + GRACE * 2 - Duration::from_millis(1)), Reading::Keeping, "progress restarts the grace");
+        o.pong(b"junk", t1);
         assert_eq!(o.backlog(), 900);
     }
 
@@ -141,7 +178,8 @@ mod tests {
         o.wrote(10);
         let second = o.ping(t0);
         o.wrote(10);
-        o.pong(&second);
+        o.pong(&second, t0);
         assert_eq!(o.backlog(), 10);
+        assert!(o.drained());
     }
 }

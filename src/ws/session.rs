@@ -40,6 +40,8 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// Sends queued behind a join still in progress.
 const MAX_DEFERRED: usize = 256;
 const TYPING_INTERVAL: Duration = Duration::from_millis(200);
+/// Messages per catch-up read (several reads while the client keeps up).
+const CATCH_UP_CHUNK: i64 = 200;
 
 /// A send that waits for its room's join to finish.
 #[derive(Debug)]
@@ -77,6 +79,9 @@ pub struct Session {
     outbound: Outbound,
     /// Closed (revoked, too slow): write nothing more.
     closed: bool,
+    /// The client reads slower than its rooms produce: live messages are not
+    /// written until the backlog drains; then it is caught up (ws::streams).
+    paused: bool,
     timers: Timers,
 }
 
@@ -98,6 +103,7 @@ impl Session {
             _slot: slot,
             outbound: Outbound::new(c.max_outbound_bytes as u64),
             closed: false,
+            paused: false,
             timers: Timers { expires: Instant::now(), next_ping: Instant::now(), next_touch: Instant::now() },
             state,
         }
@@ -113,7 +119,57 @@ impl Session {
         if ping_due {
             self.send_ping(ctx);
         }
+        if !self.paused && self.outbound.over_limit() {
+            // Guarantee 6: stop queuing live messages past the bound; what
+            // the rooms send meanwhile is read back once the client has read.
+            self.paused = true;
+            METRICS.catchups.inc();
+        }
         self.check_backlog(ctx);
+    }
+
+    /// A pong: the client read more. Once the backlog is down to half the
+    /// bound, writing resumes with what it missed.
+    fn on_pong(&mut self, payload: &[u8], ctx: &mut ws::WebsocketContext<Self>) {
+        self.outbound.pong(payload, Instant::now());
+        if self.paused && self.outbound.drained() {
+            self.paused = false;
+            self.catch_up(ctx);
+        }
+    }
+
+    /// Reads what paused rooms missed, from the database, a chunk at a time,
+    /// and writes it in order; a room goes live again when nothing is left.
+    fn catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.paused || self.closed {
+            return;
+        }
+        for (room_id, name, after) in self.streams.start_catch_up() {
+            let store = self.state.store.clone();
+            ctx.spawn(
+                async move { store.messages_between(room_id, &name, after, i64::MAX, CATCH_UP_CHUNK).await }
+                    .into_actor(self)
+                    .map(move |result, session, ctx| match result {
+                        Ok(messages) => {
+                            let frames: Vec<OutFrame> = messages
+                                .iter()
+                                .map(|m| OutFrame { seq: m.seq, text: crate::chat::frames::message(m), received_at: None, available_at: None })
+                                .collect();
+                            let budget = session.outbound.room_left();
+                            let out: Vec<ByteString> =
+                                session.streams.caught_up(room_id, &frames, budget).into_iter().map(|f| f.text.clone()).collect();
+                            for text in out {
+                                session.write(ctx, text);
+                            }
+                            session.catch_up(ctx);
+                        }
+                        Err(e) => {
+                            log::warn!("session {:?}: catch-up read failed, retrying: {e}", session.id);
+                            session.streams.catch_up_failed(room_id);
+                        }
+                    }),
+            );
+        }
     }
 
     /// Closes a client that stopped reading (see ws::outbound).
@@ -370,9 +426,17 @@ impl Session {
             client_msg_id,
             received_at: send.received_at,
         };
-        let writer = self.state.writer.clone();
+        // Queued here, in frame order: the futures below may be polled in any
+        // order, and a sender's messages must keep the order it sent them in.
+        let queued = self.state.writer.enqueue(request);
         self.pending_acks += 1;
-        ctx.spawn(async move { writer.send(request).await }.into_actor(self).map(move |result, session, ctx| {
+        let waiting = async move {
+            match queued {
+                Ok(done) => done.await,
+                Err(e) => Err(e),
+            }
+        };
+        ctx.spawn(waiting.into_actor(self).map(move |result, session, ctx| {
             session.pending_acks -= 1;
             match result {
                 Ok(outcome) => {
@@ -408,7 +472,7 @@ impl Session {
         if self.registration.guard.is_kicked(room) {
             return;
         }
-        let (out, jump) = self.streams.deliver(room, frames);
+        let (out, jump) = self.streams.deliver(room, frames, !self.paused);
         if let Some((from, to)) = jump {
             log::error!("session {:?}: room {room} jumped from seq {from} to {to}", self.id);
         }
@@ -483,6 +547,10 @@ impl Session {
         // session rejoins it from the last seq it wrote, losing nothing.
         self.rejoin_dead_rooms(ctx);
         self.check_backlog(ctx);
+        // A catch-up read that failed is tried again.
+        if !self.paused && self.streams.any_behind() {
+            self.catch_up(ctx);
+        }
         let c = &self.state.config;
         if now >= self.timers.next_ping {
             self.timers.next_ping = now + c.heartbeat_interval;
@@ -601,7 +669,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             }
             ws::Message::Continuation(item) => self.handle_fragment(item, ctx),
             ws::Message::Ping(payload) => ctx.pong(&payload),
-            ws::Message::Pong(payload) => self.outbound.pong(&payload),
+            ws::Message::Pong(payload) => self.on_pong(&payload, ctx),
             ws::Message::Nop => {}
             ws::Message::Close(reason) => {
                 ctx.close(reason);

@@ -2,6 +2,12 @@
 //! parallel maps, and the rule that keeps a socket's stream exact: a frame
 //! at or below the last seq written for that room is never written again.
 //!
+//! While the socket is paused (a slow reader, ws::outbound), live frames are
+//! not written; a joined room only remembers the newest seq it has missed
+//! (`behind`). Once the backlog drains, the session reads what was missed
+//! from the database (`start_catch_up`, `caught_up`) and the room goes live
+//! again when nothing is missing: no gap, no duplicate, on the same socket.
+//!
 //! `R` is the handle of the room actor (`Addr<Room>` in the server), `S` a
 //! send that waits for its join to finish.
 
@@ -16,8 +22,10 @@ pub enum Stream<R, S> {
     Authorizing { since: Option<i64>, cancelled: bool, deferred: Vec<S> },
     /// The room actor has our join; its `joined` is on the way.
     Joining { room: RoomId, handle: R, since: Option<i64>, cancelled: bool, deferred: Vec<S> },
-    /// Live: everything up to `last_seen` was written.
-    Joined { room: RoomId, handle: R, last_seen: i64 },
+    /// Live: everything up to `last_seen` was written. `behind`: seqs up to
+    /// this exist but were not written (paused); `fetching`: a catch-up read
+    /// is under way.
+    Joined { room: RoomId, handle: R, last_seen: i64, behind: Option<i64>, fetching: bool },
 }
 
 /// What a `join` frame leads to.
@@ -194,7 +202,7 @@ impl<R: Clone, S> Streams<R, S> {
     pub fn arrived(&mut self, name: &RoomName, after: i64) -> Arrival<R, S> {
         match self.by_name.remove(name) {
             Some(Stream::Joining { room, handle, cancelled: false, deferred, .. }) => {
-                self.by_name.insert(name.clone(), Stream::Joined { room, handle, last_seen: after });
+                self.by_name.insert(name.clone(), Stream::Joined { room, handle, last_seen: after, behind: None, fetching: false });
                 self.joined.insert(room, name.clone());
                 Arrival::Live(deferred)
             }
@@ -209,10 +217,18 @@ impl<R: Clone, S> Streams<R, S> {
 
     /// The frames of `room` to write now: each seq once, in order. A jump
     /// (a gap) is reported but written, since the room only sends in order.
-    pub fn deliver<'f>(&mut self, room: RoomId, frames: &'f [OutFrame]) -> (Vec<&'f OutFrame>, Option<(i64, i64)>) {
-        let Some(Stream::Joined { last_seen, .. }) = self.joined.get(&room).and_then(|n| self.by_name.get_mut(n)) else {
+    /// With `live` false (paused), or while the room is behind, nothing is
+    /// written and the newest seq is remembered for the catch-up.
+    pub fn deliver<'f>(&mut self, room: RoomId, frames: &'f [OutFrame], live: bool) -> (Vec<&'f OutFrame>, Option<(i64, i64)>) {
+        let Some(Stream::Joined { last_seen, behind, .. }) = self.joined.get(&room).and_then(|n| self.by_name.get_mut(n)) else {
             return (Vec::new(), None);
         };
+        if !live || behind.is_some() {
+            if let Some(newest) = frames.iter().map(|f| f.seq).filter(|s| *s > *last_seen).max() {
+                *behind = Some(behind.map_or(newest, |b| b.max(newest)));
+            }
+            return (Vec::new(), None);
+        }
         let mut out = Vec::with_capacity(frames.len());
         let mut jump = None;
         for frame in frames {
@@ -226,6 +242,63 @@ impl<R: Clone, S> Streams<R, S> {
             out.push(frame);
         }
         (out, jump)
+    }
+
+    /// Rooms that missed messages and have no catch-up read under way: each
+    /// is marked as fetching, with the seq to read after.
+    pub fn start_catch_up(&mut self) -> Vec<(RoomId, RoomName, i64)> {
+        let mut out = Vec::new();
+        for (name, s) in self.by_name.iter_mut() {
+            if let Stream::Joined { room, last_seen, behind: Some(_), fetching, .. } = s {
+                if !*fetching {
+                    *fetching = true;
+                    out.push((*room, name.clone(), *last_seen));
+                }
+            }
+        }
+        out
+    }
+
+    /// A catch-up read returned `frames` (ascending, from the database): the
+    /// ones to write now, at most `budget` bytes of them (at least one). The
+    /// room goes live again once nothing it missed is left; it stays behind
+    /// (to be read further) otherwise.
+    pub fn caught_up<'f>(&mut self, room: RoomId, frames: &'f [OutFrame], budget: usize) -> Vec<&'f OutFrame> {
+        let Some(Stream::Joined { last_seen, behind, fetching, .. }) = self.joined.get(&room).and_then(|n| self.by_name.get_mut(n)) else {
+            return Vec::new();
+        };
+        *fetching = false;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for f in frames {
+            if !out.is_empty() && bytes + f.text.len() > budget {
+                // The rest is read again next time: the client is slow.
+                return out;
+            }
+            // Only the next seq: the database has no gaps, so anything else
+            // is a duplicate (or the read raced a rejoin).
+            if f.seq == *last_seen + 1 {
+                *last_seen = f.seq;
+                bytes += f.text.len();
+                out.push(f);
+            }
+        }
+        if behind.is_some_and(|b| *last_seen >= b) || frames.is_empty() {
+            *behind = None;
+        }
+        out
+    }
+
+    /// A catch-up read failed: it is tried again later.
+    pub fn catch_up_failed(&mut self, room: RoomId) {
+        if let Some(Stream::Joined { fetching, .. }) = self.joined.get(&room).and_then(|n| self.by_name.get_mut(n)) {
+            *fetching = false;
+        }
+    }
+
+    /// Whether any room still waits to be caught up.
+    pub fn any_behind(&self) -> bool {
+        self.by_name.values().any(|s| matches!(s, Stream::Joined { behind: Some(_), .. }))
     }
 
     /// The room took us out (removed member, failed replay).
@@ -307,12 +380,12 @@ mod tests {
         assert!(matches!(s.target(&lobby, 3, 10), SendTarget::Joined(RoomId(7), &"room7b", 3)));
         assert_eq!(s.joining(&lobby), None, "joined, not joining");
         let first = frames(&[4, 5, 6, 7]);
-        let (out, jump) = s.deliver(RoomId(7), &first);
+        let (out, jump) = s.deliver(RoomId(7), &first, true);
         assert_eq!((written(&out), jump), (vec![6, 7], None), "at or below since: never written");
         let second = frames(&[7, 9]);
-        let (out, jump) = s.deliver(RoomId(7), &second);
+        let (out, jump) = s.deliver(RoomId(7), &second, true);
         assert_eq!((written(&out), jump), (vec![9], Some((7, 9))), "a jump is reported");
-        assert_eq!(s.deliver(RoomId(8), &frames(&[1])).0.len(), 0, "not joined");
+        assert_eq!(s.deliver(RoomId(8), &frames(&[1]), true).0.len(), 0, "not joined");
     }
 
     #[test]
@@ -342,9 +415,9 @@ mod tests {
         s.authorized(&lobby, RoomId(1), "r");
         s.arrived(&lobby, 10);
         assert_eq!(s.request_join(&lobby, Some(4), 10, |_| false), JoinStep::Rejoin { room: RoomId(1), handle: "r" });
-        assert_eq!(s.deliver(RoomId(1), &frames(&[11])).0.len(), 0, "nothing until the new joined");
+        assert_eq!(s.deliver(RoomId(1), &frames(&[11]), true).0.len(), 0, "nothing until the new joined");
         s.arrived(&lobby, 4);
-        assert_eq!(written(&s.deliver(RoomId(1), &frames(&[5])).0), vec![5]);
+        assert_eq!(written(&s.deliver(RoomId(1), &frames(&[5]), true).0), vec![5]);
         assert_eq!(s.request_join(&lobby, None, 10, |room| room == RoomId(1)), JoinStep::Authorize);
         assert!(s.is_authorizing(&lobby));
     }
@@ -360,10 +433,39 @@ mod tests {
         }
         assert_eq!(s.request_join(&c, None, 2, |_| false), JoinStep::TooMany);
         assert_eq!(s.handles().count(), 2);
-        s.deliver(RoomId(2), &frames(&[1, 2]));
+        s.deliver(RoomId(2), &frames(&[1, 2]), true);
         assert_eq!(s.dead(|h| *h != "rb"), vec![(b.clone(), 2)], "rejoin from the last seq written");
         s.removed(&a);
         assert!(s.is_empty());
         assert_eq!(s.abandon(&c), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_paused_room_remembers_what_it_missed_and_catches_up_without_gap_or_duplicate() {
+        let mut s = S::default();
+        let lobby = name("lobby");
+        s.request_join(&lobby, None, 10, |_| false);
+        s.authorized(&lobby, RoomId(1), "r");
+        s.arrived(&lobby, 0);
+        let live = frames(&[1, 2]);
+        assert_eq!(written(&s.deliver(RoomId(1), &live, true).0), vec![1, 2]);
+        let paused = frames(&[3, 4, 5]);
+        assert!(s.deliver(RoomId(1), &paused, false).0.is_empty(), "paused: nothing written");
+        assert!(s.any_behind());
+        let after = frames(&[6]);
+        assert!(s.deliver(RoomId(1), &after, true).0.is_empty(), "behind: live frames wait for the catch-up");
+        assert_eq!(s.start_catch_up(), vec![(RoomId(1), lobby.clone(), 2)]);
+        assert!(s.start_catch_up().is_empty(), "one read at a time");
+        let first = frames(&[3, 4]);
+        assert_eq!(written(&s.caught_up(RoomId(1), &first, 1)), vec![3], "over the budget: the rest waits");
+        assert_eq!(s.start_catch_up(), vec![(RoomId(1), lobby.clone(), 3)]);
+        assert_eq!(written(&s.caught_up(RoomId(1), &first, 1 << 20)), vec![4]);
+        assert!(s.any_behind(), "6 is still missing");
+        assert_eq!(s.start_catch_up(), vec![(RoomId(1), lobby.clone(), 4)]);
+        let rest = frames(&[4, 5, 6]);
+        assert_eq!(written(&s.caught_up(RoomId(1), &rest, 1 << 20)), vec![5, 6], "4 again is a duplicate");
+        assert!(!s.any_behind());
+        let next = frames(&[7]);
+        assert_eq!(written(&s.deliver(RoomId(1), &next, true).0), vec![7], "live again");
     }
 }
