@@ -35,6 +35,7 @@ pub async fn run(state: web::Data<AppState>) {
     loop {
         let jitter = rand::thread_rng().gen_range(0..=every.as_millis() as u64 / 4);
         actix::clock::sleep(every + Duration::from_millis(jitter)).await;
+        crate::supervisor::checkpoint(crate::supervisor::Task::Housekeeping);
         match sweep(&state).await {
             Ok(swept) if swept != Swept::default() => {
                 log::info!("housekeeping: {} expired sessions deleted, {} idle guests retired", swept.sessions, swept.guests)

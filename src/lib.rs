@@ -26,5 +26,6 @@ pub mod startup;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod supervisor;
 pub mod time;
 pub mod ws;

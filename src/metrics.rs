@@ -138,6 +138,7 @@ pub struct Metrics {
     pub limit_hits: IntCounterVec,
     pub slow_consumers: IntCounter,
     pub catchups: IntCounter,
+    pub task_restarts: IntCounterVec,
     /// Precise CPU time (the process collector's counter is whole seconds).
     pub cpu_seconds: prometheus::Gauge,
     pub db_slow_queries: IntCounterVec,
@@ -297,6 +298,11 @@ impl Metrics {
                 "WebSockets closed because the client stopped reading",
             )
             .expect("valid"),
+            task_restarts: IntCounterVec::new(
+                Opts::new("switchboard_task_restarts_total", "Background tasks restarted after a panic or an exit"),
+                &["task"],
+            )
+            .expect("valid"),
             catchups: IntCounter::new(
                 "switchboard_catchups_total",
                 "Times a slow reader's live stream was paused at MAX_OUTBOUND_BYTES, to be caught up from the database",
@@ -412,6 +418,7 @@ impl Metrics {
             Box::new(self.limit_hits.clone()),
             Box::new(self.slow_consumers.clone()),
             Box::new(self.catchups.clone()),
+            Box::new(self.task_restarts.clone()),
             Box::new(self.db_slow_queries.clone()),
             Box::new(self.db_pool_max.clone()),
             Box::new(self.room_mailbox_lag.clone()),
@@ -462,6 +469,9 @@ impl Metrics {
             self.db_reads.with_label_values(&[pool]);
         }
         self.db_replica_lag.set(-1.0);
+        for task in crate::supervisor::Task::ALL {
+            self.task_restarts.with_label_values(&[task.as_str()]);
+        }
         for stage in DeliveryStage::ALL {
             self.delivery_stage.with_label_values(&[stage.as_str()]);
         }

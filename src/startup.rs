@@ -37,6 +37,7 @@ use crate::stats::StatsBoard;
 use crate::store::bootstrap::{prepare_database, BootstrapError};
 use crate::store::writer::{Writer, WriterConfig};
 use crate::store::Store;
+use crate::supervisor::{self, Task};
 use crate::ws::connections::Control;
 use crate::ws::Connections;
 
@@ -148,7 +149,7 @@ impl Application {
             stats.clone(),
             revoker.clone(),
         );
-        actix_web::rt::spawn(control_loop.run());
+        supervisor::spawn(Task::ControlLoop, move || control_loop.clone().run());
         let subscriptions = Arc::new(Subscriptions::default());
         let bus_state = Arc::new(AtomicU8::new(
             if redis_pool.is_some() { BusState::Disconnected } else { BusState::Local } as u8,
@@ -168,7 +169,8 @@ impl Application {
         registry.attach_bus(bus.clone());
         caches.attach_bus(&bus);
         revoker.attach_bus(bus.clone());
-        actix_web::rt::spawn(crate::cluster::lease::run_pings(bus.clone(), lease));
+        let (lease_bus, lease_pings) = (bus.clone(), lease.clone());
+        supervisor::spawn(Task::LeasePings, move || crate::cluster::lease::run_pings(lease_bus.clone(), lease_pings.clone()));
         let writer = Writer::start(
             WriterConfig {
                 shards: config.writer_shards,
@@ -183,7 +185,8 @@ impl Application {
         let warm_store = store.clone();
         let (warm_rooms, warm_budget) = (config.warm_rooms, config.warm_timeout);
         actix_web::rt::spawn(async move { recent.warm(&warm_store, warm_rooms, warm_budget).await });
-        actix_web::rt::spawn(run_heartbeats(bus.clone(), liveness.clone(), registry.clone(), config.instance_heartbeat));
+        let (hb_bus, hb_liveness, hb_registry, every) = (bus.clone(), liveness.clone(), registry.clone(), config.instance_heartbeat);
+        supervisor::spawn(Task::Heartbeats, move || run_heartbeats(hb_bus.clone(), hb_liveness.clone(), hb_registry.clone(), every));
         let state = web::Data::new(AppState::new(Parts {
             config: config.clone(),
             store,
@@ -197,8 +200,13 @@ impl Application {
             stats,
             revoker,
         }));
-        actix_web::rt::spawn(crate::stats::sampler::run(state.clone()));
-        actix_web::rt::spawn(crate::housekeeping::run(state.clone()));
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r_state, r_ready) = (state.clone(), ready.clone());
+        supervisor::spawn(Task::Readiness, move || crate::stats::sampler::watch_readiness(r_state.clone(), r_ready.clone()));
+        let s_state = state.clone();
+        supervisor::spawn(Task::StatsSampler, move || crate::stats::sampler::run(s_state.clone(), ready.clone()));
+        let h_state = state.clone();
+        supervisor::spawn(Task::Housekeeping, move || crate::housekeeping::run(h_state.clone()));
         // Touch the metrics so every series exists from start-up.
         METRICS.ws_connections.set(0);
 

@@ -19,6 +19,7 @@ use crate::cluster::Liveness;
 use crate::domain::{RoomId, TokenHash, UserId, Username};
 use crate::metrics::{DeliveryStage, METRICS};
 use crate::stats::StatsBoard;
+use crate::supervisor::{self, Task};
 use crate::store::writer::Committed;
 
 /// Control events waiting to be applied. Past this, events are dropped and
@@ -35,9 +36,11 @@ pub struct Inbound {
     control: mpsc::Sender<Envelope>,
 }
 
-/// What applies control events, in order; run it as a task.
+/// What applies control events, in order; run it as a task (a restarted
+/// one drains the same queue).
+#[derive(Clone)]
 pub struct ControlLoop {
-    rx: mpsc::Receiver<Envelope>,
+    rx: supervisor::Shared<mpsc::Receiver<Envelope>>,
     inbound: Arc<Inbound>,
 }
 
@@ -53,7 +56,7 @@ impl Inbound {
         let (control, rx) = mpsc::channel(CONTROL_QUEUE);
         let inbound =
             Arc::new(Inbound { instance: instance.to_string(), registry, liveness, caches, stats, revoker, control });
-        (inbound.clone(), ControlLoop { rx, inbound })
+        (inbound.clone(), ControlLoop { rx: supervisor::shared(rx), inbound })
     }
 
     fn lease(&self) -> &Arc<Lease> {
@@ -111,8 +114,10 @@ impl Inbound {
 }
 
 impl ControlLoop {
-    pub async fn run(mut self) {
-        while let Some(envelope) = self.rx.recv().await {
+    pub async fn run(self) {
+        let mut rx = self.rx.lock().await;
+        while let Some(envelope) = rx.recv().await {
+            supervisor::checkpoint(Task::ControlLoop);
             self.inbound.apply_control(envelope).await;
         }
     }

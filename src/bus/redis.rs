@@ -21,6 +21,7 @@ use super::channels::{channel_name, parse_channel};
 use super::{BusListener, BusState, Channel, Subscriptions, Transport};
 use crate::domain::RoomId;
 use crate::metrics::METRICS;
+use crate::supervisor::{self, Task};
 
 pub use crate::redis_pool::RedisPool;
 use crate::redis_pool::with_conn;
@@ -61,19 +62,40 @@ impl RedisTransport {
         let (queue, rx) = mpsc::channel(PUBLISH_QUEUE);
         let changed = Arc::new(Notify::new());
         let arbiter = actix::Arbiter::new();
-        arbiter.spawn(publish_loop(rx, pool.clone(), prefix.clone()));
+        // The queue outlives a crashed publisher: the restarted one drains it.
+        let rx = supervisor::shared(rx);
+        let (p_pool, p_prefix) = (pool.clone(), prefix.clone());
+        arbiter.spawn(supervisor::supervise(Task::BusPublisher, move || publish_loop(rx.clone(), p_pool.clone(), p_prefix.clone())));
+        // A restarted subscriber starts from a fresh connection: whatever
+        // was published meanwhile is treated as lost, as after a reconnect.
+        let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let s_prefix = prefix.clone();
+        let s_changed = changed.clone();
         match subscriber {
-            Subscriber::Single(client) => {
-                arbiter.spawn(subscribe_loop(client, prefix.clone(), subscriptions, changed.clone(), state, listener))
-            }
-            Subscriber::Cluster(urls) => arbiter.spawn(super::redis_cluster::subscribe_loop(
-                urls,
-                prefix.clone(),
-                subscriptions,
-                changed.clone(),
-                state,
-                listener,
-            )),
+            Subscriber::Single(client) => arbiter.spawn(supervisor::supervise(Task::BusSubscriber, move || {
+                let restarted = runs.fetch_add(1, Ordering::AcqRel) > 0;
+                subscribe_loop(
+                    client.clone(),
+                    s_prefix.clone(),
+                    subscriptions.clone(),
+                    s_changed.clone(),
+                    state.clone(),
+                    listener.clone(),
+                    restarted,
+                )
+            })),
+            Subscriber::Cluster(urls) => arbiter.spawn(supervisor::supervise(Task::BusSubscriber, move || {
+                let restarted = runs.fetch_add(1, Ordering::AcqRel) > 0;
+                super::redis_cluster::subscribe_loop(
+                    urls.clone(),
+                    s_prefix.clone(),
+                    subscriptions.clone(),
+                    s_changed.clone(),
+                    state.clone(),
+                    listener.clone(),
+                    restarted,
+                )
+            })),
         };
         Arc::new(RedisTransport { prefix, pool, queue, changed })
     }
@@ -122,9 +144,11 @@ impl Drop for RedisTransport {
     }
 }
 
-async fn publish_loop(mut rx: mpsc::Receiver<(Channel, Vec<u8>)>, pool: RedisPool, prefix: String) {
+async fn publish_loop(queue: supervisor::Shared<mpsc::Receiver<(Channel, Vec<u8>)>>, pool: RedisPool, prefix: String) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    let mut rx = queue.lock().await;
     while let Some(first) = rx.recv().await {
+        supervisor::checkpoint(Task::BusPublisher);
         batch.push(first);
         while batch.len() < PUBLISH_BATCH {
             match rx.try_recv() {
@@ -164,9 +188,14 @@ async fn subscribe_loop(
     changed: Arc<Notify>,
     state: Arc<AtomicU8>,
     listener: Arc<dyn BusListener>,
+    restarted: bool,
 ) {
     let mut backoff = Duration::from_millis(100);
-    let mut first_connection = true;
+    let mut first_connection = !restarted;
+    if restarted {
+        state.store(BusState::Disconnected as u8, Ordering::Release);
+        listener.subscription_lost();
+    }
     loop {
         let pubsub = match client.get_async_pubsub().await {
             Ok(p) => p,
@@ -203,6 +232,7 @@ async fn subscribe_loop(
         let ping_every = Duration::from_secs(5);
         let mut ping = actix::clock::interval_at(actix::clock::Instant::now() + ping_every, ping_every);
         loop {
+            supervisor::checkpoint(Task::BusSubscriber);
             tokio::select! {
                 msg = stream.next() => match msg {
                     Some(msg) => {

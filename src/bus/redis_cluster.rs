@@ -18,6 +18,7 @@ use super::channels::{channel_name, parse_channel};
 use super::{BusListener, BusState, Channel, Subscriptions};
 use crate::domain::RoomId;
 use crate::metrics::METRICS;
+use crate::supervisor::{self, Task};
 
 pub async fn subscribe_loop(
     urls: Vec<String>,
@@ -26,6 +27,7 @@ pub async fn subscribe_loop(
     changed: Arc<Notify>,
     state: Arc<AtomicU8>,
     listener: Arc<dyn BusListener>,
+    restarted: bool,
 ) {
     // Pushes (messages, disconnections) arrive on this channel; it is the
     // client library's interface, drained as fast as it fills.
@@ -60,6 +62,11 @@ pub async fn subscribe_loop(
         actix::clock::sleep(Duration::from_millis(500)).await;
     }
     state.store(BusState::Connected as u8, Ordering::Release);
+    if restarted {
+        // A fresh start after a crash: what was published meanwhile is lost.
+        listener.control_restored();
+        listener.resubscribed(None);
+    }
     let mut subscribed: HashSet<RoomId> = HashSet::new();
     reconcile(&mut conn, &prefix, &subscriptions, &mut subscribed, &*listener).await;
     let mut lost = false;
@@ -67,6 +74,7 @@ pub async fn subscribe_loop(
     // disconnection push does not say which node it was.
     let mut control_lost = false;
     loop {
+        supervisor::checkpoint(Task::BusSubscriber);
         tokio::select! {
             push = pushes.recv() => {
                 let Some(push) = push else { return };

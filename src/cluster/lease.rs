@@ -81,6 +81,7 @@ pub async fn run_pings(bus: Bus, lease: Arc<Lease>) {
     let mut tick = actix::clock::interval(every);
     loop {
         tick.tick().await;
+        crate::supervisor::checkpoint(crate::supervisor::Task::LeasePings);
         METRICS.cache_lease_valid.set(i64::from(lease.valid()));
         if bus.state() != BusState::Local {
             bus.publish(Channel::Control, BusEvent::Lease { stamp: lease.stamp() });

@@ -22,6 +22,7 @@ pub async fn run_heartbeats(bus: Bus, liveness: Arc<Liveness>, registry: Registr
     let mut tick = actix::clock::interval(every);
     loop {
         tick.tick().await;
+        crate::supervisor::checkpoint(crate::supervisor::Task::Heartbeats);
         let state = bus.state();
         METRICS.bridge_connected.set(i64::from(state != BusState::Disconnected));
         if state == BusState::Local {

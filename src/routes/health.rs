@@ -58,9 +58,13 @@ pub async fn check(state: &AppState) -> Readiness {
     };
     let draining = state.is_draining();
     let warm = state.registry.recent().is_warm();
+    // Background tasks that keep crashing (supervisor): the instance cannot
+    // be trusted with traffic while a critical one does.
+    let failing = crate::supervisor::failing();
+    let tasks_ok = !failing.iter().any(|t| t.critical());
     let status = if draining {
         "draining"
-    } else if database == "ok" && redis.is_none_or(|r| r == "ok") && warm {
+    } else if database == "ok" && redis.is_none_or(|r| r == "ok") && warm && tasks_ok {
         "ready"
     } else {
         "not_ready"
@@ -70,6 +74,11 @@ pub async fn check(state: &AppState) -> Readiness {
         "draining": draining,
         "bus": state.bus.state().as_str(),
         "cache": if warm { "warm" } else { "warming" },
+        "tasks": if failing.is_empty() {
+            json!("ok")
+        } else {
+            json!(failing.iter().map(|t| (t.as_str().to_string(), json!("failing"))).collect::<serde_json::Map<String, serde_json::Value>>())
+        },
     });
     if let Some(r) = redis {
         checks["redis"] = json!(r);

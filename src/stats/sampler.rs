@@ -21,9 +21,8 @@ const EVERY: Duration = Duration::from_secs(1);
 /// Readiness runs real checks (a database round trip), so less often.
 const READINESS_EVERY: Duration = Duration::from_secs(2);
 
-pub async fn run(state: web::Data<AppState>) {
-    let ready = Arc::new(AtomicBool::new(false));
-    actix_web::rt::spawn(watch_readiness(state.clone(), ready.clone()));
+/// `ready`: what the readiness task last found (`watch_readiness`).
+pub async fn run(state: web::Data<AppState>, ready: Arc<AtomicBool>) {
     let process = ProcessCollector::for_self();
     let mut ring: VecDeque<Totals> = VecDeque::with_capacity(LONG_WINDOW_SECONDS + 2);
     let mut traffic = RollingTraffic::new(LONG_WINDOW_SECONDS);
@@ -31,6 +30,7 @@ pub async fn run(state: web::Data<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        crate::supervisor::checkpoint(crate::supervisor::Task::StatsSampler);
         let db_pools = publish_pool_gauges(&state);
         state.caches.publish_sizes();
         ring.push_back(Totals::capture());
@@ -57,10 +57,11 @@ pub async fn run(state: web::Data<AppState>) {
     }
 }
 
-async fn watch_readiness(state: web::Data<AppState>, ready: Arc<AtomicBool>) {
+pub async fn watch_readiness(state: web::Data<AppState>, ready: Arc<AtomicBool>) {
     let mut tick = actix_web::rt::time::interval(READINESS_EVERY);
     loop {
         tick.tick().await;
+        crate::supervisor::checkpoint(crate::supervisor::Task::Readiness);
         let is_ready = crate::routes::health::check(&state).await.is_ready();
         ready.store(is_ready, Ordering::Release);
         METRICS.ready.set(i64::from(is_ready));

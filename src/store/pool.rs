@@ -35,7 +35,8 @@ impl Store {
     /// Starts measuring the replica's lag (no-op without a replica).
     pub fn spawn_replica_monitor(&self) {
         if let Some(r) = &self.replica {
-            actix::spawn(r.clone().monitor(self.pool.clone()));
+            let (replica, primary) = (r.clone(), self.pool.clone());
+            crate::supervisor::spawn(crate::supervisor::Task::ReplicaMonitor, move || replica.clone().monitor(primary.clone()));
         }
     }
 

@@ -94,6 +94,7 @@ impl Replica {
         let mut tick = actix::clock::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
+            crate::supervisor::checkpoint(crate::supervisor::Task::ReplicaMonitor);
             let healthy = match tokio::time::timeout(Duration::from_secs(2), self.measure(&primary)).await {
                 Ok(Ok(lag)) => {
                     METRICS.db_replica_lag.set(lag.as_secs_f64());

@@ -25,6 +25,7 @@ use super::connection::ConnectionSettings;
 use super::is_connection_error;
 use crate::domain::{Body, ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
 use crate::metrics::{DeliveryStage, METRICS};
+use crate::supervisor::{self, Task};
 use crate::time::now_millis;
 
 /// One send, already authorised and parsed.
@@ -109,16 +110,21 @@ impl Writer {
         let mut shards = Vec::with_capacity(config.shards);
         for index in 0..config.shards {
             let (tx, rx) = mpsc::channel(per_shard_queue);
-            let shard = Shard {
-                index,
-                rx,
-                settings: settings.clone(),
-                listener: listener.clone(),
-                batch_max: config.batch_max,
-                write_timeout: config.write_timeout,
-                conn: None,
-            };
-            arbiter.spawn(shard.run());
+            // The queue outlives a crashed shard: the restarted one drains it.
+            let rx = supervisor::shared(rx);
+            let (settings, listener, config) = (settings.clone(), listener.clone(), config.clone());
+            arbiter.spawn(supervisor::supervise(Task::Writer, move || {
+                let shard = Shard {
+                    index,
+                    rx: rx.clone(),
+                    settings: settings.clone(),
+                    listener: listener.clone(),
+                    batch_max: config.batch_max,
+                    write_timeout: config.write_timeout,
+                    conn: None,
+                };
+                shard.run()
+            }));
             shards.push(tx);
         }
         Writer { shards: shards.into(), closed: Arc::new(AtomicBool::new(false)) }
@@ -169,7 +175,7 @@ impl Writer {
 
 struct Shard {
     index: usize,
-    rx: mpsc::Receiver<Job>,
+    rx: supervisor::Shared<mpsc::Receiver<Job>>,
     settings: ConnectionSettings,
     listener: Arc<dyn CommitListener>,
     batch_max: usize,
@@ -196,7 +202,10 @@ struct AppendRow {
 impl Shard {
     async fn run(mut self) {
         let mut flushes = Vec::new();
-        while let Some(first) = self.rx.recv().await {
+        let queue = self.rx.clone();
+        let mut rx = queue.lock().await;
+        while let Some(first) = rx.recv().await {
+            supervisor::checkpoint(Task::Writer);
             let mut batch = Vec::new();
             let mut next = Some(first);
             while let Some(job) = next.take() {
@@ -205,7 +214,7 @@ impl Shard {
                     Job::Flush(done) => flushes.push(done),
                 }
                 if batch.len() < self.batch_max {
-                    next = self.rx.try_recv().ok();
+                    next = rx.try_recv().ok();
                 }
             }
             METRICS.writer_queue_depth.sub(batch.len() as i64);

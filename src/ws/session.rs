@@ -315,6 +315,12 @@ impl Session {
         if text == r#"{"type":"__panic"}"# {
             panic!("test hook: session {:?} panics on purpose", self.id);
         }
+        if let Some(task) = text.strip_prefix(r#"{"type":"__kill_task","task":""#).and_then(|r| r.strip_suffix(r#""}"#)) {
+            if let Some(task) = crate::supervisor::Task::parse(task) {
+                crate::supervisor::kill(task);
+            }
+            return true;
+        }
         if let Some(room) = text.strip_prefix(r#"{"type":"__panic_room","room":""#).and_then(|r| r.strip_suffix(r#""}"#)) {
             if let Some((_, addr)) = RoomName::parse(room).ok().and_then(|n| self.streams.joined(&n)) {
                 addr.do_send(crate::chat::room::PanicForTest);
