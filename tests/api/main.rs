@@ -9,6 +9,7 @@ mod database;
 mod delivery;
 mod deploy;
 mod fleet;
+mod fuzz;
 mod frames;
 mod helpers;
 mod messages;
