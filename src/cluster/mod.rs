@@ -50,11 +50,15 @@ impl Liveness {
     }
 
     pub fn heard_from(&self, instance: &str) {
+        self.heard_from_at(instance, Instant::now());
+    }
+
+    fn heard_from_at(&self, instance: &str, at: Instant) {
         let mut seen = self.seen.lock();
         match seen.get_mut(instance) {
-            Some(t) => *t = Instant::now(),
+            Some(t) => *t = at,
             None => {
-                seen.insert(instance.to_string(), Instant::now());
+                seen.insert(instance.to_string(), at);
             }
         }
     }
@@ -66,7 +70,10 @@ impl Liveness {
 
     /// Removes and returns the instances silent for longer than the TTL.
     pub fn sweep(&self) -> Vec<String> {
-        let now = Instant::now();
+        self.sweep_at(Instant::now())
+    }
+
+    fn sweep_at(&self, now: Instant) -> Vec<String> {
         let mut gone = Vec::new();
         self.seen.lock().retain(|id, t| {
             let alive = now.duration_since(*t) <= self.ttl;
@@ -91,13 +98,13 @@ mod tests {
 
     #[test]
     fn silent_instances_expire() {
-        let l = Liveness::new(Duration::from_millis(30));
-        l.heard_from("a");
-        l.heard_from("b");
-        assert!(l.sweep().is_empty());
-        std::thread::sleep(Duration::from_millis(40));
-        l.heard_from("b");
-        assert_eq!(l.sweep(), vec!["a".to_string()]);
+        let l = Liveness::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        l.heard_from_at("a", t0);
+        l.heard_from_at("b", t0);
+        assert!(l.sweep_at(t0 + Duration::from_secs(10)).is_empty(), "silent for exactly the TTL: still alive");
+        l.heard_from_at("b", t0 + Duration::from_secs(11));
+        assert_eq!(l.sweep_at(t0 + Duration::from_secs(12)), vec!["a".to_string()]);
         assert_eq!(l.others(), vec!["b".to_string()]);
         assert!(l.forget("b"));
         assert!(!l.forget("b"));

@@ -37,18 +37,31 @@ async fn pool_exhaustion_answers_fast_with_unavailable() {
     let lock = lock_rooms(&app.db, Duration::from_secs(3));
     // The first request takes the only connection and waits on the lock...
     let blocked = app.get("/api/v1/rooms/lobby", &token);
-    let second = async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-        let started = Instant::now();
-        let answer = app.get("/api/v1/rooms", &token).await;
-        (answer, started.elapsed())
+    // ... which PostgreSQL shows as a backend waiting for a lock: the event
+    // the other two wait for.
+    let db = app.db.clone();
+    let taken = async move {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let sql = format!("SELECT count(*) AS v FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'", db.name);
+        while db.query_i64(&sql) < 1 {
+            assert!(Instant::now() < deadline, "the blocked request never reached the lock");
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
     };
-    let ws_join = async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-        ws.send_json(json!({"type": "join", "room": "busy-room"})).await;
-        ws.expect("error").await
+    let after_taken = async {
+        taken.await;
+        let second = async {
+            let started = Instant::now();
+            let answer = app.get("/api/v1/rooms", &token).await;
+            (answer, started.elapsed())
+        };
+        let ws_join = async {
+            ws.send_json(json!({"type": "join", "room": "busy-room"})).await;
+            ws.expect("error").await
+        };
+        futures_util::join!(second, ws_join)
     };
-    let (first, ((status, body), took), ws_error) = futures_util::join!(blocked, second, ws_join);
+    let (first, (((status, body), took), ws_error)) = futures_util::join!(blocked, after_taken);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
     assert!(took < Duration::from_secs(2), "answered in {took:?}, not after the lock");
