@@ -233,10 +233,10 @@ async fn a_panic_in_an_actor_does_not_take_the_instance_down() {
 
     // A room actor panics: its members rejoin a fresh one from their last seq.
     v.send_text(r#"{"type":"__panic_room","room":"shaky"}"#).await;
-    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-    o.send_n("shaky", "after", 3).await;
+    // The event: the member is rejoined to a fresh room actor.
     let rejoined = o.expect("joined").await;
     assert_eq!(rejoined["recovered"], true);
+    o.send_n("shaky", "after", 3).await;
     assert_eq!(o.collect_until("shaky", 3, 6).await.len(), 3, "no gap and no duplicate across the restart");
 
     // A session panics: only its socket goes.

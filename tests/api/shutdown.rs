@@ -56,7 +56,12 @@ async fn sigterm_with_traffic_in_flight_loses_no_acked_message() {
     });
     let traffic = join_all(run);
     let terminate = async {
-        actix_web::rt::time::sleep(Duration::from_millis(700)).await;
+        // SIGTERM once traffic is flowing (messages are being stored).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while app.metric("switchboard_messages_total").await < 20.0 {
+            assert!(std::time::Instant::now() < deadline, "no traffic reached the server");
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
         app.terminate().await
     };
     let (results, status) = futures_util::join!(traffic, terminate);
