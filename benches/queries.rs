@@ -113,7 +113,8 @@ fn main() {
         measure!("history_newest", |i| store.history(room(i), &name, HistoryPage::Newest, 50, PER_ROOM));
         measure!("history_before", |i| store.history(room(i), &name, HistoryPage::Before(1 + (i as i64 % 900)), 50, PER_ROOM));
         measure!("history_after", |i| store.history(room(i), &name, HistoryPage::After(i as i64 % 900), 50, PER_ROOM));
-        measure!("room_list_for_user", |i| store.list_rooms_for(user(i)));
+        let page = switchboard::store::rooms::RoomFilter { limit: 101, ..Default::default() };
+        measure!("room_list_for_user", |i| store.list_rooms_for(user(i), &page));
         println!("{}", serde_json::json!({"kind": "query_budget", "messages": ROOMS * PER_ROOM, "queries": rows}));
     });
 }

@@ -11,6 +11,7 @@ use crate::domain::{RoomId, RoomName, Topic, UserId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::models::Room;
+use crate::store::rooms::RoomFilter;
 
 #[derive(Serialize)]
 pub struct RoomView<'a> {
@@ -25,6 +26,16 @@ pub struct RoomView<'a> {
 #[derive(Serialize)]
 struct RoomList<'a> {
     rooms: Vec<RoomView<'a>>,
+    /// The cursor for the next page (`after`), null at the end.
+    next: Option<&'a RoomName>,
+}
+
+#[derive(Deserialize)]
+pub struct RoomListQuery {
+    joined: Option<bool>,
+    q: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
 }
 
 fn view(room: &Room, member_count: i64, online_count: usize) -> RoomView<'_> {
@@ -55,15 +66,29 @@ async fn online_counts(state: &AppState, rooms: &[RoomId]) -> HashMap<RoomId, us
 
 pub use crate::access::visible_room;
 
-pub async fn list_rooms(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
-    let rooms = state.store.list_rooms_for(auth.user.id).await?;
+/// `GET /api/v1/rooms?joined=&q=&after=&limit=`: by name, a page at a time.
+pub async fn list_rooms(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    query: web::Query<RoomListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be between 1 and 200".into()));
+    }
+    let filter = RoomFilter { joined: q.joined.unwrap_or(false), prefix: q.q.filter(|p| !p.is_empty()), after: q.after, limit: limit + 1 };
+    let mut rooms = state.store.list_rooms_for(auth.user.id, &filter).await?;
+    let more = rooms.len() as i64 > limit;
+    rooms.truncate(limit as usize);
     let visible: Vec<_> = rooms.iter().filter(|s| !(auth.user.guest && s.room.private)).collect();
     let online = online_counts(&state, &visible.iter().map(|s| s.room.id).collect::<Vec<_>>()).await;
     let views = visible
         .iter()
         .map(|s| view(&s.room, s.member_count, online.get(&s.room.id).copied().unwrap_or(0)))
         .collect();
-    Ok(HttpResponse::Ok().json(RoomList { rooms: views }))
+    let next = more.then(|| rooms.last().map(|s| &s.room.name)).flatten();
+    Ok(HttpResponse::Ok().json(RoomList { rooms: views, next }))
 }
 
 #[derive(Deserialize)]

@@ -79,7 +79,8 @@ impl Store {
         explain!("history_newest", history_query(s.room_id, HistoryPage::Newest, 50));
         explain!("history_before", history_query(s.room_id, HistoryPage::Before(mid), 50));
         explain!("history_after", history_query(s.room_id, HistoryPage::After(mid), 50));
-        explain!("room_list_for_user", room_list_query(s.user));
+        let everything = super::rooms::RoomFilter { limit: 101, ..Default::default() };
+        explain!("room_list_for_user", room_list_query(s.user, &everything));
         // append_messages: the repeat lookups, as the function writes them.
         explain!(
             "idempotency_lookup",

@@ -185,12 +185,12 @@ impl Store {
     }
 
     /// Public rooms plus the private rooms `user` belongs to, by name.
-    pub async fn list_rooms_for(&self, user: UserId) -> Result<Vec<RoomSummary>, StoreError> {
+    pub async fn list_rooms_for(&self, user: UserId, filter: &RoomFilter) -> Result<Vec<RoomSummary>, StoreError> {
         // Right after their own membership change a user reads from the primary.
         let replica_ok = self.replica().is_none_or(|r| !r.wrote_recently(user));
         let rows = self
             .read("room_list_for_user", replica_ok, |_| true, async |conn| {
-                room_list_query(user).load::<(RoomRow, i64)>(conn).await
+                room_list_query(user, filter).load::<(RoomRow, i64)>(conn).await
             })
             .await?;
         Ok(rows
@@ -258,15 +258,38 @@ pub(crate) fn member_check_query(
     ))
 }
 
-/// Public rooms plus the user's private rooms, with member counts (the
-/// trigger-maintained counter, one row per room). Also used by `plans`.
-pub(crate) fn room_list_query(user: UserId) -> impl Query<SqlType = (RoomSql, Int8)> + QueryFragment<Pg> + QueryId + Send {
-    let is_member = exists(
-        room_members::table.filter(room_members::room_id.eq(rooms::id)).filter(room_members::user_id.eq(user.0)),
-    );
-    rooms::table
-        .filter(not(rooms::private).or(is_member))
-        .order(rooms::name.asc())
-        .limit(10_000)
-        .select((ROOM_COLUMNS, rooms::member_count))
+/// Which page of the room list to read.
+#[derive(Debug, Clone, Default)]
+pub struct RoomFilter {
+    /// Only rooms the user is a member of.
+    pub joined: bool,
+    /// Names starting with this.
+    pub prefix: Option<String>,
+    /// Names after this one (the cursor).
+    pub after: Option<String>,
+    /// Rows to read (the caller asks one more than it shows, to know if more exist).
+    pub limit: i64,
+}
+
+/// Public rooms plus the user's private rooms (or only the rooms the user
+/// is in), by name, with member counts (the trigger-maintained counter,
+/// one row per room). Also used by `plans`.
+pub(crate) fn room_list_query(
+    user: UserId,
+    filter: &RoomFilter,
+) -> impl Query<SqlType = (RoomSql, Int8)> + QueryFragment<Pg> + QueryId + Send + '_ {
+    let is_member = || {
+        exists(room_members::table.filter(room_members::room_id.eq(rooms::id)).filter(room_members::user_id.eq(user.0)))
+    };
+    let mut query = rooms::table.order(rooms::name.asc()).limit(filter.limit).select((ROOM_COLUMNS, rooms::member_count)).into_boxed();
+    query = if filter.joined { query.filter(is_member()) } else { query.filter(not(rooms::private).or(is_member())) };
+    if let Some(prefix) = &filter.prefix {
+        // `_` is a LIKE wildcard and a room-name character: escaped.
+        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        query = query.filter(rooms::name.like(pattern));
+    }
+    if let Some(after) = &filter.after {
+        query = query.filter(rooms::name.gt(after.clone()));
+    }
+    query
 }

@@ -177,3 +177,50 @@ async fn joining_a_missing_public_room_creates_it() {
     assert_eq!(v["private"], false);
     assert_eq!(v["online_count"], 1);
 }
+
+#[actix_web::test]
+async fn the_room_list_pages_by_name_filters_by_prefix_and_by_membership() {
+    let app = crate::helpers::spawn_app_with(&[("DEFAULT_ROOMS", "")]).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    for name in ["alpha", "alps", "al_x", "alxy", "beta", "gamma"] {
+        let (s, _) = app.post("/api/v1/rooms", Some(&alice), json!({"name": name})).await;
+        assert_eq!(s, 201);
+    }
+    app.post("/api/v1/rooms", Some(&alice), json!({"name": "alcove", "private": true})).await;
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["rooms"].as_array().expect("an array").iter().map(|r| r["name"].as_str().expect("a name").to_string()).collect()
+    };
+    // Pages of two, following `next`.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (s, v) = app.get(&format!("/api/v1/rooms?limit=2&after={after}"), &bob).await;
+        assert_eq!(s, 200);
+        seen.extend(names(&v));
+        match v["next"].as_str() {
+            Some(n) => after = n.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec!["al_x", "alpha", "alps", "alxy", "beta", "gamma"], "bob does not see alice's private room");
+    // A prefix, where `_` is a plain character.
+    let (_, v) = app.get("/api/v1/rooms?q=al_", &bob).await;
+    assert_eq!(names(&v), vec!["al_x"]);
+    let (_, v) = app.get("/api/v1/rooms?q=al", &alice).await;
+    assert_eq!(names(&v), vec!["al_x", "alcove", "alpha", "alps", "alxy"]);
+    // Only rooms one is in.
+    bob_joins(&app, &bob, "beta").await;
+    let (_, v) = app.get("/api/v1/rooms?joined=true", &bob).await;
+    assert_eq!(names(&v), vec!["beta"]);
+    assert_eq!(v["next"], serde_json::Value::Null);
+    for bad in ["limit=0", "limit=201", "limit=x", "joined=maybe"] {
+        let (s, v) = app.get(&format!("/api/v1/rooms?{bad}"), &bob).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}");
+    }
+}
+
+async fn bob_joins(app: &crate::helpers::TestApp, token: &str, room: &str) {
+    let mut ws = app.ws(token).await;
+    ws.join(room).await;
+}
