@@ -4,7 +4,27 @@
 //! variable, never a panic.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Where messages are stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A PostgreSQL server (`postgres://…`): any number of instances.
+    Postgres { url: String },
+    /// The embedded SQLite file: one instance, nothing to set up.
+    Sqlite { path: PathBuf },
+}
+
+impl Database {
+    /// For logs: the URL without its password, or the file.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Postgres { url } => redact_url(url),
+            Database::Sqlite { path } => format!("sqlite://{}", path.display()),
+        }
+    }
+}
 
 /// A configuration problem, rendered as one line for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +38,9 @@ pub struct ConfigError {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bind_addr: SocketAddr,
-    pub database_url: String,
+    pub database: Database,
+    /// Where the embedded database lives (`DATA_DIR`).
+    pub data_dir: PathBuf,
     pub database_replica_url: Option<String>,
     pub redis_url: Option<String>,
     /// Nodes of a Redis Cluster (sharded pub/sub); takes the place of `redis_url`.
@@ -221,9 +243,15 @@ impl Config {
             |_| true,
             "host:port, e.g. 0.0.0.0:8080",
         )?;
-        let database_url = env
-            .url("DATABASE_URL", &["postgres", "postgresql"])?
-            .unwrap_or_else(|| "postgres://postgres@localhost:5432/switchboard".into());
+        let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
+        let database = match env.url("DATABASE_URL", &["postgres", "postgresql", "sqlite"])? {
+            Some(url) if url.starts_with("sqlite://") => match &url["sqlite://".len()..] {
+                "" => Database::Sqlite { path: data_dir.join("switchboard.db") },
+                path => Database::Sqlite { path: PathBuf::from(path) },
+            },
+            Some(url) => Database::Postgres { url },
+            None => Database::Sqlite { path: data_dir.join("switchboard.db") },
+        };
         let database_replica_url = env.url("DATABASE_REPLICA_URL", &["postgres", "postgresql"])?;
         let redis_url = env.url("REDIS_URL", &["redis", "rediss"])?;
         let redis_cluster_urls: Vec<String> =
@@ -234,6 +262,27 @@ impl Config {
                 value: bad.clone(),
                 problem: "expected comma-separated redis:// URLs".into(),
             });
+        }
+        if let Database::Sqlite { path } = &database {
+            let shared = if redis_url.is_some() {
+                Some("REDIS_URL")
+            } else if !redis_cluster_urls.is_empty() {
+                Some("REDIS_CLUSTER_URLS")
+            } else if database_replica_url.is_some() {
+                Some("DATABASE_REPLICA_URL")
+            } else {
+                None
+            };
+            if let Some(other) = shared {
+                return Err(ConfigError {
+                    var: "DATABASE_URL",
+                    value: env.raw("DATABASE_URL").unwrap_or_else(|| format!("unset: sqlite://{}", path.display())),
+                    problem: format!(
+                        "{other} is set, which means several instances (or a replica), but the embedded SQLite database serves one; \
+                         set DATABASE_URL to a PostgreSQL URL (postgres://user@host:5432/switchboard) shared by every instance"
+                    ),
+                });
+            }
         }
         let instance_id = match env.raw("INSTANCE_ID") {
             Some(id) => {
@@ -285,7 +334,8 @@ impl Config {
 
         Ok(Config {
             bind_addr,
-            database_url,
+            database,
+            data_dir,
             database_replica_url,
             redis_url,
             redis_cluster_urls,
@@ -464,10 +514,25 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_database_is_the_default_and_refused_beside_redis() {
+        let c = config(&[("DATA_DIR", "/srv/chat")]).expect("valid");
+        assert_eq!(c.database, Database::Sqlite { path: PathBuf::from("/srv/chat/switchboard.db") });
+        let c = config(&[("DATABASE_URL", "sqlite:///tmp/x.db")]).expect("valid");
+        assert_eq!(c.database, Database::Sqlite { path: PathBuf::from("/tmp/x.db") });
+        let c = config(&[("DATABASE_URL", "postgres://u@h/db")]).expect("valid");
+        assert_eq!(c.database, Database::Postgres { url: "postgres://u@h/db".into() });
+        for (var, value) in [("REDIS_URL", "redis://127.0.0.1:6379"), ("REDIS_CLUSTER_URLS", "redis://a:1"), ("DATABASE_REPLICA_URL", "postgres://r/db")] {
+            let err = config(&[(var, value)]).expect_err("SQLite with a shared service").to_string();
+            assert!(err.starts_with("DATABASE_URL: ") && err.contains(var) && err.contains("postgres://"), "{err}");
+        }
+        assert!(config(&[("REDIS_URL", "redis://h"), ("DATABASE_URL", "postgres://u@h/db")]).is_ok());
+    }
+
+    #[test]
     fn defaults_match_the_contract() {
         let c = config(&[]).expect("defaults are valid");
         assert_eq!(c.bind_addr.to_string(), "0.0.0.0:8080");
-        assert_eq!(c.database_url, "postgres://postgres@localhost:5432/switchboard");
+        assert_eq!(c.database, Database::Sqlite { path: PathBuf::from("./data/switchboard.db") });
         assert!(c.redis_url.is_none());
         assert!(c.allow_guests);
         assert_eq!(c.rate_limit_per_sec, 20.0);

@@ -108,6 +108,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(what) => ApiError::Conflict(what),
             StoreError::Query(err) => ApiError::Internal(err.to_string()),
+            StoreError::Unsupported(what) => ApiError::NotFound(format!("{what} needs PostgreSQL; this instance runs on the embedded SQLite database")),
         }
     }
 }

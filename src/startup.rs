@@ -63,7 +63,7 @@ impl Application {
         log::info!(
             "starting instance {} (database {}, redis {})",
             config.instance_id,
-            redact_url(&config.database_url),
+            config.database.describe(),
             if !config.redis_cluster_urls.is_empty() {
                 format!("cluster {}", config.redis_cluster_urls.join(","))
             } else {
@@ -72,9 +72,9 @@ impl Application {
         );
         // Migrations block; run them on a plain thread (see store::bootstrap).
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let (url, wait) = (config.database_url.clone(), config.db_startup_wait);
+        let (database, wait) = (config.database.clone(), config.db_startup_wait);
         std::thread::spawn(move || {
-            let _ = tx.send(prepare_database(&url, wait));
+            let _ = tx.send(prepare_database(&database, wait));
         });
         rx.await.map_err(|_| StartupError::Other("database preparation thread died".into()))??;
 

@@ -5,8 +5,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Bound in queries as the store's `Id` column type (PostgreSQL uuid, SQLite blob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, diesel::expression::AsExpression)]
 #[serde(transparent)]
+#[diesel(sql_type = crate::store::sql_types::Id)]
 pub struct UserId(pub Uuid);
 
 /// Internal room key; never shown to clients, who address rooms by name.
@@ -14,8 +16,9 @@ pub struct UserId(pub Uuid);
 #[serde(transparent)]
 pub struct RoomId(pub i64);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, diesel::expression::AsExpression)]
 #[serde(transparent)]
+#[diesel(sql_type = crate::store::sql_types::Id)]
 pub struct MessageId(pub Uuid);
 
 impl MessageId {

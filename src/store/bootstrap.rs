@@ -1,6 +1,7 @@
 //! Start-up work on the database: create it if missing, then run the embedded
-//! migrations under a PostgreSQL advisory lock so replicas starting together
-//! take turns.
+//! migrations (`migrations/postgres` or `migrations/sqlite`). On PostgreSQL
+//! they run under an advisory lock so replicas starting together take turns;
+//! the SQLite file is created with its directory and switched to WAL.
 //!
 //! diesel's migration harness is synchronous, and diesel-async's wrapper blocks
 //! on a runtime, which actix's single-threaded runtimes forbid. So this runs on
@@ -15,9 +16,15 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::AsyncPgConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::config::redact_url;
+use std::path::Path;
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+use diesel::sqlite::SqliteConnection;
+
+use super::connection::sqlite_pragmas;
+use crate::config::{redact_url, Database};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// Arbitrary but fixed: the key every instance locks while migrating.
 const MIGRATION_LOCK_KEY: i64 = 0x5357_4254_4348; // "SWBTCH"
@@ -28,6 +35,8 @@ type SyncConn = AsyncConnectionWrapper<AsyncPgConnection>;
 pub enum BootstrapError {
     #[error("cannot connect to PostgreSQL at {url}: {cause}")]
     Connect { url: String, cause: String },
+    #[error("cannot open the database file {path}: {cause}")]
+    Open { path: String, cause: String },
     #[error("cannot create database {name:?}: {cause}")]
     Create { name: String, cause: String },
     #[error("migrations failed: {0}")]
@@ -44,7 +53,35 @@ struct Exists {
 
 /// Creates the database if needed and applies pending migrations. Blocking:
 /// call it from a thread that is not running an async runtime.
-pub fn prepare_database(url: &str, wait: Duration) -> Result<(), BootstrapError> {
+pub fn prepare_database(database: &Database, wait: Duration) -> Result<(), BootstrapError> {
+    match database {
+        Database::Postgres { url } => prepare_postgres(url, wait),
+        Database::Sqlite { path } => prepare_sqlite(path),
+    }
+}
+
+fn prepare_sqlite(path: &Path) -> Result<(), BootstrapError> {
+    let open_error = |cause: String| BootstrapError::Open { path: path.display().to_string(), cause };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| open_error(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| open_error(e.to_string()))?;
+    // WAL is a property of the file: set once, kept across restarts.
+    conn.batch_execute(&format!("PRAGMA journal_mode = WAL; {}", sqlite_pragmas(Duration::from_secs(5))))
+        .map_err(|e| open_error(e.to_string()))?;
+    let applied = conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| BootstrapError::Migrate(e.to_string()))?;
+    for m in &applied {
+        log::info!("applied migration {m}");
+    }
+    log::info!(
+        "embedded SQLite database at {} (one instance; PostgreSQL-only features are off: \
+         table partitions, the read replica, query plans, several instances)",
+        path.display()
+    );
+    Ok(())
+}
+
+fn prepare_postgres(url: &str, wait: Duration) -> Result<(), BootstrapError> {
     let (maintenance_url, name) = split_database_url(url)?;
     let deadline = Instant::now() + wait;
 
@@ -65,13 +102,22 @@ fn connect_with_retry(url: &str, deadline: Instant) -> Result<SyncConn, Bootstra
         match SyncConn::establish(url) {
             Ok(conn) => return Ok(conn),
             Err(e) => {
-                let cause = e.to_string();
-                let missing_db = cause.contains("does not exist");
-                if missing_db || Instant::now() + delay > deadline {
-                    return Err(BootstrapError::Connect { url: redact_url(url), cause: one_line(&cause) });
+                let mut cause = error_chain(&e);
+                // diesel-async keeps only "error connecting to server" and
+                // drops the socket error under it: ask the socket ourselves.
+                if cause.ends_with("error connecting to server") {
+                    if let Some(why) = tcp_cause(url) {
+                        cause = format!("{cause}: {why}");
+                    }
                 }
-                log::warn!("PostgreSQL not reachable yet ({}), retrying", one_line(&cause));
-                std::thread::sleep(delay);
+                let missing_db = cause.contains("does not exist");
+                let left = deadline.saturating_duration_since(Instant::now());
+                if missing_db || left.is_zero() {
+                    return Err(BootstrapError::Connect { url: redact_url(url), cause });
+                }
+                log::warn!("PostgreSQL not reachable yet ({cause}), retrying");
+                // The last try lands on the deadline: the whole wait is used.
+                std::thread::sleep(delay.min(left));
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
@@ -137,6 +183,44 @@ fn split_database_url(url: &str) -> Result<(String, String), BootstrapError> {
     Ok((maintenance, name.to_string()))
 }
 
+/// Why a TCP connection to the URL's host(s) fails, e.g. "127.0.0.1:5432:
+/// Connection refused (os error 111)"; None when every host accepts (the
+/// failure is then above TCP: authentication, TLS, the database itself).
+fn tcp_cause(url: &str) -> Option<String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut problems = Vec::new();
+    for host in hosts.split(',').filter(|h| !h.is_empty()) {
+        let target = if host.starts_with('[') || host.matches(':').count() == 1 { host.to_string() } else { format!("{host}:5432") };
+        let result = target.to_socket_addrs().map_err(|e| e.to_string()).and_then(|mut addrs| {
+            let addr = addrs.next().ok_or_else(|| "no address".to_string())?;
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map(drop).map_err(|e| e.to_string())
+        });
+        if let Err(why) = result {
+            problems.push(format!("{target}: {why}"));
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// The error and every cause under it ("error connecting to server:
+/// Connection refused (os error 111)"), on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    one_line(&text)
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -152,5 +236,12 @@ mod tests {
         assert_eq!(n, "chat");
         assert!(split_database_url("postgres://u@h:5432").is_err());
         assert!(split_database_url("postgres://u@h:5432/").is_err());
+    }
+
+    #[test]
+    fn a_refused_connection_names_its_cause() {
+        let why = tcp_cause("postgres://u:secret@127.0.0.1:1/chat?x=y").expect("nothing listens on port 1");
+        assert!(why.starts_with("127.0.0.1:1: ") && why.contains("refused"), "{why}");
+        assert!(!why.contains("secret"));
     }
 }

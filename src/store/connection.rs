@@ -1,27 +1,52 @@
-//! Connections to PostgreSQL: how each is set up (`ConnectionSettings`),
-//! the bb8 pool of them, and the one instrumented path every query takes
-//! (`run_on`): a named query, its duration in
+//! Connections to the database, PostgreSQL or the embedded SQLite file:
+//! how each is set up (`ConnectionSettings`), the bb8 pool of them
+//! (`DbPool`, one variant per backend), and the one instrumented path every
+//! query takes (`run_on`): a named query, its duration in
 //! `switchboard_db_query_duration_seconds{query}`, errors counted.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use diesel::sqlite::SqliteConnection;
 use diesel::ConnectionError;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use super::StoreError;
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::metrics::METRICS;
 
-pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+/// diesel's synchronous SQLite connection, run on tokio's blocking pool.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type SqlitePool = bb8::Pool<AsyncDieselConnectionManager<SqliteConn>>;
+
+/// The primary database's pool.
+#[derive(Clone)]
+pub enum DbPool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl DbPool {
+    /// Idle and in-use connections.
+    pub fn state(&self) -> (u32, u32) {
+        let s = match self {
+            DbPool::Postgres(p) => p.state(),
+            DbPool::Sqlite(p) => p.state(),
+        };
+        (s.idle_connections, s.connections.saturating_sub(s.idle_connections))
+    }
+}
 
 /// What every new connection is told before first use.
 #[derive(Clone, Debug)]
 pub struct ConnectionSettings {
-    pub url: String,
+    pub database: Database,
     pub statement_timeout: Duration,
     pub application_name: String,
     /// Queries at least this slow are logged with their name and row count.
@@ -31,16 +56,24 @@ pub struct ConnectionSettings {
 impl ConnectionSettings {
     pub fn from_config(config: &Config) -> Self {
         ConnectionSettings {
-            url: config.database_url.clone(),
+            database: config.database.clone(),
             statement_timeout: config.db_statement_timeout,
             application_name: format!("switchboard {}", config.instance_id),
             slow_query: config.slow_query,
         }
     }
 
-    /// Opens one connection with the session settings applied.
+    /// The PostgreSQL URL (empty for SQLite, whose connections never use it).
+    pub fn url(&self) -> &str {
+        match &self.database {
+            Database::Postgres { url } => url,
+            Database::Sqlite { .. } => "",
+        }
+    }
+
+    /// Opens one PostgreSQL connection with the session settings applied.
     pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectionError> {
-        let mut conn = AsyncPgConnection::establish(&self.url).await?;
+        let mut conn = AsyncPgConnection::establish(self.url()).await?;
         let app = self.application_name.replace('\'', "");
         let setup = format!(
             "SET statement_timeout = {}; SET application_name = '{app}'; SET idle_in_transaction_session_timeout = 60000",
@@ -51,17 +84,49 @@ impl ConnectionSettings {
             .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
         Ok(conn)
     }
+
+    /// Opens one SQLite connection. `synchronous = FULL` in WAL mode syncs
+    /// the log on every commit, so an ack still means the message is on
+    /// disk; a writer waits for the lock up to the statement timeout instead
+    /// of failing at once.
+    pub async fn connect_sqlite(&self) -> Result<SqliteConn, ConnectionError> {
+        let path = self.sqlite_path().to_string_lossy().into_owned();
+        let mut conn = SqliteConn::establish(&path).await?;
+        conn.batch_execute(&sqlite_pragmas(self.statement_timeout))
+            .await
+            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        Ok(conn)
+    }
+
+    fn sqlite_path(&self) -> PathBuf {
+        match &self.database {
+            Database::Sqlite { path } => path.clone(),
+            Database::Postgres { .. } => PathBuf::new(),
+        }
+    }
+}
+
+/// Per-connection SQLite settings (WAL itself is set once, in the file).
+pub fn sqlite_pragmas(busy: Duration) -> String {
+    format!(
+        "PRAGMA busy_timeout = {}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY",
+        busy.as_millis().max(1000)
+    )
 }
 
 /// The one instrumented path: pool wait, query time per name, errors, and a
 /// warning for slow queries with their row count.
-pub async fn run_on<T: Rows>(
-    pool: &DbPool,
+pub async fn run_on<C, T: Rows>(
+    pool: &bb8::Pool<AsyncDieselConnectionManager<C>>,
     pool_name: &'static str,
     slow: Duration,
     name: &'static str,
-    query: impl AsyncFnOnce(&mut AsyncPgConnection) -> diesel::QueryResult<T>,
-) -> Result<T, StoreError> {
+    query: impl AsyncFnOnce(&mut C) -> diesel::QueryResult<T>,
+) -> Result<T, StoreError>
+where
+    C: PoolableConnection + 'static,
+    AsyncDieselConnectionManager<C>: bb8::ManageConnection<Connection = C, Error = PoolError>,
+{
     let waited = Instant::now();
     let checkout = pool.get().await;
     METRICS.db_pool_wait.with_label_values(&[pool_name]).observe(waited.elapsed().as_secs_f64());
@@ -123,6 +188,12 @@ impl<A, B> Rows for (A, B) {
     }
 }
 
+impl<A, B, C, D, E, F> Rows for (A, B, C, D, E, F) {
+    fn rows(&self) -> usize {
+        1
+    }
+}
+
 impl Rows for i64 {
     fn rows(&self) -> usize {
         1
@@ -130,17 +201,41 @@ impl Rows for i64 {
 }
 
 /// A bb8 pool sized from the configuration. Checkout costs no round trip: the
-/// check only asks whether the connection's socket is still open (after a
+/// check only asks whether the connection is still usable (after a
 /// PostgreSQL restart every old connection is closed, so it is dropped and a
 /// fresh one made instead of failing a request).
 pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> DbPool {
-    let setup_settings = settings.clone();
-    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-    manager_config.custom_setup = Box::new(move |_url: &str| -> BoxFuture<'_, Result<AsyncPgConnection, ConnectionError>> {
-        let s = setup_settings.clone();
+    match settings.database {
+        Database::Postgres { .. } => DbPool::Postgres(build_pg_pool(settings, config)),
+        Database::Sqlite { .. } => {
+            let setup = settings.clone();
+            let manager_config = manager_config(move || {
+                let s = setup.clone();
+                async move { s.connect_sqlite().await }.boxed()
+            });
+            let manager = AsyncDieselConnectionManager::new_with_config(String::new(), manager_config);
+            DbPool::Sqlite(pool_builder(config).build_unchecked(manager))
+        }
+    }
+}
+
+/// A PostgreSQL pool (the primary's, or the read replica's).
+pub fn build_pg_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> PgPool {
+    let setup = settings.clone();
+    let manager_config = manager_config(move || {
+        let s = setup.clone();
         async move { s.connect().await }.boxed()
     });
-    manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn: &mut AsyncPgConnection| {
+    let manager = AsyncDieselConnectionManager::new_with_config(settings.url().to_string(), manager_config);
+    pool_builder(config).build_unchecked(manager)
+}
+
+fn manager_config<C: PoolableConnection + 'static>(
+    connect: impl Fn() -> BoxFuture<'static, Result<C, ConnectionError>> + Send + Sync + 'static,
+) -> ManagerConfig<C> {
+    let mut manager_config = ManagerConfig::<C>::default();
+    manager_config.custom_setup = Box::new(move |_url: &str| connect());
+    manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn: &mut C| {
         let broken = conn.is_broken();
         async move {
             if broken {
@@ -151,7 +246,14 @@ pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> DbPool
         }
         .boxed()
     }));
-    let manager = AsyncDieselConnectionManager::new_with_config(settings.url.clone(), manager_config);
+    manager_config
+}
+
+fn pool_builder<C>(config: &Config) -> bb8::Builder<AsyncDieselConnectionManager<C>>
+where
+    C: PoolableConnection + 'static,
+    AsyncDieselConnectionManager<C>: bb8::ManageConnection<Connection = C, Error = PoolError>,
+{
     bb8::Pool::builder()
         .max_size(config.db_pool_max)
         .min_idle(Some(config.db_pool_min_idle))
@@ -160,6 +262,4 @@ pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> DbPool
         .max_lifetime(Some(Duration::from_secs(1800)))
         .test_on_check_out(true)
         .retry_connection(false)
-        .build_unchecked(manager)
 }
-

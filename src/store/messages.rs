@@ -11,9 +11,35 @@ use super::schema::{messages, users};
 use super::{Store, StoreError};
 use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
 
+/// One history page (limit + 1 rows, to tell whether more exist). Pages
+/// towards the past read newest-first; the caller reverses them. A macro, not
+/// a function: the boxed query is built for whichever backend runs it. Also
+/// used by `plans`.
+macro_rules! history_query {
+    ($room_id:expr, $page:expr, $limit:expr) => {{
+        use diesel::prelude::*;
+        use $crate::store::messages::{HistoryPage, MESSAGE_COLUMNS};
+        use $crate::store::schema::{messages, users};
+        let query = messages::table
+            .inner_join(users::table)
+            .filter(messages::room_id.eq($room_id.0))
+            .select(MESSAGE_COLUMNS)
+            .limit($limit + 1)
+            .into_boxed();
+        match $page {
+            HistoryPage::Newest => query.order(messages::seq.desc()),
+            HistoryPage::Before(before) => query.filter(messages::seq.lt(before)).order(messages::seq.desc()),
+            HistoryPage::After(after) => query.filter(messages::seq.gt(after)).order(messages::seq.asc()),
+            HistoryPage::Between { after, before } => {
+                query.filter(messages::seq.gt(after)).filter(messages::seq.lt(before)).order(messages::seq.asc())
+            }
+        }
+    }};
+}
+
 type MessageRow = (i64, Uuid, Uuid, String, String, Option<String>, DateTime<Utc>);
 
-const MESSAGE_COLUMNS: (
+pub(crate) const MESSAGE_COLUMNS: (
     messages::seq,
     messages::id,
     messages::user_id,
@@ -99,8 +125,7 @@ impl Store {
                 }
             }
         };
-        let mut rows = self
-            .read(name, true, fresh, async |conn| history_query(room_id, page, limit).load::<MessageRow>(conn).await)
+        let mut rows = db_read!(self, name, true, fresh, async |conn| history_query!(room_id, page, limit).load::<MessageRow>(conn).await)
             .await?;
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
@@ -120,8 +145,7 @@ impl Store {
         upto: i64,
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let rows = self
-            .run("history_range", async |conn| {
+        let rows = db_run!(self, "history_range", async |conn| {
                 messages::table
                     .inner_join(users::table)
                     .filter(messages::room_id.eq(room_id.0))
@@ -138,40 +162,3 @@ impl Store {
     }
 }
 
-type MessageSql = (
-    diesel::sql_types::Int8,
-    diesel::sql_types::Uuid,
-    diesel::sql_types::Uuid,
-    diesel::sql_types::Text,
-    diesel::sql_types::Text,
-    diesel::sql_types::Nullable<diesel::sql_types::Text>,
-    diesel::sql_types::Timestamptz,
-);
-
-/// One history page (limit + 1 rows, to tell whether more exist). Pages
-/// towards the past read newest-first; the caller reverses them. Also used by
-/// `plans`.
-pub(crate) fn history_query(
-    room_id: RoomId,
-    page: HistoryPage,
-    limit: i64,
-) -> impl diesel::query_builder::Query<SqlType = MessageSql>
-       + diesel::query_builder::QueryFragment<diesel::pg::Pg>
-       + diesel::query_builder::QueryId
-       + Send
-       + 'static {
-    let query = messages::table
-        .inner_join(users::table)
-        .filter(messages::room_id.eq(room_id.0))
-        .select(MESSAGE_COLUMNS)
-        .limit(limit + 1)
-        .into_boxed();
-    match page {
-        HistoryPage::Newest => query.order(messages::seq.desc()),
-        HistoryPage::Before(before) => query.filter(messages::seq.lt(before)).order(messages::seq.desc()),
-        HistoryPage::After(after) => query.filter(messages::seq.gt(after)).order(messages::seq.asc()),
-        HistoryPage::Between { after, before } => {
-            query.filter(messages::seq.gt(after)).filter(messages::seq.lt(before)).order(messages::seq.asc())
-        }
-    }
-}

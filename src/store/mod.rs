@@ -1,18 +1,61 @@
-//! Persistence: the PostgreSQL pool, migrations, queries and the batching writer.
+//! Persistence: the database pool (PostgreSQL, or the embedded SQLite file),
+//! migrations, queries and the batching writer.
 //!
 //! Handlers call the query modules through `Store`; sends go through
 //! `writer::Writer`, the only code that allocates seqs.
 
+/// Runs one named query on the primary. The body is written once and
+/// compiled for each backend (`conn` is a PostgreSQL or a SQLite connection);
+/// pool exhaustion or an unreachable database is `StoreError::Unavailable`
+/// after the pool timeout.
+macro_rules! db_run {
+    ($store:expr, $name:expr, async |$conn:ident| $body:expr) => {{
+        async {
+            let store: &$crate::store::Store = $store;
+            match store.pool() {
+                $crate::store::DbPool::Postgres(pool) => {
+                    $crate::store::connection::run_on(pool, "primary", store.slow_query(), $name, async |$conn: &mut ::diesel_async::AsyncPgConnection| $body).await
+                }
+                $crate::store::DbPool::Sqlite(pool) => {
+                    $crate::store::connection::run_on(pool, "primary", store.slow_query(), $name, async |$conn: &mut $crate::store::connection::SqliteConn| $body).await
+                }
+            }
+        }
+    }};
+}
+
+/// A read the PostgreSQL read replica may serve (see `Store::read_pg`); on
+/// SQLite, a plain `db_run!`.
+macro_rules! db_read {
+    ($store:expr, $name:expr, $may_use_replica:expr, $accept:expr, async |$conn:ident| $body:expr) => {{
+        async {
+            let store: &$crate::store::Store = $store;
+            match store.pool() {
+                $crate::store::DbPool::Postgres(_) => {
+                    store.read_pg($name, $may_use_replica, $accept, async |$conn: &mut ::diesel_async::AsyncPgConnection| $body).await
+                }
+                $crate::store::DbPool::Sqlite(pool) => {
+                    $crate::store::connection::run_on(pool, "primary", store.slow_query(), $name, async |$conn: &mut $crate::store::connection::SqliteConn| $body).await
+                }
+            }
+        }
+    }};
+}
+
+pub mod append;
 pub mod bootstrap;
 pub mod cleanup;
 pub mod connection;
+#[macro_use]
 pub mod messages;
+#[macro_use]
+pub mod rooms;
 pub mod models;
 pub mod plans;
 pub mod pool;
 pub mod replica;
-pub mod rooms;
 pub mod schema;
+pub mod sql_types;
 pub mod users;
 pub mod writer;
 
@@ -31,6 +74,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("query failed: {0}")]
     Query(DieselError),
+    /// A PostgreSQL-only feature asked of the embedded SQLite database.
+    #[error("{0} needs PostgreSQL")]
+    Unsupported(&'static str),
 }
 
 impl From<DieselError> for StoreError {

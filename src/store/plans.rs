@@ -2,15 +2,16 @@
 //! functions the store runs, so the plan test checks what production runs.
 //! The writer's statements live inside `append_messages`, where EXPLAIN cannot
 //! see them; their lookups are explained here as the function writes them.
+//! PostgreSQL only: on SQLite `explain_hot_queries` answers `Unsupported`.
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Text};
 use diesel::QueryResult;
 use diesel_async::RunQueryDsl;
 
-use super::messages::{history_query, HistoryPage};
-use super::rooms::{member_check_query, room_by_name_query, room_list_query};
+use super::rooms::{member_check_query, room_by_name_query};
+use super::sql_types::Id as SqlUuid;
 use super::users::user_by_token_query;
 use super::{Store, StoreError};
 use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, TokenHash, UserId};
@@ -68,7 +69,7 @@ impl Store {
         macro_rules! explain {
             ($name:expr, $query:expr) => {{
                 let json = self
-                    .run($name, async |conn| Explain { inner: $query, analyze: true }.get_result::<String>(conn).await)
+                    .run_pg($name, async |conn| Explain { inner: $query, analyze: true }.get_result::<String>(conn).await)
                     .await?;
                 add($name, true, json)?;
             }};
@@ -76,11 +77,11 @@ impl Store {
         explain!("user_by_token", user_by_token_query(&s.token));
         explain!("room_by_name", room_by_name_query(&s.room));
         explain!("member_check", member_check_query(s.room_id, s.user));
-        explain!("history_newest", history_query(s.room_id, HistoryPage::Newest, 50));
-        explain!("history_before", history_query(s.room_id, HistoryPage::Before(mid), 50));
-        explain!("history_after", history_query(s.room_id, HistoryPage::After(mid), 50));
+        explain!("history_newest", history_query!(s.room_id, HistoryPage::Newest, 50));
+        explain!("history_before", history_query!(s.room_id, HistoryPage::Before(mid), 50));
+        explain!("history_after", history_query!(s.room_id, HistoryPage::After(mid), 50));
         let everything = super::rooms::RoomFilter { limit: 101, ..Default::default() };
-        explain!("room_list_for_user", room_list_query(s.user, &everything));
+        explain!("room_list_for_user", room_list_query!(s.user, &everything));
         // append_messages: the repeat lookups, as the function writes them.
         explain!(
             "idempotency_lookup",
@@ -100,7 +101,7 @@ impl Store {
         );
         // Seq allocation is a write: planned, not run.
         let json = self
-            .run("seq_allocation", async |conn| {
+            .run_pg("seq_allocation", async |conn| {
                 Explain {
                     inner: diesel::sql_query("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
                         .bind::<BigInt, _>(s.room_id.0),

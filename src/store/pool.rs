@@ -1,7 +1,12 @@
 //! `Store`: the primary pool (and the read replica, when configured) behind
 //! the named, instrumented queries of the other store modules.
+//!
+//! A query is written once, as the body of `db_run!` / `db_read!`, and
+//! compiled once per backend: the schema's types (`sql_types`) make the same
+//! diesel expression valid on PostgreSQL and on SQLite.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
@@ -28,22 +33,35 @@ impl Store {
         Store { pool, settings, replica }
     }
 
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.pool, DbPool::Sqlite(_))
+    }
+
+    pub fn slow_query(&self) -> Duration {
+        self.settings.slow_query
+    }
+
     pub fn replica(&self) -> Option<&Arc<Replica>> {
         self.replica.as_ref()
     }
 
     /// Starts measuring the replica's lag (no-op without a replica).
     pub fn spawn_replica_monitor(&self) {
-        if let Some(r) = &self.replica {
-            let (replica, primary) = (r.clone(), self.pool.clone());
+        if let (Some(r), DbPool::Postgres(primary)) = (&self.replica, &self.pool) {
+            let (replica, primary) = (r.clone(), primary.clone());
             crate::supervisor::spawn(crate::supervisor::Task::ReplicaMonitor, move || replica.clone().monitor(primary.clone()));
         }
     }
 
-    /// A read that may be served by the replica: used when it is healthy and
-    /// `fresh` allows; falls back to the primary when the replica fails or
-    /// `accept` rejects its answer as stale.
-    pub async fn read<T: Rows>(
+    /// A read that may be served by the replica (PostgreSQL only; `db_read!`
+    /// calls it): used when it is healthy and `fresh` allows; falls back to
+    /// the primary when the replica fails or `accept` rejects its answer as
+    /// stale.
+    pub async fn read_pg<T: Rows>(
         &self,
         name: &'static str,
         may_use_replica: bool,
@@ -65,31 +83,32 @@ impl Store {
             }
         }
         METRICS.db_reads.with_label_values(&["primary"]).inc();
-        self.run(name, query).await
+        self.run_pg(name, query).await
     }
 
     pub fn settings(&self) -> &ConnectionSettings {
         &self.settings
     }
 
-    /// Runs one named query on a pooled primary connection. Pool exhaustion
-    /// or an unreachable database is `StoreError::Unavailable` after the pool
-    /// timeout.
-    pub async fn run<T: Rows>(
+    /// Runs a query only PostgreSQL has (plans, its catalogue) on a pooled
+    /// primary connection; on SQLite it is `Unsupported`.
+    pub async fn run_pg<T: Rows>(
         &self,
         name: &'static str,
         query: impl AsyncFnOnce(&mut AsyncPgConnection) -> diesel::QueryResult<T>,
     ) -> Result<T, StoreError> {
-        run_on(&self.pool, "primary", self.settings.slow_query, name, query).await
+        match &self.pool {
+            DbPool::Postgres(pool) => run_on(pool, "primary", self.settings.slow_query, name, query).await,
+            DbPool::Sqlite(_) => Err(StoreError::Unsupported(name)),
+        }
     }
 
     /// Idle and in-use connections, for `/metrics` and `/readyz`.
     pub fn pool_state(&self) -> (u32, u32) {
-        let s = self.pool.state();
-        (s.idle_connections, s.connections.saturating_sub(s.idle_connections))
+        self.pool.state()
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run("health_check", async |conn| conn.batch_execute("SELECT 1").await).await
+        db_run!(self, "health_check", async |conn| conn.batch_execute("SELECT 1").await).await
     }
 }

@@ -19,13 +19,13 @@ use diesel::sql_types::{BigInt, Double, Nullable};
 use diesel::QueryableByName;
 use parking_lot::Mutex;
 
-use super::connection::{build_pool, ConnectionSettings, DbPool};
+use super::connection::{build_pg_pool, ConnectionSettings, PgPool};
 use crate::config::Config;
 use crate::domain::UserId;
 use crate::metrics::METRICS;
 
 pub struct Replica {
-    pub(super) pool: DbPool,
+    pub(super) pool: PgPool,
     healthy: AtomicBool,
     max_lag: Duration,
     /// Users whose membership changed here recently, and when.
@@ -49,12 +49,12 @@ struct ReplayState {
 impl Replica {
     pub fn new(url: &str, config: &Config) -> Arc<Replica> {
         let settings = Arc::new(ConnectionSettings {
-            url: url.to_string(),
+            database: crate::config::Database::Postgres { url: url.to_string() },
             application_name: format!("switchboard {} (replica reads)", config.instance_id),
             ..ConnectionSettings::from_config(config)
         });
         Arc::new(Replica {
-            pool: build_pool(&settings, config),
+            pool: build_pg_pool(&settings, config),
             healthy: AtomicBool::new(false),
             max_lag: config.replica_max_lag,
             recent_writers: Mutex::new(HashMap::new()),
@@ -90,7 +90,7 @@ impl Replica {
     /// Measures the lag forever: the primary's flushed WAL position (all a
     /// replica can have received) versus what the replica has replayed, and
     /// the age of the last replayed commit.
-    pub async fn monitor(self: Arc<Self>, primary: DbPool) {
+    pub async fn monitor(self: Arc<Self>, primary: PgPool) {
         let mut tick = actix::clock::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
@@ -117,7 +117,7 @@ impl Replica {
         }
     }
 
-    async fn measure(&self, primary: &DbPool) -> Result<Duration, String> {
+    async fn measure(&self, primary: &PgPool) -> Result<Duration, String> {
         use diesel_async::RunQueryDsl;
         let mut p = primary.get().await.map_err(|e| e.to_string())?;
         let current: Lsn = diesel::sql_query("SELECT (pg_current_wal_flush_lsn() - '0/0')::bigint AS lsn")

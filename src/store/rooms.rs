@@ -1,9 +1,10 @@
 //! Rooms and membership.
 
-use diesel::dsl::{exists, not};
+use diesel::dsl::exists;
 use diesel::prelude::*;
 use diesel::OptionalExtension;
-use diesel::sql_types::{BigInt, Bool, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::AsyncConnection;
+use super::sql_types::Id as SqlUuid;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -12,9 +13,41 @@ use super::schema::{room_members, rooms, users};
 use super::{is_unique_violation, Store, StoreError};
 use crate::domain::{RoomId, RoomName, Topic, UserId, Username};
 
+/// Public rooms plus the user's private rooms (or only the rooms the user
+/// is in), by name, with member counts (the trigger-maintained counter,
+/// one row per room). A macro: the boxed query is built for whichever
+/// backend runs it. Also used by `plans`.
+macro_rules! room_list_query {
+    ($user:expr, $filter:expr) => {{
+        use diesel::dsl::{exists, not};
+        use diesel::prelude::*;
+        use $crate::store::schema::{room_members, rooms};
+        let (user, filter): ($crate::domain::UserId, &$crate::store::rooms::RoomFilter) = ($user, $filter);
+        let is_member = || {
+            exists(room_members::table.filter(room_members::room_id.eq(rooms::id)).filter(room_members::user_id.eq(user)))
+        };
+        let mut query = rooms::table
+            .order(rooms::name.asc())
+            .limit(filter.limit)
+            .select(($crate::store::rooms::ROOM_COLUMNS, rooms::member_count))
+            .into_boxed();
+        query = if filter.joined { query.filter(is_member()) } else { query.filter(not(rooms::private).or(is_member())) };
+        if let Some(prefix) = &filter.prefix {
+            // `_` is a LIKE wildcard and a room-name character: escaped (and
+            // SQLite has no default escape character, so it is named).
+            let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            query = query.filter(rooms::name.like(pattern).escape('\\'));
+        }
+        if let Some(after) = &filter.after {
+            query = query.filter(rooms::name.gt(after.clone()));
+        }
+        query
+    }};
+}
+
 type RoomRow = (i64, String, String, bool, Option<Uuid>, i64);
 
-const ROOM_COLUMNS: (
+pub(crate) const ROOM_COLUMNS: (
     rooms::id,
     rooms::name,
     rooms::topic,
@@ -34,28 +67,6 @@ fn to_room((id, name, topic, private, owner, last_seq): RoomRow) -> Room {
     }
 }
 
-#[derive(QueryableByName)]
-struct NewRoomRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Text)]
-    topic: String,
-    #[diesel(sql_type = Bool)]
-    private: bool,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
-    owner_id: Option<Uuid>,
-    #[diesel(sql_type = BigInt)]
-    last_seq: i64,
-}
-
-impl super::connection::Rows for NewRoomRow {
-    fn rows(&self) -> usize {
-        1
-    }
-}
-
 /// A room as listed, with its stored member count.
 #[derive(Debug, Clone)]
 pub struct RoomSummary {
@@ -65,8 +76,7 @@ pub struct RoomSummary {
 
 impl Store {
     pub async fn room_by_name(&self, name: &RoomName) -> Result<Option<Room>, StoreError> {
-        let row = self
-            .run("room_by_name", async |conn| room_by_name_query(name).get_result::<RoomRow>(conn).await.optional())
+        let row = db_run!(self, "room_by_name", async |conn| room_by_name_query(name).get_result::<RoomRow>(conn).await.optional())
             .await?;
         Ok(row.map(to_room))
     }
@@ -80,25 +90,30 @@ impl Store {
         owner: UserId,
     ) -> Result<Room, StoreError> {
         self.note_membership_write(owner);
-        // Room and owner membership in one statement, hence one transaction.
-        let result = self
-            .run("room_create", async |conn| {
-                diesel::sql_query(
-                    "WITH r AS (INSERT INTO rooms (name, topic, private, owner_id) VALUES ($1, $2, $3, $4) \
-                       RETURNING id, name, topic, private, owner_id, last_seq), \
-                     m AS (INSERT INTO room_members (room_id, user_id) SELECT r.id, $4 FROM r) \
-                     SELECT id, name, topic, private, owner_id, last_seq FROM r",
-                )
-                .bind::<Text, _>(name.as_str())
-                .bind::<Text, _>(topic.as_str())
-                .bind::<Bool, _>(private)
-                .bind::<SqlUuid, _>(owner.0)
-                .get_result::<NewRoomRow>(conn)
-                .await
+        // Room and owner membership in one transaction.
+        let result = db_run!(self, "room_create", async |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    let row = diesel::insert_into(rooms::table)
+                        .values((
+                            rooms::name.eq(name.as_str()),
+                            rooms::topic.eq(topic.as_str()),
+                            rooms::private.eq(private),
+                            rooms::owner_id.eq(owner),
+                        ))
+                        .returning(ROOM_COLUMNS)
+                        .get_result::<RoomRow>(conn)
+                        .await?;
+                    diesel::insert_into(room_members::table)
+                        .values((room_members::room_id.eq(row.0), room_members::user_id.eq(owner)))
+                        .execute(conn)
+                        .await?;
+                    Ok(row)
             })
-            .await;
+            .await
+        })
+        .await;
         match result {
-            Ok(r) => Ok(to_room((r.id, r.name, r.topic, r.private, r.owner_id, r.last_seq))),
+            Ok(row) => Ok(to_room(row)),
             Err(StoreError::Query(e)) if is_unique_violation(&e) => {
                 Err(StoreError::Conflict("a room with this name exists".into()))
             }
@@ -111,9 +126,9 @@ impl Store {
         if let Some(room) = self.room_by_name(name).await? {
             return Ok(room);
         }
-        self.run("room_ensure_public", async |conn| {
+        db_run!(self, "room_ensure_public", async |conn| {
             diesel::insert_into(rooms::table)
-                .values((rooms::name.eq(name.as_str()), rooms::owner_id.eq(creator.map(|u| u.0))))
+                .values((rooms::name.eq(name.as_str()), rooms::owner_id.eq(creator)))
                 .on_conflict(rooms::name)
                 .do_nothing()
                 .execute(conn)
@@ -126,7 +141,7 @@ impl Store {
     }
 
     pub async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
-        self.run("member_check", async |conn| member_check_query(room, user).get_result::<bool>(conn).await).await
+        db_run!(self, "member_check", async |conn| member_check_query(room, user).get_result::<bool>(conn).await).await
     }
 
     fn note_membership_write(&self, user: UserId) {
@@ -138,9 +153,9 @@ impl Store {
     /// Adds a member; adding an existing member is a no-op.
     pub async fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
         self.note_membership_write(user);
-        self.run("member_add", async |conn| {
+        db_run!(self, "member_add", async |conn| {
             diesel::insert_into(room_members::table)
-                .values((room_members::room_id.eq(room.0), room_members::user_id.eq(user.0)))
+                .values((room_members::room_id.eq(room.0), room_members::user_id.eq(user)))
                 .on_conflict_do_nothing()
                 .execute(conn)
                 .await
@@ -152,12 +167,11 @@ impl Store {
     /// Removes a member; true when they were one.
     pub async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
         self.note_membership_write(user);
-        let n = self
-            .run("member_remove", async |conn| {
+        let n = db_run!(self, "member_remove", async |conn| {
                 diesel::delete(
                     room_members::table
                         .filter(room_members::room_id.eq(room.0))
-                        .filter(room_members::user_id.eq(user.0)),
+                        .filter(room_members::user_id.eq(user)),
                 )
                 .execute(conn)
                 .await
@@ -168,8 +182,7 @@ impl Store {
 
     /// A room's members by name (at most `limit`), with whether each owns it.
     pub async fn room_members(&self, room: RoomId, limit: i64) -> Result<Vec<(UserId, Username, bool)>, StoreError> {
-        let rows = self
-            .run("member_list", async |conn| {
+        let rows = db_run!(self, "member_list", async |conn| {
                 room_members::table
                     .inner_join(users::table)
                     .inner_join(rooms::table)
@@ -188,9 +201,8 @@ impl Store {
     pub async fn list_rooms_for(&self, user: UserId, filter: &RoomFilter) -> Result<Vec<RoomSummary>, StoreError> {
         // Right after their own membership change a user reads from the primary.
         let replica_ok = self.replica().is_none_or(|r| !r.wrote_recently(user));
-        let rows = self
-            .read("room_list_for_user", replica_ok, |_| true, async |conn| {
-                room_list_query(user, filter).load::<(RoomRow, i64)>(conn).await
+        let rows = db_read!(self, "room_list_for_user", replica_ok, |_| true, async |conn| {
+                room_list_query!(user, filter).load::<(RoomRow, i64)>(conn).await
             })
             .await?;
         Ok(rows
@@ -201,8 +213,7 @@ impl Store {
 
     /// The rooms with the most messages (a proxy for the busiest), for warming.
     pub async fn hottest_rooms(&self, n: i64) -> Result<Vec<Room>, StoreError> {
-        let rows = self
-            .run("rooms_hottest", async |conn| {
+        let rows = db_run!(self, "rooms_hottest", async |conn| {
                 rooms::table
                     .filter(rooms::last_seq.gt(0))
                     .order(rooms::last_seq.desc())
@@ -217,7 +228,7 @@ impl Store {
 
     /// The room's newest seq and member count (by primary key, from the primary).
     pub async fn room_counts(&self, room: RoomId) -> Result<(i64, i64), StoreError> {
-        self.run("room_counts", async |conn| {
+        db_run!(self, "room_counts", async |conn| {
             rooms::table
                 .filter(rooms::id.eq(room.0))
                 .select((rooms::last_seq, rooms::member_count))
@@ -228,7 +239,7 @@ impl Store {
     }
 
     pub async fn set_topic(&self, room: RoomId, topic: &Topic) -> Result<(), StoreError> {
-        self.run("room_set_topic", async |conn| {
+        db_run!(self, "room_set_topic", async |conn| {
             diesel::update(rooms::table.filter(rooms::id.eq(room.0))).set(rooms::topic.eq(topic.as_str())).execute(conn).await
         })
         .await
@@ -238,13 +249,14 @@ impl Store {
 
 use diesel::pg::Pg;
 use diesel::query_builder::{Query, QueryFragment, QueryId};
+use diesel::sqlite::Sqlite;
 use diesel::sql_types::{Int8, Nullable as Null, Text as SqlText};
 
 
 type RoomSql = (Int8, SqlText, SqlText, diesel::sql_types::Bool, Null<SqlUuid>, Int8);
 
 /// Room by its unique name (also used by `plans`).
-pub(crate) fn room_by_name_query(name: &RoomName) -> impl Query<SqlType = RoomSql> + QueryFragment<Pg> + QueryId + Send + '_ {
+pub(crate) fn room_by_name_query(name: &RoomName) -> impl Query<SqlType = RoomSql> + QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
     rooms::table.filter(rooms::name.eq(name.as_str())).select(ROOM_COLUMNS).limit(1)
 }
 
@@ -252,9 +264,9 @@ pub(crate) fn room_by_name_query(name: &RoomName) -> impl Query<SqlType = RoomSq
 pub(crate) fn member_check_query(
     room: RoomId,
     user: UserId,
-) -> impl Query<SqlType = diesel::sql_types::Bool> + QueryFragment<Pg> + QueryId + Send {
+) -> impl Query<SqlType = diesel::sql_types::Bool> + QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send {
     diesel::select(exists(
-        room_members::table.filter(room_members::room_id.eq(room.0)).filter(room_members::user_id.eq(user.0)),
+        room_members::table.filter(room_members::room_id.eq(room.0)).filter(room_members::user_id.eq(user)),
     ))
 }
 
@@ -271,25 +283,3 @@ pub struct RoomFilter {
     pub limit: i64,
 }
 
-/// Public rooms plus the user's private rooms (or only the rooms the user
-/// is in), by name, with member counts (the trigger-maintained counter,
-/// one row per room). Also used by `plans`.
-pub(crate) fn room_list_query(
-    user: UserId,
-    filter: &RoomFilter,
-) -> impl Query<SqlType = (RoomSql, Int8)> + QueryFragment<Pg> + QueryId + Send + '_ {
-    let is_member = || {
-        exists(room_members::table.filter(room_members::room_id.eq(rooms::id)).filter(room_members::user_id.eq(user.0)))
-    };
-    let mut query = rooms::table.order(rooms::name.asc()).limit(filter.limit).select((ROOM_COLUMNS, rooms::member_count)).into_boxed();
-    query = if filter.joined { query.filter(is_member()) } else { query.filter(not(rooms::private).or(is_member())) };
-    if let Some(prefix) = &filter.prefix {
-        // `_` is a LIKE wildcard and a room-name character: escaped.
-        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        query = query.filter(rooms::name.like(pattern));
-    }
-    if let Some(after) = &filter.after {
-        query = query.filter(rooms::name.gt(after.clone()));
-    }
-    query
-}

@@ -1,55 +1,72 @@
-// Mirrors migrations/; `diesel print-schema` regenerates it.
+// Mirrors migrations/postgres and migrations/sqlite. Written by hand: the
+// `Id` and `Moment` types (store::sql_types) are what lets one schema serve
+// both backends.
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::{Id, Moment};
+
     users (id) {
-        id -> Uuid,
+        id -> Id,
         username -> Text,
         password_hash -> Nullable<Text>,
         guest -> Bool,
-        created_at -> Timestamptz,
-        retired_at -> Nullable<Timestamptz>,
+        created_at -> Moment,
+        retired_at -> Nullable<Moment>,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::{Id, Moment};
+
     sessions (token_hash) {
-        token_hash -> Bytea,
-        user_id -> Uuid,
-        created_at -> Timestamptz,
-        last_used_at -> Timestamptz,
+        token_hash -> Binary,
+        user_id -> Id,
+        created_at -> Moment,
+        last_used_at -> Moment,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::{Id, Moment};
+
     rooms (id) {
         id -> Int8,
         name -> Text,
         topic -> Text,
         private -> Bool,
-        owner_id -> Nullable<Uuid>,
+        owner_id -> Nullable<Id>,
         last_seq -> Int8,
-        created_at -> Timestamptz,
+        created_at -> Moment,
         member_count -> Int8,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::{Id, Moment};
+
     room_members (room_id, user_id) {
         room_id -> Int8,
-        user_id -> Uuid,
-        joined_at -> Timestamptz,
+        user_id -> Id,
+        joined_at -> Moment,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::{Id, Moment};
+
     messages (room_id, seq) {
         room_id -> Int8,
         seq -> Int8,
-        id -> Uuid,
-        user_id -> Uuid,
+        id -> Id,
+        user_id -> Id,
         body -> Text,
         client_msg_id -> Nullable<Text>,
-        sent_at -> Timestamptz,
+        sent_at -> Moment,
     }
 }
 

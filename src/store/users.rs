@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::models::{SessionInfo, User};
 use super::schema::{sessions, users};
+use super::sql_types::At;
 use super::{is_unique_violation, Store, StoreError};
 use crate::domain::{TokenHash, UserId, Username};
 
@@ -27,11 +28,10 @@ impl Store {
         guest: bool,
     ) -> Result<User, StoreError> {
         let id = UserId::new();
-        let result = self
-            .run("user_create", async |conn| {
+        let result = db_run!(self, "user_create", async |conn| {
                 diesel::insert_into(users::table)
                     .values((
-                        users::id.eq(id.0),
+                        users::id.eq(id),
                         users::username.eq(username.as_str()),
                         users::password_hash.eq(password_hash),
                         users::guest.eq(guest),
@@ -53,8 +53,7 @@ impl Store {
     /// among active accounts (a retired guest's name is free).
     pub async fn user_by_name(&self, username: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
         let lower = username.to_lowercase();
-        let row = self
-            .run("user_by_name", async |conn| {
+        let row = db_run!(self, "user_by_name", async |conn| {
                 users::table
                     .filter(diesel::dsl::sql::<diesel::sql_types::Text>("lower(username)").eq(lower))
                     .filter(users::retired_at.is_null())
@@ -68,9 +67,9 @@ impl Store {
     }
 
     pub async fn create_session(&self, token: &TokenHash, user: UserId) -> Result<(), StoreError> {
-        self.run("session_create", async |conn| {
+        db_run!(self, "session_create", async |conn| {
             diesel::insert_into(sessions::table)
-                .values((sessions::token_hash.eq(token.0.as_slice()), sessions::user_id.eq(user.0)))
+                .values((sessions::token_hash.eq(token.0.as_slice()), sessions::user_id.eq(user)))
                 .execute(conn)
                 .await
         })
@@ -82,8 +81,7 @@ impl Store {
     /// is judged by the caller from its times, so a cached answer can be
     /// judged too).
     pub async fn session_by_token(&self, token: &TokenHash) -> Result<Option<SessionInfo>, StoreError> {
-        let row = self
-            .run("user_by_token", async |conn| {
+        let row = db_run!(self, "user_by_token", async |conn| {
                 user_by_token_query(token).get_result::<SessionRow>(conn).await.optional()
             })
             .await?;
@@ -96,9 +94,9 @@ impl Store {
 
     /// Records that the session is in use (idle expiry counts from here).
     pub async fn touch_session(&self, token: &TokenHash) -> Result<(), StoreError> {
-        self.run("session_touch", async |conn| {
+        db_run!(self, "session_touch", async |conn| {
             diesel::update(sessions::table.filter(sessions::token_hash.eq(token.0.as_slice())))
-                .set(sessions::last_used_at.eq(diesel::dsl::now))
+                .set(sessions::last_used_at.eq(At(Utc::now())))
                 .execute(conn)
                 .await
         })
@@ -108,8 +106,7 @@ impl Store {
 
     /// Revokes a session; true when it existed.
     pub async fn delete_session(&self, token: &TokenHash) -> Result<bool, StoreError> {
-        let n = self
-            .run("session_delete", async |conn| {
+        let n = db_run!(self, "session_delete", async |conn| {
                 diesel::delete(sessions::table.filter(sessions::token_hash.eq(token.0.as_slice())))
                     .execute(conn)
                     .await
@@ -121,11 +118,11 @@ impl Store {
 
 type SessionRow = (Uuid, String, bool, DateTime<Utc>, DateTime<Utc>);
 type SessionSql = (
-    diesel::sql_types::Uuid,
+    super::sql_types::Id,
     diesel::sql_types::Text,
     diesel::sql_types::Bool,
-    diesel::sql_types::Timestamptz,
-    diesel::sql_types::Timestamptz,
+    super::sql_types::Moment,
+    super::sql_types::Moment,
 );
 
 /// Token -> user and session times, by the sessions primary key (also used
@@ -134,6 +131,7 @@ pub(crate) fn user_by_token_query(
     token: &TokenHash,
 ) -> impl diesel::query_builder::Query<SqlType = SessionSql>
        + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+       + diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite>
        + diesel::query_builder::QueryId
        + Send
        + '_ {

@@ -2,9 +2,10 @@
 //!
 //! Sends queue in a bounded channel per shard (rooms are spread over shards by
 //! id, so one room's sends stay in order). A shard takes whatever has queued
-//! while its previous commit ran, up to `WRITER_BATCH_MAX`, and stores it with
-//! one call of `append_messages` (seq allocation and insert in one
-//! transaction, one round trip). An idle server therefore commits a single
+//! while its previous commit ran, up to `WRITER_BATCH_MAX`, and stores it in
+//! one transaction (`append`: seq allocation and insert together; one round
+//! trip on PostgreSQL). On SQLite, which has one writer at a time, there is
+//! one shard and so one writer connection. An idle server therefore commits a single
 //! message at once and a busy one hundreds per round trip, with no timer.
 //! Only after the commit are senders acked and rooms told.
 
@@ -14,14 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel::QueryableByName;
 use diesel_async::AsyncPgConnection;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
+use super::append::{append_postgres, append_sqlite, AppendInput, AppendRow};
+use super::connection::{ConnectionSettings, SqliteConn};
 use super::models::StoredMessage;
-use super::connection::ConnectionSettings;
+use crate::config::Database;
 use super::is_connection_error;
 use crate::domain::{Body, ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
 use crate::metrics::{DeliveryStage, METRICS};
@@ -106,6 +106,10 @@ impl Writer {
     /// behind socket work.
     pub fn start(config: WriterConfig, settings: ConnectionSettings, listener: Arc<dyn CommitListener>) -> Writer {
         let arbiter = actix::Arbiter::new();
+        let mut config = config;
+        if matches!(settings.database, Database::Sqlite { .. }) {
+            config.shards = 1;
+        }
         let per_shard_queue = (config.queue / config.shards).max(1);
         let mut shards = Vec::with_capacity(config.shards);
         for index in 0..config.shards {
@@ -180,23 +184,13 @@ struct Shard {
     listener: Arc<dyn CommitListener>,
     batch_max: usize,
     write_timeout: Duration,
-    conn: Option<AsyncPgConnection>,
+    conn: Option<WriterConn>,
 }
 
-#[derive(QueryableByName, Debug)]
-struct AppendRow {
-    #[diesel(sql_type = Integer)]
-    out_ord: i32,
-    #[diesel(sql_type = BigInt)]
-    out_seq: i64,
-    #[diesel(sql_type = SqlUuid)]
-    out_id: Uuid,
-    #[diesel(sql_type = Text)]
-    out_body: String,
-    #[diesel(sql_type = Timestamptz)]
-    out_sent_at: DateTime<Utc>,
-    #[diesel(sql_type = Bool)]
-    out_existed: bool,
+/// The shard's own connection, kept across batches.
+enum WriterConn {
+    Postgres(AsyncPgConnection),
+    Sqlite(SqliteConn),
 }
 
 impl Shard {
@@ -349,38 +343,32 @@ impl Shard {
     }
 
     async fn append(&mut self, jobs: &[&SendJob]) -> Result<Vec<AppendRow>, diesel::result::Error> {
-        if self.conn.is_none() {
-            let conn = self
-                .settings
-                .connect()
-                .await
-                .map_err(|e| diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::ClosedConnection,
-                    Box::new(e.to_string()),
-                ))?;
-            self.conn = Some(conn);
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            unreachable!("connection set above")
+        let lost = |e: diesel::ConnectionError| {
+            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ClosedConnection, Box::new(e.to_string()))
         };
-        let room_ids: Vec<i64> = jobs.iter().map(|j| j.req.room_id.0).collect();
-        let user_ids: Vec<Uuid> = jobs.iter().map(|j| j.req.user_id.0).collect();
-        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id.0).collect();
-        let bodies: Vec<&str> = jobs.iter().map(|j| j.req.body.as_str()).collect();
-        let client_ids: Vec<Option<&str>> =
-            jobs.iter().map(|j| j.req.client_msg_id.as_ref().map(|c| c.as_str())).collect();
-        let sent_ats: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.sent_at).collect();
-        use diesel_async::RunQueryDsl;
+        if self.conn.is_none() {
+            self.conn = Some(match self.settings.database {
+                Database::Postgres { .. } => WriterConn::Postgres(self.settings.connect().await.map_err(lost)?),
+                Database::Sqlite { .. } => WriterConn::Sqlite(self.settings.connect_sqlite().await.map_err(lost)?),
+            });
+        }
+        let inputs: Vec<AppendInput> = jobs
+            .iter()
+            .map(|j| AppendInput {
+                room_id: j.req.room_id.0,
+                user_id: j.req.user_id.0,
+                id: j.id.0,
+                body: j.req.body.as_str().to_string(),
+                client_msg_id: j.req.client_msg_id.as_ref().map(|c| c.as_str().to_string()),
+                sent_at: j.sent_at,
+            })
+            .collect();
         let start = Instant::now();
-        let result = diesel::sql_query("SELECT * FROM append_messages($1, $2, $3, $4, $5, $6)")
-            .bind::<Array<BigInt>, _>(room_ids)
-            .bind::<Array<SqlUuid>, _>(user_ids)
-            .bind::<Array<SqlUuid>, _>(ids)
-            .bind::<Array<Text>, _>(bodies)
-            .bind::<Array<Nullable<Text>>, _>(client_ids)
-            .bind::<Array<Timestamptz>, _>(sent_ats)
-            .load::<AppendRow>(conn)
-            .await;
+        let result = match self.conn.as_mut() {
+            Some(WriterConn::Postgres(conn)) => append_postgres(conn, &inputs).await,
+            Some(WriterConn::Sqlite(conn)) => append_sqlite(conn, inputs).await,
+            None => Err(lost(diesel::ConnectionError::BadConnection("no writer connection".into()))),
+        };
         let elapsed = start.elapsed();
         if METRICS.observe_query("append_messages", elapsed, result.is_ok(), self.settings.slow_query) {
             let rows = result.as_ref().map(Vec::len).unwrap_or(0);
