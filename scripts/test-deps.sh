@@ -2,8 +2,11 @@
 # Installs what the tests need beyond PostgreSQL and Redis, only when missing.
 # Called by .ci/run, and by the tests themselves when a tool is absent.
 #   scripts/test-deps.sh            everything
-#   scripts/test-deps.sh nginx      just that (nginx, chromium, node, hadolint,
-#                                   kubernetes-validate, promtool, browser)
+#   scripts/test-deps.sh nginx      just that (postgres, redis, nginx, chromium,
+#                                   node, hadolint, kubernetes-validate,
+#                                   promtool, browser)
+# Without root or passwordless sudo it installs nothing and says, in one
+# line, which packages to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +15,10 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 have() { command -v "$1" >/dev/null 2>&1; }
 apt_updated=
 apt_install() {
+  if [ "$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then
+    printf 'switchboard tests need Debian packages: %s (install them with apt-get install %s)\n' "$*" "$*" >&2
+    exit 1
+  fi
   if [ -z "$apt_updated" ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     apt_updated=1
@@ -23,6 +30,9 @@ apt_install() {
 want() { [ $# -eq 0 ] || [ "$1" = all ] || [ "$1" = "$2" ]; }
 what=${1:-all}
 
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+if want "$what" postgres && [ -z "$(pg_bin)" ]; then apt_install postgresql; fi
+if want "$what" redis && ! have redis-server; then apt_install redis-server; fi
 if want "$what" nginx && ! have nginx; then
   apt_install nginx
   # The package may start a system nginx on port 80; tests run their own.

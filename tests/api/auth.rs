@@ -2,7 +2,7 @@ use serde_json::json;
 
 use crate::helpers::{spawn_app, spawn_app_with};
 
-#[actix_web::test]
+on_both_backends! {
 async fn register_login_me_logout() {
     let app = spawn_app().await;
     let (s, v) = app.post("/api/v1/users", None, json!({"username": "alice", "password": "correct horse"})).await;
@@ -40,8 +40,9 @@ async fn register_login_me_logout() {
     assert_eq!(v["error"]["code"], "unauthorized");
     assert_eq!(app.try_ws(&token).await.err(), Some(401));
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn logout_closes_open_sockets() {
     let app = spawn_app().await;
     let token = app.register("bob").await;
@@ -53,8 +54,9 @@ async fn logout_closes_open_sockets() {
     assert_eq!(err["code"], "unauthorized");
     assert!(ws.closed_within(std::time::Duration::from_secs(5)).await);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn validation_errors_have_the_contract_shape() {
     let app = spawn_app().await;
     for body in [
@@ -86,8 +88,9 @@ async fn validation_errors_have_the_contract_shape() {
     let (s, v) = app.request("GET", "/api/v1/unknown", None, None).await;
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")));
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn guests_get_unique_names_and_only_public_rooms() {
     let app = spawn_app().await;
     let (s, a) = app.post("/api/v1/sessions/guest", None, json!({"username": "visitor"})).await;
@@ -108,15 +111,17 @@ async fn guests_get_unique_names_and_only_public_rooms() {
     let (s, _) = app.post("/api/v1/sessions", None, json!({"username": "visitor", "password": "anything at all"})).await;
     assert_eq!(s, 401);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn guests_can_be_disabled() {
     let app = spawn_app_with(&[("ALLOW_GUESTS", "false")]).await;
     let (s, v) = app.post("/api/v1/sessions/guest", None, json!({"username": "visitor"})).await;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")));
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn admin_stats_are_admin_only() {
     let app = spawn_app().await;
     let admin = app.register("admin").await;
@@ -128,4 +133,5 @@ async fn admin_stats_are_admin_only() {
     let (s, v) = app.get("/api/v1/admin/stats", &admin).await;
     assert_eq!(s, 200);
     assert!(v["instances"].as_array().is_some_and(|i| !i.is_empty()));
+}
 }

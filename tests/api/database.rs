@@ -1,11 +1,11 @@
 //! Pool behaviour and the read replica, against real PostgreSQL servers.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::helpers::{spawn_app_with, TestApp, TestDb};
+use crate::services::PrivatePostgres;
 
 /// Holds an ACCESS EXCLUSIVE lock on `rooms` for `hold`, from another
 /// connection, so queries touching rooms wait.
@@ -113,10 +113,9 @@ async fn lost_database_connections_are_replaced_without_a_restart() {
     assert_eq!(app.history("phoenix", &token, "").await.len(), 6);
 }
 
-fn replica(cmd: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/replica.sh");
-    let status = Command::new(script).arg(cmd).status().expect("scripts/replica.sh");
-    assert!(status.success(), "scripts/replica.sh {cmd} failed");
+/// Blocking service work, off the test's runtime.
+fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f).join().expect("service thread panicked")
 }
 
 /// Bounded generously: a replica that has just been started (or is replaying
@@ -135,10 +134,15 @@ async fn wait_for_replica_state(app: &TestApp, want: &str) {
 
 #[actix_web::test]
 async fn reads_use_the_replica_fall_back_and_always_see_own_writes() {
-    let _turn = crate::helpers::wal_heavy_turn();
-    replica("start");
-    let db = TestDb::new();
-    let replica_url = format!("postgres://postgres@127.0.0.1:5433/{}", db.name);
+    // A primary and its streaming replica of this test's own, under target/
+    // (nothing of the system's PostgreSQL changes).
+    let primary = off_runtime(|| PrivatePostgres::start("primary", &[]));
+    let primary = std::sync::Arc::new(primary);
+    let p = primary.clone();
+    let replica = off_runtime(move || PrivatePostgres::replica_of(&p, None));
+    let replica_port = replica.port;
+    let db = TestDb::on_server(&primary.base());
+    let replica_url = format!("postgres://postgres@127.0.0.1:{replica_port}/{}", db.name);
     let app = TestApp::spawn(db, &[("DATABASE_REPLICA_URL", &replica_url), ("REPLICA_MAX_LAG_MS", "1000")]).await;
     wait_for_replica_state(&app, "ok").await;
     let token = app.register("reader").await;
@@ -169,7 +173,7 @@ async fn reads_use_the_replica_fall_back_and_always_see_own_writes() {
     }
 
     // Replica down: reads fall back to the primary and stay correct.
-    replica("stop");
+    off_runtime(move || drop(replica));
     let primary_before = app.metric(r#"switchboard_db_reads_total{pool="primary"}"#).await;
     for _ in 0..5 {
         let page = app.history("mirror", &token, "limit=50").await;
@@ -181,7 +185,10 @@ async fn reads_use_the_replica_fall_back_and_always_see_own_writes() {
     let (s, v) = app.request("GET", "/readyz", None, None).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("ready")), "a missing replica does not make the instance unready");
 
-    // Back up: used again.
-    replica("start");
+    // Back up (a fresh copy on the same port): used again.
+    let p = primary.clone();
+    let replica = off_runtime(move || PrivatePostgres::replica_of(&p, Some(replica_port)));
     wait_for_replica_state(&app, "ok").await;
+    drop(app);
+    off_runtime(move || drop(replica));
 }

@@ -13,7 +13,7 @@ fn fast_limits() -> [(&'static str, &'static str); 2] {
     [("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000")]
 }
 
-#[actix_web::test]
+on_both_backends! {
 async fn concurrent_senders_every_receiver_sees_everything_once_in_order() {
     let app = spawn_app_with(&fast_limits()).await;
     const SENDERS: usize = 6;
@@ -82,8 +82,9 @@ async fn concurrent_senders_every_receiver_sees_everything_once_in_order() {
     }
     assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), total);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn rejoin_with_since_replays_exactly_what_was_missed_then_live() {
     let app = spawn_app_with(&fast_limits()).await;
     let writer = app.guest("writer").await;
@@ -116,8 +117,9 @@ async fn rejoin_with_since_replays_exactly_what_was_missed_then_live() {
     let live = r.expect("message").await;
     assert_eq!(live["seq"], 53);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn beyond_the_replay_limit_the_client_is_told_to_page() {
     let mut env = fast_limits().to_vec();
     env.push(("REPLAY_LIMIT", "5"));
@@ -145,8 +147,9 @@ async fn beyond_the_replay_limit_the_client_is_told_to_page() {
     w.send_n("far", "y", 1).await;
     assert_eq!(r.expect("message").await["seq"], 13);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn many_rooms_stay_separate() {
     let app = spawn_app_with(&fast_limits()).await;
     let token = app.guest("hopper").await;
@@ -171,4 +174,5 @@ async fn many_rooms_stay_separate() {
         count += 1;
     }
     let _ = (Duration::ZERO, TestApp::url);
+}
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::helpers::{spawn_app, spawn_app_with};
 
-#[actix_web::test]
+on_both_backends! {
 async fn bad_frames_get_errors_and_the_socket_stays_usable() {
     let app = spawn_app().await;
     let token = app.guest("tester").await;
@@ -62,8 +62,9 @@ async fn bad_frames_get_errors_and_the_socket_stays_usable() {
     assert_eq!(ack["seq"], 1);
     assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 1);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn ping_pong_typing_and_presence() {
     let app = spawn_app().await;
     let a = app.guest("anna").await;
@@ -97,8 +98,9 @@ async fn ping_pong_typing_and_presence() {
     wb.send_json(json!({"type": "ping", "ts": 2})).await;
     assert_eq!(wb.next_json().await["type"], "pong");
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn rate_limit_refuses_excess_sends_and_recovers() {
     let app = spawn_app_with(&[("RATE_LIMIT_PER_SEC", "2"), ("RATE_LIMIT_BURST", "5")]).await;
     let token = app.guest("speedy").await;
@@ -144,8 +146,9 @@ async fn rate_limit_refuses_excess_sends_and_recovers() {
     }
     assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), acks as i64 + 1);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn websocket_resend_is_idempotent() {
     let app = spawn_app().await;
     let token = app.guest("repeat").await;
@@ -180,8 +183,9 @@ async fn websocket_resend_is_idempotent() {
     let (s, m) = app.post("/api/v1/rooms/idem/messages", Some(&other), json!({"body": "mine", "client_msg_id": "same"})).await;
     assert_eq!((s, m["seq"].as_i64()), (201, Some(2)));
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn dead_peers_are_dropped_and_idle_rooms_stop() {
     let app = spawn_app_with(&[("HEARTBEAT_MS", "150"), ("CLIENT_TIMEOUT_MS", "600"), ("ROOM_IDLE_MS", "200")]).await;
     let live = app.guest("alive").await;
@@ -210,8 +214,9 @@ async fn dead_peers_are_dropped_and_idle_rooms_stop() {
     let joined = watcher.join("beat").await;
     assert_eq!(joined["last_seq"], 0);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn sends_pipelined_behind_a_join_wait_for_it_or_fail_loudly() {
     let app = spawn_app().await;
     let owner = app.register("owner").await;
@@ -231,4 +236,5 @@ async fn sends_pipelined_behind_a_join_wait_for_it_or_fail_loudly() {
     let refs: Vec<_> = [&first, &second].iter().map(|e| e["ref"].as_str().unwrap().to_string()).collect();
     assert!(refs.contains(&"closed".to_string()) && refs.contains(&"p2".to_string()), "{refs:?}");
     assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 1);
+}
 }

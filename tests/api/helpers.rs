@@ -3,6 +3,7 @@
 //! WebSocket connections.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,12 +18,29 @@ use diesel_async::AsyncPgConnection;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 
-pub const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432";
-
 type SyncConn = AsyncConnectionWrapper<AsyncPgConnection>;
 
-fn admin_conn() -> SyncConn {
-    SyncConn::establish(&format!("{PG_BASE}/postgres")).expect("PostgreSQL must run on 127.0.0.1:5432 (scripts/services.sh)")
+/// The PostgreSQL of this run (found or started by `services`).
+pub fn pg_base() -> String {
+    crate::services::services().pg_base.clone()
+}
+
+/// host:port of this run's PostgreSQL and Redis (for proxies in front of them).
+pub fn pg_addr() -> String {
+    pg_base().rsplit('@').next().unwrap_or_default().to_string()
+}
+
+pub fn redis_addr() -> String {
+    shared_redis().trim_start_matches("redis://").to_string()
+}
+
+/// The shared Redis of this run.
+pub fn shared_redis() -> String {
+    crate::services::services().redis_url.clone()
+}
+
+fn admin_conn(base: &str) -> SyncConn {
+    SyncConn::establish(&format!("{base}/postgres")).unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e}"))
 }
 
 /// Runs blocking database admin work on its own thread (tests run inside an
@@ -31,86 +49,155 @@ fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f).join().expect("admin thread panicked")
 }
 
-/// A database of its own for one test, dropped when the last holder goes.
+/// Which database the servers of a test use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    /// The embedded SQLite file (one instance).
+    Sqlite,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Postgres) };
+}
+
+/// Sets the backend for the test running on this thread (`on_both_backends!`).
+pub fn use_backend(backend: Backend) {
+    BACKEND.with(|b| b.set(backend));
+}
+
+/// A database of its own for one test, dropped when the last holder goes:
+/// a PostgreSQL database, or a SQLite file under target/tmp/sqlite.
 pub struct TestDb {
     pub name: String,
+    pub backend: Backend,
+    base: String,
 }
 
 impl TestDb {
+    /// On the backend of the running test (PostgreSQL unless the test runs
+    /// on both).
     pub fn new() -> Arc<TestDb> {
-        static SWEEP: Once = Once::new();
-        SWEEP.call_once(|| off_runtime(sweep_leftovers));
+        Self::new_on(BACKEND.with(|b| b.get()))
+    }
+
+    pub fn new_on(backend: Backend) -> Arc<TestDb> {
+        let base = match backend {
+            Backend::Postgres => pg_base(),
+            Backend::Sqlite => String::new(),
+        };
+        Self::with_base(backend, base)
+    }
+
+    /// A PostgreSQL database on another server (the replica tests' primary).
+    pub fn on_server(base: &str) -> Arc<TestDb> {
+        Self::with_base(Backend::Postgres, base.to_string())
+    }
+
+    fn with_base(backend: Backend, base: String) -> Arc<TestDb> {
+        if backend == Backend::Postgres {
+            static SWEEP: Once = Once::new();
+            let b = base.clone();
+            SWEEP.call_once(move || off_runtime(move || sweep_leftovers(&b)));
+        }
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let name = format!("sbt_{secs}_{:08x}", rand::random::<u32>());
-        Arc::new(TestDb { name })
+        Arc::new(TestDb { name, backend, base })
+    }
+
+    fn sqlite_path(&self) -> String {
+        let dir = concat!(env!("CARGO_TARGET_TMPDIR"), "/sqlite");
+        let _ = std::fs::create_dir_all(dir);
+        format!("{dir}/{}.db", self.name)
     }
 
     pub fn url(&self) -> String {
-        format!("{PG_BASE}/{}", self.name)
+        match self.backend {
+            Backend::Postgres => format!("{}/{}", self.base, self.name),
+            Backend::Sqlite => format!("sqlite://{}", self.sqlite_path()),
+        }
     }
 
-    /// Runs SQL against this test's database and returns one i64.
+    /// Runs SQL against this test's database and returns one i64 (column `v`).
     pub fn query_i64(&self, sql: &str) -> i64 {
         #[derive(diesel::QueryableByName)]
         struct Row {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             v: i64,
         }
-        let (url, sql) = (self.url(), sql.to_string());
-        off_runtime(move || {
-            use diesel::RunQueryDsl;
-            let mut conn = SyncConn::establish(&url).expect("connect to test db");
-            let row: Row = diesel::sql_query(sql).get_result(&mut conn).expect("query");
-            row.v
-        })
-    }
-}
-
-impl TestDb {
-    /// Runs SQL (several statements allowed) against this test's database.
-    pub fn exec(&self, sql: &str) {
-        let (url, sql) = (self.url(), sql.to_string());
-        off_runtime(move || {
-            let mut conn = SyncConn::establish(&url).expect("connect to test db");
-            conn.batch_execute(&sql).expect("exec");
-        })
+        self.query(sql, |r: Row| r.v)
     }
 
-    /// Runs SQL against this test's database and returns one text value.
+    /// Runs SQL against this test's database and returns one text value (column `v`).
     pub fn query_text(&self, sql: &str) -> String {
         #[derive(diesel::QueryableByName)]
         struct Row {
             #[diesel(sql_type = diesel::sql_types::Text)]
             v: String,
         }
-        let (url, sql) = (self.url(), sql.to_string());
+        self.query(sql, |r: Row| r.v)
+    }
+
+    fn query<R, T>(&self, sql: &str, take: fn(R) -> T) -> T
+    where
+        R: diesel::QueryableByName<diesel::pg::Pg> + diesel::QueryableByName<diesel::sqlite::Sqlite> + 'static,
+        T: Send + 'static,
+    {
+        let (backend, url, path, sql) = (self.backend, self.url(), self.sqlite_path(), sql.to_string());
         off_runtime(move || {
             use diesel::RunQueryDsl;
-            let mut conn = SyncConn::establish(&url).expect("connect to test db");
-            let row: Row = diesel::sql_query(sql).get_result(&mut conn).expect("query");
-            row.v
+            let row: R = match backend {
+                Backend::Postgres => {
+                    let mut conn = SyncConn::establish(&url).expect("connect to test db");
+                    diesel::sql_query(sql).get_result(&mut conn).expect("query")
+                }
+                Backend::Sqlite => {
+                    let mut conn = diesel::SqliteConnection::establish(&path).expect("open test db");
+                    diesel::sql_query(sql).get_result(&mut conn).expect("query")
+                }
+            };
+            take(row)
+        })
+    }
+
+    /// Runs SQL (several statements allowed) against this test's database.
+    pub fn exec(&self, sql: &str) {
+        let (backend, url, path, sql) = (self.backend, self.url(), self.sqlite_path(), sql.to_string());
+        off_runtime(move || match backend {
+            Backend::Postgres => SyncConn::establish(&url).expect("connect to test db").batch_execute(&sql).expect("exec"),
+            Backend::Sqlite => diesel::SqliteConnection::establish(&path).expect("open test db").batch_execute(&sql).expect("exec"),
         })
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        off_runtime(move || {
-            let _ = admin_conn().batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-        });
+        match self.backend {
+            Backend::Postgres => {
+                let (base, name) = (self.base.clone(), self.name.clone());
+                off_runtime(move || {
+                    let _ = admin_conn(&base).batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+                });
+            }
+            Backend::Sqlite => {
+                let path = self.sqlite_path();
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+        }
     }
 }
 
 /// Drops test databases left behind by killed runs (older than an hour).
-fn sweep_leftovers() {
+fn sweep_leftovers(base: &str) {
     #[derive(diesel::QueryableByName)]
     struct Name {
         #[diesel(sql_type = diesel::sql_types::Text)]
         datname: String,
     }
     use diesel::RunQueryDsl;
-    let mut conn = admin_conn();
+    let mut conn = admin_conn(base);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let names: Vec<Name> =
         diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'sbt\\_%'").load(&mut conn).unwrap_or_default();
@@ -272,6 +359,11 @@ impl TestApp {
     pub async fn register(&self, username: &str) -> String {
         let (s, _) = self.post("/api/v1/users", None, json!({"username": username, "password": "correct horse"})).await;
         assert_eq!(s, 201, "register {username}");
+        self.login(username).await
+    }
+
+    /// Signs in a user made by `register`.
+    pub async fn login(&self, username: &str) -> String {
         let (s, v) = self.post("/api/v1/sessions", None, json!({"username": username, "password": "correct horse"})).await;
         assert_eq!(s, 200, "login {username}");
         v["token"].as_str().expect("token").to_string()
@@ -504,31 +596,18 @@ pub struct TestCluster {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
-    /// n instances on the shared Redis (127.0.0.1:6379).
+    /// n instances on the shared Redis (`services`).
     Redis(usize),
     /// One instance without REDIS_URL.
     Single,
-    /// n instances on the local Redis Cluster (scripts/redis-cluster.sh).
+    /// n instances on the suite's own Redis Cluster (`services`).
     RedisCluster(usize),
 }
 
-pub const CLUSTER_URLS: &str = "redis://127.0.0.1:7101,redis://127.0.0.1:7102,redis://127.0.0.1:7103";
-
-/// Starts the local Redis Cluster once per test run (idempotent script).
-pub fn ensure_redis_cluster() {
-    static STARTED: Once = Once::new();
-    STARTED.call_once(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-cluster.sh");
-        let status = Command::new(script).arg("start").status().expect("scripts/redis-cluster.sh");
-        assert!(status.success(), "could not start the Redis Cluster");
-    });
-}
-
-pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379";
 
 pub async fn spawn_cluster(mode: Mode, env: &[(&str, &str)]) -> TestCluster {
     let prefix = format!("sbt{:08x}:", rand::random::<u32>());
-    spawn_cluster_on(mode, SHARED_REDIS, &prefix, env).await
+    spawn_cluster_on(mode, &shared_redis(), &prefix, env).await
 }
 
 pub async fn spawn_cluster_on(mode: Mode, redis_url: &str, prefix: &str, env: &[(&str, &str)]) -> TestCluster {
@@ -547,8 +626,7 @@ pub async fn spawn_cluster_on(mode: Mode, redis_url: &str, prefix: &str, env: &[
             n
         }
         Mode::RedisCluster(n) => {
-            ensure_redis_cluster();
-            vars.push(("REDIS_CLUSTER_URLS", CLUSTER_URLS));
+            vars.push(("REDIS_CLUSTER_URLS", crate::services::redis_cluster_urls()));
             vars.push(("REDIS_KEY_PREFIX", prefix));
             n
         }
@@ -586,14 +664,6 @@ impl TestApp {
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// Taken by the test that writes a million rows and by the test that needs
-/// the streaming replica caught up: on two cores the replica can take tens of
-/// seconds to replay the seeding's WAL, so the two take turns.
-pub fn wal_heavy_turn() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
@@ -745,10 +815,12 @@ impl TestNginx {
         let dir = format!("{}/nginx-{port}", env!("CARGO_TARGET_TMPDIR"));
         let _ = std::fs::create_dir_all(&dir);
         std::fs::write(format!("{dir}/nginx.conf"), local_nginx_conf(upstreams, port, &dir)).expect("write nginx.conf");
+        // A process group of its own: the master and its workers stop together.
         let child = Command::new("nginx")
             .args(["-p", &dir, "-c", &format!("{dir}/nginx.conf"), "-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("start nginx");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -761,13 +833,32 @@ impl TestNginx {
 }
 
 impl Drop for TestNginx {
+    /// SIGKILL on the master would orphan its workers: SIGTERM (nginx's fast
+    /// shutdown) stops them first; whatever is left after 5 s goes with the
+    /// whole process group.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            stop_group(&mut c, "TERM", Duration::from_secs(5));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Signals a child that leads its own process group, waits for it, and
+/// SIGKILLs the group if it is still there after `grace` (or has left
+/// children behind).
+pub fn stop_group(child: &mut Child, signal: &str, grace: Duration) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+    let _ = child.wait();
 }
 
 /// Chromium, node and playwright-core for the real-browser tests.

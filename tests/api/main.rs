@@ -1,5 +1,31 @@
-//! Integration tests against real server processes, real PostgreSQL and real
-//! sockets. One test binary, so it links once.
+//! Integration tests against real server processes, real PostgreSQL (or the
+//! embedded SQLite file) and real sockets. One test binary, so it links once.
+
+/// A single-instance contract test that runs once per backend, as
+/// `name::postgres` and `name::sqlite`: every `TestDb` (and so every
+/// `spawn_app`) in it uses that backend.
+macro_rules! on_both_backends {
+    ($(async fn $name:ident() $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run() $body
+
+            #[actix_web::test]
+            async fn postgres() {
+                crate::helpers::use_backend(crate::helpers::Backend::Postgres);
+                run().await
+            }
+
+            #[actix_web::test]
+            async fn sqlite() {
+                crate::helpers::use_backend(crate::helpers::Backend::Sqlite);
+                run().await
+            }
+        }
+    )*};
+}
 
 mod auth;
 mod browser;
@@ -21,5 +47,6 @@ mod reliability;
 mod rolling;
 mod rooms;
 mod security;
+mod services;
 mod shutdown;
 mod startup;

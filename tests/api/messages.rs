@@ -2,7 +2,7 @@ use serde_json::json;
 
 use crate::helpers::spawn_app;
 
-#[actix_web::test]
+on_both_backends! {
 async fn http_send_is_durable_and_idempotent() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
@@ -47,8 +47,9 @@ async fn http_send_is_durable_and_idempotent() {
     assert_eq!(s, 404);
     assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 3);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn history_pages_by_seq() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
@@ -90,8 +91,9 @@ async fn history_pages_by_seq() {
     let (s, _) = app.get("/api/v1/rooms/paged/messages?limit=200", &alice).await;
     assert_eq!(s, 200);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn http_sends_are_delivered_live() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
@@ -104,6 +106,7 @@ async fn http_sends_are_delivered_live() {
     let got = ws.expect("message").await;
     assert_eq!(got["id"], m["id"]);
     assert_eq!(got["body"], "over http");
+}
 }
 
 /// The same send (same user, room and client_msg_id) arriving on two
@@ -129,4 +132,42 @@ async fn concurrent_repeats_on_two_instances_are_stored_once_without_gaps() {
     }
     assert_eq!(cluster.db.query_i64("SELECT count(*) AS v FROM messages"), 50);
     assert_eq!(cluster.db.query_i64("SELECT max(seq) AS v FROM messages"), 50);
+}
+
+on_both_backends! {
+async fn acked_messages_survive_a_sigkill_and_the_restart_continues_the_sequence() {
+    let limits = [("RATE_LIMIT_PER_SEC", "1000"), ("RATE_LIMIT_BURST", "1000")];
+    let mut app = crate::helpers::spawn_app_with(&limits).await;
+    let token = app.register("durable").await;
+    let mut ws = app.ws(&token).await;
+    ws.join("vault").await;
+    let acks = ws.send_n("vault", "before", 60).await;
+    assert_eq!(acks.len(), 60);
+    // No goodbye: the process is killed right after the last ack.
+    app.kill_hard().await;
+
+    let db = app.db.clone();
+    drop(app);
+    let app = crate::helpers::TestApp::spawn(db, &limits).await;
+    let token = app.login("durable").await;
+    let history = app.history("vault", &token, "limit=100").await;
+    let ids: Vec<&serde_json::Value> = history.iter().map(|m| &m["id"]).collect();
+    for ack in &acks {
+        assert!(ids.contains(&&ack["id"]), "acked message {} lost by the kill", ack["id"]);
+    }
+    let seqs: Vec<i64> = history.iter().map(|m| m["seq"].as_i64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=60).collect::<Vec<i64>>(), "in order, no gap, no duplicate");
+
+    // The sequence continues after the restart; a resend of an acked
+    // client_msg_id is recognised as the original.
+    let mut ws = app.ws(&token).await;
+    ws.join("vault").await;
+    let more = ws.send_n("vault", "after", 2).await;
+    assert_eq!(more.iter().map(|a| a["seq"].as_i64()).collect::<Vec<_>>(), vec![Some(61), Some(62)]);
+    let first = &acks[0];
+    let (s, again) = app
+        .post("/api/v1/rooms/vault/messages", Some(&token), json!({"body": "again", "client_msg_id": first["client_msg_id"]}))
+        .await;
+    assert_eq!((s, &again["id"]), (200, &first["id"]), "{again}");
+}
 }

@@ -51,7 +51,6 @@ fn f(v: &Value, key: &str) -> f64 {
 
 #[actix_web::test]
 async fn hot_queries_use_indexes_on_a_million_messages() {
-    let _turn = crate::helpers::wal_heavy_turn();
     let app = spawn_app().await;
     let started = Instant::now();
     app.db.exec(SEED);

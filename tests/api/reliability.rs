@@ -283,7 +283,7 @@ fn stored(db: &TestDb, acks: &HashMap<String, Value>) -> usize {
 
 #[actix_web::test]
 async fn postgres_cut_during_traffic_loses_nothing_acked_and_recovers() {
-    let proxy = ChaosProxy::start("127.0.0.1:5432");
+    let proxy = ChaosProxy::start(&crate::helpers::pg_addr());
     let db = TestDb::new();
     let via_proxy = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, db.name);
     let app = TestApp::spawn(db.clone(), &[("DATABASE_URL", &via_proxy), ("DB_POOL_TIMEOUT_MS", "300"), ("WRITE_TIMEOUT_MS", "8000")]).await;
@@ -326,7 +326,7 @@ async fn postgres_cut_during_traffic_loses_nothing_acked_and_recovers() {
 
 #[actix_web::test]
 async fn redis_cut_and_slow_databases_keep_order_and_recover() {
-    let redis_proxy = ChaosProxy::start("127.0.0.1:6379");
+    let redis_proxy = ChaosProxy::start(&crate::helpers::redis_addr());
     let prefix = format!("sbt{:08x}:", rand::random::<u32>());
     let redis_url = format!("redis://127.0.0.1:{}", redis_proxy.port);
     let cluster = spawn_cluster_on(Mode::Redis(2), &redis_url, &prefix, &[]).await;
@@ -358,8 +358,8 @@ async fn redis_cut_and_slow_databases_keep_order_and_recover() {
 
 #[actix_web::test]
 async fn slow_postgres_and_redis_still_deliver_in_order() {
-    let redis_proxy = ChaosProxy::start("127.0.0.1:6379");
-    let pg_proxy = ChaosProxy::start("127.0.0.1:5432");
+    let redis_proxy = ChaosProxy::start(&crate::helpers::redis_addr());
+    let pg_proxy = ChaosProxy::start(&crate::helpers::pg_addr());
     let prefix = format!("sbt{:08x}:", rand::random::<u32>());
     let db = TestDb::new();
     let pg_url = format!("postgres://postgres@127.0.0.1:{}/{}", pg_proxy.port, db.name);

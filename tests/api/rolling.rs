@@ -47,7 +47,7 @@ impl Replicas {
     async fn launch(&mut self, i: usize) -> Instant {
         let vars = [
             ("BIND_ADDR".to_string(), format!("127.0.0.1:{}", self.ports[i])),
-            ("REDIS_URL".to_string(), "redis://127.0.0.1:6379".to_string()),
+            ("REDIS_URL".to_string(), crate::helpers::shared_redis()),
             ("REDIS_KEY_PREFIX".to_string(), self.prefix.clone()),
             ("RATE_LIMIT_PER_SEC".to_string(), "1000".to_string()),
             ("RATE_LIMIT_BURST".to_string(), "1000".to_string()),

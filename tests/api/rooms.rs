@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::helpers::spawn_app;
 
-#[actix_web::test]
+on_both_backends! {
 async fn create_list_and_detail() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
@@ -27,8 +27,9 @@ async fn create_list_and_detail() {
     let names: Vec<&str> = v["rooms"].as_array().expect("an array").iter().map(|r| r["name"].as_str().expect("a name")).collect();
     assert_eq!(names, vec!["general", "rust"], "the default room exists from start-up; by name");
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn a_newcomer_finds_the_default_room_and_can_use_it_over_http() {
     let app = spawn_app().await;
     let guest = app.guest("newbie").await;
@@ -48,8 +49,9 @@ async fn a_newcomer_finds_the_default_room_and_can_use_it_over_http() {
     let (_, v) = none.get("/api/v1/rooms", &token).await;
     assert_eq!(v["rooms"], json!([]));
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn members_are_listed_with_owner_and_online_state_and_private_lists_stay_private() {
     let app = spawn_app().await;
     let owner = app.register("owner").await;
@@ -74,8 +76,9 @@ async fn members_are_listed_with_owner_and_online_state_and_private_lists_stay_p
     let (s, v) = app.get("/api/v1/rooms/general/members", &outsider).await;
     assert_eq!((s, v["members"].as_array().map(Vec::len)), (200, Some(0)), "a public room's list is open");
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn private_rooms_are_invisible_to_non_members_over_http() {
     let app = spawn_app().await;
     let owner = app.register("owner").await;
@@ -119,8 +122,9 @@ async fn private_rooms_are_invisible_to_non_members_over_http() {
     assert_eq!(s, 404);
     let _ = third;
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn private_rooms_are_closed_to_non_members_over_websocket() {
     let app = spawn_app().await;
     let owner = app.register("owner").await;
@@ -161,8 +165,9 @@ async fn private_rooms_are_closed_to_non_members_over_websocket() {
     assert_eq!(s, 404);
     let _ = Duration::ZERO;
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn joining_a_missing_public_room_creates_it() {
     let app = spawn_app().await;
     let guest = app.guest("walker").await;
@@ -177,8 +182,9 @@ async fn joining_a_missing_public_room_creates_it() {
     assert_eq!(v["private"], false);
     assert_eq!(v["online_count"], 1);
 }
+}
 
-#[actix_web::test]
+on_both_backends! {
 async fn the_room_list_pages_by_name_filters_by_prefix_and_by_membership() {
     let app = crate::helpers::spawn_app_with(&[("DEFAULT_ROOMS", "")]).await;
     let alice = app.register("alice").await;
@@ -218,6 +224,7 @@ async fn the_room_list_pages_by_name_filters_by_prefix_and_by_membership() {
         let (s, v) = app.get(&format!("/api/v1/rooms?{bad}"), &bob).await;
         assert_eq!((s, v["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}");
     }
+}
 }
 
 async fn bob_joins(app: &crate::helpers::TestApp, token: &str, room: &str) {

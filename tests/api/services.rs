@@ -1,0 +1,347 @@
+//! The services the suite needs, found or started once per run.
+//!
+//! PostgreSQL and Redis are used where they already answer (127.0.0.1:5432
+//! and :6379, or `TEST_PG_PORT` / `TEST_REDIS_PORT`). Where nothing answers,
+//! the suite starts its own from the installed binaries, under
+//! `target/tmp/services/`, on free ports: `initdb` with trust for the
+//! `postgres` user on 127.0.0.1 only (run as the `postgres` system user when
+//! the suite runs as root), and a `redis-server` that keeps nothing on disk.
+//! Missing packages are installed by `scripts/test-deps.sh` (or it says, in
+//! one line, which to install). No system file is touched.
+//!
+//! Each private service runs under a small watchdog shell that stops it and
+//! deletes its directory once the test process is gone, however the run
+//! ends: nothing of the suite outlives it.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::AsyncPgConnection;
+
+pub struct Services {
+    /// `postgres://postgres@127.0.0.1:PORT`
+    pub pg_base: String,
+    pub redis_url: String,
+    /// Kept (a static is never dropped) so the server runs for the whole run.
+    _private_pg: Option<PrivatePostgres>,
+}
+
+/// The services of this run (found or started on first use).
+pub fn services() -> &'static Services {
+    static SERVICES: OnceLock<Services> = OnceLock::new();
+    SERVICES.get_or_init(|| {
+        // Start-up blocks; keep it off the test's async runtime.
+        std::thread::spawn(|| {
+            let pg_port = port_from_env("TEST_PG_PORT", 5432);
+            let (pg_base, private_pg) = if pg_answers(pg_port) {
+                (format!("postgres://postgres@127.0.0.1:{pg_port}"), None)
+            } else {
+                let pg = PrivatePostgres::start("shared", &[]);
+                eprintln!("[services] nothing usable on 127.0.0.1:{pg_port}: started a private PostgreSQL on {}", pg.port);
+                (pg.base(), Some(pg))
+            };
+            let redis_port = port_from_env("TEST_REDIS_PORT", 6379);
+            let redis_url = if redis_answers(redis_port) {
+                format!("redis://127.0.0.1:{redis_port}")
+            } else {
+                let port = start_private_redis("shared", &[]);
+                eprintln!("[services] nothing on 127.0.0.1:{redis_port}: started a private Redis on {port}");
+                format!("redis://127.0.0.1:{port}")
+            };
+            Services { pg_base, redis_url, _private_pg: private_pg }
+        })
+        .join()
+        .expect("service start-up panicked")
+    })
+}
+
+fn port_from_env(var: &str, default: u16) -> u16 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn pg_answers(port: u16) -> bool {
+    if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_err() {
+        return false;
+    }
+    AsyncConnectionWrapper::<AsyncPgConnection>::establish(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).is_ok()
+}
+
+pub fn redis_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn services_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("services");
+    std::fs::create_dir_all(&dir).expect("target/tmp/services");
+    dir
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn install(what: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-deps.sh");
+    let out = Command::new(script).arg(what).stdout(Stdio::null()).output().expect("scripts/test-deps.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr).trim());
+}
+
+/// A watchdog shell: `start` runs in the background; when the test process
+/// (or the service) is gone, `stop` runs (with `$pid`) and the directory is
+/// removed.
+fn watchdog(dir: &Path, start: &str, stop: &str) {
+    let parent = std::process::id();
+    let dir_s = dir.display().to_string();
+    let script = format!(
+        "{start} & pid=$!; \
+         while [ -d /proc/{parent} ] && kill -0 $pid 2>/dev/null; do sleep 0.3; done; \
+         {stop}; wait $pid 2>/dev/null; rm -rf '{dir_s}'"
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    use std::os::unix::process::CommandExt;
+    // Its own process group: a test's Ctrl-C does not skip the clean-up.
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+    cmd.spawn().expect("start a service watchdog");
+}
+
+/// A PostgreSQL server of the suite's own, under target/tmp/services.
+pub struct PrivatePostgres {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    user: Option<&'static str>,
+}
+
+impl PrivatePostgres {
+    pub fn base(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    fn bin_dir() -> PathBuf {
+        let find = || {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+                .unwrap_or_default();
+            dirs.sort_by_key(|p| p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()));
+            dirs.pop()
+        };
+        if let Some(d) = find() {
+            return d;
+        }
+        install("postgres");
+        find().expect("PostgreSQL binaries after installing them")
+    }
+
+    fn prepare(label: &str, port: Option<u16>) -> PrivatePostgres {
+        let bin = Self::bin_dir();
+        let port = port.unwrap_or_else(free_port);
+        let dir = services_dir().join(format!("pg-{label}-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("postgres dir");
+        let user = is_root().then_some("postgres");
+        let pg = PrivatePostgres { port, dir, bin, user };
+        pg.chown(&pg.dir);
+        pg
+    }
+
+    /// A streaming replica of `primary` (pg_basebackup -R), on `port` or a
+    /// free one.
+    pub fn replica_of(primary: &PrivatePostgres, port: Option<u16>) -> PrivatePostgres {
+        let pg = Self::prepare("replica", port);
+        let data = pg.data().display().to_string();
+        let primary_port = primary.port.to_string();
+        pg.tool("pg_basebackup", &["-h", "127.0.0.1", "-p", &primary_port, "-U", "postgres", "-D", &data, "-R", "-X", "stream", "-c", "fast"]);
+        pg.configure(&["hot_standby = on"]);
+        pg.launch();
+        pg
+    }
+
+    /// Stops the server (fast shutdown); its watchdog removes its directory.
+    pub fn stop(&self) {
+        let pid = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string));
+        if let Some(pid) = pid {
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// initdb + start. `extra` lines go into postgresql.conf.
+    pub fn start(label: &str, extra: &[&str]) -> PrivatePostgres {
+        let pg = Self::prepare(label, None);
+        pg.run(&[
+            pg.bin.join("initdb").to_str().unwrap_or("initdb"),
+            "-D",
+            pg.data().to_str().unwrap_or_default(),
+            "-U",
+            "postgres",
+            "-A",
+            "reject",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ]);
+        pg.configure(extra);
+        pg.launch();
+        pg
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn chown(&self, path: &Path) {
+        if let Some(u) = self.user {
+            let _ = Command::new("chown").args(["-R", &format!("{u}:"), &path.display().to_string()]).status();
+        }
+    }
+
+    fn run(&self, args: &[&str]) {
+        let mut cmd = match self.user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--"]).args(args);
+                c
+            }
+            None => {
+                let mut c = Command::new(args[0]);
+                c.args(&args[1..]);
+                c
+            }
+        };
+        let out = cmd.output().unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+        assert!(out.status.success(), "{} failed: {}", args[0], String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Trust for the `postgres` user on 127.0.0.1 only (and replication, for
+    /// the replica tests); nothing else may connect.
+    fn configure(&self, extra: &[&str]) {
+        let data = self.data();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all postgres trust\nhost all postgres 127.0.0.1/32 trust\nhost replication postgres 127.0.0.1/32 trust\n",
+        )
+        .expect("pg_hba.conf");
+        let mut conf = format!(
+            "\nport = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nmax_connections = 500\n\
+             shared_buffers = 128MB\nlogging_collector = off\n",
+            self.port,
+            self.dir.display()
+        );
+        for line in extra {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        let path = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&conf);
+        std::fs::write(&path, text).expect("postgresql.conf");
+        self.chown(&self.dir);
+    }
+
+    /// Starts the server under its watchdog and waits until it answers.
+    pub fn launch(&self) {
+        let postgres = self.bin.join("postgres");
+        let log = self.dir.join("server.log");
+        // setpriv execs (no process in between), so $pid is the postmaster.
+        let as_user = self.user.map(|u| format!("setpriv --reuid={u} --regid={u} --init-groups ")).unwrap_or_default();
+        watchdog(
+            &self.dir,
+            &format!("exec {as_user}'{}' -D '{}' >'{}' 2>&1", postgres.display(), self.data().display(), log.display()),
+            "kill -INT $pid 2>/dev/null",
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pg_answers(self.port) {
+            assert!(Instant::now() < deadline, "private PostgreSQL did not start; see {}", log.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs a PostgreSQL client tool from this installation (pg_basebackup…).
+    pub fn tool(&self, name: &str, args: &[&str]) {
+        let exe = self.bin.join(name);
+        let mut all = vec![exe.to_str().unwrap_or(name)];
+        all.extend_from_slice(args);
+        self.run(&all);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A redis-server of the suite's own under a watchdog; returns its port.
+pub fn start_private_redis(label: &str, extra: &[&str]) -> u16 {
+    if Command::new("sh").args(["-c", "command -v redis-server"]).output().map_or(true, |o| !o.status.success()) {
+        install("redis");
+    }
+    let port = free_port();
+    let dir = services_dir().join(format!("redis-{label}-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("redis dir");
+    let args = format!(
+        "--port {port} --bind 127.0.0.1 --save '' --appendonly no --dir '{}' {}",
+        dir.display(),
+        extra.join(" ")
+    );
+    watchdog(&dir, &format!("exec redis-server {args} >'{}/redis.log' 2>&1", dir.display()), "kill $pid 2>/dev/null");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !redis_answers(port) {
+        assert!(Instant::now() < deadline, "private Redis did not start; see {}/redis.log", dir.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    port
+}
+
+/// A three-master Redis Cluster of the suite's own (sharded pub/sub tests),
+/// started once per run on free ports; its node URLs, comma-separated.
+pub fn redis_cluster_urls() -> &'static str {
+    static URLS: OnceLock<String> = OnceLock::new();
+    URLS.get_or_init(|| {
+        std::thread::spawn(|| {
+            let ports: Vec<u16> = (0..3).map(|_| start_private_redis("cluster", &["--cluster-enabled yes", "--cluster-node-timeout 2000"])).collect();
+            let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            let out = Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(&nodes)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .output()
+                .expect("redis-cli --cluster create");
+            assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let info = Command::new("redis-cli").args(["-p", &ports[0].to_string(), "cluster", "info"]).output().expect("redis-cli");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the Redis Cluster never became ok");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            nodes.iter().map(|n| format!("redis://{n}")).collect::<Vec<_>>().join(",")
+        })
+        .join()
+        .expect("cluster start-up panicked")
+    })
+}
