@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # A local Redis Cluster of three masters on 127.0.0.1:7101-7103, for the
-# tests that run the bus and the caches on a cluster (sharded pub/sub).
+# trying the bus and the caches on a cluster (sharded pub/sub) by hand. The
+# tests start their own (tests/api/services.rs).
 #   scripts/redis-cluster.sh start   (idempotent)
 #   scripts/redis-cluster.sh stop
 set -euo pipefail
 
 PORTS=(7101 7102 7103)
-DIR=${REDIS_CLUSTER_DIR:-/tmp/switchboard-redis-cluster}
+DIR=${REDIS_CLUSTER_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target/redis-cluster}
 log() { printf '[redis-cluster] %s\n' "$*"; }
 ok() { [ "$(redis-cli -p "${PORTS[0]}" cluster info 2>/dev/null | tr -d '\r' | grep cluster_state)" = "cluster_state:ok" ]; }
 

@@ -1,6 +1,7 @@
-//! The CI smoke: starts a server on a fresh database, runs a few seconds of a
-//! small chat workload against it and fails on any loss, duplicate or order
-//! violation (no timing assertion: CI machines are noisy).
+//! The CI smoke: starts a server as a newcomer would, with no DATABASE_URL
+//! (the embedded SQLite database, in a fresh DATA_DIR under target/), runs a
+//! few seconds of a small chat workload against it and fails on any loss,
+//! duplicate or order violation (no timing assertion: CI machines are noisy).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -9,9 +10,12 @@ use std::time::{Duration, Instant};
 use crate::{chat, Args};
 
 pub fn run(args: &Args) -> bool {
-    let db = format!("sb_smoke_{:08x}", rand::random::<u32>());
+    let data_dir = format!("{}/target/smoke-{:08x}", env!("CARGO_MANIFEST_DIR"), rand::random::<u32>());
     let mut child = match Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("DATABASE_URL", format!("postgres://postgres@127.0.0.1:5432/{db}"))
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER_URLS")
+        .env("DATA_DIR", &data_dir)
         .env("BIND_ADDR", "127.0.0.1:0")
         .env("RATE_LIMIT_PER_SEC", "10000")
         .env("RATE_LIMIT_BURST", "10000")
@@ -48,11 +52,7 @@ pub fn run(args: &Args) -> bool {
     let clean = chat::fixed(&a);
     let _ = child.kill();
     let _ = child.wait();
-    let _ = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-q", "-c", &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let _ = std::fs::remove_dir_all(&data_dir);
     eprintln!("smoke: {} in {:.1} s", if clean { "clean" } else { "FAILED" }, started.elapsed().as_secs_f64());
     clean
 }

@@ -30,7 +30,11 @@ impl AuthUser {
         if self.admin {
             Ok(())
         } else {
-            Err(ApiError::Forbidden("admin only".into()))
+            Err(ApiError::Forbidden(
+                "admin only: operators name admins in ADMIN_USERNAMES (comma-separated usernames) and restart the server; \
+                 then sign in as one of them"
+                    .into(),
+            ))
         }
     }
 }

@@ -130,6 +130,8 @@ async fn admin_stats_are_admin_only() {
     assert_eq!(s, 401);
     let (s, v) = app.get("/api/v1/admin/stats", &user).await;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")));
+    let hint = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(hint.contains("ADMIN_USERNAMES"), "the refusal says how one becomes an admin: {hint}");
     let (s, v) = app.get("/api/v1/admin/stats", &admin).await;
     assert_eq!(s, 200);
     assert!(v["instances"].as_array().is_some_and(|i| !i.is_empty()));
