@@ -7,6 +7,11 @@
 #
 #   scripts/versus.sh [RUNS] [WORKLOAD...]      (default: 2 W1 W2 ramp)
 #
+# Three servers take turns: Switchboard on PostgreSQL ("switchboard"), the
+# same binary on its embedded SQLite default ("sqlite": no DATABASE_URL, a
+# fresh DATA_DIR; its database CPU is inside the server's), and Socket.IO.
+# SERVERS="switchboard socketio" picks a subset.
+#
 # Switchboard runs with RATE_LIMIT_PER_SEC=1000 (the load sends faster than
 # a person), single instance. Needs node (the peer) and the release build;
 # installs the peer's npm packages when missing. Everything runs on
@@ -41,11 +46,19 @@ args_for() { # workload -> load generator arguments
   esac
 }
 
-start_switchboard() {
+start_switchboard() { # pg | sqlite
   local db="sbvs_$(date +%s)_$RANDOM"
-  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
-    RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \
-    target/release/switchboard >"$out/sb.out" 2>"$out/sb.log" &
+  sb_data=
+  if [ "$1" = sqlite ]; then
+    sb_data="$out/data-$db"
+    env -u DATABASE_URL -u REDIS_URL DATA_DIR="$sb_data" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
+      RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \
+      target/release/switchboard >"$out/sb.out" 2>"$out/sb.log" &
+  else
+    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
+      RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \
+      target/release/switchboard >"$out/sb.out" 2>"$out/sb.log" &
+  fi
   pids+=($!)
   sb_pid=$!
   sb_db=$db
@@ -60,7 +73,9 @@ start_switchboard() {
 stop_switchboard() {
   kill "$sb_pid" 2>/dev/null || true
   wait "$sb_pid" 2>/dev/null || true
-  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS \"$sb_db\" WITH (FORCE)" postgres >/dev/null
+  if [ -n "$sb_data" ]; then rm -rf "$sb_data"; else
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS \"$sb_db\" WITH (FORCE)" postgres >/dev/null
+  fi
 }
 
 start_peer() {
@@ -74,18 +89,24 @@ start_peer() {
 
 stop_peer() { kill "$peer_pid" 2>/dev/null || true; wait "$peer_pid" 2>/dev/null || true; }
 
+servers=${SERVERS:-switchboard sqlite socketio}
 for w in "${workloads[@]}"; do
   for n in $(seq 1 "$runs"); do
-    start_switchboard
-    echo "== $w run $n: switchboard" >&2
-    # shellcheck disable=SC2046
-    "$loadgen" --url "$sb_url" --label "switchboard $w" $(args_for "$w") >"$out/$w-switchboard-$n.json" || true
-    stop_switchboard
-    start_peer
-    echo "== $w run $n: socket.io" >&2
-    # shellcheck disable=SC2046
-    "$loadgen" --url "$peer_url" --protocol socketio --label "socket.io $w" $(args_for "$w") >"$out/$w-socketio-$n.json" || true
-    stop_peer
+    for server in $servers; do
+      echo "== $w run $n: $server" >&2
+      case $server in
+        switchboard|sqlite)
+          start_switchboard "$([ "$server" = sqlite ] && echo sqlite || echo pg)"
+          # shellcheck disable=SC2046
+          "$loadgen" --url "$sb_url" --label "$server $w" $(args_for "$w") >"$out/$w-$server-$n.json" || true
+          stop_switchboard ;;
+        socketio)
+          start_peer
+          # shellcheck disable=SC2046
+          "$loadgen" --url "$peer_url" --protocol socketio --label "socket.io $w" $(args_for "$w") >"$out/$w-socketio-$n.json" || true
+          stop_peer ;;
+      esac
+    done
   done
 done
 
@@ -105,11 +126,23 @@ def med(xs):
     return statistics.median(xs) if xs else None
 def fmt(x, d=2):
     return "–" if x is None else f"{x:.{d}f}"
+def ratio_row(w, name, a, b):
+    def ratio(k):
+        return fmt(a[k] / b[k]) if a.get(k) and b.get(k) else "–"
+    if w == "ramp":
+        print(f"| {w} | ratio {name}/socket.io | | | | | | | {ratio('held')} |")
+    else:
+        total = (a.get("cpu") or 0) + (a.get("db") or 0)
+        tr = fmt(total / b["cpu"]) if b.get("cpu") else "–"
+        print(f"| {w} | ratio {name}/socket.io (medians) | | {ratio('p50')} | {ratio('p99')} | | {ratio('cpu')} (with its database: {tr}) | | – |")
+
 print("| workload | server | runs | delivery p50 ms | p99 ms | lost/dup/order | server CPU µs/delivery | PostgreSQL CPU µs/delivery | held msg/s (ramp) |")
 print("|---|---|---|---|---|---|---|---|---|")
 for w in workloads:
     meds = {}
-    for server in ["switchboard", "socketio"]:
+    for server in ["switchboard", "sqlite", "socketio"]:
+        if not glob.glob(f"{out}/{w}-{server}-*.json"):
+            continue
         rows = load(w, server)
         runs = [r for r in rows if r.get("kind") == "load_run"]
         ramp = [r for r in rows if r.get("kind") == "ramp_result"]
@@ -121,18 +154,17 @@ for w in workloads:
         p50 = med([r["delivery_ms"]["p50"] for r in runs])
         p99 = med([r["delivery_ms"]["p99"] for r in runs])
         cpu = med([r["server_cpu_us_per_delivery"] for r in runs])
-        db = med([r.get("db_cpu_us_per_delivery") for r in runs])
+        # SQLite runs inside the server: its CPU is the server's.
+        db = None if server == "sqlite" else med([r.get("db_cpu_us_per_delivery") for r in runs])
         bad = sum(r["lost"] + r["duplicates"] + r["order_violations"] for r in runs)
         ranges = lambda key, sub=None: "/".join(fmt(r[key][sub] if sub else r[key]) for r in runs)
-        print(f"| {w} | {server} | {len(runs)} | {ranges('delivery_ms','p50')} | {ranges('delivery_ms','p99')} | {bad} | {ranges('server_cpu_us_per_delivery')} | {'/'.join(fmt(r.get('db_cpu_us_per_delivery')) for r in runs)} | – |")
+        print(f"| {w} | {server} | {len(runs)} | {ranges('delivery_ms','p50')} | {ranges('delivery_ms','p99')} | {bad} | {ranges('server_cpu_us_per_delivery')} | {'in the server' if server == 'sqlite' else '/'.join(fmt(r.get('db_cpu_us_per_delivery')) for r in runs)} | – |")
         meds[server] = {"p50": p50, "p99": p99, "cpu": cpu, "db": db}
-    a, b = meds.get("switchboard", {}), meds.get("socketio", {})
-    def ratio(k):
-        return fmt(a[k] / b[k]) if a.get(k) and b.get(k) else "–"
-    if w == "ramp":
-        print(f"| {w} | ratio SB/SIO | | | | | | | {ratio('held')} |")
-    else:
-        total = (a.get("cpu") or 0) + (a.get("db") or 0)
-        tr = fmt(total / b["cpu"]) if b.get("cpu") else "–"
-        print(f"| {w} | ratio SB/SIO (medians) | | {ratio('p50')} | {ratio('p99')} | | {ratio('cpu')} (with PostgreSQL: {tr}) | | – |")
+    b = meds.get("socketio", {})
+    for name in ["switchboard", "sqlite"]:
+        a = meds.get(name, {})
+        if not a or not b:
+            continue
+        ratio_row(w, name, a, b)
+
 EOF
