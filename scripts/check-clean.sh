@@ -10,8 +10,9 @@
 # process that did not exist before. Files: anything modified since the mark
 # under /etc, /usr, /opt, /var, /home, /root and /tmp, except the data
 # directories of services that were already running (the tests create their
-# databases there, as intended), package-manager caches and the machine's own
-# logs.
+# databases there, as intended), package-manager caches, the machine's own
+# logs and the command runner's own files. Run scripts/test-deps.sh before
+# `before`: installing a package changes system files, by design.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=target/check-clean
@@ -45,12 +46,14 @@ case "${1:-}" in
     pgdata=$(cat "$STATE/pgdata")
     prune=(-path /proc -o -path /sys -o -path /dev -o -path /run -o -path "$PWD")
     [ -n "$pgdata" ] && prune+=(-o -path "$pgdata")
-    for p in /var/lib/redis /var/log /var/cache /var/lib/apt /var/lib/dpkg /var/lib/systemd /var/tmp \
+    # The machine's own services and the tool chains' caches (not the suite's).
+    for p in /var/lib/redis /var/lib/mosquitto /var/lib/rabbitmq /var/lib/mysql /var/lib/nats \
+             /var/log /var/cache /var/lib/apt /var/lib/dpkg /var/lib/systemd /var/tmp \
              /root/.cargo /root/.rustup /root/.npm /root/.cache /root/.local /root/.pyenv /root/.bash_history; do
       prune+=(-o -path "$p")
     done
     changed=$(find /etc /usr /opt /var /home /root /tmp -xdev \( "${prune[@]}" \) -prune -o -newer "$STATE/mark" -print 2>/dev/null \
-      | grep -v -E '^/tmp/(playwright|\.org\.chromium|chromium|lighthouse|puppeteer)' || true)
+      | grep -v -E '^/tmp$|^/tmp/(bash_tool|bash_jobs)' || true)
     if [ -n "$changed" ]; then
       echo "[check-clean] files outside the repository changed by the run:"
       echo "$changed" | head -n 50

@@ -13,7 +13,7 @@ pub use body::Body;
 pub use client_msg_id::ClientMsgId;
 pub use ids::{MessageId, RoomId, SessionId, UserId};
 pub use password::Password;
-pub use room_name::RoomName;
+pub use room_name::{RoomName, RoomNamePrefix};
 pub use token::{Token, TokenHash};
 pub use topic::Topic;
 pub use username::Username;

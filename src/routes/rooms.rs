@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthUser;
 use crate::cache::RoomMeta;
-use crate::domain::{RoomId, RoomName, Topic, UserId, Username};
+use crate::domain::{RoomId, RoomName, RoomNamePrefix, Topic, UserId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::models::Room;
@@ -33,8 +33,8 @@ struct RoomList<'a> {
 #[derive(Deserialize)]
 pub struct RoomListQuery {
     joined: Option<bool>,
-    q: Option<String>,
-    after: Option<String>,
+    q: Option<RoomNamePrefix>,
+    after: Option<RoomName>,
     limit: Option<i64>,
 }
 
@@ -77,7 +77,12 @@ pub async fn list_rooms(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be between 1 and 200".into()));
     }
-    let filter = RoomFilter { joined: q.joined.unwrap_or(false), prefix: q.q.filter(|p| !p.is_empty()), after: q.after, limit: limit + 1 };
+    let filter = RoomFilter {
+        joined: q.joined.unwrap_or(false),
+        prefix: q.q.map(|p| p.as_str().to_string()).filter(|p| !p.is_empty()),
+        after: q.after.map(|a| a.as_str().to_string()),
+        limit: limit + 1,
+    };
     let mut rooms = state.store.list_rooms_for(auth.user.id, &filter).await?;
     let more = rooms.len() as i64 > limit;
     rooms.truncate(limit as usize);

@@ -876,12 +876,21 @@ pub fn ensure_browser() {
     });
 }
 
+/// Node and Chromium keep their temporary files, profile and crash settings
+/// under target/ (the suite changes nothing outside the repository).
+pub fn browser_env(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
+    let home = concat!(env!("CARGO_TARGET_TMPDIR"), "/browser-home");
+    let tmp = concat!(env!("CARGO_TARGET_TMPDIR"), "/browser-home/tmp");
+    let _ = std::fs::create_dir_all(tmp);
+    cmd.env("TMPDIR", tmp).env("XDG_CONFIG_HOME", format!("{home}/config")).env("XDG_CACHE_HOME", format!("{home}/cache")).env("HOME", home)
+}
+
 /// Runs one script of tests/browser against `base_url`; returns its stdout.
 pub async fn run_browser_script(script: &str, base_url: &str, env: &[(&str, &str)]) -> String {
     ensure_browser();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(script).current_dir(dir).env("BASE_URL", base_url).kill_on_drop(true);
+    browser_env(&mut cmd).arg(script).current_dir(dir).env("BASE_URL", base_url).kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
