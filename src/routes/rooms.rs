@@ -34,7 +34,8 @@ struct RoomList<'a> {
 pub struct RoomListQuery {
     joined: Option<bool>,
     q: Option<RoomNamePrefix>,
-    after: Option<RoomName>,
+    /// A room name; empty means "from the start".
+    after: Option<String>,
     limit: Option<i64>,
 }
 
@@ -80,7 +81,7 @@ pub async fn list_rooms(
     let filter = RoomFilter {
         joined: q.joined.unwrap_or(false),
         prefix: q.q.map(|p| p.as_str().to_string()).filter(|p| !p.is_empty()),
-        after: q.after.map(|a| a.as_str().to_string()),
+        after: q.after.filter(|a| !a.is_empty()).map(|a| RoomName::parse(&a)).transpose()?.map(|a| a.as_str().to_string()),
         limit: limit + 1,
     };
     let mut rooms = state.store.list_rooms_for(auth.user.id, &filter).await?;
