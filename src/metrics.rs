@@ -138,6 +138,7 @@ pub struct Metrics {
     pub limit_hits: IntCounterVec,
     pub slow_consumers: IntCounter,
     pub catchups: IntCounter,
+    pub db_primary_changes: IntCounter,
     pub task_restarts: IntCounterVec,
     /// Precise CPU time (the process collector's counter is whole seconds).
     pub cpu_seconds: prometheus::Gauge,
@@ -308,6 +309,11 @@ impl Metrics {
                 "Times a slow reader's live stream was paused at MAX_OUTBOUND_BYTES, to be caught up from the database",
             )
             .expect("valid"),
+            db_primary_changes: IntCounter::new(
+                "switchboard_db_primary_changes_total",
+                "times this instance found the database primary on another server (a failover)",
+            )
+            .expect("metric"),
             cpu_seconds: prometheus::Gauge::new(
                 "switchboard_process_cpu_seconds",
                 "User plus system CPU seconds of this process, to the clock tick",
@@ -418,6 +424,7 @@ impl Metrics {
             Box::new(self.limit_hits.clone()),
             Box::new(self.slow_consumers.clone()),
             Box::new(self.catchups.clone()),
+            Box::new(self.db_primary_changes.clone()),
             Box::new(self.task_restarts.clone()),
             Box::new(self.db_slow_queries.clone()),
             Box::new(self.db_pool_max.clone()),

@@ -39,7 +39,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// The readiness checks, shared by `/readyz` and the stats sampler.
 pub async fn check(state: &AppState) -> Readiness {
-    let db_check = tokio::time::timeout(Duration::from_secs(1), state.store.ping());
+    let db_check = tokio::time::timeout(Duration::from_secs(1), state.store.primary());
     let redis_check = async {
         match &state.redis {
             None => None,
@@ -51,10 +51,12 @@ pub async fn check(state: &AppState) -> Readiness {
         }
     };
     let (db, redis) = futures_util::join!(db_check, redis_check);
-    let database = match db {
-        Ok(Ok(())) => "ok",
-        Ok(Err(_)) => "unreachable",
-        Err(_) => "timeout",
+    let (database, primary) = match &db {
+        Ok(Ok(p)) if p.writable => ("ok", Some(p.server.clone())),
+        // Reached a standby: writes would fail until the pool finds the primary.
+        Ok(Ok(p)) => ("read_only", Some(p.server.clone())),
+        Ok(Err(_)) => ("unreachable", None),
+        Err(_) => ("timeout", None),
     };
     let draining = state.is_draining();
     let warm = state.registry.recent().is_warm();
@@ -82,6 +84,10 @@ pub async fn check(state: &AppState) -> Readiness {
     });
     if let Some(r) = redis {
         checks["redis"] = json!(r);
+    }
+    // Which server answered as the primary (host:port, or the SQLite file).
+    if let Some(p) = primary {
+        checks["database_primary"] = json!(p);
     }
     // Informational: reads fall back to the primary without the replica.
     if let Some(replica) = state.store.replica() {

@@ -73,7 +73,7 @@ impl ConnectionSettings {
 
     /// Opens one PostgreSQL connection with the session settings applied.
     pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectionError> {
-        let mut conn = AsyncPgConnection::establish(self.url()).await?;
+        let mut conn = AsyncPgConnection::establish(&with_connect_timeout(self.url())).await?;
         let app = self.application_name.replace('\'', "");
         let setup = format!(
             "SET statement_timeout = {}; SET application_name = '{app}'; SET idle_in_transaction_session_timeout = 60000",
@@ -106,6 +106,19 @@ impl ConnectionSettings {
     }
 }
 
+/// A host that does not answer at all (its machine is gone) must not hold
+/// up a connect: each host of a multi-host URL gets 2 s unless the URL says
+/// otherwise, then the next is tried.
+fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&connect_timeout=2")
+    } else {
+        format!("{url}?connect_timeout=2")
+    }
+}
+
 /// Per-connection SQLite settings (WAL itself is set once, in the file).
 pub fn sqlite_pragmas(busy: Duration) -> String {
     format!(
@@ -133,6 +146,11 @@ where
     let mut conn = checkout?;
     let start = Instant::now();
     let result = query(&mut conn).await;
+    if let Err(e) = &result {
+        if super::is_connection_error(e) {
+            suspect_failover();
+        }
+    }
     let elapsed = start.elapsed();
     if METRICS.observe_query(name, elapsed, result.is_ok(), slow) {
         let rows = result.as_ref().map(Rows::rows).unwrap_or(0);
@@ -209,10 +227,16 @@ pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> DbPool
         Database::Postgres { .. } => DbPool::Postgres(build_pg_pool(settings, config)),
         Database::Sqlite { .. } => {
             let setup = settings.clone();
-            let manager_config = manager_config(move || {
-                let s = setup.clone();
-                async move { s.connect_sqlite().await }.boxed()
-            });
+            let manager_config = manager_config(
+                move || {
+                    let s = setup.clone();
+                    async move { s.connect_sqlite().await }.boxed()
+                },
+                |conn: &mut SqliteConn| {
+                    let broken = conn.is_broken();
+                    async move { if broken { Err(diesel::result::Error::BrokenTransactionManager) } else { Ok(()) } }.boxed()
+                },
+            );
             let manager = AsyncDieselConnectionManager::new_with_config(String::new(), manager_config);
             DbPool::Sqlite(pool_builder(config).build_unchecked(manager))
         }
@@ -222,31 +246,72 @@ pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> DbPool
 /// A PostgreSQL pool (the primary's, or the read replica's).
 pub fn build_pg_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> PgPool {
     let setup = settings.clone();
-    let manager_config = manager_config(move || {
-        let s = setup.clone();
-        async move { s.connect().await }.boxed()
-    });
+    let manager_config = manager_config(
+        move || {
+            let s = setup.clone();
+            async move { s.connect().await }.boxed()
+        },
+        recycle_pg,
+    );
     let manager = AsyncDieselConnectionManager::new_with_config(settings.url().to_string(), manager_config);
     pool_builder(config).build_unchecked(manager)
 }
 
 fn manager_config<C: PoolableConnection + 'static>(
     connect: impl Fn() -> BoxFuture<'static, Result<C, ConnectionError>> + Send + Sync + 'static,
+    recycle: for<'c> fn(&'c mut C) -> BoxFuture<'c, diesel::QueryResult<()>>,
 ) -> ManagerConfig<C> {
     let mut manager_config = ManagerConfig::<C>::default();
     manager_config.custom_setup = Box::new(move |_url: &str| connect());
-    manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn: &mut C| {
-        let broken = conn.is_broken();
-        async move {
-            if broken {
-                Err(diesel::result::Error::BrokenTransactionManager)
-            } else {
-                Ok(())
+    manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(recycle));
+    manager_config
+}
+
+/// Until this instant (Unix ms) pooled PostgreSQL connections are checked
+/// on checkout for still reaching the primary: set for a while after a
+/// connection error or a write refused as read-only, which is what a
+/// failover looks like from here. Otherwise checkout costs no round trip.
+static FAILOVER_SUSPECTED_UNTIL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A query failed in a way a failover would explain.
+pub fn suspect_failover() {
+    FAILOVER_SUSPECTED_UNTIL.store(now_unix_ms() + 30_000, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn failover_suspected() -> bool {
+    now_unix_ms() < FAILOVER_SUSPECTED_UNTIL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Drops a broken connection, and while a failover is suspected one that
+/// reaches a standby (the old primary, demoted): a new connection's
+/// `target_session_attrs=read-write` then finds the new primary.
+fn recycle_pg(conn: &mut AsyncPgConnection) -> BoxFuture<'_, diesel::QueryResult<()>> {
+    async move {
+        if conn.is_broken() {
+            return Err(diesel::result::Error::BrokenTransactionManager);
+        }
+        if failover_suspected() {
+            #[derive(diesel::QueryableByName)]
+            struct Standby {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                standby: bool,
+            }
+            use diesel_async::RunQueryDsl;
+            let row = diesel::sql_query("SELECT pg_is_in_recovery() AS standby").get_result::<Standby>(conn).await?;
+            if row.standby {
+                return Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ReadOnlyTransaction,
+                    Box::new("the server is a standby now".to_string()),
+                ));
             }
         }
-        .boxed()
-    }));
-    manager_config
+        Ok(())
+    }
+    .boxed()
 }
 
 fn pool_builder<C>(config: &Config) -> bb8::Builder<AsyncDieselConnectionManager<C>>

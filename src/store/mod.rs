@@ -103,6 +103,9 @@ pub fn is_connection_error(e: &DieselError) -> bool {
         // diesel-async's kind for client-side failures ("connection closed").
         DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => true,
         DieselError::BrokenTransactionManager => true,
+        // The server is a standby now (after a failover): reconnect, and
+        // `target_session_attrs=read-write` finds the new primary.
+        DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => true,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             let m = info.message();
             m.contains("connection") || m.contains("terminating") || m.contains("shutting down")

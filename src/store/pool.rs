@@ -21,6 +21,15 @@ pub struct Store {
     pool: DbPool,
     settings: Arc<ConnectionSettings>,
     replica: Option<Arc<Replica>>,
+    /// The primary's server as last seen, to notice a failover.
+    primary_seen: Arc<parking_lot::Mutex<Option<String>>>,
+}
+
+/// The answer of `Store::primary`.
+#[derive(Debug, Clone)]
+pub struct Primary {
+    pub server: String,
+    pub writable: bool,
 }
 
 impl Store {
@@ -30,7 +39,7 @@ impl Store {
         let settings = Arc::new(ConnectionSettings::from_config(config));
         let pool = build_pool(&settings, config);
         let replica = config.database_replica_url.as_deref().map(|url| Replica::new(url, config));
-        Store { pool, settings, replica }
+        Store { pool, settings, replica, primary_seen: Arc::default() }
     }
 
     pub fn pool(&self) -> &DbPool {
@@ -110,5 +119,50 @@ impl Store {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         db_run!(self, "health_check", async |conn| conn.batch_execute("SELECT 1").await).await
+    }
+
+    /// Which server answers as the primary (`host:port`, or the SQLite
+    /// file), and whether it is one: after a failover a pooled connection
+    /// may still reach the old primary, now a standby. A change of server
+    /// is logged and counted (`switchboard_db_primary_changes_total`).
+    pub async fn primary(&self) -> Result<Primary, StoreError> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            server: String,
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            standby: bool,
+        }
+        let primary = match &self.pool {
+            DbPool::Postgres(pool) => {
+                let row = run_on(pool, "primary", self.settings.slow_query, "primary_check", async |conn| {
+                    use diesel_async::RunQueryDsl;
+                    diesel::sql_query(
+                        "SELECT coalesce(host(inet_server_addr()), 'socket') || ':' || current_setting('port') AS server, \
+                                pg_is_in_recovery() AS standby",
+                    )
+                    .get_result::<Row>(conn)
+                    .await
+                    .map(|r| (r.server, r.standby))
+                })
+                .await?;
+                Primary { server: row.0, writable: !row.1 }
+            }
+            DbPool::Sqlite(_) => {
+                self.ping().await?;
+                Primary { server: self.settings.database.describe(), writable: true }
+            }
+        };
+        if !primary.writable {
+            super::connection::suspect_failover();
+        }
+        let mut seen = self.primary_seen.lock();
+        if primary.writable && seen.as_deref() != Some(primary.server.as_str()) {
+            if let Some(before) = seen.replace(primary.server.clone()) {
+                log::warn!("database primary is now {} (was {before})", primary.server);
+                METRICS.db_primary_changes.inc();
+            }
+        }
+        Ok(primary)
     }
 }

@@ -245,23 +245,37 @@ impl Shard {
         }
         let jobs: Vec<&SendJob> = unique.iter().map(|&i| &batch[i]).collect();
 
+        // Every attempt (connect included) is bounded by what is left of the
+        // write timeout: a primary whose machine vanished never answers, and
+        // a sender must still hear `unavailable` in time. An attempt cut
+        // short has an unknown outcome; the retry carries the same ids, so
+        // the `(room_id, id)` key makes it safe.
         let mut attempt = 0u32;
         let rows = loop {
             attempt += 1;
-            match self.append(&jobs).await {
+            let left = self.write_timeout.saturating_sub(started.elapsed());
+            let result = match actix::clock::timeout(left, self.append(&jobs)).await {
+                Ok(result) => result,
+                Err(_) => Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UnableToSendCommand,
+                    Box::new(format!("no answer from the database within {left:?}")),
+                )),
+            };
+            match result {
                 Ok(rows) => break Ok(rows),
                 Err(e) => {
                     let transient = is_connection_error(&e) || crate::store::is_unique_violation(&e);
                     if is_connection_error(&e) {
+                        // Gone, or now a standby: the next connect finds the primary.
                         self.conn = None;
                     }
-                    let out_of_time = started.elapsed() >= self.write_timeout;
-                    if !transient && attempt >= 2 || out_of_time {
+                    let left = self.write_timeout.saturating_sub(started.elapsed());
+                    if !transient && attempt >= 2 || left.is_zero() {
                         log::error!("writer shard {}: giving up on {} messages: {e}", self.index, jobs.len());
                         break Err(if transient { WriteError::Unavailable("the database is unavailable") } else { WriteError::Internal });
                     }
                     METRICS.writer_retries.inc();
-                    let backoff = Duration::from_millis(20u64 << attempt.min(6)).min(Duration::from_secs(1));
+                    let backoff = Duration::from_millis(20u64 << attempt.min(6)).min(Duration::from_secs(1)).min(left);
                     log::warn!("writer shard {}: commit failed (attempt {attempt}), retrying in {backoff:?}: {e}", self.index);
                     actix::clock::sleep(backoff).await;
                 }

@@ -175,8 +175,11 @@ impl Drop for TestDb {
         match self.backend {
             Backend::Postgres => {
                 let (base, name) = (self.base.clone(), self.name.clone());
+                // The server may be gone (a failover test's lost primary).
                 off_runtime(move || {
-                    let _ = admin_conn(&base).batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+                    if let Ok(mut conn) = SyncConn::establish(&format!("{base}/postgres")) {
+                        let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+                    }
                 });
             }
             Backend::Sqlite => {

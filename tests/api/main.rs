@@ -34,6 +34,7 @@ mod cluster;
 mod database;
 mod delivery;
 mod deploy;
+mod failover;
 mod fleet;
 mod fuzz;
 mod frames;
