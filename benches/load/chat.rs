@@ -86,6 +86,11 @@ struct Shared {
     /// Deliveries so far over all threads, so the drain can stop as soon as
     /// everything acked has arrived.
     received: AtomicU64,
+    /// Sends written, and sends answered (ack or error): the drain also
+    /// waits for the answers, or a delivery that overtakes its own ack would
+    /// end the wait before that ack (and its expected deliveries) is counted.
+    sent: AtomicU64,
+    answered: AtomicU64,
     stats: Mutex<Stats>,
 }
 
@@ -201,6 +206,8 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
         stop_sending: AtomicBool::new(false),
         stop_all: AtomicBool::new(false),
         acked_per_room: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
+        sent: AtomicU64::new(0),
+        answered: AtomicU64::new(0),
         members_per_room: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
         received: AtomicU64::new(0),
         stats: Mutex::new(Stats::new()),
@@ -226,7 +233,10 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
     shared.stop_sending.store(true, Ordering::Release);
     // Drain: late deliveries still count (and are late); a lost one ends the
     // wait at the bound and is reported as lost.
-    poll_until(Duration::from_secs(5), || shared.received.load(Ordering::Acquire) >= shared.expected());
+    poll_until(Duration::from_secs(5), || {
+        shared.answered.load(Ordering::Acquire) >= shared.sent.load(Ordering::Acquire)
+            && shared.received.load(Ordering::Acquire) >= shared.expected()
+    });
     let after = scrape_servers(&args.urls);
     let db_cpu_seconds = (postgres_cpu_seconds() - db_before).max(0.0);
     shared.stop_all.store(true, Ordering::Release);
@@ -339,6 +349,7 @@ async fn client(
                     break;
                 }
                 local.lock().expect("local").sent += 1;
+                shared.sent.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }
         })
@@ -406,10 +417,12 @@ async fn client(
                         s.acked += 1;
                         let _ = s.ack.record((now_ns.saturating_sub(intended) / 1000).max(1));
                         shared.acked_per_room[room_index].fetch_add(1, Ordering::Relaxed);
+                        shared.answered.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 socketio::Incoming::Ack { error: Some(code), .. } => {
                     *local.lock().expect("local").errors.entry(code).or_default() += 1;
+                    shared.answered.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
             }
@@ -448,11 +461,13 @@ async fn client(
                     s.acked += 1;
                     let _ = s.ack.record((now_ns.saturating_sub(intended) / 1000).max(1));
                     shared.acked_per_room[room_index].fetch_add(1, Ordering::Relaxed);
+                    shared.answered.fetch_add(1, Ordering::Relaxed);
                 }
             }
             "error" => {
                 let code = v.code.as_deref().unwrap_or("unknown").to_string();
                 *local.lock().expect("local").errors.entry(code).or_default() += 1;
+                shared.answered.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
