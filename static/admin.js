@@ -136,7 +136,9 @@ function renderInstances(instances) {
     return [i.instance, i.version, duration(i.uptime_seconds),
       pill(i.draining ? "draining" : i.ready ? "ready" : "not ready", i.ready && !i.draining),
       [i.connections], [i.rooms_active], [fmt(i.messages_per_second)], [fmt(i.delivery_latency.p99_ms, 2)],
-      [fmt(i.http.p95_ms, 2)], [fmt(i.db.p95_ms, 2)], [`${primary.active}/${primary.max}`], [pct(overallHit(i.cache))],
+      [fmt(i.http.p95_ms, 2)], [fmt(i.db.p95_ms, 2)],
+      [`${i.database_primary || "–"}${i.db_primary_changes ? ` (${i.db_primary_changes})` : ""}`],
+      [`${primary.active}/${primary.max}`], [pct(overallHit(i.cache))],
       pill(i.bridge.state, i.bridge.state !== "disconnected"), [fmt(i.process.cpu_percent)],
       [fmt(i.process.rss_bytes / 1048576)], [i.process.open_fds]];
   });

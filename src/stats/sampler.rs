@@ -45,6 +45,7 @@ pub async fn run(state: web::Data<AppState>, ready: Arc<AtomicBool>) {
             draining: state.is_draining(),
             rooms_active: state.registry.active_rooms() as i64,
             db_pools,
+            database_primary: state.store.last_primary(),
             bridge_state: state.bus.state().as_str(),
             process: process_figures(&process),
             top_rooms: traffic.top(super::report::TOP_ROOMS),

@@ -24,6 +24,11 @@ pub struct Snapshot {
     #[serde(flatten)]
     pub load: Load,
     pub db_pools: Vec<PoolFigures>,
+    /// The server that last answered as the primary, and how often it changed.
+    #[serde(default)]
+    pub database_primary: Option<String>,
+    #[serde(default)]
+    pub db_primary_changes: u64,
     pub replica_lag_seconds: Option<f64>,
     pub cache: BTreeMap<String, CacheWindow>,
     pub bridge: BridgeFigures,
@@ -137,6 +142,7 @@ pub struct Context {
     pub draining: bool,
     pub rooms_active: i64,
     pub db_pools: Vec<PoolFigures>,
+    pub database_primary: Option<String>,
     pub bridge_state: &'static str,
     pub process: (u64, u64),
     pub top_rooms: Vec<(String, u64)>,
@@ -249,6 +255,8 @@ impl Snapshot {
                     .collect(),
             },
             db_pools: ctx.db_pools,
+            database_primary: ctx.database_primary,
+            db_primary_changes: metrics.db_primary_changes.get(),
             replica_lag_seconds: (lag >= 0.0).then_some(lag),
             cache,
             bridge: BridgeFigures {

@@ -121,6 +121,11 @@ impl Store {
         db_run!(self, "health_check", async |conn| conn.batch_execute("SELECT 1").await).await
     }
 
+    /// The primary as the readiness check last found it.
+    pub fn last_primary(&self) -> Option<String> {
+        self.primary_seen.lock().clone()
+    }
+
     /// Which server answers as the primary (`host:port`, or the SQLite
     /// file), and whether it is one: after a failover a pooled connection
     /// may still reach the old primary, now a standby. A change of server
