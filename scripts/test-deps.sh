@@ -33,6 +33,9 @@ what=${1:-all}
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 if want "$what" postgres && [ -z "$(pg_bin)" ]; then apt_install postgresql; fi
 if want "$what" redis && ! have redis-server; then apt_install redis-server; fi
+if want "$what" pg_auto_failover && ! have pg_autoctl; then
+  apt_install "postgresql-$(basename "$(dirname "$(pg_bin)")")-auto-failover" pg-auto-failover-cli
+fi
 if want "$what" nginx && ! have nginx; then
   apt_install nginx
   # The package may start a system nginx on port 80; tests run their own.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{shared_redis, TestApp, TestDb, WsClient};
-use crate::services::PrivatePostgres;
+use crate::services::{PgAutoFailover, PrivatePostgres};
 
 fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f).join().expect("service thread panicked")
@@ -64,6 +64,7 @@ async fn send_steadily(ws: &mut WsClient, room: &str, tag: String, n: usize, eve
 
 #[actix_web::test]
 async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_acked_message() {
+    // The test plays the HA manager: it promotes the standby itself.
     let primary = Arc::new(off_runtime(|| PrivatePostgres::start("ha-primary", &[])));
     let p = primary.clone();
     let standby = Arc::new(off_runtime(move || PrivatePostgres::replica_of(&p, None)));
@@ -80,11 +81,71 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
         }
     });
 
-    let db = TestDb::on_server(&primary.base());
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/{}?target_session_attrs=read-write",
-        primary.port, standby.port, db.name
-    );
+    let (pp, sp) = (primary.clone(), standby.clone());
+    let fault = async move {
+        let pid = std::fs::read_to_string(pp.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+            .expect("postmaster.pid");
+        // The primary's machine is gone: postmaster and backends, at once.
+        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        let lost = Instant::now();
+        // An HA manager's detection, then promotion.
+        actix_web::rt::time::sleep(Duration::from_millis(1000)).await;
+        off_runtime(move || sp.tool("pg_ctl", &["promote", "-w", "-D", &sp.data().display().to_string()]));
+        (lost, Instant::now())
+    };
+    fail_over_under_traffic(primary.bin.clone(), primary.port, standby.port, fault).await;
+}
+
+#[actix_web::test]
+async fn pg_auto_failover_promotes_the_standby_of_a_lost_primary_and_sends_resume_by_themselves() {
+    let formation = Arc::new(off_runtime(PgAutoFailover::start));
+    let (node1, node2) = (formation.nodes[0].1, formation.nodes[1].1);
+    let bin = formation_bin();
+    let f = formation.clone();
+    let fault = async move {
+        f.lose("node1");
+        let lost = Instant::now();
+        // pg_auto_failover notices, waits out the lost primary's demotion,
+        // promotes node2 and lets it take writes: poll until it does.
+        let bin = formation_bin();
+        off_runtime(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while psql_in(&bin, node2, "postgres", "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'") != "t" {
+                assert!(Instant::now() < deadline, "pg_auto_failover never promoted node2");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        (lost, Instant::now())
+    };
+    let resumed = fail_over_under_traffic(bin, node1, node2, fault).await;
+    eprintln!("pg_auto_failover: sends resumed {resumed:?} after the primary was lost");
+    drop(formation);
+}
+
+fn formation_bin() -> std::path::PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("psql").exists()).max())
+        .expect("PostgreSQL binaries")
+}
+
+/// Two instances on `primary_port,standby_port`, four senders and a reader
+/// on each instance; after 1.5 s of traffic `fault` loses the primary and
+/// returns (when it was lost, when the standby took writes). Checks that
+/// sends resume by themselves, that nothing acked is lost, that each room's
+/// history is complete without gaps, that readers saw every message once in
+/// order, and that both instances name the new primary.
+async fn fail_over_under_traffic(
+    bin: std::path::PathBuf,
+    primary_port: u16,
+    standby_port: u16,
+    fault: impl std::future::Future<Output = (Instant, Instant)>,
+) -> Duration {
+    let db = TestDb::on_server(&format!("postgres://postgres@127.0.0.1:{primary_port}"));
+    let url = format!("postgres://postgres@127.0.0.1:{primary_port},127.0.0.1:{standby_port}/{}?target_session_attrs=read-write", db.name);
     let prefix = format!("sbt{:08x}:", rand::random::<u32>());
     let redis = shared_redis();
     let env = [
@@ -104,7 +165,7 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
         app.wait_ready().await;
     }
     let (_, ready) = a.request("GET", "/readyz", None, None).await;
-    assert_eq!(ready["checks"]["database_primary"], format!("127.0.0.1:{}", primary.port), "{ready}");
+    assert_eq!(ready["checks"]["database_primary"], format!("127.0.0.1:{primary_port}"), "{ready}");
 
     // Two senders per instance, a reader on each instance.
     const N: usize = 150;
@@ -130,21 +191,9 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
     let traffic = futures_util::future::join_all(
         senders.iter_mut().enumerate().map(|(i, ws)| send_steadily(ws, rooms[i % 2], format!("s{i}"), N, Duration::from_millis(40))),
     );
-    let (pp, sp) = (primary.clone(), standby.clone());
-    let fault = async move {
+    let fault = async {
         actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
-        // The primary's machine is gone: postmaster and backends, at once.
-        let pid = std::fs::read_to_string(pp.data().join("postmaster.pid"))
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_string))
-            .expect("postmaster.pid");
-        let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
-        let _ = Command::new("kill").args(["-KILL", &pid]).status();
-        let lost = Instant::now();
-        // An HA manager's detection, then promotion.
-        actix_web::rt::time::sleep(Duration::from_millis(1000)).await;
-        off_runtime(move || sp.tool("pg_ctl", &["promote", "-w", "-D", &sp.data().display().to_string()]));
-        (lost, Instant::now())
+        fault.await
     };
     let (outcomes, (lost_at, promoted_at)) = futures_util::join!(traffic, fault);
 
@@ -161,7 +210,7 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
         4 * N
     );
     let resumed = resumed.expect("commits resumed after the promotion");
-    assert!(resumed < Duration::from_secs(10), "sends resumed {resumed:?} after the loss");
+    assert!(resumed < Duration::from_secs(30), "sends resumed {resumed:?} after the loss");
 
     // Refused sends are retried with the same client_msg_id: stored once.
     for (i, ws) in senders.iter_mut().enumerate() {
@@ -177,17 +226,16 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
         outcomes.iter().flat_map(|s| s.acks.values().map(|(v, _)| format!("'{}'", v["id"].as_str().expect("an id")))).collect();
     let found = off_runtime({
         let q = format!("SELECT count(*) FROM messages WHERE id IN ({})", acked_ids.join(","));
-        let (sp, dbn) = (standby.clone(), db.name.clone());
-        move || psql_in(&sp, &dbn, &q)
+        let (bin, dbn) = (bin.clone(), db.name.clone());
+        move || psql_in(&bin, standby_port, &dbn, &q)
     });
     assert_eq!(found, acked.to_string(), "an acked message was lost in the failover");
     for room in rooms {
         let q = format!(
             "SELECT count(*) || ',' || coalesce(max(m.seq), 0) FROM messages m JOIN rooms r ON r.id = m.room_id WHERE r.name = '{room}'"
         );
-        let sp = standby.clone();
-        let dbn = db.name.clone();
-        let got = off_runtime(move || psql_in(&sp, &dbn, &q));
+        let (bin, dbn) = (bin.clone(), db.name.clone());
+        let got = off_runtime(move || psql_in(&bin, standby_port, &dbn, &q));
         assert_eq!(got, format!("{},{}", 2 * N, 2 * N), "room {room}: every send once, seqs without a gap");
     }
     // Readers on both instances saw each room in order, once.
@@ -204,15 +252,16 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
     for app in [&a, &b] {
         app.wait_ready().await;
         let (_, ready) = app.request("GET", "/readyz", None, None).await;
-        assert_eq!(ready["checks"]["database_primary"], format!("127.0.0.1:{}", standby.port), "{ready}");
+        assert_eq!(ready["checks"]["database_primary"], format!("127.0.0.1:{standby_port}"), "{ready}");
         assert!(app.metric("switchboard_db_primary_changes_total").await >= 1.0);
     }
     drop((a, b));
+    resumed
 }
 
-fn psql_in(pg: &PrivatePostgres, db: &str, sql: &str) -> String {
-    let out = Command::new(pg.bin.join("psql"))
-        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "postgres", "-d", db, "-tAc", sql])
+fn psql_in(bin: &std::path::Path, port: u16, db: &str, sql: &str) -> String {
+    let out = Command::new(bin.join("psql"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", db, "-tAc", sql])
         .output()
         .expect("psql");
     assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));

@@ -104,7 +104,7 @@ fn install(what: &str) {
 /// A watchdog shell: `start` runs in the background; when the test process
 /// (or the service) is gone, `stop` runs (with `$pid`) and the directory is
 /// removed.
-fn watchdog(dir: &Path, start: &str, stop: &str) {
+fn watchdog(dir: &Path, start: &str, stop: &str) -> u32 {
     let parent = std::process::id();
     let dir_s = dir.display().to_string();
     let script = format!(
@@ -117,7 +117,7 @@ fn watchdog(dir: &Path, start: &str, stop: &str) {
     use std::os::unix::process::CommandExt;
     // Its own process group: a test's Ctrl-C does not skip the clean-up.
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
-    cmd.spawn().expect("start a service watchdog");
+    cmd.spawn().expect("start a service watchdog").id()
 }
 
 /// A PostgreSQL server of the suite's own, under target/tmp/services.
@@ -344,4 +344,179 @@ pub fn redis_cluster_urls() -> &'static str {
         .join()
         .expect("cluster start-up panicked")
     })
+}
+
+/// A pg_auto_failover formation of the suite's own under
+/// target/tmp/services/: a monitor and two data nodes (synchronous
+/// replication, pg_auto_failover's default with one standby), each under
+/// `pg_autoctl run` and a watchdog. Health checks are tightened so a lost
+/// node is noticed in seconds rather than the default ~30 s.
+pub struct PgAutoFailover {
+    pub dir: PathBuf,
+    pub monitor_port: u16,
+    /// (name, port) of the data nodes.
+    pub nodes: Vec<(String, u16)>,
+    bin: PathBuf,
+    /// Process group of each node's watchdog (and so of its keeper).
+    groups: Vec<(String, u32)>,
+}
+
+impl PgAutoFailover {
+    pub fn start() -> PgAutoFailover {
+        if Command::new("sh").args(["-c", "command -v pg_autoctl"]).output().map_or(true, |o| !o.status.success()) {
+            install("pg_auto_failover");
+        }
+        let bin = PrivatePostgres::bin_dir();
+        let monitor_port = free_port();
+        let dir = services_dir().join(format!("pgaf-{monitor_port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["run", "xdg-config", "xdg-data"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("pgaf dir");
+        }
+        let user = is_root().then_some("postgres");
+        if let Some(u) = user {
+            let _ = Command::new("chown").args(["-R", &format!("{u}:"), &dir.display().to_string()]).status();
+        }
+        let mut f = PgAutoFailover { dir, monitor_port, nodes: Vec::new(), bin, groups: Vec::new() };
+        let monitor = f.dir.join("monitor");
+        f.autoctl(&format!(
+            "pg_autoctl create monitor --pgdata '{}' --pgport {monitor_port} --hostname 127.0.0.1 --auth trust --no-ssl --pgctl '{}'",
+            monitor.display(),
+            f.bin.join("pg_ctl").display()
+        ));
+        f.run_service(&monitor.clone(), "monitor");
+        wait_for(|| pg_answers(monitor_port), "the pg_auto_failover monitor");
+        // Seconds, not tens of seconds: checks every second, unhealthy after
+        // 3 s, and a lost primary counted as demoted after 3 s.
+        for (name, value) in [
+            ("health_check_period", 1000),
+            ("health_check_timeout", 1000),
+            ("health_check_max_retries", 1),
+            ("health_check_retry_delay", 500),
+            ("node_considered_unhealthy_timeout", 3000),
+            ("primary_demote_timeout", 3000),
+        ] {
+            f.monitor_sql(&format!("ALTER SYSTEM SET pgautofailover.{name} = {value}"));
+        }
+        f.monitor_sql("SELECT pg_reload_conf()");
+        for n in 1..=2 {
+            let port = free_port();
+            let name = format!("node{n}");
+            let pgdata = f.dir.join(&name);
+            let monitor_url = format!("postgres://autoctl_node@127.0.0.1:{monitor_port}/pg_auto_failover?sslmode=disable");
+            let create = format!(
+                "pg_autoctl create postgres --pgdata '{}' --pgport {port} --hostname 127.0.0.1 --name {name} --auth trust --no-ssl \
+                 --monitor '{monitor_url}' --pgctl '{}' --username postgres --dbname postgres --run",
+                pgdata.display(),
+                f.bin.join("pg_ctl").display()
+            );
+            let group = f.watch(&name, &create, &pgdata);
+            f.groups.push((name.clone(), group));
+            f.nodes.push((name.clone(), port));
+            // Alone, a node is "single"; with a second one, primary and secondary.
+            let want = if n == 1 { "single" } else { "secondary" };
+            wait_for(|| f.state_of(&name).as_deref() == Some(want), &format!("{name} as {want}"));
+        }
+        wait_for(|| f.state_of("node1").as_deref() == Some("primary"), "node1 as primary");
+        f
+    }
+
+    fn env(&self) -> String {
+        let d = self.dir.display();
+        format!("XDG_CONFIG_HOME='{d}/xdg-config' XDG_DATA_HOME='{d}/xdg-data' XDG_RUNTIME_DIR='{d}/run' HOME='{d}' PATH='{}':\"$PATH\"", self.bin.display())
+    }
+
+    fn as_user(&self) -> String {
+        if is_root() { "setpriv --reuid=postgres --regid=postgres --init-groups ".into() } else { String::new() }
+    }
+
+    /// A one-off pg_autoctl command (creation), as the postgres user.
+    fn autoctl(&self, cmd: &str) {
+        let script = format!("exec env {} {}{cmd}", self.env(), self.as_user());
+        let out = Command::new("sh").args(["-c", &script]).output().expect("pg_autoctl");
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn run_service(&mut self, pgdata: &Path, name: &str) {
+        let group = self.watch(name, &format!("pg_autoctl run --pgdata '{}'", pgdata.display()), pgdata);
+        self.groups.push((name.to_string(), group));
+    }
+
+    /// `pg_autoctl … --run` under a watchdog that stops it (and then its
+    /// PostgreSQL, if still there) when the test process is gone. The
+    /// formation's directory goes with the monitor's watchdog, after the
+    /// nodes have had time to stop.
+    fn watch(&self, name: &str, cmd: &str, pgdata: &Path) -> u32 {
+        let log = self.dir.join(format!("{name}.log"));
+        let start = format!("exec env {} {}{cmd} >'{}' 2>&1", self.env(), self.as_user(), log.display());
+        let pidfile = pgdata.join("postmaster.pid");
+        let stop = format!(
+            "kill -INT $pid 2>/dev/null; for i in $(seq 1 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; \
+             kill -KILL $pid 2>/dev/null; pm=$(head -n 1 '{}' 2>/dev/null); \
+             if [ -n \"$pm\" ]; then pkill -KILL -P $pm; kill -KILL $pm; fi 2>/dev/null{}",
+            pidfile.display(),
+            if name == "monitor" { "; sleep 6" } else { "" }
+        );
+        let dir = if name == "monitor" { self.dir.clone() } else { self.dir.join(format!("{name}-watch")) };
+        let _ = std::fs::create_dir_all(&dir);
+        watchdog(&dir, &start, &stop)
+    }
+
+    fn monitor_sql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.monitor_port.to_string(), "-U", "postgres", "-d", "pg_auto_failover", "-tAc", sql])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The state the monitor last heard from a node.
+    pub fn state_of(&self, name: &str) -> Option<String> {
+        let s = self.monitor_sql(&format!("SELECT reportedstate FROM pgautofailover.node WHERE nodename = '{name}'"));
+        (!s.is_empty()).then_some(s)
+    }
+
+    /// The node's machine is lost: its keeper (the whole process group),
+    /// postmaster and backends die at once.
+    pub fn lose(&self, name: &str) {
+        let pgdata = self.dir.join(name);
+        if let Some((_, group)) = self.groups.iter().find(|(n, _)| n == name) {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status();
+        }
+        if let Some(pid) = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok().and_then(|t| t.lines().next().map(str::to_string)) {
+            let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    }
+}
+
+fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for PgAutoFailover {
+    /// Stops the keepers (each stops its PostgreSQL), then the monitor,
+    /// whose watchdog removes the formation's directory. A keeper is its
+    /// watchdog's only child.
+    fn drop(&mut self) {
+        let stop = |name: &str| {
+            if let Some((_, watchdog)) = self.groups.iter().find(|(n, _)| n == name) {
+                let _ = Command::new("pkill").args(["-INT", "-P", &watchdog.to_string()]).status();
+            }
+        };
+        for (name, _) in &self.nodes {
+            stop(name);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        stop("monitor");
+        // Never a panic here: a test that failed is already unwinding.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
