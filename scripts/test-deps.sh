@@ -36,6 +36,7 @@ if want "$what" redis && ! have redis-server; then apt_install redis-server; fi
 if want "$what" pg_auto_failover && ! have pg_autoctl; then
   apt_install "postgresql-$(basename "$(dirname "$(pg_bin)")")-auto-failover" pg-auto-failover-cli
 fi
+if want "$what" valgrind && ! have valgrind; then apt_install valgrind; fi
 if want "$what" nginx && ! have nginx; then
   apt_install nginx
   # The package may start a system nginx on port 80; tests run their own.

@@ -1,0 +1,102 @@
+//! The hot path's operations, each run a given number of times, for
+//! instruction counting under callgrind (`scripts/perf-gate.sh`): counts,
+//! unlike wall-clock times, repeat exactly on a noisy machine.
+//!
+//!   target/release/deps/instructions-* <op> <iterations>
+//!
+//! Ops: parse_send (a `send` frame parsed), serialise_message (a `message`
+//! frame written), sequencer (one in-order message through a room's
+//! sequencer), fanout_1000 (one message's frame filtered for 1,000
+//! sessions' streams), cache_hit (a membership answered by the L1 cache).
+//! The gate runs each op at two iteration counts and takes the difference,
+//! so start-up and set-up cancel out.
+
+use std::hint::black_box;
+
+use switchboard::cache::layered::{Layered, Settings};
+use switchboard::cache::Membership;
+use switchboard::chat::sequencer::Sequencer;
+use switchboard::chat::{frames, OutFrame};
+use switchboard::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
+use switchboard::store::models::StoredMessage;
+use switchboard::ws::protocol::ClientFrame;
+use switchboard::ws::streams::Streams;
+
+fn sample_message(seq: i64) -> StoredMessage {
+    StoredMessage {
+        room_id: RoomId(1),
+        room: RoomName::parse("general").expect("name"),
+        seq,
+        id: MessageId(uuid::Uuid::from_u128(42)),
+        user_id: UserId(uuid::Uuid::from_u128(7)),
+        user: Username::parse("alice").expect("name"),
+        body: "a message of about the size people type in a chat, give or take".into(),
+        sent_at: chrono::DateTime::from_timestamp_millis(1_764_000_000_000).expect("time"),
+        client_msg_id: Some(ClientMsgId::parse("c-123").expect("id")),
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let op = args.next().unwrap_or_default();
+    let n: i64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    match op.as_str() {
+        "parse_send" => {
+            let send = r#"{"type":"send","room":"general","body":"a message of about the size people type in a chat","client_msg_id":"c-123"}"#;
+            for _ in 0..n {
+                let _ = black_box(ClientFrame::parse(black_box(send)));
+            }
+        }
+        "serialise_message" => {
+            let msg = sample_message(42);
+            for _ in 0..n {
+                black_box(frames::message(black_box(&msg)));
+            }
+        }
+        "sequencer" => {
+            let mut seq: Sequencer<i64> = Sequencer::new(0);
+            for s in 1..=n {
+                black_box(seq.accept([s]));
+            }
+        }
+        "fanout_1000" => {
+            let room = RoomName::parse("general").expect("name");
+            let mut sessions: Vec<Streams<u32, ()>> = (0..1000).map(|_| Streams::default()).collect();
+            for s in sessions.iter_mut() {
+                let _ = s.request_join(&room, None, 100, |_| false);
+                let _ = s.authorized(&room, RoomId(1), 0);
+                let _ = s.arrived(&room, 0);
+            }
+            for seq in 1..=n {
+                let msg = sample_message(seq);
+                let frame = [OutFrame { seq, text: frames::message(&msg), received_at: None, available_at: None }];
+                for s in sessions.iter_mut() {
+                    black_box(s.deliver(RoomId(1), &frame, true));
+                }
+            }
+        }
+        "cache_hit" => {
+            let settings = Settings {
+                name: "membership",
+                max_bytes: 1 << 20,
+                ttl: std::time::Duration::from_secs(600),
+                negative_ttl: std::time::Duration::from_secs(60),
+                l2_ttl: std::time::Duration::from_secs(600),
+                enabled: true,
+            };
+            let cache: std::sync::Arc<Layered<Membership, bool>> = Layered::new(settings, None, None);
+            let key = Membership(RoomId(1), UserId(uuid::Uuid::from_u128(7)));
+            actix_rt::System::new().block_on(async move {
+                cache.put(&key, true).await;
+                for _ in 0..n {
+                    let hit = cache.get_or_load(black_box(&key), async { Ok(false) }).await;
+                    black_box(hit.ok());
+                }
+            });
+        }
+        other => {
+            eprintln!("unknown op {other:?}: parse_send, serialise_message, sequencer, fanout_1000, cache_hit");
+            std::process::exit(2);
+        }
+    }
+}
