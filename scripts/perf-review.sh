@@ -68,7 +68,10 @@ for w in ["W1", "W2"]:
 for server in ["switchboard", "sqlite", "socketio"]:
     ramp = rows(f"target/review/ramp-{server}-*.json", "ramp_result")
     if ramp:
-        figures[f"ramp {server} held msg/s"] = med([r.get("held_msgs_per_sec") or 0 for r in ramp])
+        held = med([r.get("held_msgs_per_sec") for r in ramp])
+        broke = med([r.get("broke_at_msgs_per_sec") for r in ramp])
+        # None: it broke at its first step.
+        figures[f"ramp {server} held msg/s"] = held if held is not None else f"none (broke at {broke:.0f})" if broke else "none"
 w4 = rows("target/review/w4.json", "http_run")
 if w4:
     for route in w4[0]["routes"]:
