@@ -34,6 +34,7 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 if want "$what" postgres && [ -z "$(pg_bin)" ]; then apt_install postgresql; fi
 if want "$what" redis && ! have redis-server; then apt_install redis-server; fi
 if want "$what" pg_auto_failover && ! have pg_autoctl; then
+  [ -n "$(pg_bin)" ] || apt_install postgresql
   apt_install "postgresql-$(basename "$(dirname "$(pg_bin)")")-auto-failover" pg-auto-failover-cli
 fi
 if want "$what" valgrind && ! have valgrind; then apt_install valgrind; fi
