@@ -4,6 +4,7 @@
 //! "lost" (its postmaster and every backend SIGKILLed) and the standby
 //! promoted, as an HA manager (pg_auto_failover, Patroni) would.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{shared_redis, TestApp, TestDb, WsClient};
-use crate::services::{PgAutoFailover, PrivatePostgres};
+use crate::services::{wait_until, PgAutoFailover, PrivatePostgres};
 
 fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f).join().expect("service thread panicked")
@@ -33,7 +34,7 @@ struct Sent {
     refused: Vec<String>,
 }
 
-async fn send_steadily(ws: &mut WsClient, room: &str, tag: String, n: usize, every: Duration) -> Sent {
+async fn send_steadily(ws: &mut WsClient, room: &str, tag: String, n: usize, every: Duration, acked: &Cell<usize>) -> Sent {
     let mut sent = Sent { acks: HashMap::new(), refused: Vec::new() };
     let mut next = 0;
     let mut tick = actix_web::rt::time::interval(every);
@@ -49,6 +50,7 @@ async fn send_steadily(ws: &mut WsClient, room: &str, tag: String, n: usize, eve
                 match v["type"].as_str() {
                     Some("ack") => {
                         sent.acks.insert(v["client_msg_id"].as_str().expect("a string").to_string(), (v, Instant::now()));
+                        acked.set(acked.get() + 1);
                     }
                     Some("error") => {
                         assert_eq!(v["code"], "unavailable", "{v}");
@@ -74,15 +76,12 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
     off_runtime(move || {
         psql(&p, "ALTER SYSTEM SET synchronous_standby_names = '*'");
         psql(&p, "SELECT pg_reload_conf()");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while psql(&p, "SELECT coalesce(string_agg(sync_state, ','), '') FROM pg_stat_replication") != "sync" {
-            assert!(Instant::now() < deadline, "the standby never became synchronous");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let synchronous = || psql(&p, "SELECT coalesce(string_agg(sync_state, ','), '') FROM pg_stat_replication") == "sync";
+        assert!(wait_until(Duration::from_secs(30), synchronous), "the standby never became synchronous");
     });
 
     let (pp, sp) = (primary.clone(), standby.clone());
-    let fault = async move {
+    let fault = async move |instance: &TestApp| {
         let pid = std::fs::read_to_string(pp.data().join("postmaster.pid"))
             .ok()
             .and_then(|t| t.lines().next().map(str::to_string))
@@ -91,8 +90,13 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
         let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
         let _ = Command::new("kill").args(["-KILL", &pid]).status();
         let lost = Instant::now();
-        // An HA manager's detection, then promotion.
-        actix_web::rt::time::sleep(Duration::from_millis(1000)).await;
+        // Promote once the loss is seen (the instance's writer has failed a
+        // commit and is retrying), as an HA manager would after detecting it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while instance.metric("switchboard_writer_retries_total").await < 1.0 {
+            assert!(Instant::now() < deadline, "the instance never noticed the lost primary");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
         off_runtime(move || sp.tool("pg_ctl", &["promote", "-w", "-D", &sp.data().display().to_string()]));
         (lost, Instant::now())
     };
@@ -105,18 +109,15 @@ async fn pg_auto_failover_promotes_the_standby_of_a_lost_primary_and_sends_resum
     let (node1, node2) = (formation.nodes[0].1, formation.nodes[1].1);
     let bin = formation_bin();
     let f = formation.clone();
-    let fault = async move {
+    let fault = async move |_: &TestApp| {
         f.lose("node1");
         let lost = Instant::now();
         // pg_auto_failover notices, waits out the lost primary's demotion,
         // promotes node2 and lets it take writes: poll until it does.
         let bin = formation_bin();
         off_runtime(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while psql_in(&bin, node2, "postgres", "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'") != "t" {
-                assert!(Instant::now() < deadline, "pg_auto_failover never promoted node2");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            let writable = || psql_in(&bin, node2, "postgres", "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'") == "t";
+            assert!(wait_until(Duration::from_secs(60), writable), "pg_auto_failover never promoted node2");
         });
         (lost, Instant::now())
     };
@@ -133,8 +134,8 @@ fn formation_bin() -> std::path::PathBuf {
 }
 
 /// Two instances on `primary_port,standby_port`, four senders and a reader
-/// on each instance; after 1.5 s of traffic `fault` loses the primary and
-/// returns (when it was lost, when the standby took writes). Checks that
+/// on each instance; once traffic flows (40 acks) `fault` loses the primary
+/// and returns (when it was lost, when the standby took writes). Checks that
 /// sends resume by themselves, that nothing acked is lost, that each room's
 /// history is complete without gaps, that readers saw every message once in
 /// order, and that both instances name the new primary.
@@ -142,7 +143,7 @@ async fn fail_over_under_traffic(
     bin: std::path::PathBuf,
     primary_port: u16,
     standby_port: u16,
-    fault: impl std::future::Future<Output = (Instant, Instant)>,
+    fault: impl AsyncFnOnce(&TestApp) -> (Instant, Instant),
 ) -> Duration {
     let db = TestDb::on_server(&format!("postgres://postgres@127.0.0.1:{primary_port}"));
     let url = format!("postgres://postgres@127.0.0.1:{primary_port},127.0.0.1:{standby_port}/{}?target_session_attrs=read-write", db.name);
@@ -188,12 +189,18 @@ async fn fail_over_under_traffic(
     }
 
     let started = Instant::now();
-    let traffic = futures_util::future::join_all(
-        senders.iter_mut().enumerate().map(|(i, ws)| send_steadily(ws, rooms[i % 2], format!("s{i}"), N, Duration::from_millis(40))),
-    );
+    let acked_so_far = Cell::new(0);
+    let traffic = futures_util::future::join_all(senders.iter_mut().enumerate().map(|(i, ws)| {
+        send_steadily(ws, rooms[i % 2], format!("s{i}"), N, Duration::from_millis(40), &acked_so_far)
+    }));
     let fault = async {
-        actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
-        fault.await
+        // The primary is lost under traffic: once commits are flowing.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while acked_so_far.get() < 40 {
+            assert!(Instant::now() < deadline, "traffic never started");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        fault(&a).await
     };
     let (outcomes, (lost_at, promoted_at)) = futures_util::join!(traffic, fault);
 

@@ -180,10 +180,7 @@ impl PrivatePostgres {
         if let Some(pid) = pid {
             let _ = Command::new("kill").args(["-INT", &pid]).status();
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.dir.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(Duration::from_secs(30), || !self.dir.exists());
     }
 
     /// initdb + start. `extra` lines go into postgresql.conf.
@@ -270,11 +267,7 @@ impl PrivatePostgres {
             &format!("exec {as_user}'{}' -D '{}' >'{}' 2>&1", postgres.display(), self.data().display(), log.display()),
             "kill -INT $pid 2>/dev/null",
         );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !pg_answers(self.port) {
-            assert!(Instant::now() < deadline, "private PostgreSQL did not start; see {}", log.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(wait_until(Duration::from_secs(60), || pg_answers(self.port)), "private PostgreSQL did not start; see {}", log.display());
     }
 
     /// Runs a PostgreSQL client tool from this installation (pg_basebackup…).
@@ -307,11 +300,7 @@ pub fn start_private_redis(label: &str, extra: &[&str]) -> u16 {
         extra.join(" ")
     );
     watchdog(&dir, &format!("exec redis-server {args} >'{}/redis.log' 2>&1", dir.display()), "kill $pid 2>/dev/null");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !redis_answers(port) {
-        assert!(Instant::now() < deadline, "private Redis did not start; see {}/redis.log", dir.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(wait_until(Duration::from_secs(20), || redis_answers(port)), "private Redis did not start; see {}/redis.log", dir.display());
     port
 }
 
@@ -330,15 +319,13 @@ pub fn redis_cluster_urls() -> &'static str {
                 .output()
                 .expect("redis-cli --cluster create");
             assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let info = Command::new("redis-cli").args(["-p", &ports[0].to_string(), "cluster", "info"]).output().expect("redis-cli");
-                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "the Redis Cluster never became ok");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let cluster_ok = || {
+                Command::new("redis-cli")
+                    .args(["-p", &ports[0].to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|info| String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok"))
+            };
+            assert!(wait_until(Duration::from_secs(20), cluster_ok), "the Redis Cluster never became ok");
             nodes.iter().map(|n| format!("redis://{n}")).collect::<Vec<_>>().join(",")
         })
         .join()
@@ -455,7 +442,15 @@ impl PgAutoFailover {
              kill -KILL $pid 2>/dev/null; pm=$(head -n 1 '{}' 2>/dev/null); \
              if [ -n \"$pm\" ]; then pkill -KILL -P $pm; kill -KILL $pm; fi 2>/dev/null{}",
             pidfile.display(),
-            if name == "monitor" { "; sleep 6" } else { "" }
+            if name == "monitor" {
+                // Nodes first: wait (bounded) until their watchdogs are done.
+                format!(
+                    "; for i in $(seq 1 300); do ls -d '{}'/*-watch >/dev/null 2>&1 || break; sleep 0.05; done",
+                    self.dir.display()
+                )
+            } else {
+                String::new()
+            }
         );
         let dir = if name == "monitor" { self.dir.clone() } else { self.dir.join(format!("{name}-watch")) };
         let _ = std::fs::create_dir_all(&dir);
@@ -468,6 +463,11 @@ impl PgAutoFailover {
             .output()
             .expect("psql");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Whether a node's watchdog is still running (its directory is there).
+    fn any_node_watching(&self) -> bool {
+        self.nodes.iter().any(|(name, _)| self.dir.join(format!("{name}-watch")).exists())
     }
 
     /// The state the monitor last heard from a node.
@@ -483,6 +483,8 @@ impl PgAutoFailover {
         if let Some((_, group)) = self.groups.iter().find(|(n, _)| n == name) {
             let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status();
         }
+        // Its watchdog went with the group and will not clean up.
+        let _ = std::fs::remove_dir_all(self.dir.join(format!("{name}-watch")));
         if let Some(pid) = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok().and_then(|t| t.lines().next().map(str::to_string)) {
             let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
             let _ = Command::new("kill").args(["-KILL", &pid]).status();
@@ -490,12 +492,22 @@ impl PgAutoFailover {
     }
 }
 
-fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
+/// Waits (blocking) until `ok`, checking every 20 ms; false after `bound`.
+pub fn wait_until(bound: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + bound;
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn wait_for(ok: impl FnMut() -> bool, what: &str) {
+    assert!(wait_until(Duration::from_secs(90), ok), "timed out waiting for {what}");
 }
 
 impl Drop for PgAutoFailover {
@@ -511,12 +523,11 @@ impl Drop for PgAutoFailover {
         for (name, _) in &self.nodes {
             stop(name);
         }
-        std::thread::sleep(Duration::from_secs(2));
+        // The monitor goes last, once every node's watchdog has finished
+        // (each removes its `-watch` directory). Never a panic here: a test
+        // that failed is already unwinding.
+        wait_until(Duration::from_secs(30), || !self.any_node_watching());
         stop("monitor");
-        // Never a panic here: a test that failed is already unwinding.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.dir.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(Duration::from_secs(30), || !self.dir.exists());
     }
 }
