@@ -17,15 +17,39 @@ use uuid::Uuid;
 
 use super::connection::SqliteConn;
 
-/// One send as the database needs it.
-#[derive(Debug, Clone)]
-pub struct AppendInput {
+/// One send as the database needs it, borrowed from the writer's batch.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendInput<'a> {
     pub room_id: i64,
     pub user_id: Uuid,
     pub id: Uuid,
-    pub body: String,
-    pub client_msg_id: Option<String>,
+    pub body: &'a str,
+    pub client_msg_id: Option<&'a str>,
     pub sent_at: DateTime<Utc>,
+}
+
+/// The same, owned: what moves to SQLite's blocking thread.
+#[derive(Debug, Clone)]
+struct OwnedInput {
+    room_id: i64,
+    user_id: Uuid,
+    id: Uuid,
+    body: String,
+    client_msg_id: Option<String>,
+    sent_at: DateTime<Utc>,
+}
+
+impl From<&AppendInput<'_>> for OwnedInput {
+    fn from(j: &AppendInput<'_>) -> Self {
+        OwnedInput {
+            room_id: j.room_id,
+            user_id: j.user_id,
+            id: j.id,
+            body: j.body.to_string(),
+            client_msg_id: j.client_msg_id.map(str::to_string),
+            sent_at: j.sent_at,
+        }
+    }
 }
 
 #[derive(QueryableByName, Debug)]
@@ -46,13 +70,13 @@ pub struct AppendRow {
     pub out_existed: bool,
 }
 
-pub async fn append_postgres(conn: &mut AsyncPgConnection, jobs: &[AppendInput]) -> diesel::QueryResult<Vec<AppendRow>> {
+pub async fn append_postgres(conn: &mut AsyncPgConnection, jobs: &[AppendInput<'_>]) -> diesel::QueryResult<Vec<AppendRow>> {
     use diesel_async::RunQueryDsl;
     let room_ids: Vec<i64> = jobs.iter().map(|j| j.room_id).collect();
     let user_ids: Vec<Uuid> = jobs.iter().map(|j| j.user_id).collect();
     let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-    let bodies: Vec<&str> = jobs.iter().map(|j| j.body.as_str()).collect();
-    let client_ids: Vec<Option<&str>> = jobs.iter().map(|j| j.client_msg_id.as_deref()).collect();
+    let bodies: Vec<&str> = jobs.iter().map(|j| j.body).collect();
+    let client_ids: Vec<Option<&str>> = jobs.iter().map(|j| j.client_msg_id).collect();
     let sent_ats: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.sent_at).collect();
     diesel::sql_query("SELECT * FROM append_messages($1, $2, $3, $4, $5, $6)")
         .bind::<Array<BigInt>, _>(room_ids)
@@ -65,7 +89,8 @@ pub async fn append_postgres(conn: &mut AsyncPgConnection, jobs: &[AppendInput])
         .await
 }
 
-pub async fn append_sqlite(conn: &mut SqliteConn, jobs: Vec<AppendInput>) -> diesel::QueryResult<Vec<AppendRow>> {
+pub async fn append_sqlite(conn: &mut SqliteConn, jobs: &[AppendInput<'_>]) -> diesel::QueryResult<Vec<AppendRow>> {
+    let jobs: Vec<OwnedInput> = jobs.iter().map(OwnedInput::from).collect();
     conn.spawn_blocking(move |c| c.immediate_transaction(|c| sqlite::append(c, &jobs))).await
 }
 
@@ -75,7 +100,7 @@ mod sqlite {
     use diesel::sqlite::SqliteConnection;
     use uuid::Uuid;
 
-    use super::{AppendInput, AppendRow};
+    use super::{AppendRow, OwnedInput};
     use crate::domain::{MessageId, UserId};
     use crate::store::schema::{messages, rooms};
     use crate::store::sql_types::At;
@@ -84,7 +109,7 @@ mod sqlite {
 
     /// Inside the caller's transaction, which holds the write lock: no other
     /// writer can slip between the look-up and the insert.
-    pub fn append(c: &mut SqliteConnection, jobs: &[AppendInput]) -> QueryResult<Vec<AppendRow>> {
+    pub fn append(c: &mut SqliteConnection, jobs: &[OwnedInput]) -> QueryResult<Vec<AppendRow>> {
         let mut rows = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
             let out_ord = i32::try_from(i + 1).unwrap_or(i32::MAX);
@@ -119,7 +144,7 @@ mod sqlite {
         Ok(rows)
     }
 
-    fn existing(c: &mut SqliteConnection, job: &AppendInput) -> QueryResult<Option<Found>> {
+    fn existing(c: &mut SqliteConnection, job: &OwnedInput) -> QueryResult<Option<Found>> {
         let columns = (messages::seq, messages::id, messages::body, messages::sent_at);
         if let Some(client_msg_id) = &job.client_msg_id {
             let found = messages::table

@@ -372,15 +372,15 @@ impl Shard {
                 room_id: j.req.room_id.0,
                 user_id: j.req.user_id.0,
                 id: j.id.0,
-                body: j.req.body.as_str().to_string(),
-                client_msg_id: j.req.client_msg_id.as_ref().map(|c| c.as_str().to_string()),
+                body: j.req.body.as_str(),
+                client_msg_id: j.req.client_msg_id.as_ref().map(|c| c.as_str()),
                 sent_at: j.sent_at,
             })
             .collect();
         let start = Instant::now();
         let result = match self.conn.as_mut() {
             Some(WriterConn::Postgres(conn)) => append_postgres(conn, &inputs).await,
-            Some(WriterConn::Sqlite(conn)) => append_sqlite(conn, inputs).await,
+            Some(WriterConn::Sqlite(conn)) => append_sqlite(conn, &inputs).await,
             None => Err(lost(diesel::ConnectionError::BadConnection("no writer connection".into()))),
         };
         let elapsed = start.elapsed();

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, TestApp, TestDb};
+use crate::helpers::{off_runtime, spawn_app_with, TestApp, TestDb};
 use crate::services::PrivatePostgres;
 
 /// Holds an ACCESS EXCLUSIVE lock on `rooms` for `hold`, from another
@@ -113,10 +113,6 @@ async fn lost_database_connections_are_replaced_without_a_restart() {
     assert_eq!(app.history("phoenix", &token, "").await.len(), 6);
 }
 
-/// Blocking service work, off the test's runtime.
-fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f).join().expect("service thread panicked")
-}
 
 /// Bounded generously: a replica that has just been started (or is replaying
 /// another test's bulk writes) catches up at its own pace.

@@ -12,20 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{shared_redis, TestApp, TestDb, WsClient};
+use crate::helpers::{off_runtime, shared_redis, TestApp, TestDb, WsClient};
 use crate::services::{wait_until, PgAutoFailover, PrivatePostgres};
 
-fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f).join().expect("service thread panicked")
-}
-
 fn psql(pg: &PrivatePostgres, sql: &str) -> String {
-    let out = Command::new(pg.bin.join("psql"))
-        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-tAc", sql])
-        .output()
-        .expect("psql");
-    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    psql_in(&pg.bin, pg.port, "postgres", sql)
 }
 
 /// A sender's outcome: acks with when they arrived, and refusals.
@@ -107,14 +98,14 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
 async fn pg_auto_failover_promotes_the_standby_of_a_lost_primary_and_sends_resume_by_themselves() {
     let formation = Arc::new(off_runtime(PgAutoFailover::start));
     let (node1, node2) = (formation.nodes[0].1, formation.nodes[1].1);
-    let bin = formation_bin();
+    let bin = PrivatePostgres::bin_dir();
     let f = formation.clone();
     let fault = async move |_: &TestApp| {
         f.lose("node1");
         let lost = Instant::now();
         // pg_auto_failover notices, waits out the lost primary's demotion,
         // promotes node2 and lets it take writes: poll until it does.
-        let bin = formation_bin();
+        let bin = PrivatePostgres::bin_dir();
         off_runtime(move || {
             let writable = || psql_in(&bin, node2, "postgres", "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'") == "t";
             assert!(wait_until(Duration::from_secs(60), writable), "pg_auto_failover never promoted node2");
@@ -124,13 +115,6 @@ async fn pg_auto_failover_promotes_the_standby_of_a_lost_primary_and_sends_resum
     let resumed = fail_over_under_traffic(bin, node1, node2, fault).await;
     eprintln!("pg_auto_failover: sends resumed {resumed:?} after the primary was lost");
     drop(formation);
-}
-
-fn formation_bin() -> std::path::PathBuf {
-    std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .and_then(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("psql").exists()).max())
-        .expect("PostgreSQL binaries")
 }
 
 /// Two instances on `primary_port,standby_port`, four senders and a reader

@@ -45,7 +45,7 @@ fn admin_conn(base: &str) -> SyncConn {
 
 /// Runs blocking database admin work on its own thread (tests run inside an
 /// actix runtime, where blocking on another runtime is not allowed).
-fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f).join().expect("admin thread panicked")
 }
 

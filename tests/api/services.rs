@@ -133,7 +133,8 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}", self.port)
     }
 
-    fn bin_dir() -> PathBuf {
+    /// The newest installed PostgreSQL's binaries (installed when missing).
+    pub fn bin_dir() -> PathBuf {
         let find = || {
             let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
                 .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
