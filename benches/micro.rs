@@ -139,7 +139,7 @@ fn fanout_bench(c: &mut Criterion) {
                     seq += 1;
                     let target = received.load(Ordering::Relaxed) + members;
                     let message = Arc::new(sample_message(seq));
-                    room.do_send(Deliver { messages: vec![Committed { message, received_at: Instant::now(), available_at: Instant::now() }], queued_at: Instant::now() });
+                    room.do_send(Deliver { messages: vec![Committed { message, received_at: Instant::now(), available_at: Instant::now(), trace: None }], queued_at: Instant::now() });
                     while received.load(Ordering::Relaxed) < target {
                         actix::clock::sleep(Duration::from_micros(20)).await;
                     }
@@ -195,6 +195,7 @@ fn writer_bench(c: &mut Criterion) {
                                 body: Body::parse("benchmark message body").expect("body"),
                                 client_msg_id: None,
                                 received_at: Instant::now(),
+                                trace: None,
                             })
                         });
                         for r in futures_util::future::join_all(sends).await {

@@ -59,6 +59,8 @@ pub struct Config {
     pub slow_query: Duration,
     /// HTTP requests at least this slow are logged at warn with their id.
     pub slow_request: Duration,
+    /// OpenTelemetry traces (`OTEL_*`, `SLOW_DELIVERY_MS`).
+    pub traces: crate::telemetry::TraceConfig,
     /// Where browsers fetch `/static/…` from (a CDN); unset: this server.
     pub asset_base_url: Option<String>,
     pub replica_max_lag: Duration,
@@ -352,6 +354,7 @@ impl Config {
             db_pool_idle_timeout: env.millis("DB_POOL_IDLE_TIMEOUT_MS", 300_000, 1_000, 86_400_000)?,
             slow_query: env.millis("SLOW_QUERY_MS", 50, 0, 3_600_000)?,
             slow_request: env.millis("SLOW_REQUEST_MS", 500, 0, 3_600_000)?,
+            traces: trace_config(&env)?,
             asset_base_url: env.asset_base_url("ASSET_BASE_URL")?,
             replica_max_lag: env.millis("REPLICA_MAX_LAG_MS", 1_000, 0, 3_600_000)?,
             cache_enabled: env.bool("CACHE_ENABLED", true)?,
@@ -466,6 +469,52 @@ impl Config {
     }
 }
 
+/// The standard OpenTelemetry variables this server honours. Export is off
+/// without an endpoint, with `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`.
+fn trace_config<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<crate::telemetry::TraceConfig, ConfigError> {
+    let disabled = env.bool("OTEL_SDK_DISABLED", false)?;
+    let exporter = env.string("OTEL_TRACES_EXPORTER", "otlp");
+    if !matches!(exporter.trim(), "otlp" | "none") {
+        return Err(ConfigError { var: "OTEL_TRACES_EXPORTER", value: exporter, problem: "expected otlp or none".into() });
+    }
+    let endpoint = env.raw("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env.raw("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let endpoint = endpoint.filter(|_| !disabled && exporter.trim() == "otlp");
+    if let Some(url) = &endpoint {
+        // This build speaks OTLP over plain HTTP (protobuf): a collector
+        // beside the server (sidecar, agent) forwards over TLS if needed.
+        if !url.starts_with("http://") {
+            let var = if env.raw("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some() {
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+            } else {
+                "OTEL_EXPORTER_OTLP_ENDPOINT"
+            };
+            return Err(ConfigError {
+                var,
+                value: url.clone(),
+                problem: "expected an http:// URL of an OTLP/HTTP receiver (an OpenTelemetry Collector beside the server)".into(),
+            });
+        }
+        for var in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+            if let Some(p) = env.raw(var) {
+                if p.trim() != "http/protobuf" {
+                    return Err(ConfigError { var, value: p, problem: "expected http/protobuf (the protocol this build exports)".into() });
+                }
+            }
+        }
+    }
+    let (name, arg) = (env.raw("OTEL_TRACES_SAMPLER"), env.raw("OTEL_TRACES_SAMPLER_ARG"));
+    let sampler = crate::telemetry::sampler::Sampler::from_env(name.as_deref(), arg.as_deref()).map_err(|(var, problem)| {
+        let value = if var == "OTEL_TRACES_SAMPLER" { name.clone() } else { arg.clone() };
+        ConfigError { var, value: value.unwrap_or_default(), problem }
+    })?;
+    Ok(crate::telemetry::TraceConfig {
+        endpoint,
+        service_name: env.string("OTEL_SERVICE_NAME", "switchboard"),
+        sampler,
+        slow_delivery: env.millis("SLOW_DELIVERY_MS", 100, 0, 3_600_000)?,
+    })
+}
+
 fn default_instance_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -544,6 +593,31 @@ mod tests {
         assert_eq!((c.signups_per_min, c.guests_per_min), (10, 30));
         assert_eq!(c.sessions.touch_every(), Duration::from_secs(3600));
         assert_eq!(c.default_rooms.iter().map(|r| r.as_str()).collect::<Vec<_>>(), vec!["general"]);
+    }
+
+    #[test]
+    fn traces_are_off_by_default_and_bad_otel_settings_name_their_variable() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.traces.endpoint, None);
+        assert_eq!(c.traces.slow_delivery, Duration::from_millis(100));
+        let on = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")];
+        assert_eq!(config(&on).expect("valid").traces.endpoint.as_deref(), Some("http://collector:4318"));
+        let off = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"), ("OTEL_SDK_DISABLED", "true")];
+        assert_eq!(config(&off).expect("valid").traces.endpoint, None);
+        let none = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"), ("OTEL_TRACES_EXPORTER", "none")];
+        assert_eq!(config(&none).expect("valid").traces.endpoint, None);
+        for (vars, var) in [
+            (vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            (vec![("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            (vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            (vec![("OTEL_TRACES_SAMPLER", "sometimes")], "OTEL_TRACES_SAMPLER"),
+            (vec![("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1.5")], "OTEL_TRACES_SAMPLER_ARG"),
+            (vec![("OTEL_TRACES_EXPORTER", "zipkin")], "OTEL_TRACES_EXPORTER"),
+            (vec![("SLOW_DELIVERY_MS", "soon")], "SLOW_DELIVERY_MS"),
+        ] {
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{var}:")), "{err}");
+        }
     }
 
     #[test]

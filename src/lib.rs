@@ -27,5 +27,6 @@ pub mod state;
 pub mod stats;
 pub mod store;
 pub mod supervisor;
+pub mod telemetry;
 pub mod time;
 pub mod ws;

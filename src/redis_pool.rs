@@ -106,8 +106,27 @@ impl RedisPool {
 }
 
 /// Runs commands on a connection; on one server, any error retires the
-/// pooled connection (the cluster connection heals itself).
-pub async fn with_conn<T>(pool: &RedisPool, f: impl AsyncFnOnce(&mut AnyConn<'_>) -> RedisResult<T>) -> Result<T, String> {
+/// pooled connection (the cluster connection heals itself). `name` labels
+/// the command batch in the span of the request it runs for, if any.
+pub async fn with_conn<T>(
+    pool: &RedisPool,
+    name: &'static str,
+    f: impl AsyncFnOnce(&mut AnyConn<'_>) -> RedisResult<T>,
+) -> Result<T, String> {
+    let start = std::time::Instant::now();
+    let result = run_with_conn(pool, f).await;
+    crate::telemetry::request::child(
+        name,
+        opentelemetry::trace::SpanKind::Client,
+        start,
+        std::time::Instant::now(),
+        vec![opentelemetry::KeyValue::new("db.system.name", "redis"), opentelemetry::KeyValue::new("db.operation.name", name)],
+        result.is_err(),
+    );
+    result
+}
+
+async fn run_with_conn<T>(pool: &RedisPool, f: impl AsyncFnOnce(&mut AnyConn<'_>) -> RedisResult<T>) -> Result<T, String> {
     match pool {
         RedisPool::Single(pool) => {
             let mut pooled = pool.get().await.map_err(|e| e.to_string())?;

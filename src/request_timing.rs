@@ -14,6 +14,8 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
 
 use crate::metrics::METRICS;
+use crate::telemetry::request::RequestTrace;
+use crate::telemetry::slow::{self, SlowKind, SlowOp};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -86,9 +88,10 @@ where
         let id = incoming_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let method = method_label(req.method());
         let slow = self.slow;
+        let trace = RequestTrace::start(req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
         let fut = self.service.call(req);
         Box::pin(async move {
-            let mut res = fut.await?;
+            let mut res = trace.clone().scope(fut).await?;
             let elapsed = start.elapsed();
             let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
             let status = res.status();
@@ -97,12 +100,23 @@ where
                 res.headers_mut().insert(REQUEST_ID, value);
             }
             let ms = elapsed.as_secs_f64() * 1000.0;
-            if elapsed >= slow {
+            let is_slow = elapsed >= slow;
+            let t = trace.trace;
+            if is_slow {
                 METRICS.http_slow_requests.inc();
-                log::warn!(target: "switchboard::http", "slow request {id}: {method} {route} {} {ms:.1} ms", status.as_u16());
+                log::warn!(target: "switchboard::http", "slow request {id}: {method} {route} {} {ms:.1} ms trace={t}", status.as_u16());
+                slow::record(SlowOp {
+                    at_ms: chrono::Utc::now().timestamp_millis(),
+                    kind: SlowKind::Request,
+                    what: format!("{method} {route} {}", status.as_u16()),
+                    total_ms: slow::ms(elapsed),
+                    stages: Vec::new(),
+                    trace_id: Some(t.to_string()),
+                });
             } else {
-                log::info!(target: "switchboard::http", "{id} {method} {route} {} {ms:.1} ms", status.as_u16());
+                log::info!(target: "switchboard::http", "{id} {method} {route} {} {ms:.1} ms trace={t}", status.as_u16());
             }
+            trace.finish(method, &route, status.as_u16(), start, start + elapsed, is_slow);
             Ok(res)
         })
     }

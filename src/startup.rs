@@ -70,6 +70,7 @@ impl Application {
                 config.redis_url.as_deref().map(redact_url).unwrap_or_else(|| "off: single-instance mode".into())
             }
         );
+        crate::telemetry::init(&config.traces, &config.instance_id).map_err(StartupError::Other)?;
         // Migrations block; run them on a plain thread (see store::bootstrap).
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (database, wait) = (config.database.clone(), config.db_startup_wait);
@@ -263,6 +264,7 @@ impl Application {
         self.server.await?;
         // Everything accepted is committed (or answered) before exit.
         self.state.writer.flush_and_close().await;
+        crate::telemetry::flush();
         log::info!("stopped");
         Ok(())
     }

@@ -106,6 +106,12 @@ function render(s) {
   drawAll();
   renderInstances(s.instances);
   renderStages(s.instances);
+  rows("slow", s.slow || [], (o) => {
+    const code = document.createElement("code");
+    code.textContent = o.trace_id || "–";
+    const stages = Object.entries(o.stages || {}).map(([k, v]) => `${k} ${fmt(v, 1)}`).join(" · ") || "–";
+    return [new Date(o.at).toLocaleTimeString(), o.instance, o.kind, o.what, [fmt(o.total_ms, 1)], stages, code];
+  });
   rows("top-rooms", c.top_rooms, (r) => [r.room, [r.messages_1m]]);
   rows("routes", c.http.routes, (r) => [r.route, [r.requests], [r.errors_5xx], [fmt(r.p50_ms, 2)], [fmt(r.p95_ms, 2)]]);
   rows("queries", c.db.queries, (q) => [q.query, [q.count], [fmt(q.p50_ms, 2)], [fmt(q.p95_ms, 2)]]);

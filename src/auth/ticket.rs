@@ -55,7 +55,7 @@ impl Tickets {
             }
             Tickets::Redis { pool, prefix } => {
                 let (name, value, ttl) = (redis_key(prefix, &key), token.to_hex(), TICKET_TTL.as_millis() as u64);
-                let set = with_conn(pool, async |conn| {
+                let set = with_conn(pool, "ticket_store", async |conn| {
                     redis::cmd("SET").arg(&name).arg(&value).arg("PX").arg(ttl).query_async::<()>(conn).await
                 });
                 match tokio::time::timeout(REDIS_TIMEOUT, set).await {
@@ -78,7 +78,7 @@ impl Tickets {
             }
             Tickets::Redis { pool, prefix } => {
                 let name = redis_key(prefix, &key);
-                let take = with_conn(pool, async |conn| {
+                let take = with_conn(pool, "ticket_take", async |conn| {
                     redis::cmd("GETDEL").arg(&name).query_async::<Option<String>>(conn).await
                 });
                 match tokio::time::timeout(REDIS_TIMEOUT, take).await {

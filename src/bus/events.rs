@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
 use crate::store::models::StoredMessage;
+use crate::telemetry::delivery::DeliveryTrace;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
@@ -79,6 +80,10 @@ pub struct BusMessage {
     /// When the origin's commit finished (wall clock), for the `bus` stage.
     #[serde(default)]
     pub committed_at_unix_us: u64,
+    /// W3C trace context of the origin's delivery trace (only while tracing
+    /// is on), so the delivery here continues the same trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Wall-clock microseconds of an instant in the recent past.
@@ -92,7 +97,7 @@ fn now_unix_us() -> u64 {
 }
 
 impl BusMessage {
-    pub fn from_stored(m: &StoredMessage, received_at: Instant, committed_at: Instant) -> Self {
+    pub fn from_stored(m: &StoredMessage, received_at: Instant, committed_at: Instant, trace: Option<&DeliveryTrace>) -> Self {
         BusMessage {
             room: m.room.to_string(),
             seq: m.seq,
@@ -104,6 +109,7 @@ impl BusMessage {
             client_msg_id: m.client_msg_id.as_ref().map(|c| c.as_str().to_string()),
             received_at_unix_us: unix_us(received_at),
             committed_at_unix_us: unix_us(committed_at),
+            traceparent: trace.map(DeliveryTrace::traceparent),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::cluster::lease::Lease;
 use crate::cluster::revocation::{AccessChange, Revoker};
 use crate::cluster::Liveness;
 use crate::domain::{RoomId, TokenHash, UserId, Username};
+use crate::telemetry::delivery::DeliveryTrace;
 use crate::metrics::{DeliveryStage, METRICS};
 use crate::stats::StatsBoard;
 use crate::supervisor::{self, Task};
@@ -80,13 +81,24 @@ impl Inbound {
                 let bus = METRICS.stage(DeliveryStage::Bus);
                 let messages: Vec<Committed> = messages
                     .into_iter()
-                    .filter_map(|m| {
-                        if let Some(delay) = m.bus_delay() {
+                    .filter_map(|mut m| {
+                        let delay = m.bus_delay();
+                        if let Some(delay) = delay {
                             bus.observe(delay.as_secs_f64());
                         }
-                        m.into_stored(room_id)
+                        let traceparent = m.traceparent.take();
+                        let (message, received_at) = m.into_stored(room_id)?;
+                        let trace = DeliveryTrace::from_bus(
+                            room_id,
+                            &message.room,
+                            message.seq,
+                            traceparent.as_deref(),
+                            arrived,
+                            delay.unwrap_or_default(),
+                            received_at,
+                        );
+                        Some(Committed { message: Arc::new(message), received_at, available_at: arrived, trace })
                     })
-                    .map(|(message, received_at)| Committed { message: Arc::new(message), received_at, available_at: arrived })
                     .collect();
                 room.do_send(Deliver { messages, queued_at: std::time::Instant::now() });
             }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{BusListener, Channel, Subscriptions, Transport};
+use crate::telemetry::delivery::DeliveryTrace;
 
 type Handler = Arc<dyn BusListener>;
 
@@ -38,7 +39,11 @@ impl LocalHub {
 }
 
 impl Transport for LocalTransport {
-    fn publish(&self, channel: Channel, payload: Vec<u8>) {
+    fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>) {
+        let now = std::time::Instant::now();
+        for t in &traces {
+            t.published(now, now, 1);
+        }
         let targets: Vec<Handler> = self
             .hub
             .members
@@ -57,7 +62,7 @@ impl Transport for LocalTransport {
     }
 
     fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
-        self.publish(channel, payload);
+        self.publish(channel, payload, Vec::new());
         Box::pin(async { Ok(()) })
     }
 
@@ -94,9 +99,9 @@ mod tests {
         let a = make(1, subs_a);
         let _b = make(2, subs_b);
 
-        a.publish(Channel::Room(RoomId(7)), b"m".to_vec());
-        a.publish(Channel::Room(RoomId(8)), b"x".to_vec());
-        a.publish(Channel::Control, b"c".to_vec());
+        a.publish(Channel::Room(RoomId(7)), b"m".to_vec(), Vec::new());
+        a.publish(Channel::Room(RoomId(8)), b"x".to_vec(), Vec::new());
+        a.publish(Channel::Control, b"c".to_vec(), Vec::new());
         let got = got.lock().clone();
         assert_eq!(got, vec![(2, Channel::Room(RoomId(7)), b"m".to_vec()), (2, Channel::Control, b"c".to_vec())]);
     }

@@ -22,6 +22,7 @@ use futures_util::future::BoxFuture;
 pub use events::{BusEvent, BusMessage, Envelope};
 
 use crate::domain::RoomId;
+use crate::telemetry::delivery::DeliveryTrace;
 use crate::metrics::METRICS;
 
 /// Where an event goes: one room's channel, or the control channel every
@@ -36,7 +37,9 @@ pub enum Channel {
 /// caller: an event that cannot be sent is counted and dropped, and the
 /// database-backed resync covers it.
 pub trait Transport: Send + Sync + 'static {
-    fn publish(&self, channel: Channel, payload: Vec<u8>);
+    /// `traces`: the delivery traces of the messages in `payload`, told when
+    /// the broker has taken it (empty unless tracing is on).
+    fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>);
     /// Publishes now, outside the queue, and resolves once the broker has
     /// taken the event (for revocations, whose timing matters).
     fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> BoxFuture<'static, Result<(), String>>;
@@ -119,12 +122,17 @@ impl Bus {
     }
 
     pub fn publish(&self, channel: Channel, event: BusEvent) {
+        self.publish_traced(channel, event, Vec::new());
+    }
+
+    /// Publishes messages whose delivery traces want the publish's timing.
+    pub fn publish_traced(&self, channel: Channel, event: BusEvent, traces: Vec<Arc<DeliveryTrace>>) {
         if let BusEvent::Messages { messages, .. } = &event {
             METRICS.bridge_messages.with_label_values(&["out"]).inc_by(messages.len() as u64);
         }
         let envelope = Envelope { origin: self.instance.to_string(), event };
         match serde_json::to_vec(&envelope) {
-            Ok(payload) => self.transport.publish(channel, payload),
+            Ok(payload) => self.transport.publish(channel, payload, traces),
             Err(e) => log::error!("bus: cannot encode an event: {e}"),
         }
     }

@@ -21,6 +21,7 @@ use super::channels::{channel_name, parse_channel};
 use super::{BusListener, BusState, Channel, Subscriptions, Transport};
 use crate::domain::RoomId;
 use crate::metrics::METRICS;
+use crate::telemetry::delivery::DeliveryTrace;
 use crate::supervisor::{self, Task};
 
 pub use crate::redis_pool::RedisPool;
@@ -30,6 +31,9 @@ use crate::redis_pool::with_conn;
 /// by resync) rather than growing memory while Redis is away.
 const PUBLISH_QUEUE: usize = 65_536;
 const PUBLISH_BATCH: usize = 512;
+
+/// An event waiting to be published, with the delivery traces of its messages.
+type Outgoing = (Channel, Vec<u8>, Vec<Arc<DeliveryTrace>>);
 
 /// Where the subscriber connects: one server, or the nodes of a cluster
 /// (sharded pub/sub).
@@ -41,7 +45,7 @@ pub enum Subscriber {
 pub struct RedisTransport {
     prefix: String,
     pool: RedisPool,
-    queue: mpsc::Sender<(Channel, Vec<u8>)>,
+    queue: mpsc::Sender<Outgoing>,
     changed: Arc<Notify>,
 }
 
@@ -102,8 +106,8 @@ impl RedisTransport {
 }
 
 impl Transport for RedisTransport {
-    fn publish(&self, channel: Channel, payload: Vec<u8>) {
-        if self.queue.try_send((channel, payload)).is_err() {
+    fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>) {
+        if self.queue.try_send((channel, payload, traces)).is_err() {
             METRICS.bridge_dropped.inc();
         }
     }
@@ -115,7 +119,7 @@ impl Transport for RedisTransport {
             let mut wait = Duration::from_millis(20);
             loop {
                 let command = if pool.is_cluster() { "SPUBLISH" } else { "PUBLISH" };
-                let once = with_conn(&pool, async |conn| {
+                let once = with_conn(&pool, "publish_now", async |conn| {
                     redis::cmd(command).arg(&name).arg(&payload).query_async::<redis::Value>(conn).await
                 });
                 let error = match tokio::time::timeout_at(deadline, once).await {
@@ -144,7 +148,7 @@ impl Drop for RedisTransport {
     }
 }
 
-async fn publish_loop(queue: supervisor::Shared<mpsc::Receiver<(Channel, Vec<u8>)>>, pool: RedisPool, prefix: String) {
+async fn publish_loop(queue: supervisor::Shared<mpsc::Receiver<Outgoing>>, pool: RedisPool, prefix: String) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut rx = queue.lock().await;
     while let Some(first) = rx.recv().await {
@@ -156,24 +160,32 @@ async fn publish_loop(queue: supervisor::Shared<mpsc::Receiver<(Channel, Vec<u8>
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
+        let events = batch.len();
+        let traces: Vec<Arc<DeliveryTrace>> = batch.iter_mut().flat_map(|(_, _, t)| std::mem::take(t)).collect();
         let sent = if pool.is_cluster() {
             // Sharded pub/sub: each channel lives on its slot's node.
-            let sends = batch.drain(..).map(|(channel, payload)| {
+            let sends = batch.drain(..).map(|(channel, payload, _)| {
                 let name = channel_name(&prefix, channel);
                 let pool = &pool;
                 async move {
-                    with_conn(pool, async |conn| redis::cmd("SPUBLISH").arg(&name).arg(&payload).query_async::<()>(conn).await)
+                    with_conn(pool, "publish", async |conn| redis::cmd("SPUBLISH").arg(&name).arg(&payload).query_async::<()>(conn).await)
                         .await
                 }
             });
             futures_util::future::join_all(sends).await.into_iter().find(Result::is_err).unwrap_or(Ok(()))
         } else {
             let mut pipe = redis::pipe();
-            for (channel, payload) in batch.drain(..) {
+            for (channel, payload, _) in batch.drain(..) {
                 pipe.publish(channel_name(&prefix, channel), payload).ignore();
             }
-            with_conn(&pool, async |conn| pipe.query_async::<()>(conn).await).await
+            with_conn(&pool, "publish", async |conn| pipe.query_async::<()>(conn).await).await
         };
+        let done = std::time::Instant::now();
+        for t in &traces {
+            t.published(started, done, events);
+        }
+        drop(traces);
         if let Err(e) = sent {
             METRICS.bridge_publish_errors.inc();
             log::warn!("bus: publish failed: {e}");
@@ -303,5 +315,5 @@ async fn reconcile(
 
 /// PING through the pool, for readiness.
 pub async fn ping(pool: &RedisPool) -> Result<(), String> {
-    with_conn(pool, async |conn| redis::cmd("PING").query_async::<String>(conn).await).await.map(|_| ())
+    with_conn(pool, "ping", async |conn| redis::cmd("PING").query_async::<String>(conn).await).await.map(|_| ())
 }

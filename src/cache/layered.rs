@@ -193,7 +193,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
         self.drop_everywhere(key, false).await;
         if let (Some((pool, l2_key)), Ok(text)) = (self.l2_key(key), serde_json::to_string(&value)) {
             let ttl = self.settings.l2_ttl.as_millis().max(1) as u64;
-            let set = with_conn(&pool, async |conn| {
+            let set = with_conn(&pool, "cache_grant", async |conn| {
                 redis::cmd("SET").arg(&l2_key).arg(&text).arg("PX").arg(ttl).query_async::<()>(conn).await
             });
             let _ = tokio::time::timeout(L2_TIMEOUT, set).await;
@@ -205,7 +205,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
         self.invalidate_local(key).await;
         if let Some((pool, l2_key)) = self.l2_key(key) {
             let ttl = TOMBSTONE_TTL.as_millis() as u64;
-            let write = with_conn(&pool, async |conn| {
+            let write = with_conn(&pool, "cache_invalidate", async |conn| {
                 if tombstone {
                     redis::cmd("SET").arg(&l2_key).arg(TOMBSTONE).arg("PX").arg(ttl).query_async::<()>(conn).await
                 } else {
@@ -232,7 +232,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
             if attempt > 0 {
                 actix::clock::sleep(L2_TIMEOUT * attempt).await;
             }
-            let write = with_conn(&pool, async |conn| {
+            let write = with_conn(&pool, "cache_tombstone", async |conn| {
                 redis::cmd("SET").arg(&l2_key).arg(TOMBSTONE).arg("PX").arg(ttl).query_async::<()>(conn).await
             });
             match tokio::time::timeout(L2_TIMEOUT * 4, write).await {
@@ -265,7 +265,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
 
     async fn l2_get(&self, key: &K) -> Option<V> {
         let (pool, l2_key) = self.l2_key(key)?;
-        let get = with_conn(&pool, async |conn| redis::cmd("GET").arg(&l2_key).query_async::<Option<String>>(conn).await);
+        let get = with_conn(&pool, "cache_get", async |conn| redis::cmd("GET").arg(&l2_key).query_async::<Option<String>>(conn).await);
         let text = tokio::time::timeout(L2_TIMEOUT, get).await.ok()?.ok()??;
         if text == TOMBSTONE {
             return None;
@@ -278,7 +278,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
         let Ok(text) = serde_json::to_string(value) else { return };
         let ttl = if value.is_negative() { self.settings.negative_ttl } else { self.settings.l2_ttl };
         let ttl = ttl.as_millis().max(1) as u64;
-        let set = with_conn(&pool, async |conn| {
+        let set = with_conn(&pool, "cache_set", async |conn| {
             redis::cmd("SET").arg(&l2_key).arg(&text).arg("NX").arg("PX").arg(ttl).query_async::<()>(conn).await
         });
         let _ = tokio::time::timeout(L2_TIMEOUT, set).await;

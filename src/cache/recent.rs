@@ -73,7 +73,7 @@ impl RecentLists {
             }
         }
         pipe.ltrim(&key, -(self.size as isize), -1).ignore().pexpire(&key, 3_600_000).ignore();
-        let result = with_conn(pool, async |conn| pipe.query_async::<()>(conn).await);
+        let result = with_conn(pool, "recent_append", async |conn| pipe.query_async::<()>(conn).await);
         if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(200), result).await {
             log::debug!("recent list append failed: {e}");
         }
@@ -104,7 +104,7 @@ impl RecentLists {
         let (pool, prefix) = self.redis.as_ref()?;
         let key = Self::key(prefix, room);
         let size = self.size as isize;
-        let get = with_conn(pool, async |conn| redis::cmd("LRANGE").arg(&key).arg(-size).arg(-1).query_async::<Vec<String>>(conn).await);
+        let get = with_conn(pool, "recent_read", async |conn| redis::cmd("LRANGE").arg(&key).arg(-size).arg(-1).query_async::<Vec<String>>(conn).await);
         let items = tokio::time::timeout(Duration::from_millis(100), get).await.ok()?.ok()?;
         let messages: Vec<StoredMessage> = items
             .iter()

@@ -9,6 +9,7 @@ use bytestring::ByteString;
 
 use crate::domain::{RoomId, RoomName};
 use crate::error::ErrorCode;
+use crate::telemetry::delivery::DeliveryTrace;
 
 /// One serialised `message` frame with its seq, so the session can check order.
 #[derive(Debug, Clone)]
@@ -22,6 +23,16 @@ pub struct OutFrame {
     /// or arrived over the bus): the start of the `fanout` stage. None for
     /// replays, which are not live deliveries.
     pub available_at: Option<Instant>,
+    /// Its delivery trace (live deliveries, while tracing is on): every
+    /// recipient's write is noted on it.
+    pub trace: Option<Arc<DeliveryTrace>>,
+}
+
+impl OutFrame {
+    /// A message read back (replay, history), not a live delivery.
+    pub fn replayed(seq: i64, text: ByteString) -> OutFrame {
+        OutFrame { seq, text, received_at: None, available_at: None, trace: None }
+    }
 }
 
 #[derive(Message, Debug, Clone)]

@@ -40,12 +40,19 @@ impl CommitListener for Fanout {
         let bus = self.registry.bus();
         if bus.is_shared() {
             for (id, messages) in &by_room {
-                let wire: Vec<BusMessage> =
-                    messages.iter().map(|c| BusMessage::from_stored(&c.message, c.received_at, c.available_at)).collect();
+                let wire: Vec<BusMessage> = messages
+                    .iter()
+                    .map(|c| BusMessage::from_stored(&c.message, c.received_at, c.available_at, c.trace.as_deref()))
+                    .collect();
                 let recent = self.registry.recent().clone();
-                let (room, for_list) = (*id, wire.clone());
+                let (room, mut for_list) = (*id, wire.clone());
+                // The recent list is read by joins later: no trace context in it.
+                for m in &mut for_list {
+                    m.traceparent = None;
+                }
                 actix::spawn(async move { recent.append(room, for_list).await });
-                bus.publish(Channel::Room(*id), BusEvent::Messages { room_id: id.0, messages: wire });
+                let traces = messages.iter().filter_map(|c| c.trace.clone()).collect();
+                bus.publish_traced(Channel::Room(*id), BusEvent::Messages { room_id: id.0, messages: wire }, traces);
             }
         }
         let running: HashMap<RoomId, _> = self.registry.running(by_room.keys().copied()).into_iter().collect();

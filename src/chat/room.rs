@@ -199,6 +199,7 @@ impl Room {
                     text: frames::message(&c.message),
                     received_at: Some(c.received_at),
                     available_at: Some(c.available_at),
+                    trace: c.trace,
                 });
                 self.window.remember(c.message);
             }
@@ -235,7 +236,7 @@ impl Room {
                             let now = Instant::now();
                             let filled = messages
                                 .into_iter()
-                                .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now })
+                                .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now, trace: None })
                                 .collect();
                             room.accept(filled, ctx);
                         }
@@ -251,7 +252,7 @@ impl Room {
     /// The replay after `since` from memory, when the window covers it.
     fn replay_from_window(&self, since: i64) -> Option<Arc<[OutFrame]>> {
         let held = self.window.replay_after(since, self.sequencer.delivered())?;
-        Some(held.iter().map(|m| OutFrame { seq: m.seq, text: frames::message(m), received_at: None, available_at: None }).collect())
+        Some(held.iter().map(|m| OutFrame::replayed(m.seq, frames::message(m))).collect())
     }
 
     fn fan_out(&mut self, frames: Arc<[OutFrame]>) {
@@ -344,7 +345,7 @@ impl Room {
                             let now = Instant::now();
                             let found = messages
                                 .into_iter()
-                                .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now })
+                                .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now, trace: None })
                                 .collect();
                             room.accept(found, ctx);
                         }
@@ -411,7 +412,7 @@ impl Room {
             Ok(messages) => {
                 let replay: Arc<[OutFrame]> = messages
                     .iter()
-                    .map(|m| OutFrame { seq: m.seq, text: frames::message(m), received_at: None, available_at: None })
+                    .map(|m| OutFrame::replayed(m.seq, frames::message(m)))
                     .collect();
                 let buffered = member.catching_up.take().unwrap_or_default();
                 if !replay.is_empty() {

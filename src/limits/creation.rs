@@ -118,7 +118,7 @@ impl CreationLimits {
         let key = format!("{prefix}limit:{}:{ip}", kind.as_str());
         let member = uuid::Uuid::new_v4().to_string();
         let limit = self.limit(kind);
-        let run = with_conn(pool, async |conn| {
+        let run = with_conn(pool, "rate_limit", async |conn| {
             self.script
                 .key(&key)
                 .arg(WINDOW.as_millis() as u64)

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::messages::HistoryPage;
 use crate::store::models::StoredMessage;
+use crate::telemetry::delivery::DeliveryTrace;
 use crate::store::writer::{SendRequest, WriteError};
 
 #[derive(Serialize)]
@@ -96,7 +97,9 @@ pub async fn post_message(
     let body = Body::parse(&body)?;
     let client_msg_id = client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?;
     let room = visible_room(&state, &auth.user, &path).await?;
-    let outcome = state
+    // Under the request's span: the HTTP send's delivery is part of its trace.
+    let trace = DeliveryTrace::local(room.id, &room.name, received_at, crate::telemetry::request::current_parent());
+    let result = state
         .writer
         .send(SendRequest {
             room_id: room.id,
@@ -106,9 +109,16 @@ pub async fn post_message(
             body,
             client_msg_id,
             received_at,
+            trace: trace.clone(),
         })
-        .await
-        .map_err(|e| match e {
+        .await;
+    if let Some(t) = &trace {
+        match &result {
+            Ok(_) => t.acked(Instant::now()),
+            Err(e) => t.failed(e.reason()),
+        }
+    }
+    let outcome = result.map_err(|e| match e {
             WriteError::Unavailable(why) => ApiError::Unavailable(why.into()),
             WriteError::Internal => ApiError::Internal("writer failed to store a message".into()),
         })?;

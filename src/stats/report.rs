@@ -205,8 +205,34 @@ pub fn render(reporter: &str, snapshots: &[Arc<Snapshot>], history: &[Point]) ->
         "windows": {"latency_seconds": LATENCY_WINDOW_SECONDS, "rates_seconds": LONG_WINDOW_SECONDS},
         "cluster": cluster,
         "instances": snapshots.iter().map(|s| instance(s)).collect::<Vec<_>>(),
+        "slow": slow_list(snapshots),
         "history": history,
     })
+}
+
+/// Rows listed under "slow deliveries and requests", newest first.
+pub const SLOW_LISTED: usize = 20;
+
+/// Every instance's latest slow operations, newest first, with the instance.
+fn slow_list(snapshots: &[Arc<Snapshot>]) -> Vec<Value> {
+    let mut all: Vec<(&str, &crate::telemetry::slow::SlowOp)> =
+        snapshots.iter().flat_map(|s| s.slow.iter().map(move |op| (s.instance.as_str(), op))).collect();
+    all.sort_by(|a, b| b.1.at_ms.cmp(&a.1.at_ms));
+    all.into_iter()
+        .take(SLOW_LISTED)
+        .map(|(instance, op)| {
+            let stages: serde_json::Map<String, Value> = op.stages.iter().map(|(s, ms)| (s.clone(), json!(ms))).collect();
+            json!({
+                "at": op.at_ms,
+                "instance": instance,
+                "kind": op.kind,
+                "what": op.what,
+                "total_ms": op.total_ms,
+                "stages": stages,
+                "trace_id": op.trace_id,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub struct Snapshot {
     pub writer: WriterFigures,
     pub process: ProcessFigures,
     pub top_rooms: Vec<(String, u64)>,
+    /// This instance's latest slow deliveries and requests.
+    #[serde(default)]
+    pub slow: Vec<crate::telemetry::slow::SlowOp>,
 }
 
 /// The figures that add up across instances: one instance's in a snapshot,
@@ -274,6 +277,7 @@ impl Snapshot {
             },
             process: ProcessFigures { cpu_percent, rss_bytes: ctx.process.0, open_fds: ctx.process.1 },
             top_rooms: ctx.top_rooms,
+            slow: crate::telemetry::slow::latest(),
         })
     }
 }

@@ -23,6 +23,19 @@ use crate::metrics::METRICS;
 pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 /// diesel's synchronous SQLite connection, run on tokio's blocking pool.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// The `db.system.name` of a connection type, for spans.
+pub trait DbSystem {
+    const SYSTEM: &'static str;
+}
+
+impl DbSystem for AsyncPgConnection {
+    const SYSTEM: &'static str = "postgresql";
+}
+
+impl DbSystem for SqliteConn {
+    const SYSTEM: &'static str = "sqlite";
+}
 pub type SqlitePool = bb8::Pool<AsyncDieselConnectionManager<SqliteConn>>;
 
 /// The primary database's pool.
@@ -137,7 +150,7 @@ pub async fn run_on<C, T: Rows>(
     query: impl AsyncFnOnce(&mut C) -> diesel::QueryResult<T>,
 ) -> Result<T, StoreError>
 where
-    C: PoolableConnection + 'static,
+    C: PoolableConnection + DbSystem + 'static,
     AsyncDieselConnectionManager<C>: bb8::ManageConnection<Connection = C, Error = PoolError>,
 {
     let waited = Instant::now();
@@ -152,9 +165,22 @@ where
         }
     }
     let elapsed = start.elapsed();
+    crate::telemetry::request::child(
+        name,
+        opentelemetry::trace::SpanKind::Client,
+        start,
+        start + elapsed,
+        vec![
+            opentelemetry::KeyValue::new("db.system.name", C::SYSTEM),
+            opentelemetry::KeyValue::new("db.operation.name", name),
+            opentelemetry::KeyValue::new("switchboard.pool", pool_name),
+        ],
+        result.is_err(),
+    );
     if METRICS.observe_query(name, elapsed, result.is_ok(), slow) {
         let rows = result.as_ref().map(Rows::rows).unwrap_or(0);
-        log::warn!("slow query {name} on {pool_name}: {:.1} ms, {rows} rows", elapsed.as_secs_f64() * 1000.0);
+        let trace = crate::telemetry::request::log_suffix();
+        log::warn!("slow query {name} on {pool_name}: {:.1} ms, {rows} rows{trace}", elapsed.as_secs_f64() * 1000.0);
     }
     result.map_err(StoreError::from)
 }

@@ -26,6 +26,7 @@ use super::is_connection_error;
 use crate::domain::{Body, ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
 use crate::metrics::{DeliveryStage, METRICS};
 use crate::supervisor::{self, Task};
+use crate::telemetry::delivery::{self, DeliveryTrace};
 use crate::time::now_millis;
 
 /// One send, already authorised and parsed.
@@ -39,6 +40,8 @@ pub struct SendRequest {
     pub client_msg_id: Option<ClientMsgId>,
     /// When the server received the send, for ack and delivery latency.
     pub received_at: Instant,
+    /// Its delivery trace, while tracing is on.
+    pub trace: Option<Arc<DeliveryTrace>>,
 }
 
 /// The stored message for a send; `duplicate` when the client_msg_id had been
@@ -59,6 +62,15 @@ pub enum WriteError {
     Internal,
 }
 
+impl WriteError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WriteError::Unavailable(why) => why,
+            WriteError::Internal => "the message could not be stored",
+        }
+    }
+}
+
 /// A message just committed, on its way to the room actors (and the bus).
 #[derive(Debug, Clone)]
 pub struct Committed {
@@ -67,6 +79,7 @@ pub struct Committed {
     /// When it became available on this instance: its commit here, its
     /// arrival over the bus, or its read from the database (healing).
     pub available_at: Instant,
+    pub trace: Option<Arc<DeliveryTrace>>,
 }
 
 /// Who hears about commits: the room registry.
@@ -126,6 +139,7 @@ impl Writer {
                     batch_max: config.batch_max,
                     write_timeout: config.write_timeout,
                     conn: None,
+                    last_query: None,
                 };
                 shard.run()
             }));
@@ -185,6 +199,8 @@ struct Shard {
     batch_max: usize,
     write_timeout: Duration,
     conn: Option<WriterConn>,
+    /// The last append query's (start, end), for the delivery traces.
+    last_query: Option<(Instant, Instant)>,
 }
 
 /// The shard's own connection, kept across batches.
@@ -302,6 +318,7 @@ impl Shard {
             queue.observe(started.saturating_duration_since(job.req.received_at).as_secs_f64());
             commit.observe(commit_seconds);
         }
+        let backend = if matches!(self.settings.database, Database::Sqlite { .. }) { "sqlite" } else { "postgresql" };
 
         // ord is 1-based over `jobs`.
         let mut by_ord: Vec<Option<(Arc<StoredMessage>, bool)>> = vec![None; jobs.len()];
@@ -325,9 +342,20 @@ impl Shard {
                 sent_at: row.out_sent_at,
                 client_msg_id: job.req.client_msg_id.clone(),
             });
+            if let Some(trace) = &job.req.trace {
+                trace.committed(row.out_seq, started, done, jobs.len(), attempt);
+                if let Some((start, end)) = self.last_query {
+                    trace.queried(start, end, backend);
+                }
+            }
             if !duplicate {
                 new_count += u64::from(!row.out_existed);
-                committed.push(Committed { message: message.clone(), received_at: job.req.received_at, available_at: done });
+                committed.push(Committed {
+                    message: message.clone(),
+                    received_at: job.req.received_at,
+                    available_at: done,
+                    trace: job.req.trace.clone(),
+                });
             }
             if let Some(slot) = by_ord.get_mut(ord) {
                 *slot = Some((message, duplicate));
@@ -384,9 +412,11 @@ impl Shard {
             None => Err(lost(diesel::ConnectionError::BadConnection("no writer connection".into()))),
         };
         let elapsed = start.elapsed();
+        self.last_query = Some((start, start + elapsed));
         if METRICS.observe_query("append_messages", elapsed, result.is_ok(), self.settings.slow_query) {
             let rows = result.as_ref().map(Vec::len).unwrap_or(0);
-            log::warn!("slow query append_messages: {:.1} ms, {rows} rows", elapsed.as_secs_f64() * 1000.0);
+            let traces = delivery::trace_ids(jobs.iter().filter_map(|j| j.req.trace.as_ref()));
+            log::warn!("slow query append_messages: {:.1} ms, {rows} rows{traces}", elapsed.as_secs_f64() * 1000.0);
         }
         result
     }

@@ -32,6 +32,7 @@ use crate::metrics::METRICS;
 use crate::state::AppState;
 use crate::store::models::Room as RoomModel;
 use crate::store::writer::{SendRequest, WriteError};
+use crate::telemetry::delivery::DeliveryTrace;
 
 /// A client sending this many bad or refused frames within `STRIKE_WINDOW` is
 /// closed with 1008.
@@ -153,7 +154,7 @@ impl Session {
                         Ok(messages) => {
                             let frames: Vec<OutFrame> = messages
                                 .iter()
-                                .map(|m| OutFrame { seq: m.seq, text: crate::chat::frames::message(m), received_at: None, available_at: None })
+                                .map(|m| OutFrame::replayed(m.seq, crate::chat::frames::message(m)))
                                 .collect();
                             let budget = session.outbound.room_left();
                             let out: Vec<ByteString> =
@@ -423,6 +424,7 @@ impl Session {
             Ok(b) => b,
             Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
         };
+        let trace = DeliveryTrace::local(room_id, &name, send.received_at, None);
         let request = SendRequest {
             room_id,
             room: name,
@@ -431,6 +433,7 @@ impl Session {
             body,
             client_msg_id,
             received_at: send.received_at,
+            trace: trace.clone(),
         };
         // Queued here, in frame order: the futures below may be polled in any
         // order, and a sender's messages must keep the order it sent them in.
@@ -444,11 +447,17 @@ impl Session {
         };
         ctx.spawn(waiting.into_actor(self).map(move |result, session, ctx| {
             session.pending_acks -= 1;
+            if let (Some(trace), Err(e)) = (&trace, &result) {
+                trace.failed(e.reason());
+            }
             match result {
                 Ok(outcome) => {
                     let m = &outcome.message;
                     let ack = protocol::ack(&m.room, m.client_msg_id.as_ref().map(|c| c.as_str()), m.seq, m.id);
                     session.write(ctx, ack);
+                    if let Some(trace) = &trace {
+                        trace.acked(Instant::now());
+                    }
                 }
                 Err(WriteError::Unavailable(why)) => session.send_error(ctx, ErrorCode::Unavailable, why, Some(&reference)),
                 Err(WriteError::Internal) => {
@@ -485,6 +494,9 @@ impl Session {
         for frame in out {
             self.write(ctx, frame.text.clone());
             crate::metrics::record_delivery(frame.received_at, frame.available_at);
+            if let Some(trace) = &frame.trace {
+                trace.written(Instant::now());
+            }
         }
     }
 

@@ -358,7 +358,7 @@ mod tests {
     }
 
     fn frames(seqs: &[i64]) -> Vec<OutFrame> {
-        seqs.iter().map(|s| OutFrame { seq: *s, text: ByteString::from(s.to_string()), received_at: None, available_at: None }).collect()
+        seqs.iter().map(|s| OutFrame::replayed(*s, ByteString::from(s.to_string()))).collect()
     }
 
     fn written(out: &[&OutFrame]) -> Vec<i64> {
