@@ -89,10 +89,11 @@ pub fn start(settings: &ExportSettings) -> Result<(), String> {
         .build()
         .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT: the trace exporter could not start: {e}"))?;
     let mut config = BatchConfigBuilder::default();
-    // The SDK's default queue (2,048 spans) overflows at a few thousand
-    // sampled deliveries a second; an operator's own setting wins.
+    // The SDK's default queue (2,048 spans) overflows in bursts of sampled
+    // deliveries; the queue is allocated whole (~350 bytes a span), so not
+    // much more. An operator's own setting wins.
     if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
-        config = config.with_max_queue_size(65_536);
+        config = config.with_max_queue_size(8_192);
     }
     if std::env::var_os("OTEL_BSP_SCHEDULE_DELAY").is_none() {
         config = config.with_scheduled_delay(Duration::from_secs(1));
