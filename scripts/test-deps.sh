@@ -4,7 +4,7 @@
 #   scripts/test-deps.sh            everything
 #   scripts/test-deps.sh nginx      just that (postgres, redis, nginx, chromium,
 #                                   node, hadolint, kubernetes-validate,
-#                                   promtool, browser)
+#                                   promtool, browser, client)
 # Without root or passwordless sudo it installs nothing and says, in one
 # line, which packages to install.
 set -euo pipefail
@@ -44,7 +44,11 @@ if want "$what" nginx && ! have nginx; then
   as_root pkill -x nginx 2>/dev/null || true
 fi
 if want "$what" chromium && ! have chromium; then apt_install chromium; fi
-if { want "$what" node || want "$what" browser; } && ! have node; then apt_install nodejs npm; fi
+if { want "$what" node || want "$what" browser || want "$what" client; } && ! have node; then apt_install nodejs npm; fi
+if want "$what" client && [ ! -d tests/client/node_modules/ws ]; then
+  log "npm install (tests/client)"
+  (cd tests/client && npm install --no-audit --no-fund --silent)
+fi
 if want "$what" browser && { [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/lighthouse ] || [ ! -d tests/browser/node_modules/axe-core ]; }; then
   log "npm install (tests/browser)"
   (cd tests/browser && npm install --no-audit --no-fund --silent)

@@ -30,6 +30,7 @@ macro_rules! on_both_backends {
 mod auth;
 mod browser;
 mod cache;
+mod client;
 mod cluster;
 mod database;
 mod delivery;

@@ -1,0 +1,45 @@
+//! The JavaScript client (static/switchboard.js) under Node's test runner,
+//! against real server processes it starts and restarts itself
+//! (tests/client/switchboard.test.mjs): order, recovery after a restart,
+//! idempotent resend, and a refused send retried with back-off.
+
+use std::process::Stdio;
+use std::sync::Once;
+use std::time::Duration;
+
+use crate::helpers::{ensure_tool, TestDb};
+
+fn ensure_client_packages() {
+    ensure_tool("node");
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        if !std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/client/node_modules/ws")).exists() {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-deps.sh");
+            let status = std::process::Command::new(script).arg("client").status().expect("run scripts/test-deps.sh");
+            assert!(status.success(), "could not install the client test packages (tests/client/package.json)");
+        }
+    });
+}
+
+#[actix_web::test]
+async fn the_javascript_client_keeps_the_guarantees_against_real_servers() {
+    ensure_client_packages();
+    let db = TestDb::new();
+    let logs = concat!(env!("CARGO_TARGET_TMPDIR"), "/server-logs");
+    let _ = std::fs::create_dir_all(logs);
+    let run = tokio::process::Command::new("node")
+        .args(["--test", "--test-reporter=spec", "switchboard.test.mjs"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/client"))
+        .env("SB_BIN", env!("CARGO_BIN_EXE_switchboard"))
+        .env("SB_DATABASE_URL", db.url())
+        .env("SB_LOG_DIR", logs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(240), run).await.expect("node --test finished within 240 s").expect("run node");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{report}");
+    assert!(out.status.success(), "the client tests failed (server logs in {logs}/client-*.log):\n{report}");
+    assert!(report.contains("pass 4"), "all four client tests ran:\n{report}");
+}
