@@ -12,9 +12,14 @@ use actix_web::web::Bytes;
 use base64::Engine;
 use sha2::{Digest, Sha256, Sha384};
 
-/// Source files, embedded so a deployment is one binary.
+/// Source files, embedded so a deployment is one binary. A module comes
+/// after the modules it imports: its `import … from "./x.js"` are pointed at
+/// their hashed names before its own hash is taken.
 const SOURCES: &[(&str, &str, &str)] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../static/app.js")),
+    ("switchboard.js", "text/javascript; charset=utf-8", include_str!("../static/switchboard.js")),
+    ("chat-state.js", "text/javascript; charset=utf-8", include_str!("../static/chat-state.js")),
+    ("chat-views.js", "text/javascript; charset=utf-8", include_str!("../static/chat-views.js")),
+    ("chat.js", "text/javascript; charset=utf-8", include_str!("../static/chat.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("../static/app.css")),
     ("admin.js", "text/javascript; charset=utf-8", include_str!("../static/admin.js")),
     ("admin.css", "text/css; charset=utf-8", include_str!("../static/admin.css")),
@@ -149,18 +154,15 @@ impl Assets {
     /// Hashes and compresses everything; `base_url` (no trailing slash) is
     /// prepended to asset URLs in the pages.
     pub fn build(base_url: Option<&str>) -> Assets {
-        let files: Vec<Asset> = SOURCES
-            .iter()
-            .map(|(name, content_type, text)| {
-                let content = Representations::new(content_type, text.as_bytes().to_vec());
-                let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
-                let integrity = format!(
-                    "sha384-{}",
-                    base64::engine::general_purpose::STANDARD.encode(Sha384::digest(text.as_bytes()))
-                );
-                Asset { name, hashed_name: format!("{stem}.{}.{ext}", content.hash), content, integrity }
-            })
-            .collect();
+        let mut files: Vec<Asset> = Vec::with_capacity(SOURCES.len());
+        for (name, content_type, text) in SOURCES {
+            let text = if name.ends_with(".js") { link_imports(text, &files) } else { text.to_string() };
+            let content = Representations::new(content_type, text.as_bytes().to_vec());
+            let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+            let integrity =
+                format!("sha384-{}", base64::engine::general_purpose::STANDARD.encode(Sha384::digest(text.as_bytes())));
+            files.push(Asset { name, hashed_name: format!("{stem}.{}.{ext}", content.hash), content, integrity });
+        }
         let by_name = files.iter().enumerate().map(|(i, a)| (a.name, i)).collect();
         let base = base_url.unwrap_or("").trim_end_matches('/');
         let page = |html: &str| {
@@ -212,6 +214,16 @@ fn rewrite(html: &str, files: &[Asset], base: &str) -> String {
     out
 }
 
+/// Points a module's imports of earlier files (`from "./chat-state.js"`) at
+/// their hashed names, so a cached module never loads a stale import.
+fn link_imports(text: &str, files: &[Asset]) -> String {
+    let mut out = text.to_string();
+    for a in files {
+        out = out.replace(&format!("from \"./{}\"", a.name), &format!("from \"./{}\"", a.hashed_name));
+    }
+    out
+}
+
 /// `https://cdn.example.com` of `https://cdn.example.com/some/path`.
 fn origin(base: &str) -> Option<&str> {
     let scheme_end = base.find("://")? + 3;
@@ -257,13 +269,23 @@ mod tests {
     fn pages_point_at_hashed_assets_and_compress() {
         let assets = Assets::build(None);
         let html = String::from_utf8(assets.index.body(Coding::Identity).to_vec()).unwrap_or_default();
-        let js = &assets.files().iter().find(|a| a.name == "app.js").map(|a| a.hashed_name.clone()).unwrap_or_default();
+        let hashed = |name: &str| assets.files().iter().find(|a| a.name == name).map(|a| a.hashed_name.clone()).unwrap_or_default();
+        let js = &hashed("chat.js");
         assert!(html.contains(&format!("src=\"/static/{js}\"")), "{html}");
-        assert!(!html.contains("\"/static/app.js\""));
+        assert!(!html.contains("\"/static/chat.js\""));
+        assert!(html.contains(&format!("href=\"/static/{}\"", hashed("switchboard.js"))), "modules are preloaded: {html}");
+        // The entry module imports the others by their hashed names.
+        let entry = assets.lookup(js).map(|l| match l {
+            Lookup::Immutable(a) | Lookup::Current(a) => String::from_utf8_lossy(a.content.body(Coding::Identity)).into_owned(),
+        });
+        let entry = entry.unwrap_or_default();
+        for dep in ["switchboard.js", "chat-state.js", "chat-views.js"] {
+            assert!(entry.contains(&format!("from \"./{}\"", hashed(dep))), "chat.js imports {dep} by its hash");
+        }
         assert!(assets.index.body(Coding::Brotli).len() < assets.index.body(Coding::Gzip).len());
         assert!(matches!(assets.lookup(js), Some(Lookup::Immutable(_))));
-        assert!(matches!(assets.lookup("app.js"), Some(Lookup::Current(_))));
-        assert!(matches!(assets.lookup("app.000000000000.js"), Some(Lookup::Current(_))));
+        assert!(matches!(assets.lookup("chat.js"), Some(Lookup::Current(_))));
+        assert!(matches!(assets.lookup("chat.000000000000.js"), Some(Lookup::Current(_))));
         assert!(assets.lookup("app.000000000000.css").is_some_and(|l| matches!(l, Lookup::Current(a) if a.name == "app.css")));
         assert!(assets.lookup("../etc/passwd").is_none());
         assert!(assets.lookup("app.zzzzzzzzzzzz.js").is_none());
@@ -273,7 +295,7 @@ mod tests {
     fn a_cdn_base_url_goes_into_urls_csp_and_integrity() {
         let assets = Assets::build(Some("https://cdn.example.com/sb/"));
         let html = String::from_utf8(assets.index.body(Coding::Identity).to_vec()).unwrap_or_default();
-        assert!(html.contains("src=\"https://cdn.example.com/sb/static/app."), "{html}");
+        assert!(html.contains("src=\"https://cdn.example.com/sb/static/chat."), "{html}");
         assert!(html.contains("integrity=\"sha384-"));
         assert!(assets.csp.contains("script-src 'self' https://cdn.example.com;"), "{}", assets.csp);
     }

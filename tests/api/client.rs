@@ -27,8 +27,11 @@ async fn the_javascript_client_keeps_the_guarantees_against_real_servers() {
     let db = TestDb::new();
     let logs = concat!(env!("CARGO_TARGET_TMPDIR"), "/server-logs");
     let _ = std::fs::create_dir_all(logs);
+    let report_path = format!("{logs}/client-tests-{:08x}.txt", rand::random::<u32>());
     let run = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "switchboard.test.mjs"])
+        .args(["--test", "--test-force-exit", "--test-reporter=spec"])
+        .arg(format!("--test-reporter-destination={report_path}"))
+        .arg("switchboard.test.mjs")
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/client"))
         .env("SB_BIN", env!("CARGO_BIN_EXE_switchboard"))
         .env("SB_DATABASE_URL", db.url())
@@ -37,8 +40,13 @@ async fn the_javascript_client_keeps_the_guarantees_against_real_servers() {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), run).await.expect("node --test finished within 240 s").expect("run node");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(240), run).await;
+    let report = std::fs::read_to_string(&report_path).unwrap_or_default();
+    let out = match out {
+        Ok(out) => out.expect("run node"),
+        Err(_) => panic!("node --test did not finish within 240 s; so far:\n{report}"),
+    };
+    let report = format!("{report}{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{report}");
     assert!(out.status.success(), "the client tests failed (server logs in {logs}/client-*.log):\n{report}");
     assert!(report.contains("pass 4"), "all four client tests ran:\n{report}");

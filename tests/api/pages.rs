@@ -83,8 +83,9 @@ async fn pages_are_compressed_revalidated_and_assets_immutable() {
 
     // Assets: content-hashed names, cached for a year, the bytes the hash names.
     let mut cold_bytes = br.body.len();
+    // The stylesheet, the entry module and the three modules it imports (preloaded).
     let urls = asset_urls(&html);
-    assert_eq!(urls.len(), 2, "{html}");
+    assert_eq!(urls.len(), 5, "{html}");
     for url in &urls {
         let name = url.strip_prefix("/static/").expect("same-origin asset");
         let (stem, rest) = name.split_once('.').expect("hashed name");
@@ -133,7 +134,7 @@ async fn a_cdn_base_url_serves_assets_with_integrity() {
     assert!(csp.contains("script-src 'self' https://cdn.example.com;"), "{csp}");
     assert!(csp.contains("style-src 'self' https://cdn.example.com;"), "{csp}");
     let urls = asset_urls(&html);
-    assert_eq!(urls.len(), 2, "{html}");
+    assert_eq!(urls.len(), 5, "{html}");
     for url in urls {
         let path = url.strip_prefix("https://cdn.example.com/sb").expect("asset on the CDN");
         // The CDN pulls the same path from any instance.

@@ -145,7 +145,7 @@ await run("chat page", async (browser) => {
 
   // presence, both ways
   for (const [page, other] of [[alice, guestName], [guest, aliceName]]) {
-    await page.getByRole("region", { name: "Online" }).getByText(other, { exact: true }).waitFor();
+    await page.getByRole("list", { name: "Members" }).getByText(other, { exact: true }).waitFor();
   }
   step("presence shown both ways");
 
@@ -240,20 +240,6 @@ async function burst(viewer, senderPage) {
       for (const e of list.getEntries()) { window.__longTasks++; window.__longest = Math.max(window.__longest, e.duration); }
     }).observe({ type: "longtask", buffered: false });
   });
-  // The page's own work: time in the per-frame render and in each frame
-  // handler (the app's global functions, wrapped).
-  await viewer.evaluate(() => {
-    const work = (window.__work = { render: { n: 0, total: 0, max: 0 }, frame: { n: 0, total: 0, max: 0 } });
-    const wrap = (fn, into) => function (...args) {
-      const t = performance.now();
-      try { return fn.apply(this, args); } finally {
-        const d = performance.now() - t;
-        into.n++; into.total += d; into.max = Math.max(into.max, d);
-      }
-    };
-    window.flush = wrap(window.flush, work.render);
-    window.onFrame = wrap(window.onFrame, work.frame);
-  });
   // Main-thread time the viewer spends on the burst (Chromium's counters).
   const cdp = await viewer.context().newCDPSession(viewer);
   await cdp.send("Performance.enable");
@@ -297,15 +283,16 @@ async function burst(viewer, senderPage) {
   await input.pressSequentially("typing during the burst", { delay: 30 });
   const acked = await sending;
   const lastSeq = await until("the whole burst in the viewer", () => viewer.evaluate(({ room, count }) => {
-    const r = state.rooms.get(room);
-    return !!r && r.messages.length > 0 && r.messages[r.messages.length - 1].body === `burst ${count}` && r.lastSeq;
+    const r = window.switchboardPage.state.rooms.get(room);
+    const last = r && r.messages[r.messages.length - 1];
+    return !!last && last.body === `burst ${count}` && last.seq;
   }, { room, count: BURST }), 120000, 100);
   const elapsed = Date.now() - t0;
   const c1 = await counters();
   const mainThread = Object.fromEntries(["TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration"]
     .map((k) => [k.replace("Duration", "_ms").toLowerCase(), Math.round((c1[k] - c0[k]) * 1000)]));
   const model = await viewer.evaluate((room) => {
-    const r = state.rooms.get(room);
+    const r = window.switchboardPage.state.rooms.get(room);
     const m = r.messages;
     let contiguous = true;
     for (let i = 1; i < m.length; i++) if (m[i].seq !== m[i - 1].seq + 1) contiguous = false;
@@ -314,14 +301,6 @@ async function burst(viewer, senderPage) {
   if (!model.contiguous) throw new Error("the kept messages have a gap");
   if (model.dom_nodes > 300) throw new Error(`${model.dom_nodes} message nodes in the DOM`);
   const inputDelays = await viewer.evaluate(() => window.__inputDelays);
-  const appWork = await viewer.evaluate(() => {
-    const r = (x) => Math.round(x * 1000) / 1000;
-    const { render, frame } = window.__work;
-    return {
-      renders: render.n, render_ms_mean: r(render.total / Math.max(1, render.n)), render_ms_max: r(render.max),
-      frames: frame.n, frame_handler_us_mean: r(1000 * frame.total / Math.max(1, frame.n)), frame_handler_ms_max: r(frame.max),
-    };
-  });
   // Scrolling up through the kept messages: time from a scroll until the
   // window has moved and painted (the client extends it in the frame after
   // the scroll event, so two frames at best), and long tasks meanwhile.
@@ -346,7 +325,7 @@ async function burst(viewer, senderPage) {
   const result = {
     messages: BURST, acked, last_seq: lastSeq, seconds: elapsed / 1000, kept_in_memory: model.kept, dom_nodes: model.dom_nodes,
     input_delay_ms: { count: sorted.length, median: sorted[sorted.length >> 1], max: sorted[sorted.length - 1] },
-    long_tasks: longTasks, main_thread: mainThread, app_work: appWork, scroll_frame_ms: scroll,
+    long_tasks: longTasks, main_thread: mainThread, scroll_frame_ms: scroll,
   };
   step(`burst of ${BURST}: ${JSON.stringify(result)}`);
   return result;

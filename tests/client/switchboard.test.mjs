@@ -12,15 +12,25 @@ import WebSocket from "ws";
 import { Switchboard } from "../../static/switchboard.js";
 
 const servers = new Set();
-after(async () => { for (const s of servers) await s.stop(); });
+const clients = new Set();
+// Whatever a test left behind (a failed one included) goes, so the run ends.
+after(async () => {
+  for (const c of clients) c.close();
+  for (const s of servers) await s.stop();
+});
 
+// Below Linux's ephemeral range (32768+), where other tests' port-0 binds
+// land, so a server restarted in place finds its port still free.
 async function freePort() {
-  const srv = createServer();
-  srv.listen(0, "127.0.0.1");
-  await once(srv, "listening");
-  const { port } = srv.address();
-  srv.close();
-  return port;
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const srv = createServer();
+    const ok = await new Promise((resolve) => {
+      srv.once("error", () => resolve(false));
+      srv.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (ok) { await new Promise((r) => srv.close(r)); return port; }
+  }
 }
 
 /** One server process on a fixed port, so it can be restarted in place. */
@@ -54,11 +64,15 @@ class Server {
   }
 
   async stop(signal = "SIGTERM") {
-    if (!this.child || this.child.exitCode !== null) return;
-    const exited = once(this.child, "exit");
-    this.child.kill(signal);
-    await exited;
+    const child = this.child;
     servers.delete(this);
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, "exit");
+    child.kill(signal);
+    // A drain is bounded by the server; this bounds it again.
+    const killer = setTimeout(() => child.kill("SIGKILL"), 20000);
+    await exited;
+    clearTimeout(killer);
   }
 }
 
@@ -75,6 +89,7 @@ function client(server, token, options = {}) {
   sb.received = [];
   sb.addEventListener("message", (e) => sb.received.push(e.detail));
   sb.connect();
+  clients.add(sb);
   return sb;
 }
 
