@@ -343,13 +343,19 @@ export function renderRooms() {
     const b = el("button", { type: "button", textContent: r.name });
     b.dataset.room = r.name;
     if (r.name === state.current) { b.className = "current"; b.setAttribute("aria-current", "page"); }
-    if (r.private) b.classList.add("private");
+    if (r.private) {
+      // Outside the accessible name, like the badge.
+      const lock = el("span", { className: "lock", textContent: "private" });
+      lock.setAttribute("aria-hidden", "true");
+      b.appendChild(lock);
+      b.setAttribute("aria-description", "private");
+    }
     if (r.unread) {
       // Outside the accessible name (which stays the room name).
       const badge = el("span", { className: "badge", textContent: r.unread > 99 ? "99+" : String(r.unread) });
       badge.setAttribute("aria-hidden", "true");
       b.appendChild(badge);
-      b.setAttribute("aria-description", `${r.unread} unread`);
+      b.setAttribute("aria-description", `${r.private ? "private, " : ""}${r.unread} unread`);
     }
     frag.appendChild(el("li", {}, b));
   }
@@ -397,7 +403,7 @@ export function renderBrowser(rooms, next, append, onJoin) {
     // Named by the room alone: "Join" is the join form's button.
     const b = el("button", { type: "button", textContent: r.name, title: `Join ${r.name}` });
     b.addEventListener("click", () => onJoin(r.name));
-    const count = el("span", { className: "count", textContent: ` ${r.member_count} members` });
+    const count = el("span", { className: "count", textContent: ` ${r.member_count} ${r.member_count === 1 ? "member" : "members"}` });
     frag.appendChild(el("li", {}, b, count));
   }
   if (append) $("browse-list").appendChild(frag); else $("browse-list").replaceChildren(frag);

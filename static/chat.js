@@ -287,7 +287,7 @@ function openRoom(name) {
   state.current = name;
   localStorage.setItem("sb_room", name);
   r.unread = 0;
-  $("room-title").textContent = (r.private ? "🔒 #" : "#") + name;
+  $("room-title").textContent = "#" + name + (r.private ? " (private)" : "");
   $("message-input").disabled = false;
   $("send").disabled = false;
   $("leave").hidden = false;
@@ -345,7 +345,8 @@ async function leaveRoom() {
   try {
     await api("DELETE", `/rooms/${name}/members/${encodeURIComponent(state.user.username)}`);
   } catch (e) {
-    if (e.status !== 404) { showError(e.message); return; }
+    // 404: not a member anyway. The owner stays (the server says so).
+    if (e.status !== 404) { showError(e.status === 400 ? `You own #${name}: its owner cannot leave it` : e.message); return; }
   }
   dropRoom(name);
   browse(false);

@@ -165,3 +165,43 @@ async fn lighthouse_audits_the_page() {
         .into();
     println!("lighthouse performance score {} {figures}", lh["categories"]["performance"]["score"]);
 }
+
+/// The page's v2 behaviours (tests/browser/features.mjs): a refused send
+/// shown as `Not sent` and stored once by `Retry`, a private room's members
+/// managed by its owner (the removed member's page drops it at once), Leave,
+/// and day dividers on older messages. Screenshots: target/screenshots/
+/// failed-send.png and members.png.
+#[actix_web::test]
+async fn chat_page_v2_retry_private_rooms_leave_and_day_dividers() {
+    // One send per second, no burst: two quick sends, the second refused.
+    let env = [("RATE_LIMIT_PER_SEC", "1"), ("RATE_LIMIT_BURST", "1")];
+    let db = TestDb::new();
+    let mut seeding = TestApp::spawn(db.clone(), &env).await;
+    // Older messages: three days ago, yesterday, today.
+    let seeder = seeding.register("seeder").await;
+    let (s, _) = seeding.post("/api/v1/rooms", Some(&seeder), json!({"name": "archive"})).await;
+    assert_eq!(s, 201);
+    for body in ["three days ago", "yesterday", "today"] {
+        let (s, _) = seeding.post("/api/v1/rooms/archive/messages", Some(&seeder), json!({"body": body})).await;
+        assert_eq!(s, 201);
+    }
+    seeding.terminate().await;
+    db.exec(
+        "UPDATE messages SET sent_at = sent_at - CASE seq WHEN 1 THEN interval '3 days' ELSE interval '1 day' END \
+         WHERE seq < 3 AND room_id = (SELECT id FROM rooms WHERE name = 'archive')",
+    );
+    let app = TestApp::spawn(db, &env).await;
+    let shots = screenshot_path("features");
+    let shots = shots.trim_end_matches("/features").to_string();
+    for name in ["failed-send.png", "members.png"] {
+        let _ = std::fs::remove_file(format!("{shots}/{name}"));
+    }
+    let out = run_browser_script("features.mjs", &app.address, &[("ARCHIVE_ROOM", "archive"), ("SCREENSHOT_DIR", &shots)]).await;
+    let report: Value = serde_json::from_str(out.trim().lines().last().unwrap_or("")).expect("report JSON");
+    assert_eq!(report["ok"], true, "{report}");
+    println!("{report}");
+    for name in ["failed-send.png", "members.png"] {
+        let size = std::fs::metadata(format!("{shots}/{name}")).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 20_000, "screenshot {shots}/{name} is missing or blank ({size} bytes)");
+    }
+}
