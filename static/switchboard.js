@@ -119,6 +119,7 @@ export class Switchboard extends EventTarget {
   /** Stops: closes the socket, no reconnect; pending sends stay in the outbox. */
   close() {
     this.setState("closed");
+    this.lost();
     clearTimeout(this.timer);
     for (const m of this.outbox.values()) clearTimeout(m.timer);
     if (this.ws) {

@@ -1,7 +1,8 @@
 //! The JavaScript client (static/switchboard.js) under Node's test runner,
 //! against real server processes it starts and restarts itself
 //! (tests/client/switchboard.test.mjs): order, recovery after a restart,
-//! idempotent resend, and a refused send retried with back-off.
+//! a gap beyond the replay limit paged from history, idempotent resend, and
+//! a refused send retried with back-off.
 
 use std::process::Stdio;
 use std::sync::Once;
@@ -49,5 +50,5 @@ async fn the_javascript_client_keeps_the_guarantees_against_real_servers() {
     let report = format!("{report}{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{report}");
     assert!(out.status.success(), "the client tests failed (server logs in {logs}/client-*.log):\n{report}");
-    assert!(report.contains("pass 4"), "all four client tests ran:\n{report}");
+    assert!(report.contains("pass 5"), "all five client tests ran:\n{report}");
 }

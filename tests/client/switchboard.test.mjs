@@ -156,6 +156,29 @@ test("after a server restart, rejoining with since delivers exactly what was mis
   dave.close();
 });
 
+test("a gap longer than the replay limit is paged from history, then the live stream follows", async () => {
+  const short = new Server(await freePort(), { REPLAY_LIMIT: "3" });
+  await short.start();
+  const gina = client(short, await guest(short, "gina"));
+  const hank = client(short, await guest(short, "hank"));
+  await Promise.all([gina.join("gap"), hank.join("gap")]);
+  await gina.send("gap", "seen");
+  await until("hank saw the first", () => hank.received.length >= 1);
+  hank.close();
+  for (let i = 1; i <= 10; i++) await gina.send("gap", `missed ${i}`);
+  const joins = [];
+  hank.addEventListener("joined", (e) => joins.push(e.detail));
+  hank.connect();
+  await until("hank rejoined", () => joins.length >= 1);
+  assert.equal(joins[0].recovered, false, "more than REPLAY_LIMIT missed: no replay");
+  await gina.send("gap", "live again");
+  await until("hank has all 12", () => hank.received.length >= 12);
+  assert.deepEqual(seqsOf(hank.received, "gap"), range(1, 12), "the gap from history, then live, once each");
+  gina.close();
+  hank.close();
+  await short.stop();
+});
+
 test("a resend with the same client_msg_id is stored once", async () => {
   const token = await guest(main, "erin");
   const erin = client(main, token);
