@@ -14,8 +14,8 @@ use actix::prelude::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use switchboard::bus::local::LocalHub;
-use switchboard::cache::recent::RecentLists;
 use switchboard::bus::{Bus, BusListener, BusState, Channel, Subscriptions};
+use switchboard::cache::recent::RecentLists;
 use switchboard::chat::room::RoomSettings;
 use switchboard::chat::room::{Deliver, Join};
 use switchboard::chat::{frames, Registry, RoomEvent};
@@ -44,7 +44,8 @@ fn sample_message(seq: i64) -> StoredMessage {
 
 fn frames_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("frames");
-    let send = r#"{"type":"send","room":"general","body":"a message of about the size people type in a chat","client_msg_id":"c-123"}"#;
+    let send =
+        r#"{"type":"send","room":"general","body":"a message of about the size people type in a chat","client_msg_id":"c-123"}"#;
     g.bench_function("parse_send", |b| b.iter(|| ClientFrame::parse(std::hint::black_box(send))));
     let msg = sample_message(42);
     g.bench_function("serialise_message", |b| b.iter(|| frames::message(std::hint::black_box(&msg))));
@@ -52,8 +53,7 @@ fn frames_bench(c: &mut Criterion) {
 }
 
 fn bench_config() -> Config {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/switchboard_bench".into());
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/switchboard_bench".into());
     Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.clone()),
         "WRITER_SHARDS" => Some("1".into()),
@@ -139,7 +139,15 @@ fn fanout_bench(c: &mut Criterion) {
                     seq += 1;
                     let target = received.load(Ordering::Relaxed) + members;
                     let message = Arc::new(sample_message(seq));
-                    room.do_send(Deliver { messages: vec![Committed { message, received_at: Instant::now(), available_at: Instant::now(), trace: None }], queued_at: Instant::now() });
+                    room.do_send(Deliver {
+                        messages: vec![Committed {
+                            message,
+                            received_at: Instant::now(),
+                            available_at: Instant::now(),
+                            trace: None,
+                        }],
+                        queued_at: Instant::now(),
+                    });
                     while received.load(Ordering::Relaxed) < target {
                         actix::clock::sleep(Duration::from_micros(20)).await;
                     }

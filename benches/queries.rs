@@ -81,8 +81,7 @@ fn seed(url: &str) {
 }
 
 fn main() {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/switchboard_bench_10m".into());
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/switchboard_bench_10m".into());
     prepare_database(&switchboard::config::Database::Postgres { url: url.clone() }, Duration::from_secs(5)).expect("database");
     seed(&url);
     let users = sample_users(&url);

@@ -29,7 +29,11 @@ pub async fn revoke_token(state: &AppState, token: &TokenHash) -> Result<(), Api
     // there once the row is gone.
     state.caches.tokens.tombstone(token).await.map_err(revocation_unavailable)?;
     state.store.delete_session(token).await?;
-    state.revoker.apply_everywhere(AccessChange::TokenRevoked(*token)).await.map_err(|e| revocation_unavailable(e.to_string()))?;
+    state
+        .revoker
+        .apply_everywhere(AccessChange::TokenRevoked(*token))
+        .await
+        .map_err(|e| revocation_unavailable(e.to_string()))?;
     Ok(())
 }
 
@@ -40,11 +44,7 @@ fn revocation_unavailable(why: String) -> ApiError {
 
 pub async fn room(state: &AppState, name: &RoomName) -> Result<Option<RoomMeta>, ApiError> {
     let store = &state.store;
-    Ok(state
-        .caches
-        .rooms
-        .get_or_load(name, async { Ok(store.room_by_name(name).await?.as_ref().map(RoomMeta::from)) })
-        .await?)
+    Ok(state.caches.rooms.get_or_load(name, async { Ok(store.room_by_name(name).await?.as_ref().map(RoomMeta::from)) }).await?)
 }
 
 /// The named room, created as a public room by `creator` if missing.

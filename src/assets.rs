@@ -54,9 +54,8 @@ impl Coding {
         for part in header.split(',') {
             let mut fields = part.split(';');
             let name = fields.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = fields
-                .find_map(|f| f.trim().strip_prefix("q=").map(|v| v.trim().parse::<f32>().unwrap_or(0.0)))
-                .unwrap_or(1.0);
+            let q =
+                fields.find_map(|f| f.trim().strip_prefix("q=").map(|v| v.trim().parse::<f32>().unwrap_or(0.0))).unwrap_or(1.0);
             if q <= 0.0 {
                 continue;
             }
@@ -83,13 +82,7 @@ pub struct Representations {
 impl Representations {
     fn new(content_type: &'static str, bytes: Vec<u8>) -> Self {
         let hash = hex(&Sha256::digest(&bytes)[..6]);
-        Representations {
-            content_type,
-            gzip: gzip(&bytes).into(),
-            brotli: brotli(&bytes).into(),
-            identity: bytes.into(),
-            hash,
-        }
+        Representations { content_type, gzip: gzip(&bytes).into(), brotli: brotli(&bytes).into(), identity: bytes.into(), hash }
     }
 
     /// Shared bytes: a response clones a pointer, not the file.
@@ -113,10 +106,7 @@ impl Representations {
     /// comparison, as RFC 9110 asks for GET).
     pub fn matches(&self, if_none_match: &str, coding: Coding) -> bool {
         let etag = self.etag(coding);
-        if_none_match
-            .split(',')
-            .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == "*" || t == etag)
+        if_none_match.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == etag)
     }
 }
 
@@ -208,7 +198,8 @@ fn rewrite(html: &str, files: &[Asset], base: &str) -> String {
     let mut out = html.to_string();
     for a in files {
         let url = format!("{base}/static/{}", a.hashed_name);
-        let extra = if base.is_empty() { String::new() } else { format!(" integrity=\"{}\" crossorigin=\"anonymous\"", a.integrity) };
+        let extra =
+            if base.is_empty() { String::new() } else { format!(" integrity=\"{}\" crossorigin=\"anonymous\"", a.integrity) };
         out = out.replace(&format!("\"/static/{}\"", a.name), &format!("\"{url}\"{extra}"));
     }
     out
@@ -269,7 +260,8 @@ mod tests {
     fn pages_point_at_hashed_assets_and_compress() {
         let assets = Assets::build(None);
         let html = String::from_utf8(assets.index.body(Coding::Identity).to_vec()).unwrap_or_default();
-        let hashed = |name: &str| assets.files().iter().find(|a| a.name == name).map(|a| a.hashed_name.clone()).unwrap_or_default();
+        let hashed =
+            |name: &str| assets.files().iter().find(|a| a.name == name).map(|a| a.hashed_name.clone()).unwrap_or_default();
         let js = &hashed("chat.js");
         assert!(html.contains(&format!("src=\"/static/{js}\"")), "{html}");
         assert!(!html.contains("\"/static/chat.js\""));

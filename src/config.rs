@@ -159,23 +159,19 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         };
         match value.trim().parse::<T>() {
             Ok(v) if check(&v) => Ok(v),
-            _ => Err(ConfigError {
-                var,
-                value,
-                problem: format!("expected {expected}"),
-            }),
+            _ => Err(ConfigError { var, value, problem: format!("expected {expected}") }),
         }
     }
 
     fn millis(&self, var: &'static str, default_ms: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
         let expected = format!("milliseconds between {min} and {max}");
-        self.parse(var, default_ms, |v| (min..=max).contains(v), &expected)
-            .map(Duration::from_millis)
+        self.parse(var, default_ms, |v| (min..=max).contains(v), &expected).map(Duration::from_millis)
     }
 
     /// A positive number of days (fractions allowed: tests use seconds).
     fn days(&self, var: &'static str, default: f64) -> Result<Duration, ConfigError> {
-        let days = self.parse(var, default, |v: &f64| v.is_finite() && *v > 0.0 && *v <= 36_500.0, "days, a number in (0, 36500]")?;
+        let days =
+            self.parse(var, default, |v: &f64| v.is_finite() && *v > 0.0 && *v <= 36_500.0, "days, a number in (0, 36500]")?;
         Ok(Duration::from_secs_f64(days * 86_400.0))
     }
 
@@ -186,11 +182,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         match value.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError {
-                var,
-                value,
-                problem: "expected true or false".into(),
-            }),
+            _ => Err(ConfigError { var, value, problem: "expected true or false".into() }),
         }
     }
 
@@ -202,11 +194,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         if schemes.iter().any(|s| value.starts_with(&format!("{s}://"))) {
             Ok(Some(value))
         } else {
-            Err(ConfigError {
-                problem: format!("expected a URL starting with {}://", schemes.join(":// or ")),
-                var,
-                value,
-            })
+            Err(ConfigError { problem: format!("expected a URL starting with {}://", schemes.join(":// or ")), var, value })
         }
     }
 }
@@ -239,12 +227,8 @@ impl Config {
         let env = Env(lookup);
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
 
-        let bind_addr = env.parse(
-            "BIND_ADDR",
-            SocketAddr::from(([0, 0, 0, 0], 8080)),
-            |_| true,
-            "host:port, e.g. 0.0.0.0:8080",
-        )?;
+        let bind_addr =
+            env.parse("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)), |_| true, "host:port, e.g. 0.0.0.0:8080")?;
         let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
         let database = match env.url("DATABASE_URL", &["postgres", "postgresql", "sqlite"])? {
             Some(url) if url.starts_with("sqlite://") => match &url["sqlite://".len()..] {
@@ -289,8 +273,7 @@ impl Config {
         let instance_id = match env.raw("INSTANCE_ID") {
             Some(id) => {
                 let id = id.trim().to_string();
-                let ok = id.len() <= 64
-                    && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                let ok = id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
                 if !ok {
                     return Err(ConfigError {
                         var: "INSTANCE_ID",
@@ -308,11 +291,13 @@ impl Config {
             .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty())
             .collect();
-        let rate_limit_per_sec = env.parse("RATE_LIMIT_PER_SEC", 20.0, |v: &f64| *v > 0.0 && v.is_finite(), "a positive number")?;
+        let rate_limit_per_sec =
+            env.parse("RATE_LIMIT_PER_SEC", 20.0, |v: &f64| *v > 0.0 && v.is_finite(), "a positive number")?;
         let rate_limit_burst = env.parse("RATE_LIMIT_BURST", 40.0, |v: &f64| *v >= 1.0 && v.is_finite(), "a number >= 1")?;
 
         let db_pool_max = env.parse("DB_POOL_MAX", 16u32, |v| (1..=1000).contains(v), "an integer 1..=1000")?;
-        let db_pool_min_idle = env.parse("DB_POOL_MIN_IDLE", 2u32.min(db_pool_max), |v| *v <= db_pool_max, "an integer <= DB_POOL_MAX")?;
+        let db_pool_min_idle =
+            env.parse("DB_POOL_MIN_IDLE", 2u32.min(db_pool_max), |v| *v <= db_pool_max, "an integer <= DB_POOL_MAX")?;
 
         let heartbeat_interval = env.millis("HEARTBEAT_MS", 10_000, 100, 600_000)?;
         let client_timeout = env.millis("CLIENT_TIMEOUT_MS", heartbeat_interval.as_millis() as u64 * 3, 200, 1_800_000)?;
@@ -358,7 +343,12 @@ impl Config {
             asset_base_url: env.asset_base_url("ASSET_BASE_URL")?,
             replica_max_lag: env.millis("REPLICA_MAX_LAG_MS", 1_000, 0, 3_600_000)?,
             cache_enabled: env.bool("CACHE_ENABLED", true)?,
-            cache_max_bytes: env.parse("CACHE_MAX_BYTES", 64u64 << 20, |v| (1 << 16..=1 << 40).contains(v), "bytes 65536..=1099511627776")?,
+            cache_max_bytes: env.parse(
+                "CACHE_MAX_BYTES",
+                64u64 << 20,
+                |v| (1 << 16..=1 << 40).contains(v),
+                "bytes 65536..=1099511627776",
+            )?,
             cache_ttl: env.millis("CACHE_TTL_MS", 60_000, 0, 86_400_000)?,
             cache_negative_ttl: env.millis("CACHE_NEGATIVE_TTL_MS", 5_000, 0, 3_600_000)?,
             warm_rooms: env.parse("WARM_ROOMS", 100usize, |v| *v <= 100_000, "an integer 0..=100000")?,
@@ -374,9 +364,24 @@ impl Config {
             client_timeout,
             room_idle: env.millis("ROOM_IDLE_MS", 30_000, 0, 86_400_000)?,
             gap_heal: env.millis("GAP_HEAL_MS", 40, 1, 60_000)?,
-            max_frame_bytes: env.parse("MAX_FRAME_BYTES", 16 * 1024usize, |v| (256..=1 << 20).contains(v), "bytes 256..=1048576")?,
-            max_body_bytes: env.parse("MAX_BODY_BYTES", 64 * 1024usize, |v| (1024..=16 << 20).contains(v), "bytes 1024..=16777216")?,
-            max_rooms_per_connection: env.parse("MAX_ROOMS_PER_CONNECTION", 100usize, |v| (1..=10_000).contains(v), "an integer 1..=10000")?,
+            max_frame_bytes: env.parse(
+                "MAX_FRAME_BYTES",
+                16 * 1024usize,
+                |v| (256..=1 << 20).contains(v),
+                "bytes 256..=1048576",
+            )?,
+            max_body_bytes: env.parse(
+                "MAX_BODY_BYTES",
+                64 * 1024usize,
+                |v| (1024..=16 << 20).contains(v),
+                "bytes 1024..=16777216",
+            )?,
+            max_rooms_per_connection: env.parse(
+                "MAX_ROOMS_PER_CONNECTION",
+                100usize,
+                |v| (1..=10_000).contains(v),
+                "an integer 1..=10000",
+            )?,
             max_connections: env.parse("MAX_CONNECTIONS", 50_000usize, |v| *v >= 1, "an integer >= 1")?,
             max_connections_per_ip: env.parse("MAX_CONNECTIONS_PER_IP", 1_000usize, |v| *v >= 1, "an integer >= 1")?,
             login_failures_per_min: env.parse("LOGIN_FAILURES_PER_MIN", 20usize, |v| *v >= 1, "an integer >= 1")?,
@@ -408,7 +413,12 @@ impl Config {
             max_outbound_bytes: env.parse("MAX_OUTBOUND_BYTES", 1usize << 20, |v| *v >= 16 * 1024, "bytes >= 16384")?,
             test_hooks: env.bool("SWITCHBOARD_TEST_HOOKS", false)?,
             drain_grace: env.millis("DRAIN_GRACE_MS", 2_000, 0, 600_000)?,
-            drain_batch_size: env.parse("DRAIN_BATCH_SIZE", 200usize, |v| (1..=1_000_000).contains(v), "an integer 1..=1000000")?,
+            drain_batch_size: env.parse(
+                "DRAIN_BATCH_SIZE",
+                200usize,
+                |v| (1..=1_000_000).contains(v),
+                "an integer 1..=1000000",
+            )?,
             drain_batch_interval: env.millis("DRAIN_BATCH_INTERVAL_MS", 100, 0, 60_000)?,
             drain_jitter: env.millis("DRAIN_JITTER_MS", 3_000, 0, 600_000)?,
             shutdown_timeout: env.millis("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000)?,
@@ -465,7 +475,7 @@ impl Config {
 
     pub fn is_admin(&self, username: &str) -> bool {
         let lower = username.to_ascii_lowercase();
-        self.admin_usernames.iter().any(|a| *a == lower)
+        self.admin_usernames.contains(&lower)
     }
 }
 
@@ -497,7 +507,11 @@ fn trace_config<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<crate::te
         for var in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
             if let Some(p) = env.raw(var) {
                 if p.trim() != "http/protobuf" {
-                    return Err(ConfigError { var, value: p, problem: "expected http/protobuf (the protocol this build exports)".into() });
+                    return Err(ConfigError {
+                        var,
+                        value: p,
+                        problem: "expected http/protobuf (the protocol this build exports)".into(),
+                    });
                 }
             }
         }
@@ -521,11 +535,7 @@ fn default_instance_id() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "switchboard".into());
-    let host: String = host
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
-        .take(48)
-        .collect();
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(48).collect();
     let suffix: u32 = rand::random::<u32>() & 0xffffff;
     format!("{host}-{suffix:06x}")
 }
@@ -570,7 +580,11 @@ mod tests {
         assert_eq!(c.database, Database::Sqlite { path: PathBuf::from("/tmp/x.db") });
         let c = config(&[("DATABASE_URL", "postgres://u@h/db")]).expect("valid");
         assert_eq!(c.database, Database::Postgres { url: "postgres://u@h/db".into() });
-        for (var, value) in [("REDIS_URL", "redis://127.0.0.1:6379"), ("REDIS_CLUSTER_URLS", "redis://a:1"), ("DATABASE_REPLICA_URL", "postgres://r/db")] {
+        for (var, value) in [
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("REDIS_CLUSTER_URLS", "redis://a:1"),
+            ("DATABASE_REPLICA_URL", "postgres://r/db"),
+        ] {
             let err = config(&[(var, value)]).expect_err("SQLite with a shared service").to_string();
             assert!(err.starts_with("DATABASE_URL: ") && err.contains(var) && err.contains("postgres://"), "{err}");
         }
@@ -609,7 +623,10 @@ mod tests {
         for (vars, var) in [
             (vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
             (vec![("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-            (vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            (
+                vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ),
             (vec![("OTEL_TRACES_SAMPLER", "sometimes")], "OTEL_TRACES_SAMPLER"),
             (vec![("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1.5")], "OTEL_TRACES_SAMPLER_ARG"),
             (vec![("OTEL_TRACES_EXPORTER", "zipkin")], "OTEL_TRACES_EXPORTER"),

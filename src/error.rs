@@ -108,7 +108,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(what) => ApiError::Conflict(what),
             StoreError::Query(err) => ApiError::Internal(err.to_string()),
-            StoreError::Unsupported(what) => ApiError::NotFound(format!("{what} needs PostgreSQL; this instance runs on the embedded SQLite database")),
+            StoreError::Unsupported(what) => {
+                ApiError::NotFound(format!("{what} needs PostgreSQL; this instance runs on the embedded SQLite database"))
+            }
         }
     }
 }
@@ -148,8 +150,6 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        resp.json(ErrorBody {
-            error: ErrorDetail { code: self.code(), message: &message },
-        })
+        resp.json(ErrorBody { error: ErrorDetail { code: self.code(), message: &message } })
     }
 }

@@ -6,14 +6,13 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets from 100 µs to 5 s: the interesting range for chat delivery.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// Every query name the store uses; pre-registered so dashboards see zeros.
 pub const QUERY_NAMES: &[&str] = &[
@@ -168,13 +167,9 @@ impl Metrics {
         let m = Metrics {
             ws_connections: IntGauge::new("switchboard_ws_connections", "Open WebSocket connections on this instance")
                 .expect("valid"),
-            rooms_active: IntGauge::new("switchboard_rooms_active", "Room actors running on this instance")
+            rooms_active: IntGauge::new("switchboard_rooms_active", "Room actors running on this instance").expect("valid"),
+            messages_total: IntCounter::new("switchboard_messages_total", "Messages durably stored by this instance's writer")
                 .expect("valid"),
-            messages_total: IntCounter::new(
-                "switchboard_messages_total",
-                "Messages durably stored by this instance's writer",
-            )
-            .expect("valid"),
             delivery_latency: histogram(
                 "switchboard_delivery_latency_seconds",
                 "From the server receiving a message to writing it to a recipient's socket",
@@ -247,13 +242,8 @@ impl Metrics {
                 "Messages per group commit",
                 &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
             ),
-            writer_commit: histogram(
-                "switchboard_writer_commit_seconds",
-                "Duration of one group commit",
-                LATENCY_BUCKETS,
-            ),
-            writer_queue_depth: IntGauge::new("switchboard_writer_queue_depth", "Sends waiting for the writer")
-                .expect("valid"),
+            writer_commit: histogram("switchboard_writer_commit_seconds", "Duration of one group commit", LATENCY_BUCKETS),
+            writer_queue_depth: IntGauge::new("switchboard_writer_queue_depth", "Sends waiting for the writer").expect("valid"),
             writer_retries: IntCounter::new("switchboard_writer_retries_total", "Group commits retried after an error")
                 .expect("valid"),
             ws_errors: IntCounterVec::new(
@@ -263,13 +253,9 @@ impl Metrics {
             .expect("valid"),
             rate_limited: IntCounter::new("switchboard_rate_limited_total", "Sends refused by the per-connection limit")
                 .expect("valid"),
-            gap_heals: IntCounter::new("switchboard_room_gap_heals_total", "Seq gaps filled from the database")
+            gap_heals: IntCounter::new("switchboard_room_gap_heals_total", "Seq gaps filled from the database").expect("valid"),
+            messages_delivered: IntCounter::new("switchboard_messages_delivered_total", "Message frames written to sockets")
                 .expect("valid"),
-            messages_delivered: IntCounter::new(
-                "switchboard_messages_delivered_total",
-                "Message frames written to sockets",
-            )
-            .expect("valid"),
             bridge_dropped: IntCounter::new(
                 "switchboard_bridge_dropped_total",
                 "Bus events dropped because the publish queue was full (healed by resync)",
@@ -337,8 +323,11 @@ impl Metrics {
             )
             .expect("valid"),
             ready: IntGauge::new("switchboard_ready", "1 while /readyz would answer ready, else 0").expect("valid"),
-            build_info: IntGaugeVec::new(Opts::new("switchboard_build_info", "Always 1; labelled with the version"), &["version"])
-                .expect("valid"),
+            build_info: IntGaugeVec::new(
+                Opts::new("switchboard_build_info", "Always 1; labelled with the version"),
+                &["version"],
+            )
+            .expect("valid"),
             delivery_stage: HistogramVec::new(
                 HistogramOpts::new(
                     "switchboard_delivery_stage_seconds",

@@ -40,6 +40,8 @@ impl bb8::ManageConnection for Manager {
     }
 }
 
+// One per process (cloned as a handle): variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum RedisPool {
     Single(bb8::Pool<Manager>),

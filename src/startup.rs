@@ -18,20 +18,20 @@ use bb8_redis::redis;
 use crate::bus::inbound::Inbound;
 use crate::bus::local::LocalHub;
 use crate::bus::redis::{RedisTransport, Subscriber};
-use crate::redis_pool::RedisPool;
 use crate::bus::{Bus, BusEvent, BusState, Channel, Subscriptions, Transport};
 use crate::cache::recent::RecentLists;
 use crate::cache::Caches;
 use crate::chat::room::RoomSettings;
 use crate::chat::Registry;
-use crate::cluster::presence::PresenceStore;
 use crate::cluster::lease::Lease;
+use crate::cluster::presence::PresenceStore;
 use crate::cluster::revocation::Revoker;
 use crate::cluster::{run_heartbeats, Liveness};
 use crate::config::{redact_url, Config};
 use crate::metrics::METRICS;
-use crate::routes;
+use crate::redis_pool::RedisPool;
 use crate::request_timing::RequestTiming;
+use crate::routes;
 use crate::state::{AppState, Parts};
 use crate::stats::StatsBoard;
 use crate::store::bootstrap::{prepare_database, BootstrapError};
@@ -94,8 +94,8 @@ impl Application {
                 .map_err(|e| StartupError::Other(format!("REDIS_CLUSTER_URLS is not usable: {e}")))?;
             Some((Subscriber::Cluster(config.redis_cluster_urls.clone()), pool))
         } else if let Some(url) = &config.redis_url {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
+            let client =
+                redis::Client::open(url.as_str()).map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
             // Lazy: Redis may come up after us; readiness says so meanwhile.
             let pool = crate::redis_pool::build(url, config.redis_pool_max)
                 .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
@@ -107,12 +107,7 @@ impl Application {
             Some((subscriber, pool)) => (Some(subscriber), Some(pool)),
             None => (None, None),
         };
-        let presence = PresenceStore::new(
-            redis_pool.clone(),
-            &config.redis_key_prefix,
-            &config.instance_id,
-            config.instance_ttl,
-        );
+        let presence = PresenceStore::new(redis_pool.clone(), &config.redis_key_prefix, &config.instance_id, config.instance_ttl);
         let recent = RecentLists::new(
             if config.cache_enabled { config.recent_window } else { 0 },
             redis_pool.as_ref().map(|pool| (pool.clone(), config.redis_key_prefix.clone())),
@@ -142,19 +137,12 @@ impl Application {
             liveness.clone(),
             lease.clone(),
         );
-        let (inbound, control_loop) = Inbound::new(
-            &config.instance_id,
-            registry.clone(),
-            liveness.clone(),
-            caches.clone(),
-            stats.clone(),
-            revoker.clone(),
-        );
+        let (inbound, control_loop) =
+            Inbound::new(&config.instance_id, registry.clone(), liveness.clone(), caches.clone(), stats.clone(), revoker.clone());
         supervisor::spawn(Task::ControlLoop, move || control_loop.clone().run());
         let subscriptions = Arc::new(Subscriptions::default());
-        let bus_state = Arc::new(AtomicU8::new(
-            if redis_pool.is_some() { BusState::Disconnected } else { BusState::Local } as u8,
-        ));
+        let bus_state =
+            Arc::new(AtomicU8::new(if redis_pool.is_some() { BusState::Disconnected } else { BusState::Local } as u8));
         let transport: Arc<dyn Transport> = match redis_subscriber {
             Some(subscriber) => RedisTransport::start(
                 subscriber,
@@ -186,8 +174,11 @@ impl Application {
         let warm_store = store.clone();
         let (warm_rooms, warm_budget) = (config.warm_rooms, config.warm_timeout);
         actix_web::rt::spawn(async move { recent.warm(&warm_store, warm_rooms, warm_budget).await });
-        let (hb_bus, hb_liveness, hb_registry, every) = (bus.clone(), liveness.clone(), registry.clone(), config.instance_heartbeat);
-        supervisor::spawn(Task::Heartbeats, move || run_heartbeats(hb_bus.clone(), hb_liveness.clone(), hb_registry.clone(), every));
+        let (hb_bus, hb_liveness, hb_registry, every) =
+            (bus.clone(), liveness.clone(), registry.clone(), config.instance_heartbeat);
+        supervisor::spawn(Task::Heartbeats, move || {
+            run_heartbeats(hb_bus.clone(), hb_liveness.clone(), hb_registry.clone(), every)
+        });
         let state = web::Data::new(AppState::new(Parts {
             config: config.clone(),
             store,
@@ -211,8 +202,8 @@ impl Application {
         // Touch the metrics so every series exists from start-up.
         METRICS.ws_connections.set(0);
 
-        let listener = TcpListener::bind(config.bind_addr)
-            .map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
+        let listener =
+            TcpListener::bind(config.bind_addr).map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
         let addr = listener.local_addr().map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
         let assets = web::Data::new(crate::assets::Assets::build(config.asset_base_url.as_deref()));
         let app_state = state.clone();

@@ -4,11 +4,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bus::redis::RedisPool;
-use crate::cache::Caches;
 use crate::auth::expiry::SessionClock;
 use crate::auth::ticket::Tickets;
+use crate::bus::redis::RedisPool;
 use crate::bus::Bus;
+use crate::cache::Caches;
 use crate::chat::Registry;
 use crate::cluster::revocation::Revoker;
 use crate::cluster::Liveness;
@@ -86,5 +86,4 @@ impl AppState {
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
-
 }

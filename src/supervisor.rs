@@ -87,7 +87,8 @@ struct Health {
 static HEALTH: LazyLock<Mutex<Health>> = LazyLock::new(|| Mutex::new(Health { restarts: HashMap::new() }));
 
 /// Test hooks only: a task told to die panics at its next checkpoint.
-static KILL: LazyLock<HashMap<Task, AtomicBool>> = LazyLock::new(|| Task::ALL.iter().map(|t| (*t, AtomicBool::new(false))).collect());
+static KILL: LazyLock<HashMap<Task, AtomicBool>> =
+    LazyLock::new(|| Task::ALL.iter().map(|t| (*t, AtomicBool::new(false))).collect());
 
 /// Runs `make()` as task `task` on the current arbiter, again and again.
 pub fn spawn<F, Fut>(task: Task, make: F)

@@ -10,7 +10,10 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::common::{backoff, guest_login, postgres_cpu_seconds, ws_url, ATTEMPTS, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, server_cpu, total_rss};
+use crate::common::{
+    backoff, guest_login, ms, nodelay_client, poll_until, postgres_cpu_seconds, process_cpu_seconds, scrape_servers, server_cpu,
+    total_rss, ws_url, ATTEMPTS,
+};
 use crate::{socketio, Args, Protocol};
 
 /// Everything one run measured, merged over threads.
@@ -157,7 +160,10 @@ pub fn ramp(args: &Args) -> bool {
         } else if p99 > args.slo_ms {
             Some(format!("p99 {p99:.1} ms > SLO {} ms", args.slo_ms))
         } else if (stats.acked as f64) < offered * result.elapsed.as_secs_f64() * 0.97 {
-            Some(format!("only {:.0} of {offered:.0} msg/s offered were acked", stats.acked as f64 / result.elapsed.as_secs_f64()))
+            Some(format!(
+                "only {:.0} of {offered:.0} msg/s offered were acked",
+                stats.acked as f64 / result.elapsed.as_secs_f64()
+            ))
         } else {
             None
         };
@@ -307,7 +313,8 @@ async fn client(
 
     let sending = args.senders.is_none_or(|s| c < s);
     let pending: Arc<Mutex<HashMap<String, u64>>> = Arc::new(Mutex::new(HashMap::new()));
-    let sink = Arc::new(tokio::sync::Mutex::new(sink));
+    // The sender and reader tasks share it on one thread.
+    let sink = std::rc::Rc::new(tokio::sync::Mutex::new(sink));
 
     // Sender: a fixed schedule from the shared start time.
     let sender = {
@@ -342,7 +349,9 @@ async fn client(
                 let body = format!("t={intended} c={c} n={n} {pad}");
                 pending.lock().expect("pending").insert(cmid.clone(), intended);
                 let frame = match args.protocol {
-                    Protocol::Switchboard => json!({"type": "send", "room": room, "body": body, "client_msg_id": cmid}).to_string(),
+                    Protocol::Switchboard => {
+                        json!({"type": "send", "room": room, "body": body, "client_msg_id": cmid}).to_string()
+                    }
                     Protocol::SocketIo => socketio::send_frame(n, &room, &body, &cmid),
                 };
                 if sink.lock().await.send(Message::Text(frame.into())).await.is_err() {

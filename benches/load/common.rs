@@ -22,10 +22,7 @@ pub fn nodelay_client() -> awc::Client {
             conn
         },
     );
-    awc::Client::builder()
-        .connector(awc::Connector::new().connector(tcp).limit(0))
-        .timeout(Duration::from_secs(30))
-        .finish()
+    awc::Client::builder().connector(awc::Connector::new().connector(tcp).limit(0)).timeout(Duration::from_secs(30)).finish()
 }
 
 /// Attempts a client makes at each step of connecting before giving up.
@@ -110,9 +107,13 @@ pub fn postgres_cpu_seconds() -> f64 {
         let f: Vec<&str> = rest.split_whitespace().collect();
         let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         let cmdline = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default().replace('\0', " ");
-        procs.insert(pid, Proc { ppid: num(1) as u32, own: (num(11) + num(12)) / 100.0, children: (num(13) + num(14)) / 100.0, cmdline });
+        procs.insert(
+            pid,
+            Proc { ppid: num(1) as u32, own: (num(11) + num(12)) / 100.0, children: (num(13) + num(14)) / 100.0, cmdline },
+        );
     }
-    let replica_roots: Vec<u32> = procs.iter().filter(|(_, p)| p.ppid == 1 && p.cmdline.contains("replica")).map(|(pid, _)| *pid).collect();
+    let replica_roots: Vec<u32> =
+        procs.iter().filter(|(_, p)| p.ppid == 1 && p.cmdline.contains("replica")).map(|(pid, _)| *pid).collect();
     procs
         .iter()
         .filter(|(pid, p)| !replica_roots.contains(pid) && !replica_roots.contains(&p.ppid) && !p.cmdline.contains("walsender"))

@@ -127,7 +127,9 @@ pub fn run(args: &Args) -> bool {
         requests += h.len();
         let (p50, p95, p99) = (ms(h.value_at_quantile(0.5)), ms(h.value_at_quantile(0.95)), ms(h.value_at_quantile(0.99)));
         human.push_str(&format!("{:<40} {:>7} {:>6} {:>8.2} {:>8.2} {:>8.2}\n", route.label(), h.len(), s.errors, p50, p95, p99));
-        rows.push(json!({"route": route.label(), "count": h.len(), "errors": s.errors, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}));
+        rows.push(
+            json!({"route": route.label(), "count": h.len(), "errors": s.errors, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}),
+        );
     }
     let queries = db_queries(&before, &after);
     human.push_str(&format!(
@@ -152,11 +154,8 @@ async fn prepare(url: &str, guests: usize) -> Option<Setup> {
     let tag = format!("{:06x}", rand::random::<u32>() & 0xffffff);
     let (user, password) = (format!("w4_{tag}"), "load-test-password".to_string());
     http.post(format!("{url}/api/v1/users")).send_json(&json!({"username": user, "password": password})).await.ok()?;
-    let mut login = http
-        .post(format!("{url}/api/v1/sessions"))
-        .send_json(&json!({"username": user, "password": password}))
-        .await
-        .ok()?;
+    let mut login =
+        http.post(format!("{url}/api/v1/sessions")).send_json(&json!({"username": user, "password": password})).await.ok()?;
     let owner_token = login.json::<Value>().await.ok()?["token"].as_str()?.to_string();
     let room = format!("w4-{tag}");
     http.post(format!("{url}/api/v1/rooms"))

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{guest_login, ms, ws_ticket, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, total_rss};
+use crate::common::{guest_login, ms, nodelay_client, poll_until, process_cpu_seconds, scrape_servers, total_rss, ws_ticket};
 use crate::Args;
 
 struct Shared {
@@ -91,9 +91,7 @@ pub fn run(args: &Args) -> bool {
     let connect_secs = wall.elapsed().as_secs_f64();
     // Measure once the servers count every socket we opened (bounded).
     let opened = shared.connected.load(Ordering::Acquire) as f64;
-    poll_until(Duration::from_secs(10), || {
-        scrape_servers(&args.urls).iter().map(|s| s.connections).sum::<f64>() >= opened
-    });
+    poll_until(Duration::from_secs(10), || scrape_servers(&args.urls).iter().map(|s| s.connections).sum::<f64>() >= opened);
     let during = scrape_servers(&args.urls);
     std::thread::sleep(args.duration);
     let held = scrape_servers(&args.urls);

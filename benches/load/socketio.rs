@@ -32,7 +32,11 @@ struct AckBody {
 pub enum Incoming {
     Message(Broadcast),
     /// The ack of a send (its client_msg_id), or of the join (`last_seq`).
-    Ack { client_msg_id: Option<String>, last_seq: Option<i64>, error: Option<String> },
+    Ack {
+        client_msg_id: Option<String>,
+        last_seq: Option<i64>,
+        error: Option<String>,
+    },
     /// Engine.IO ping: answer `3`.
     Ping,
     Other,

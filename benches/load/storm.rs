@@ -22,35 +22,36 @@ pub fn run(args: &Args) -> bool {
     let url = args.urls[0].clone();
     let prefix = args.room_prefix.clone();
     // Seed: one author posts SEEDED messages into every room.
-    let ok = args.no_seed || actix_rt::System::new().block_on(async {
-        let http = nodelay_client();
-        let Some(token) = guest_login(&http, &url, "stormseed").await else { return false };
-        for r in 0..args.rooms {
-            let room = format!("{prefix}-{r}");
-            // Joining creates the room; HTTP sends need it to exist.
-            let Some(ws_url) = ws_url(&http, &url, &token).await else { return false };
-            let Ok((_, mut ws)) = http.ws(ws_url).connect().await else { return false };
-            let _ = ws.send(Message::Text(json!({"type": "join", "room": room}).to_string().into())).await;
-            while let Some(Ok(f)) = ws.next().await {
-                if let Frame::Text(b) = f {
-                    if serde_json::from_slice::<Value>(&b).is_ok_and(|v| v["type"] == "joined") {
-                        break;
+    let ok = args.no_seed
+        || actix_rt::System::new().block_on(async {
+            let http = nodelay_client();
+            let Some(token) = guest_login(&http, &url, "stormseed").await else { return false };
+            for r in 0..args.rooms {
+                let room = format!("{prefix}-{r}");
+                // Joining creates the room; HTTP sends need it to exist.
+                let Some(ws_url) = ws_url(&http, &url, &token).await else { return false };
+                let Ok((_, mut ws)) = http.ws(ws_url).connect().await else { return false };
+                let _ = ws.send(Message::Text(json!({"type": "join", "room": room}).to_string().into())).await;
+                while let Some(Ok(f)) = ws.next().await {
+                    if let Frame::Text(b) = f {
+                        if serde_json::from_slice::<Value>(&b).is_ok_and(|v| v["type"] == "joined") {
+                            break;
+                        }
+                    }
+                }
+                for i in 0..SEEDED {
+                    let sent = http
+                        .post(format!("{url}/api/v1/rooms/{room}/messages"))
+                        .insert_header(("Authorization", format!("Bearer {token}")))
+                        .send_json(&json!({"body": format!("seed {i}")}))
+                        .await;
+                    if !sent.is_ok_and(|r| r.status().is_success()) {
+                        return false;
                     }
                 }
             }
-            for i in 0..SEEDED {
-                let sent = http
-                    .post(format!("{url}/api/v1/rooms/{room}/messages"))
-                    .insert_header(("Authorization", format!("Bearer {token}")))
-                    .send_json(&json!({"body": format!("seed {i}")}))
-                    .await;
-                if !sent.is_ok_and(|r| r.status().is_success()) {
-                    return false;
-                }
-            }
-        }
-        true
-    });
+            true
+        });
     if !ok {
         eprintln!("storm: seeding failed");
         return false;
@@ -98,9 +99,9 @@ pub fn run(args: &Args) -> bool {
     let started = Instant::now();
     let mut handles = Vec::new();
     for t in 0..args.threads {
-        let mine: Vec<(usize, String)> =
-            tokens.iter().cloned().enumerate().filter(|(c, _)| c % args.threads == t).collect();
-        let (url, prefix, latency, failures, rooms) = (url.clone(), prefix.clone(), latency.clone(), failures.clone(), args.rooms);
+        let mine: Vec<(usize, String)> = tokens.iter().cloned().enumerate().filter(|(c, _)| c % args.threads == t).collect();
+        let (url, prefix, latency, failures, rooms) =
+            (url.clone(), prefix.clone(), latency.clone(), failures.clone(), args.rooms);
         handles.push(std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
                 let http = nodelay_client();

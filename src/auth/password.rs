@@ -11,18 +11,13 @@ use crate::error::ApiError;
 /// Verified against when the user does not exist, so both failures cost the same.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(b"not-a-real-password", &salt)
-        .map(|h| h.to_string())
-        .unwrap_or_default()
+    Argon2::default().hash_password(b"not-a-real-password", &salt).map(|h| h.to_string()).unwrap_or_default()
 });
 
 pub async fn hash(password: Password) -> Result<String, ApiError> {
     actix_web::web::block(move || {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.expose().as_bytes(), &salt)
-            .map(|h| h.to_string())
+        Argon2::default().hash_password(password.expose().as_bytes(), &salt).map(|h| h.to_string())
     })
     .await
     .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))?

@@ -24,6 +24,8 @@ pub const TICKET_TTL: Duration = Duration::from_secs(30);
 const LOCAL_MAX: usize = 100_000;
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
+// One per process: the size of the in-process map is no concern.
+#[allow(clippy::large_enum_variant)]
 pub enum Tickets {
     Local(Mutex<HashMap<TokenHash, (TokenHash, Instant)>>),
     Redis { pool: RedisPool, prefix: String },

@@ -21,10 +21,22 @@ pub struct Envelope {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BusEvent {
     /// Messages just committed by the origin's writer, ascending seq.
-    Messages { room_id: i64, messages: Vec<BusMessage> },
-    Typing { room_id: i64, user_id: Uuid, user: String },
+    Messages {
+        room_id: i64,
+        messages: Vec<BusMessage>,
+    },
+    Typing {
+        room_id: i64,
+        user_id: Uuid,
+        user: String,
+    },
     /// A user's first local connection to the room opened, or their last closed, on `origin`.
-    Presence { room_id: i64, user_id: Uuid, user: String, online: bool },
+    Presence {
+        room_id: i64,
+        user_id: Uuid,
+        user: String,
+        online: bool,
+    },
     /// A member was removed from a private room: every instance forgets the
     /// membership and takes their sockets out of the room, then confirms
     /// `confirm` (see cluster::revocation).
@@ -50,16 +62,25 @@ pub enum BusEvent {
         confirm: Option<Uuid>,
     },
     /// The origin has applied revocation `id`.
-    Confirm { id: Uuid },
+    Confirm {
+        id: Uuid,
+    },
     /// The origin's cache-lease ping (only the origin reads it: `stamp` is on
     /// its own clock).
-    Lease { stamp: u64 },
+    Lease {
+        stamp: u64,
+    },
     /// A cached entry changed: every instance drops its L1 copy.
-    Invalidate { cache: String, key: String },
+    Invalidate {
+        cache: String,
+        key: String,
+    },
     /// The origin is alive (sent every INSTANCE_HEARTBEAT_MS).
     Heartbeat,
     /// The origin's figures for /admin (about once a second).
-    Stats { snapshot: Box<crate::stats::Snapshot> },
+    Stats {
+        snapshot: Box<crate::stats::Snapshot>,
+    },
     /// The origin is shutting down.
     Goodbye,
 }

@@ -17,11 +17,11 @@ use crate::cluster::lease::Lease;
 use crate::cluster::revocation::{AccessChange, Revoker};
 use crate::cluster::Liveness;
 use crate::domain::{RoomId, TokenHash, UserId, Username};
-use crate::telemetry::delivery::DeliveryTrace;
 use crate::metrics::{DeliveryStage, METRICS};
 use crate::stats::StatsBoard;
-use crate::supervisor::{self, Task};
 use crate::store::writer::Committed;
+use crate::supervisor::{self, Task};
+use crate::telemetry::delivery::DeliveryTrace;
 
 /// Control events waiting to be applied. Past this, events are dropped and
 /// the caches they might have invalidated are flushed instead.
@@ -55,8 +55,7 @@ impl Inbound {
         revoker: Arc<Revoker>,
     ) -> (Arc<Inbound>, ControlLoop) {
         let (control, rx) = mpsc::channel(CONTROL_QUEUE);
-        let inbound =
-            Arc::new(Inbound { instance: instance.to_string(), registry, liveness, caches, stats, revoker, control });
+        let inbound = Arc::new(Inbound { instance: instance.to_string(), registry, liveness, caches, stats, revoker, control });
         (inbound.clone(), ControlLoop { rx: supervisor::shared(rx), inbound })
     }
 

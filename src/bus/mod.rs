@@ -22,8 +22,8 @@ use futures_util::future::BoxFuture;
 pub use events::{BusEvent, BusMessage, Envelope};
 
 use crate::domain::RoomId;
-use crate::telemetry::delivery::DeliveryTrace;
 use crate::metrics::METRICS;
+use crate::telemetry::delivery::DeliveryTrace;
 
 /// Where an event goes: one room's channel, or the control channel every
 /// instance listens to.

@@ -21,11 +21,11 @@ use super::channels::{channel_name, parse_channel};
 use super::{BusListener, BusState, Channel, Subscriptions, Transport};
 use crate::domain::RoomId;
 use crate::metrics::METRICS;
-use crate::telemetry::delivery::DeliveryTrace;
 use crate::supervisor::{self, Task};
+use crate::telemetry::delivery::DeliveryTrace;
 
-pub use crate::redis_pool::RedisPool;
 use crate::redis_pool::with_conn;
+pub use crate::redis_pool::RedisPool;
 
 /// Events waiting to be published; beyond this they are dropped (and healed
 /// by resync) rather than growing memory while Redis is away.
@@ -69,7 +69,8 @@ impl RedisTransport {
         // The queue outlives a crashed publisher: the restarted one drains it.
         let rx = supervisor::shared(rx);
         let (p_pool, p_prefix) = (pool.clone(), prefix.clone());
-        arbiter.spawn(supervisor::supervise(Task::BusPublisher, move || publish_loop(rx.clone(), p_pool.clone(), p_prefix.clone())));
+        arbiter
+            .spawn(supervisor::supervise(Task::BusPublisher, move || publish_loop(rx.clone(), p_pool.clone(), p_prefix.clone())));
         // A restarted subscriber starts from a fresh connection: whatever
         // was published meanwhile is treated as lost, as after a reconnect.
         let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -169,8 +170,10 @@ async fn publish_loop(queue: supervisor::Shared<mpsc::Receiver<Outgoing>>, pool:
                 let name = channel_name(&prefix, channel);
                 let pool = &pool;
                 async move {
-                    with_conn(pool, "publish", async |conn| redis::cmd("SPUBLISH").arg(&name).arg(&payload).query_async::<()>(conn).await)
-                        .await
+                    with_conn(pool, "publish", async |conn| {
+                        redis::cmd("SPUBLISH").arg(&name).arg(&payload).query_async::<()>(conn).await
+                    })
+                    .await
                 }
             });
             futures_util::future::join_all(sends).await.into_iter().find(Result::is_err).unwrap_or(Ok(()))

@@ -265,7 +265,8 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
 
     async fn l2_get(&self, key: &K) -> Option<V> {
         let (pool, l2_key) = self.l2_key(key)?;
-        let get = with_conn(&pool, "cache_get", async |conn| redis::cmd("GET").arg(&l2_key).query_async::<Option<String>>(conn).await);
+        let get =
+            with_conn(&pool, "cache_get", async |conn| redis::cmd("GET").arg(&l2_key).query_async::<Option<String>>(conn).await);
         let text = tokio::time::timeout(L2_TIMEOUT, get).await.ok()?.ok()??;
         if text == TOMBSTONE {
             return None;

@@ -90,7 +90,7 @@ impl RecentLists {
                 return window;
             }
         }
-        if let Some(window) = self.from_redis(room, last_seq).await {
+        if let Some(window) = self.read_redis(room, last_seq).await {
             return window;
         }
         let from = (last_seq - self.size as i64).max(0);
@@ -100,11 +100,13 @@ impl RecentLists {
         }
     }
 
-    async fn from_redis(&self, room: RoomId, last_seq: i64) -> Option<Window> {
+    async fn read_redis(&self, room: RoomId, last_seq: i64) -> Option<Window> {
         let (pool, prefix) = self.redis.as_ref()?;
         let key = Self::key(prefix, room);
         let size = self.size as isize;
-        let get = with_conn(pool, "recent_read", async |conn| redis::cmd("LRANGE").arg(&key).arg(-size).arg(-1).query_async::<Vec<String>>(conn).await);
+        let get = with_conn(pool, "recent_read", async |conn| {
+            redis::cmd("LRANGE").arg(&key).arg(-size).arg(-1).query_async::<Vec<String>>(conn).await
+        });
         let items = tokio::time::timeout(Duration::from_millis(100), get).await.ok()?.ok()?;
         let messages: Vec<StoredMessage> = items
             .iter()

@@ -15,12 +15,12 @@ use actix::prelude::*;
 
 use super::events::{OutFrame, RoomEvent};
 use super::frames;
+use super::host::RoomHost;
 use super::roster::Roster;
 use super::sequencer::{Sequenced, Sequencer};
-use super::host::RoomHost;
+use super::window::RecentWindow;
 use crate::bus::{BusEvent, Channel};
 use crate::cache::recent::Window;
-use super::window::RecentWindow;
 use crate::cluster::presence::RemoteOnline;
 use crate::domain::{RoomId, RoomName, SessionId, UserId, Username};
 use crate::error::ErrorCode;
@@ -225,28 +225,26 @@ impl Room {
         let store = self.store.clone();
         let (id, name) = (self.id, self.name.clone());
         let limit = (upto - after).min(1000);
-        ctx.spawn(
-            async move { store.messages_between(id, &name, after, upto, limit).await }
-                .into_actor(self)
-                .map(|result, room, ctx| {
-                    room.sequencer.read_done();
-                    match result {
-                        Ok(messages) => {
-                            METRICS.gap_heals.inc();
-                            let now = Instant::now();
-                            let filled = messages
-                                .into_iter()
-                                .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now, trace: None })
-                                .collect();
-                            room.accept(filled, ctx);
-                        }
-                        Err(e) => {
-                            log::warn!("room {}: gap fill failed, retrying: {e}", room.name);
-                            room.release(Vec::new(), ctx);
-                        }
+        ctx.spawn(async move { store.messages_between(id, &name, after, upto, limit).await }.into_actor(self).map(
+            |result, room, ctx| {
+                room.sequencer.read_done();
+                match result {
+                    Ok(messages) => {
+                        METRICS.gap_heals.inc();
+                        let now = Instant::now();
+                        let filled = messages
+                            .into_iter()
+                            .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now, trace: None })
+                            .collect();
+                        room.accept(filled, ctx);
                     }
-                }),
-        );
+                    Err(e) => {
+                        log::warn!("room {}: gap fill failed, retrying: {e}", room.name);
+                        room.release(Vec::new(), ctx);
+                    }
+                }
+            },
+        ));
     }
 
     /// The replay after `since` from memory, when the window covers it.
@@ -334,26 +332,24 @@ impl Room {
         let Some(after) = self.sequencer.start_resync() else { return };
         let store = self.store.clone();
         let (id, name) = (self.id, self.name.clone());
-        ctx.spawn(
-            async move { store.messages_between(id, &name, after, i64::MAX, 1000).await }
-                .into_actor(self)
-                .map(|result, room, ctx| {
-                    room.sequencer.read_done();
-                    match result {
-                        Ok(messages) if !messages.is_empty() => {
-                            METRICS.gap_heals.inc();
-                            let now = Instant::now();
-                            let found = messages
-                                .into_iter()
-                                .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now, trace: None })
-                                .collect();
-                            room.accept(found, ctx);
-                        }
-                        Ok(_) => room.release(Vec::new(), ctx),
-                        Err(e) => log::warn!("room {}: resync failed: {e}", room.name),
+        ctx.spawn(async move { store.messages_between(id, &name, after, i64::MAX, 1000).await }.into_actor(self).map(
+            |result, room, ctx| {
+                room.sequencer.read_done();
+                match result {
+                    Ok(messages) if !messages.is_empty() => {
+                        METRICS.gap_heals.inc();
+                        let now = Instant::now();
+                        let found = messages
+                            .into_iter()
+                            .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now, trace: None })
+                            .collect();
+                        room.accept(found, ctx);
                     }
-                }),
-        );
+                    Ok(_) => room.release(Vec::new(), ctx),
+                    Err(e) => log::warn!("room {}: resync failed: {e}", room.name),
+                }
+            },
+        ));
     }
 
     /// Periodic work while other instances may exist: catch up on anything
@@ -410,10 +406,7 @@ impl Room {
         };
         match result {
             Ok(messages) => {
-                let replay: Arc<[OutFrame]> = messages
-                    .iter()
-                    .map(|m| OutFrame::replayed(m.seq, frames::message(m)))
-                    .collect();
+                let replay: Arc<[OutFrame]> = messages.iter().map(|m| OutFrame::replayed(m.seq, frames::message(m))).collect();
                 let buffered = member.catching_up.take().unwrap_or_default();
                 if !replay.is_empty() {
                     member.recipient.do_send(RoomEvent::Messages { room: self.id, frames: replay });
@@ -491,7 +484,6 @@ impl Actor for Room {
         self.host.stopped(self.id, self.generation);
         Running::Stop
     }
-
 }
 
 /// In Drop rather than `stopped`, so it also runs when the actor's task
@@ -585,7 +577,10 @@ impl Handler<Typing> for Room {
         self.relay_typing(typist, &user);
         let bus = self.host.bus();
         if bus.is_shared() {
-            bus.publish(Channel::Room(self.id), BusEvent::Typing { room_id: self.id.0, user_id: typist.0, user: user.to_string() });
+            bus.publish(
+                Channel::Room(self.id),
+                BusEvent::Typing { room_id: self.id.0, user_id: typist.0, user: user.to_string() },
+            );
         }
     }
 }
@@ -675,8 +670,7 @@ impl Handler<Kick> for Room {
     type Result = ();
 
     fn handle(&mut self, msg: Kick, ctx: &mut Context<Self>) {
-        let sessions: Vec<SessionId> =
-            self.members.iter().filter(|(_, m)| m.user_id == msg.user_id).map(|(id, _)| *id).collect();
+        let sessions: Vec<SessionId> = self.members.iter().filter(|(_, m)| m.user_id == msg.user_id).map(|(id, _)| *id).collect();
         for session in sessions {
             if let Some(member) = self.remove_member(session, ctx) {
                 member.recipient.do_send(RoomEvent::Removed {

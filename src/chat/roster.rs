@@ -73,12 +73,8 @@ impl Roster {
     /// `instance` is gone: its users are offline there. Returns those who
     /// went offline in the room because of it.
     pub fn instance_gone(&mut self, instance: &str) -> Vec<Username> {
-        let affected: Vec<(UserId, Username)> = self
-            .remote
-            .iter()
-            .filter(|(_, (_, at))| at.contains(instance))
-            .map(|(id, (u, _))| (*id, u.clone()))
-            .collect();
+        let affected: Vec<(UserId, Username)> =
+            self.remote.iter().filter(|(_, (_, at))| at.contains(instance)).map(|(id, (u, _))| (*id, u.clone())).collect();
         affected
             .into_iter()
             .filter_map(|(id, user)| (self.set_remote(instance, id, &user, false) == Some(false)).then_some(user))
@@ -89,10 +85,7 @@ impl Roster {
     pub fn names(&self) -> Vec<&Username> {
         let mut names: Vec<&Username> = self.local.values().map(|(u, _)| u).collect();
         names.extend(
-            self.remote
-                .iter()
-                .filter(|(id, (_, at))| !at.is_empty() && !self.local.contains_key(id))
-                .map(|(_, (u, _))| u),
+            self.remote.iter().filter(|(id, (_, at))| !at.is_empty() && !self.local.contains_key(id)).map(|(_, (u, _))| u),
         );
         names
     }

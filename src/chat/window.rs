@@ -66,7 +66,8 @@ impl RecentWindow {
         if self.messages.len() < limit && first != 1 {
             return None;
         }
-        let page: Vec<Arc<StoredMessage>> = self.messages.iter().skip(self.messages.len().saturating_sub(limit)).cloned().collect();
+        let page: Vec<Arc<StoredMessage>> =
+            self.messages.iter().skip(self.messages.len().saturating_sub(limit)).cloned().collect();
         let has_more = page.first().is_some_and(|m| m.seq > 1);
         Some((page, has_more))
     }

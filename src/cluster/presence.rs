@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bb8_redis::redis;
 use uuid::Uuid;
 
-use crate::redis_pool::{with_conn, RedisPool};
 use crate::domain::{RoomId, UserId, Username};
+use crate::redis_pool::{with_conn, RedisPool};
 
 #[derive(Clone)]
 pub struct PresenceStore {
@@ -70,7 +70,9 @@ impl PresenceStore {
     pub async fn remove(&self, room: RoomId, user_id: UserId, user: &Username) {
         let Some(pool) = &self.pool else { return };
         let (key, field) = (self.key(room), self.field(user_id, user));
-        let r = with_conn(pool, "presence_remove", async |conn| redis::cmd("HDEL").arg(key).arg(field).query_async::<()>(conn).await).await;
+        let r =
+            with_conn(pool, "presence_remove", async |conn| redis::cmd("HDEL").arg(key).arg(field).query_async::<()>(conn).await)
+                .await;
         if let Err(e) = r {
             log::debug!("presence remove failed: {e}");
         }
@@ -81,7 +83,9 @@ impl PresenceStore {
         let Some(pool) = &self.pool else { return Vec::new() };
         let key = self.key(room);
         let fields: HashMap<String, u64> =
-            with_conn(pool, "presence_read", async |conn| redis::cmd("HGETALL").arg(key).query_async(conn).await).await.unwrap_or_default();
+            with_conn(pool, "presence_read", async |conn| redis::cmd("HGETALL").arg(key).query_async(conn).await)
+                .await
+                .unwrap_or_default();
         let now = now_ms();
         fields
             .into_iter()
@@ -102,7 +106,9 @@ impl PresenceStore {
             // Keys live on different nodes: one command each.
             let reads = rooms.iter().map(|r| {
                 let key = self.key(*r);
-                async move { with_conn(pool, "presence_read", async |conn| redis::cmd("HGETALL").arg(&key).query_async(conn).await).await }
+                async move {
+                    with_conn(pool, "presence_read", async |conn| redis::cmd("HGETALL").arg(&key).query_async(conn).await).await
+                }
             });
             futures_util::future::join_all(reads).await.into_iter().map(Result::unwrap_or_default).collect()
         } else {

@@ -14,9 +14,7 @@ impl RoomName {
         if ok {
             Ok(RoomName(s.to_string()))
         } else {
-            Err(ParseError(
-                "room name must be 1-64 characters of lowercase letters, digits, '_' or '-'".into(),
-            ))
+            Err(ParseError("room name must be 1-64 characters of lowercase letters, digits, '_' or '-'".into()))
         }
     }
 
@@ -37,8 +35,8 @@ pub struct RoomNamePrefix(String);
 impl RoomNamePrefix {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let lower = s.trim().to_ascii_lowercase();
-        let ok = lower.len() <= 64
-            && lower.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        let ok =
+            lower.len() <= 64 && lower.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if ok {
             Ok(RoomNamePrefix(lower))
         } else {

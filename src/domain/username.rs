@@ -11,14 +11,11 @@ impl Username {
     pub const MAX_LEN: usize = 32;
 
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        let ok = (3..=Self::MAX_LEN).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok = (3..=Self::MAX_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if ok {
             Ok(Username(s.to_string()))
         } else {
-            Err(ParseError(
-                "username must be 3-32 characters of letters, digits, '_' or '-'".into(),
-            ))
+            Err(ParseError("username must be 3-32 characters of letters, digits, '_' or '-'".into()))
         }
     }
 

@@ -119,13 +119,7 @@ impl CreationLimits {
         let member = uuid::Uuid::new_v4().to_string();
         let limit = self.limit(kind);
         let run = with_conn(pool, "rate_limit", async |conn| {
-            self.script
-                .key(&key)
-                .arg(WINDOW.as_millis() as u64)
-                .arg(limit)
-                .arg(&member)
-                .invoke_async::<i64>(conn)
-                .await
+            self.script.key(&key).arg(WINDOW.as_millis() as u64).arg(limit).arg(&member).invoke_async::<i64>(conn).await
         });
         match tokio::time::timeout(REDIS_TIMEOUT, run).await {
             Ok(Ok(wait_ms)) => Some((wait_ms >= 0).then(|| Duration::from_millis(wait_ms.unsigned_abs()))),

@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 use super::rooms::visible_room;
 use crate::auth::AuthUser;
 use crate::chat::room::NewestPage;
-use crate::metrics::METRICS;
 use crate::domain::{Body, ClientMsgId};
 use crate::error::ApiError;
+use crate::metrics::METRICS;
 use crate::state::AppState;
 use crate::store::messages::HistoryPage;
 use crate::store::models::StoredMessage;
-use crate::telemetry::delivery::DeliveryTrace;
 use crate::store::writer::{SendRequest, WriteError};
+use crate::telemetry::delivery::DeliveryTrace;
 
 #[derive(Serialize)]
 struct Page<'a> {
@@ -119,9 +119,9 @@ pub async fn post_message(
         }
     }
     let outcome = result.map_err(|e| match e {
-            WriteError::Unavailable(why) => ApiError::Unavailable(why.into()),
-            WriteError::Internal => ApiError::Internal("writer failed to store a message".into()),
-        })?;
+        WriteError::Unavailable(why) => ApiError::Unavailable(why.into()),
+        WriteError::Internal => ApiError::Internal("writer failed to store a message".into()),
+    })?;
     let mut response = if outcome.duplicate { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(response.json(outcome.message.as_ref()))
 }

@@ -89,10 +89,7 @@ pub async fn list_rooms(
     rooms.truncate(limit as usize);
     let visible: Vec<_> = rooms.iter().filter(|s| !(auth.user.guest && s.room.private)).collect();
     let online = online_counts(&state, &visible.iter().map(|s| s.room.id).collect::<Vec<_>>()).await;
-    let views = visible
-        .iter()
-        .map(|s| view(&s.room, s.member_count, online.get(&s.room.id).copied().unwrap_or(0)))
-        .collect();
+    let views = visible.iter().map(|s| view(&s.room, s.member_count, online.get(&s.room.id).copied().unwrap_or(0))).collect();
     let next = more.then(|| rooms.last().map(|s| &s.room.name)).flatten();
     Ok(HttpResponse::Ok().json(RoomList { rooms: views, next }))
 }
@@ -106,11 +103,7 @@ pub struct NewRoom {
     private: Option<bool>,
 }
 
-pub async fn create_room(
-    state: web::Data<AppState>,
-    auth: AuthUser,
-    body: web::Json<NewRoom>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_room(state: web::Data<AppState>, auth: AuthUser, body: web::Json<NewRoom>) -> Result<HttpResponse, ApiError> {
     if auth.user.guest {
         return Err(ApiError::Forbidden("guests cannot create rooms".into()));
     }
@@ -122,11 +115,7 @@ pub async fn create_room(
     Ok(HttpResponse::Created().json(view(&room, 1, 0)))
 }
 
-pub async fn get_room(
-    state: web::Data<AppState>,
-    auth: AuthUser,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_room(state: web::Data<AppState>, auth: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let room = visible_room(&state, &auth.user, &path).await?;
     let (last_seq, members) = state.store.room_counts(room.id).await?;
     let online = online_counts(&state, &[room.id]).await.get(&room.id).copied().unwrap_or(0);
@@ -189,18 +178,12 @@ async fn online_users(state: &AppState, room: RoomId) -> HashSet<UserId> {
 
 /// `GET /api/v1/rooms/{name}/members`: members by name, the owner marked,
 /// and who is online; a private room only for its members (404 otherwise).
-pub async fn list_members(
-    state: web::Data<AppState>,
-    auth: AuthUser,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list_members(state: web::Data<AppState>, auth: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let room = visible_room(&state, &auth.user, &path).await?;
     let members = state.store.room_members(room.id, MEMBER_LIST_LIMIT).await?;
     let online = online_users(&state, room.id).await;
-    let views = members
-        .iter()
-        .map(|(id, username, owner)| MemberView { username, owner: *owner, online: online.contains(id) })
-        .collect();
+    let views =
+        members.iter().map(|(id, username, owner)| MemberView { username, owner: *owner, online: online.contains(id) }).collect();
     Ok(HttpResponse::Ok().json(MemberList { members: views }))
 }
 
@@ -220,11 +203,8 @@ pub async fn add_member(
         return Err(ApiError::Forbidden("only the room's owner can add members".into()));
     }
     let username = Username::parse(&body.username)?;
-    let (user, _) = state
-        .store
-        .user_by_name(username.as_str())
-        .await?
-        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    let (user, _) =
+        state.store.user_by_name(username.as_str()).await?.ok_or_else(|| ApiError::NotFound("user not found".into()))?;
     if room.private && user.guest {
         return Err(ApiError::BadRequest("guests cannot be members of private rooms".into()));
     }
@@ -246,11 +226,8 @@ pub async fn remove_member(
     let (room_name, username) = path.into_inner();
     let room = visible_room(&state, &auth.user, &room_name).await?;
     let username = Username::parse(&username)?;
-    let (user, _) = state
-        .store
-        .user_by_name(username.as_str())
-        .await?
-        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    let (user, _) =
+        state.store.user_by_name(username.as_str()).await?.ok_or_else(|| ApiError::NotFound("user not found".into()))?;
     let is_owner = room.owner_id == Some(auth.user.id);
     if !is_owner && user.id != auth.user.id {
         return Err(ApiError::Forbidden("only the room's owner can remove other members".into()));

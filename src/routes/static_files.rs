@@ -12,12 +12,17 @@ use crate::error::ApiError;
 const REVALIDATE: &str = "no-cache";
 const FOREVER: &str = "public, max-age=31536000, immutable";
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The representation for this request, or 304 when the client has it.
-fn respond(req: &HttpRequest, content: &Representations, cache_control: &str, extra: impl FnOnce(&mut HttpResponseBuilder)) -> HttpResponse {
+fn respond(
+    req: &HttpRequest,
+    content: &Representations,
+    cache_control: &str,
+    extra: impl FnOnce(&mut HttpResponseBuilder),
+) -> HttpResponse {
     let coding = Coding::negotiate(header_str(req.headers(), header::ACCEPT_ENCODING));
     let fresh = header_str(req.headers(), header::IF_NONE_MATCH).is_some_and(|inm| content.matches(inm, coding));
     let mut res = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };

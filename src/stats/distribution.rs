@@ -120,7 +120,7 @@ mod tests {
         let after = cumulative_of(&[0.0002, 0.003, 0.003, 0.04, 9.0]);
         let d = Distribution::between(Some(&before), &after);
         assert_eq!(d.count(), 3);
-        assert_eq!(d.buckets.iter().rev().next(), Some(&1), "the 9 s observation lands in +Inf");
+        assert_eq!(d.buckets.iter().next_back(), Some(&1), "the 9 s observation lands in +Inf");
     }
 
     #[test]

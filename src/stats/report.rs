@@ -57,7 +57,8 @@ impl Aggregate {
             a.instances += 1;
             a.load.add(&s.load);
             for p in &s.db_pools {
-                let mine = a.pools.entry(p.pool.clone()).or_insert_with(|| PoolFigures { pool: p.pool.clone(), ..Default::default() });
+                let mine =
+                    a.pools.entry(p.pool.clone()).or_insert_with(|| PoolFigures { pool: p.pool.clone(), ..Default::default() });
                 mine.idle += p.idle;
                 mine.active += p.active;
                 mine.max += p.max;
@@ -77,10 +78,9 @@ impl Aggregate {
     }
 
     fn overall_cache(&self) -> CacheWindow {
-        self.cache.values().fold(CacheWindow::default(), |acc, w| CacheWindow {
-            hits: acc.hits + w.hits,
-            misses: acc.misses + w.misses,
-        })
+        self.cache
+            .values()
+            .fold(CacheWindow::default(), |acc, w| CacheWindow { hits: acc.hits + w.hits, misses: acc.misses + w.misses })
     }
 
     pub fn point(&self) -> Point {
@@ -175,11 +175,14 @@ fn instance(s: &Snapshot) -> Value {
         map.insert("ready".into(), json!(s.ready));
         map.insert("draining".into(), json!(s.draining));
         map.insert("process".into(), json!(s.process));
-        map.insert("writer".into(), json!({
-            "queue_depth": s.writer.queue_depth,
-            "mean_batch": s.writer.mean_batch,
-            "commit": s.writer.commit.summary(),
-        }));
+        map.insert(
+            "writer".into(),
+            json!({
+                "queue_depth": s.writer.queue_depth,
+                "mean_batch": s.writer.mean_batch,
+                "commit": s.writer.commit.summary(),
+            }),
+        );
         map.insert("replica_lag_seconds".into(), json!(s.replica_lag_seconds));
         if let Some(Value::Object(bridge)) = map.get_mut("bridge") {
             bridge.insert("state".into(), json!(s.bridge.state));
@@ -217,7 +220,7 @@ pub const SLOW_LISTED: usize = 20;
 fn slow_list(snapshots: &[Arc<Snapshot>]) -> Vec<Value> {
     let mut all: Vec<(&str, &crate::telemetry::slow::SlowOp)> =
         snapshots.iter().flat_map(|s| s.slow.iter().map(move |op| (s.instance.as_str(), op))).collect();
-    all.sort_by(|a, b| b.1.at_ms.cmp(&a.1.at_ms));
+    all.sort_by_key(|(_, op)| std::cmp::Reverse(op.at_ms));
     all.into_iter()
         .take(SLOW_LISTED)
         .map(|(instance, op)| {
@@ -241,10 +244,8 @@ mod tests {
     use crate::stats::distribution::{Cumulative, Distribution};
 
     fn snapshot(name: &str, connections: i64, latencies: &[f64], hits: u64, misses: u64) -> Arc<Snapshot> {
-        let mut c: Vec<u64> = crate::metrics::LATENCY_BUCKETS
-            .iter()
-            .map(|b| latencies.iter().filter(|o| *o <= b).count() as u64)
-            .collect();
+        let mut c: Vec<u64> =
+            crate::metrics::LATENCY_BUCKETS.iter().map(|b| latencies.iter().filter(|o| *o <= b).count() as u64).collect();
         c.push(latencies.len() as u64);
         let mut s = Snapshot {
             instance: name.into(),

@@ -174,7 +174,11 @@ impl Snapshot {
         let short = ago(ring, LATENCY_WINDOW_SECONDS).unwrap_or(now);
         let long = ago(ring, LONG_WINDOW_SECONDS).unwrap_or(now);
         let window = |pick: fn(&Totals) -> &super::distribution::Cumulative, from: &Totals| {
-            if std::ptr::eq(from, now) { Distribution::default() } else { Distribution::between(Some(pick(from)), pick(now)) }
+            if std::ptr::eq(from, now) {
+                Distribution::default()
+            } else {
+                Distribution::between(Some(pick(from)), pick(now))
+            }
         };
 
         let mut http = BTreeMap::new();
@@ -217,11 +221,8 @@ impl Snapshot {
             .collect();
         let batches = now.writer_batches.saturating_sub(short.writer_batches);
         let cpu_secs = now.at.duration_since(one.at).as_secs_f64();
-        let cpu_percent = if cpu_secs > 0.0 {
-            ((now.cpu_seconds - one.cpu_seconds).max(0.0) / cpu_secs * 1000.0).round() / 10.0
-        } else {
-            0.0
-        };
+        let cpu_percent =
+            if cpu_secs > 0.0 { ((now.cpu_seconds - one.cpu_seconds).max(0.0) / cpu_secs * 1000.0).round() / 10.0 } else { 0.0 };
         let metrics = &crate::metrics::METRICS;
         let lag = metrics.db_replica_lag.get();
         Some(Snapshot {

@@ -104,10 +104,7 @@ impl Totals {
             cache,
             bridge_in: METRICS.bridge_messages.with_label_values(&["in"]).get(),
             bridge_out: METRICS.bridge_messages.with_label_values(&["out"]).get(),
-            stages: DeliveryStage::ALL
-                .iter()
-                .map(|s| (s.as_str().to_string(), cumulative(&METRICS.stage(*s))))
-                .collect(),
+            stages: DeliveryStage::ALL.iter().map(|s| (s.as_str().to_string(), cumulative(&METRICS.stage(*s)))).collect(),
         }
     }
 }

@@ -114,7 +114,14 @@ mod sqlite {
         for (i, job) in jobs.iter().enumerate() {
             let out_ord = i32::try_from(i + 1).unwrap_or(i32::MAX);
             if let Some((seq, id, body, sent_at)) = existing(c, job)? {
-                rows.push(AppendRow { out_ord, out_seq: seq, out_id: id, out_body: body, out_sent_at: sent_at, out_existed: true });
+                rows.push(AppendRow {
+                    out_ord,
+                    out_seq: seq,
+                    out_id: id,
+                    out_body: body,
+                    out_sent_at: sent_at,
+                    out_existed: true,
+                });
                 continue;
             }
             let seq: i64 = diesel::update(rooms::table.filter(rooms::id.eq(job.room_id)))

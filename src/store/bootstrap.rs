@@ -193,7 +193,8 @@ fn tcp_cause(url: &str) -> Option<String> {
     let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let mut problems = Vec::new();
     for host in hosts.split(',').filter(|h| !h.is_empty()) {
-        let target = if host.starts_with('[') || host.matches(':').count() == 1 { host.to_string() } else { format!("{host}:5432") };
+        let target =
+            if host.starts_with('[') || host.matches(':').count() == 1 { host.to_string() } else { format!("{host}:5432") };
         let result = target.to_socket_addrs().map_err(|e| e.to_string()).and_then(|mut addrs| {
             let addr = addrs.next().ok_or_else(|| "no address".to_string())?;
             TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map(drop).map_err(|e| e.to_string())

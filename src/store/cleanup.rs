@@ -92,16 +92,18 @@ impl Store {
         batch: i64,
     ) -> Result<Vec<TokenHash>, StoreError> {
         let rows: Vec<Vec<u8>> = match self.pool() {
-            DbPool::Postgres(pool) => run_on(pool, "primary", self.slow_query(), "cleanup_sessions", async |conn| {
-                diesel::sql_query(EXPIRED_SESSIONS)
-                    .bind::<Double, _>(idle.as_secs_f64())
-                    .bind::<Double, _>(max_age.as_secs_f64())
-                    .bind::<BigInt, _>(batch)
-                    .load::<TokenRow>(conn)
-                    .await
-                    .map(|rows| rows.into_iter().map(|r| r.token_hash).collect())
-            })
-            .await?,
+            DbPool::Postgres(pool) => {
+                run_on(pool, "primary", self.slow_query(), "cleanup_sessions", async |conn| {
+                    diesel::sql_query(EXPIRED_SESSIONS)
+                        .bind::<Double, _>(idle.as_secs_f64())
+                        .bind::<Double, _>(max_age.as_secs_f64())
+                        .bind::<BigInt, _>(batch)
+                        .load::<TokenRow>(conn)
+                        .await
+                        .map(|rows| rows.into_iter().map(|r| r.token_hash).collect())
+                })
+                .await?
+            }
             DbPool::Sqlite(pool) => {
                 let now = chrono::Utc::now();
                 let (idle_cut, age_cut) = (now - idle, now - max_age);
@@ -119,14 +121,16 @@ impl Store {
     /// their messages keep showing the name they had.
     pub async fn retire_idle_guests(&self, retention: Duration, batch: i64) -> Result<Retired, StoreError> {
         let rows = match self.pool() {
-            DbPool::Postgres(pool) => run_on(pool, "primary", self.slow_query(), "cleanup_guests", async |conn| {
-                diesel::sql_query(IDLE_GUESTS)
-                    .bind::<Double, _>(retention.as_secs_f64())
-                    .bind::<BigInt, _>(batch)
-                    .load::<RetiredRow>(conn)
-                    .await
-            })
-            .await?,
+            DbPool::Postgres(pool) => {
+                run_on(pool, "primary", self.slow_query(), "cleanup_guests", async |conn| {
+                    diesel::sql_query(IDLE_GUESTS)
+                        .bind::<Double, _>(retention.as_secs_f64())
+                        .bind::<BigInt, _>(batch)
+                        .load::<RetiredRow>(conn)
+                        .await
+                })
+                .await?
+            }
             DbPool::Sqlite(pool) => {
                 let cut = chrono::Utc::now() - retention;
                 run_on(pool, "primary", self.slow_query(), "cleanup_guests", async |conn| {
@@ -210,7 +214,12 @@ mod sqlite {
                     room_id: Some(room),
                     user_id: Some(user),
                 }))
-                .chain(ids.into_iter().map(|id| RetiredRow { kind: "user".into(), token_hash: None, room_id: None, user_id: Some(id.0) }))
+                .chain(ids.into_iter().map(|id| RetiredRow {
+                    kind: "user".into(),
+                    token_hash: None,
+                    room_id: None,
+                    user_id: Some(id.0),
+                }))
                 .collect();
             Ok(rows)
         })

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use diesel::sqlite::SqliteConnection;
 use diesel::ConnectionError;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
@@ -92,9 +94,7 @@ impl ConnectionSettings {
             "SET statement_timeout = {}; SET application_name = '{app}'; SET idle_in_transaction_session_timeout = 60000",
             self.statement_timeout.as_millis()
         );
-        conn.batch_execute(&setup)
-            .await
-            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        conn.batch_execute(&setup).await.map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
         Ok(conn)
     }
 
@@ -260,7 +260,14 @@ pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> DbPool
                 },
                 |conn: &mut SqliteConn| {
                     let broken = conn.is_broken();
-                    async move { if broken { Err(diesel::result::Error::BrokenTransactionManager) } else { Ok(()) } }.boxed()
+                    async move {
+                        if broken {
+                            Err(diesel::result::Error::BrokenTransactionManager)
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    .boxed()
                 },
             );
             let manager = AsyncDieselConnectionManager::new_with_config(String::new(), manager_config);

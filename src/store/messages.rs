@@ -47,15 +47,7 @@ pub(crate) const MESSAGE_COLUMNS: (
     messages::body,
     messages::client_msg_id,
     messages::sent_at,
-) = (
-    messages::seq,
-    messages::id,
-    messages::user_id,
-    users::username,
-    messages::body,
-    messages::client_msg_id,
-    messages::sent_at,
-);
+) = (messages::seq, messages::id, messages::user_id, users::username, messages::body, messages::client_msg_id, messages::sent_at);
 
 /// Which page of a room's history to read. Pages are always returned in
 /// ascending `seq`.
@@ -115,9 +107,7 @@ impl Store {
             let newest = rows.iter().map(|r| r.0).max();
             match page {
                 // Newest first: the first row must be the newest expected.
-                HistoryPage::Newest | HistoryPage::Before(_) => {
-                    newest.unwrap_or(0) >= newest_expected || newest_expected <= 0
-                }
+                HistoryPage::Newest | HistoryPage::Before(_) => newest.unwrap_or(0) >= newest_expected || newest_expected <= 0,
                 // Oldest first: a full page proves nothing about the end, but
                 // a short one must reach the end.
                 HistoryPage::After(after) | HistoryPage::Between { after, .. } => {
@@ -125,8 +115,9 @@ impl Store {
                 }
             }
         };
-        let mut rows = db_read!(self, name, true, fresh, async |conn| history_query!(room_id, page, limit).load::<MessageRow>(conn).await)
-            .await?;
+        let mut rows =
+            db_read!(self, name, true, fresh, async |conn| history_query!(room_id, page, limit).load::<MessageRow>(conn).await)
+                .await?;
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         if descending {
@@ -146,19 +137,18 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let rows = db_run!(self, "history_range", async |conn| {
-                messages::table
-                    .inner_join(users::table)
-                    .filter(messages::room_id.eq(room_id.0))
-                    .filter(messages::seq.gt(after))
-                    .filter(messages::seq.le(upto))
-                    .order(messages::seq.asc())
-                    .limit(limit)
-                    .select(MESSAGE_COLUMNS)
-                    .load::<MessageRow>(conn)
-                    .await
-            })
-            .await?;
+            messages::table
+                .inner_join(users::table)
+                .filter(messages::room_id.eq(room_id.0))
+                .filter(messages::seq.gt(after))
+                .filter(messages::seq.le(upto))
+                .order(messages::seq.asc())
+                .limit(limit)
+                .select(MESSAGE_COLUMNS)
+                .load::<MessageRow>(conn)
+                .await
+        })
+        .await?;
         Ok(rows.into_iter().map(|r| to_message(room_id, room, r)).collect())
     }
 }
-

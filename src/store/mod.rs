@@ -14,10 +14,24 @@ macro_rules! db_run {
             let store: &$crate::store::Store = $store;
             match store.pool() {
                 $crate::store::DbPool::Postgres(pool) => {
-                    $crate::store::connection::run_on(pool, "primary", store.slow_query(), $name, async |$conn: &mut ::diesel_async::AsyncPgConnection| $body).await
+                    $crate::store::connection::run_on(
+                        pool,
+                        "primary",
+                        store.slow_query(),
+                        $name,
+                        async |$conn: &mut ::diesel_async::AsyncPgConnection| $body,
+                    )
+                    .await
                 }
                 $crate::store::DbPool::Sqlite(pool) => {
-                    $crate::store::connection::run_on(pool, "primary", store.slow_query(), $name, async |$conn: &mut $crate::store::connection::SqliteConn| $body).await
+                    $crate::store::connection::run_on(
+                        pool,
+                        "primary",
+                        store.slow_query(),
+                        $name,
+                        async |$conn: &mut $crate::store::connection::SqliteConn| $body,
+                    )
+                    .await
                 }
             }
         }
@@ -32,10 +46,19 @@ macro_rules! db_read {
             let store: &$crate::store::Store = $store;
             match store.pool() {
                 $crate::store::DbPool::Postgres(_) => {
-                    store.read_pg($name, $may_use_replica, $accept, async |$conn: &mut ::diesel_async::AsyncPgConnection| $body).await
+                    store
+                        .read_pg($name, $may_use_replica, $accept, async |$conn: &mut ::diesel_async::AsyncPgConnection| $body)
+                        .await
                 }
                 $crate::store::DbPool::Sqlite(pool) => {
-                    $crate::store::connection::run_on(pool, "primary", store.slow_query(), $name, async |$conn: &mut $crate::store::connection::SqliteConn| $body).await
+                    $crate::store::connection::run_on(
+                        pool,
+                        "primary",
+                        store.slow_query(),
+                        $name,
+                        async |$conn: &mut $crate::store::connection::SqliteConn| $body,
+                    )
+                    .await
                 }
             }
         }
@@ -108,7 +131,9 @@ pub fn is_connection_error(e: &DieselError) -> bool {
         DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => true,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             let m = info.message();
-            m.contains("connection") || m.contains("terminating") || m.contains("shutting down")
+            m.contains("connection")
+                || m.contains("terminating")
+                || m.contains("shutting down")
                 || m.contains("canceling statement due to statement timeout")
                 || m.contains("the database system is")
         }

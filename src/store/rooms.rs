@@ -1,10 +1,10 @@
 //! Rooms and membership.
 
+use super::sql_types::Id as SqlUuid;
 use diesel::dsl::exists;
 use diesel::prelude::*;
 use diesel::OptionalExtension;
 use diesel_async::AsyncConnection;
-use super::sql_types::Id as SqlUuid;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -23,9 +23,8 @@ macro_rules! room_list_query {
         use diesel::prelude::*;
         use $crate::store::schema::{room_members, rooms};
         let (user, filter): ($crate::domain::UserId, &$crate::store::rooms::RoomFilter) = ($user, $filter);
-        let is_member = || {
-            exists(room_members::table.filter(room_members::room_id.eq(rooms::id)).filter(room_members::user_id.eq(user)))
-        };
+        let is_member =
+            || exists(room_members::table.filter(room_members::room_id.eq(rooms::id)).filter(room_members::user_id.eq(user)));
         let mut query = rooms::table
             .order(rooms::name.asc())
             .limit(filter.limit)
@@ -47,24 +46,11 @@ macro_rules! room_list_query {
 
 type RoomRow = (i64, String, String, bool, Option<Uuid>, i64);
 
-pub(crate) const ROOM_COLUMNS: (
-    rooms::id,
-    rooms::name,
-    rooms::topic,
-    rooms::private,
-    rooms::owner_id,
-    rooms::last_seq,
-) = (rooms::id, rooms::name, rooms::topic, rooms::private, rooms::owner_id, rooms::last_seq);
+pub(crate) const ROOM_COLUMNS: (rooms::id, rooms::name, rooms::topic, rooms::private, rooms::owner_id, rooms::last_seq) =
+    (rooms::id, rooms::name, rooms::topic, rooms::private, rooms::owner_id, rooms::last_seq);
 
 fn to_room((id, name, topic, private, owner, last_seq): RoomRow) -> Room {
-    Room {
-        id: RoomId(id),
-        name: RoomName::from_trusted(name),
-        topic,
-        private,
-        owner_id: owner.map(UserId),
-        last_seq,
-    }
+    Room { id: RoomId(id), name: RoomName::from_trusted(name), topic, private, owner_id: owner.map(UserId), last_seq }
 }
 
 /// A room as listed, with its stored member count.
@@ -76,38 +62,33 @@ pub struct RoomSummary {
 
 impl Store {
     pub async fn room_by_name(&self, name: &RoomName) -> Result<Option<Room>, StoreError> {
-        let row = db_run!(self, "room_by_name", async |conn| room_by_name_query(name).get_result::<RoomRow>(conn).await.optional())
-            .await?;
+        let row =
+            db_run!(self, "room_by_name", async |conn| room_by_name_query(name).get_result::<RoomRow>(conn).await.optional())
+                .await?;
         Ok(row.map(to_room))
     }
 
     /// Creates a room owned by `owner`, who becomes its first member.
-    pub async fn create_room(
-        &self,
-        name: &RoomName,
-        topic: &Topic,
-        private: bool,
-        owner: UserId,
-    ) -> Result<Room, StoreError> {
+    pub async fn create_room(&self, name: &RoomName, topic: &Topic, private: bool, owner: UserId) -> Result<Room, StoreError> {
         self.note_membership_write(owner);
         // Room and owner membership in one transaction.
         let result = db_run!(self, "room_create", async |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    let row = diesel::insert_into(rooms::table)
-                        .values((
-                            rooms::name.eq(name.as_str()),
-                            rooms::topic.eq(topic.as_str()),
-                            rooms::private.eq(private),
-                            rooms::owner_id.eq(owner),
-                        ))
-                        .returning(ROOM_COLUMNS)
-                        .get_result::<RoomRow>(conn)
-                        .await?;
-                    diesel::insert_into(room_members::table)
-                        .values((room_members::room_id.eq(row.0), room_members::user_id.eq(owner)))
-                        .execute(conn)
-                        .await?;
-                    Ok(row)
+                let row = diesel::insert_into(rooms::table)
+                    .values((
+                        rooms::name.eq(name.as_str()),
+                        rooms::topic.eq(topic.as_str()),
+                        rooms::private.eq(private),
+                        rooms::owner_id.eq(owner),
+                    ))
+                    .returning(ROOM_COLUMNS)
+                    .get_result::<RoomRow>(conn)
+                    .await?;
+                diesel::insert_into(room_members::table)
+                    .values((room_members::room_id.eq(row.0), room_members::user_id.eq(owner)))
+                    .execute(conn)
+                    .await?;
+                Ok(row)
             })
             .await
         })
@@ -135,9 +116,7 @@ impl Store {
                 .await
         })
         .await?;
-        self.room_by_name(name)
-            .await?
-            .ok_or_else(|| StoreError::Unavailable("room vanished after creation".into()))
+        self.room_by_name(name).await?.ok_or_else(|| StoreError::Unavailable("room vanished after creation".into()))
     }
 
     pub async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
@@ -168,32 +147,28 @@ impl Store {
     pub async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
         self.note_membership_write(user);
         let n = db_run!(self, "member_remove", async |conn| {
-                diesel::delete(
-                    room_members::table
-                        .filter(room_members::room_id.eq(room.0))
-                        .filter(room_members::user_id.eq(user)),
-                )
+            diesel::delete(room_members::table.filter(room_members::room_id.eq(room.0)).filter(room_members::user_id.eq(user)))
                 .execute(conn)
                 .await
-            })
-            .await?;
+        })
+        .await?;
         Ok(n > 0)
     }
 
     /// A room's members by name (at most `limit`), with whether each owns it.
     pub async fn room_members(&self, room: RoomId, limit: i64) -> Result<Vec<(UserId, Username, bool)>, StoreError> {
         let rows = db_run!(self, "member_list", async |conn| {
-                room_members::table
-                    .inner_join(users::table)
-                    .inner_join(rooms::table)
-                    .filter(room_members::room_id.eq(room.0))
-                    .order(diesel::dsl::sql::<diesel::sql_types::Text>("lower(users.username)"))
-                    .limit(limit)
-                    .select((users::id, users::username, rooms::owner_id.nullable().eq(users::id.nullable())))
-                    .load::<(Uuid, String, Option<bool>)>(conn)
-                    .await
-            })
-            .await?;
+            room_members::table
+                .inner_join(users::table)
+                .inner_join(rooms::table)
+                .filter(room_members::room_id.eq(room.0))
+                .order(diesel::dsl::sql::<diesel::sql_types::Text>("lower(users.username)"))
+                .limit(limit)
+                .select((users::id, users::username, rooms::owner_id.nullable().eq(users::id.nullable())))
+                .load::<(Uuid, String, Option<bool>)>(conn)
+                .await
+        })
+        .await?;
         Ok(rows.into_iter().map(|(id, name, owner)| (UserId(id), Username::from_trusted(name), owner.unwrap_or(false))).collect())
     }
 
@@ -202,27 +177,24 @@ impl Store {
         // Right after their own membership change a user reads from the primary.
         let replica_ok = self.replica().is_none_or(|r| !r.wrote_recently(user));
         let rows = db_read!(self, "room_list_for_user", replica_ok, |_| true, async |conn| {
-                room_list_query!(user, filter).load::<(RoomRow, i64)>(conn).await
-            })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(row, count)| RoomSummary { room: to_room(row), member_count: count })
-            .collect())
+            room_list_query!(user, filter).load::<(RoomRow, i64)>(conn).await
+        })
+        .await?;
+        Ok(rows.into_iter().map(|(row, count)| RoomSummary { room: to_room(row), member_count: count }).collect())
     }
 
     /// The rooms with the most messages (a proxy for the busiest), for warming.
     pub async fn hottest_rooms(&self, n: i64) -> Result<Vec<Room>, StoreError> {
         let rows = db_run!(self, "rooms_hottest", async |conn| {
-                rooms::table
-                    .filter(rooms::last_seq.gt(0))
-                    .order(rooms::last_seq.desc())
-                    .limit(n)
-                    .select(ROOM_COLUMNS)
-                    .load::<RoomRow>(conn)
-                    .await
-            })
-            .await?;
+            rooms::table
+                .filter(rooms::last_seq.gt(0))
+                .order(rooms::last_seq.desc())
+                .limit(n)
+                .select(ROOM_COLUMNS)
+                .load::<RoomRow>(conn)
+                .await
+        })
+        .await?;
         Ok(rows.into_iter().map(to_room).collect())
     }
 
@@ -249,14 +221,15 @@ impl Store {
 
 use diesel::pg::Pg;
 use diesel::query_builder::{Query, QueryFragment, QueryId};
-use diesel::sqlite::Sqlite;
 use diesel::sql_types::{Int8, Nullable as Null, Text as SqlText};
-
+use diesel::sqlite::Sqlite;
 
 type RoomSql = (Int8, SqlText, SqlText, diesel::sql_types::Bool, Null<SqlUuid>, Int8);
 
 /// Room by its unique name (also used by `plans`).
-pub(crate) fn room_by_name_query(name: &RoomName) -> impl Query<SqlType = RoomSql> + QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
+pub(crate) fn room_by_name_query(
+    name: &RoomName,
+) -> impl Query<SqlType = RoomSql> + QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
     rooms::table.filter(rooms::name.eq(name.as_str())).select(ROOM_COLUMNS).limit(1)
 }
 
@@ -265,9 +238,7 @@ pub(crate) fn member_check_query(
     room: RoomId,
     user: UserId,
 ) -> impl Query<SqlType = diesel::sql_types::Bool> + QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send {
-    diesel::select(exists(
-        room_members::table.filter(room_members::room_id.eq(room.0)).filter(room_members::user_id.eq(user)),
-    ))
+    diesel::select(exists(room_members::table.filter(room_members::room_id.eq(room.0)).filter(room_members::user_id.eq(user))))
 }
 
 /// Which page of the room list to read.
@@ -282,4 +253,3 @@ pub struct RoomFilter {
     /// Rows to read (the caller asks one more than it shows, to know if more exist).
     pub limit: i64,
 }
-

@@ -137,10 +137,15 @@ mod tests {
         conn.batch_execute("CREATE TABLE probe (id BLOB PRIMARY KEY, at INTEGER NOT NULL)").expect("table");
         let id = Uuid::new_v4();
         let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("valid instant");
-        diesel::insert_into(probe::table).values((probe::id.eq(UserId(id)), probe::at.eq(At(at)))).execute(&mut conn).expect("insert");
-        let (back_id, back_at) = probe::table.filter(probe::id.eq(UserId(id))).first::<(Uuid, DateTime<Utc>)>(&mut conn).expect("row");
+        diesel::insert_into(probe::table)
+            .values((probe::id.eq(UserId(id)), probe::at.eq(At(at))))
+            .execute(&mut conn)
+            .expect("insert");
+        let (back_id, back_at) =
+            probe::table.filter(probe::id.eq(UserId(id))).first::<(Uuid, DateTime<Utc>)>(&mut conn).expect("row");
         assert_eq!((back_id, back_at), (id, at));
-        let later = probe::table.filter(probe::at.gt(At(at - chrono::Duration::microseconds(1)))).count().get_result::<i64>(&mut conn);
+        let later =
+            probe::table.filter(probe::at.gt(At(at - chrono::Duration::microseconds(1)))).count().get_result::<i64>(&mut conn);
         assert_eq!(later.expect("count"), 1);
     }
 }

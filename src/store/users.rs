@@ -21,30 +21,23 @@ fn to_user((id, username, guest): UserRow) -> User {
 
 impl Store {
     /// Inserts a user; `Conflict` when the name (case-insensitively) is taken.
-    pub async fn create_user(
-        &self,
-        username: &Username,
-        password_hash: Option<&str>,
-        guest: bool,
-    ) -> Result<User, StoreError> {
+    pub async fn create_user(&self, username: &Username, password_hash: Option<&str>, guest: bool) -> Result<User, StoreError> {
         let id = UserId::new();
         let result = db_run!(self, "user_create", async |conn| {
-                diesel::insert_into(users::table)
-                    .values((
-                        users::id.eq(id),
-                        users::username.eq(username.as_str()),
-                        users::password_hash.eq(password_hash),
-                        users::guest.eq(guest),
-                    ))
-                    .execute(conn)
-                    .await
-            })
-            .await;
+            diesel::insert_into(users::table)
+                .values((
+                    users::id.eq(id),
+                    users::username.eq(username.as_str()),
+                    users::password_hash.eq(password_hash),
+                    users::guest.eq(guest),
+                ))
+                .execute(conn)
+                .await
+        })
+        .await;
         match result {
             Ok(_) => Ok(User { id, username: username.clone(), guest }),
-            Err(StoreError::Query(e)) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict("username is taken".into()))
-            }
+            Err(StoreError::Query(e)) if is_unique_violation(&e) => Err(StoreError::Conflict("username is taken".into())),
             Err(e) => Err(e),
         }
     }
@@ -54,15 +47,15 @@ impl Store {
     pub async fn user_by_name(&self, username: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
         let lower = username.to_lowercase();
         let row = db_run!(self, "user_by_name", async |conn| {
-                users::table
-                    .filter(diesel::dsl::sql::<diesel::sql_types::Text>("lower(username)").eq(lower))
-                    .filter(users::retired_at.is_null())
-                    .select((users::id, users::username, users::guest, users::password_hash))
-                    .first::<(Uuid, String, bool, Option<String>)>(conn)
-                    .await
-                    .optional()
-            })
-            .await?;
+            users::table
+                .filter(diesel::dsl::sql::<diesel::sql_types::Text>("lower(username)").eq(lower))
+                .filter(users::retired_at.is_null())
+                .select((users::id, users::username, users::guest, users::password_hash))
+                .first::<(Uuid, String, bool, Option<String>)>(conn)
+                .await
+                .optional()
+        })
+        .await?;
         Ok(row.map(|(id, name, guest, hash)| (to_user((id, name, guest)), hash)))
     }
 
@@ -82,9 +75,9 @@ impl Store {
     /// judged too).
     pub async fn session_by_token(&self, token: &TokenHash) -> Result<Option<SessionInfo>, StoreError> {
         let row = db_run!(self, "user_by_token", async |conn| {
-                user_by_token_query(token).get_result::<SessionRow>(conn).await.optional()
-            })
-            .await?;
+            user_by_token_query(token).get_result::<SessionRow>(conn).await.optional()
+        })
+        .await?;
         Ok(row.map(|(id, name, guest, created_at, last_used_at)| SessionInfo {
             user: to_user((id, name, guest)),
             created_at,
@@ -107,23 +100,16 @@ impl Store {
     /// Revokes a session; true when it existed.
     pub async fn delete_session(&self, token: &TokenHash) -> Result<bool, StoreError> {
         let n = db_run!(self, "session_delete", async |conn| {
-                diesel::delete(sessions::table.filter(sessions::token_hash.eq(token.0.as_slice())))
-                    .execute(conn)
-                    .await
-            })
-            .await?;
+            diesel::delete(sessions::table.filter(sessions::token_hash.eq(token.0.as_slice()))).execute(conn).await
+        })
+        .await?;
         Ok(n > 0)
     }
 }
 
 type SessionRow = (Uuid, String, bool, DateTime<Utc>, DateTime<Utc>);
-type SessionSql = (
-    super::sql_types::Id,
-    diesel::sql_types::Text,
-    diesel::sql_types::Bool,
-    super::sql_types::Moment,
-    super::sql_types::Moment,
-);
+type SessionSql =
+    (super::sql_types::Id, diesel::sql_types::Text, diesel::sql_types::Bool, super::sql_types::Moment, super::sql_types::Moment);
 
 /// Token -> user and session times, by the sessions primary key (also used
 /// by `plans`).

@@ -20,9 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::append::{append_postgres, append_sqlite, AppendInput, AppendRow};
 use super::connection::{ConnectionSettings, SqliteConn};
+use super::is_connection_error;
 use super::models::StoredMessage;
 use crate::config::Database;
-use super::is_connection_error;
 use crate::domain::{Body, ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
 use crate::metrics::{DeliveryStage, METRICS};
 use crate::supervisor::{self, Task};
@@ -203,7 +203,8 @@ struct Shard {
     last_query: Option<(Instant, Instant)>,
 }
 
-/// The shard's own connection, kept across batches.
+/// The shard's own connection, kept across batches (one per shard: size is no concern).
+#[allow(clippy::large_enum_variant)]
 enum WriterConn {
     Postgres(AsyncPgConnection),
     Sqlite(SqliteConn),
@@ -288,7 +289,11 @@ impl Shard {
                     let left = self.write_timeout.saturating_sub(started.elapsed());
                     if !transient && attempt >= 2 || left.is_zero() {
                         log::error!("writer shard {}: giving up on {} messages: {e}", self.index, jobs.len());
-                        break Err(if transient { WriteError::Unavailable("the database is unavailable") } else { WriteError::Internal });
+                        break Err(if transient {
+                            WriteError::Unavailable("the database is unavailable")
+                        } else {
+                            WriteError::Internal
+                        });
                     }
                     METRICS.writer_retries.inc();
                     let backoff = Duration::from_millis(20u64 << attempt.min(6)).min(Duration::from_secs(1)).min(left);
@@ -326,7 +331,9 @@ impl Shard {
         let mut new_count = 0u64;
         for row in rows {
             // The ordinal comes back from PostgreSQL: checked, never trusted as an index.
-            let Some((ord, job)) = row.out_ord.checked_sub(1).and_then(|i| usize::try_from(i).ok()).and_then(|i| Some((i, jobs.get(i)?))) else {
+            let Some((ord, job)) =
+                row.out_ord.checked_sub(1).and_then(|i| usize::try_from(i).ok()).and_then(|i| Some((i, jobs.get(i)?)))
+            else {
                 continue;
             };
             // Found by our own id: an earlier attempt committed it after all.

@@ -76,7 +76,12 @@ pub fn tracking() -> bool {
 impl DeliveryTrace {
     /// A send received from a client here; `parent`: the HTTP request it
     /// came in (a WebSocket frame has none). None while tracing is off.
-    pub fn local(room_id: RoomId, room: &RoomName, received: Instant, parent: Option<RemoteParent>) -> Option<Arc<DeliveryTrace>> {
+    pub fn local(
+        room_id: RoomId,
+        room: &RoomName,
+        received: Instant,
+        parent: Option<RemoteParent>,
+    ) -> Option<Arc<DeliveryTrace>> {
         if !tracking() {
             return None;
         }
@@ -295,7 +300,8 @@ impl DeliveryTrace {
         let mut span = SpanRecord::new("fanout", Some(self.root), available, last)
             .attr(KeyValue::new("switchboard.recipients", i64::from(writes)));
         if let Some(first) = first {
-            span.attributes.push(KeyValue::new("switchboard.first_write_ms", slow::ms(first.saturating_duration_since(available))));
+            span.attributes
+                .push(KeyValue::new("switchboard.first_write_ms", slow::ms(first.saturating_duration_since(available))));
         }
         span
     }

@@ -76,7 +76,8 @@ mod tests {
 
     #[test]
     fn traceparent_round_trips() {
-        let p = RemoteParent { trace: TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736), span: SpanId(0x00f067aa0ba902b7), sampled: true };
+        let p =
+            RemoteParent { trace: TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736), span: SpanId(0x00f067aa0ba902b7), sampled: true };
         assert_eq!(p.header(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         assert_eq!(RemoteParent::parse(&p.header()), Some(p));
         let unsampled = RemoteParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").map(|p| p.sampled);

@@ -61,7 +61,10 @@ pub fn init(config: &TraceConfig, instance_id: &str) -> Result<(), String> {
         return Ok(());
     }
     if let Some(endpoint) = &config.endpoint {
-        export::start(&export::ExportSettings { service_name: config.service_name.clone(), instance_id: instance_id.to_string() })?;
+        export::start(&export::ExportSettings {
+            service_name: config.service_name.clone(),
+            instance_id: instance_id.to_string(),
+        })?;
         log::info!("traces: exporting to {endpoint} as {} ({instance_id}), sampler {:?}", config.service_name, config.sampler);
     }
     Ok(())

@@ -23,11 +23,11 @@ use super::rate_limit::TokenBucket;
 use super::streams::{Arrival, JoinStep, SendTarget, Streams};
 use crate::access;
 use crate::auth::AuthUser;
-use crate::limits::ConnectionSlot;
 use crate::chat::room::{Join, Leave, Typing};
 use crate::chat::{OutFrame, Room, RoomEvent};
 use crate::domain::{Body, ClientMsgId, RoomId, RoomName, SessionId};
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::ConnectionSlot;
 use crate::metrics::METRICS;
 use crate::state::AppState;
 use crate::store::models::Room as RoomModel;
@@ -152,10 +152,8 @@ impl Session {
                     .into_actor(self)
                     .map(move |result, session, ctx| match result {
                         Ok(messages) => {
-                            let frames: Vec<OutFrame> = messages
-                                .iter()
-                                .map(|m| OutFrame::replayed(m.seq, crate::chat::frames::message(m)))
-                                .collect();
+                            let frames: Vec<OutFrame> =
+                                messages.iter().map(|m| OutFrame::replayed(m.seq, crate::chat::frames::message(m))).collect();
                             let budget = session.outbound.room_left();
                             let out: Vec<ByteString> =
                                 session.streams.caught_up(room_id, &frames, budget).into_iter().map(|f| f.text.clone()).collect();
@@ -181,7 +179,10 @@ impl Session {
         self.closed = true;
         METRICS.slow_consumers.inc();
         log::info!("session {:?}: client stopped reading ({} bytes unread); closing", self.id, self.outbound.backlog());
-        ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("too slow: reconnect and rejoin with since".into()) }));
+        ctx.close(Some(CloseReason {
+            code: CloseCode::Policy,
+            description: Some("too slow: reconnect and rejoin with since".into()),
+        }));
         ctx.stop();
     }
 
@@ -280,27 +281,25 @@ impl Session {
         let auth = self.auth.clone();
         let lookup_name = name.clone();
         let generation = self.registration.guard.kick_generation();
-        ctx.spawn(
-            async move { authorize_join(&state, &auth, &lookup_name).await }
-                .into_actor(self)
-                .map(move |result, session, ctx| match result {
-                    Ok(_) if session.registration.guard.kick_generation() != generation => {
-                        if session.streams.is_authorizing(&name) {
-                            session.authorize(name, ctx);
-                        }
+        ctx.spawn(async move { authorize_join(&state, &auth, &lookup_name).await }.into_actor(self).map(
+            move |result, session, ctx| match result {
+                Ok(_) if session.registration.guard.kick_generation() != generation => {
+                    if session.streams.is_authorizing(&name) {
+                        session.authorize(name, ctx);
                     }
-                    Ok(model) => {
-                        let addr = session.state.registry.get_or_start(&model);
-                        let Some(since) = session.streams.authorized(&name, model.id, addr.clone()) else {
-                            // The client left meanwhile.
-                            return;
-                        };
-                        session.registration.guard.clear_kick(model.id);
-                        session.deliver_join(name, addr, since, ctx);
-                    }
-                    Err(e) => session.abandon_join(&name, e.code(), &e.public_message(), ctx),
-                }),
-        );
+                }
+                Ok(model) => {
+                    let addr = session.state.registry.get_or_start(&model);
+                    let Some(since) = session.streams.authorized(&name, model.id, addr.clone()) else {
+                        // The client left meanwhile.
+                        return;
+                    };
+                    session.registration.guard.clear_kick(model.id);
+                    session.deliver_join(name, addr, since, ctx);
+                }
+                Err(e) => session.abandon_join(&name, e.code(), &e.public_message(), ctx),
+            },
+        ));
     }
 
     fn rejoin_dead_rooms(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -609,7 +608,6 @@ impl Actor for Session {
         };
         ctx.run_interval(c.heartbeat_interval.min(Duration::from_secs(1)), |session, ctx| session.tick(ctx));
     }
-
 }
 
 /// Cleanup lives in Drop, not `stopped`, so it also runs when the session's

@@ -87,7 +87,13 @@ impl<R: Clone, S> Streams<R, S> {
 
     /// A `join` frame for `name`. `kicked` says whether the user was removed
     /// from a joined room since it was authorised (then it is joined anew).
-    pub fn request_join(&mut self, name: &RoomName, since: Option<i64>, max: usize, kicked: impl Fn(RoomId) -> bool) -> JoinStep<R> {
+    pub fn request_join(
+        &mut self,
+        name: &RoomName,
+        since: Option<i64>,
+        max: usize,
+        kicked: impl Fn(RoomId) -> bool,
+    ) -> JoinStep<R> {
         match self.by_name.get_mut(name) {
             Some(Stream::Authorizing { since: s, cancelled, .. } | Stream::Joining { since: s, cancelled, .. }) => {
                 *s = since;
@@ -202,7 +208,8 @@ impl<R: Clone, S> Streams<R, S> {
     pub fn arrived(&mut self, name: &RoomName, after: i64) -> Arrival<R, S> {
         match self.by_name.remove(name) {
             Some(Stream::Joining { room, handle, cancelled: false, deferred, .. }) => {
-                self.by_name.insert(name.clone(), Stream::Joined { room, handle, last_seen: after, behind: None, fetching: false });
+                self.by_name
+                    .insert(name.clone(), Stream::Joined { room, handle, last_seen: after, behind: None, fetching: false });
                 self.joined.insert(room, name.clone());
                 Arrival::Live(deferred)
             }
@@ -264,7 +271,9 @@ impl<R: Clone, S> Streams<R, S> {
     /// room goes live again once nothing it missed is left; it stays behind
     /// (to be read further) otherwise.
     pub fn caught_up<'f>(&mut self, room: RoomId, frames: &'f [OutFrame], budget: usize) -> Vec<&'f OutFrame> {
-        let Some(Stream::Joined { last_seen, behind, fetching, .. }) = self.joined.get(&room).and_then(|n| self.by_name.get_mut(n)) else {
+        let Some(Stream::Joined { last_seen, behind, fetching, .. }) =
+            self.joined.get(&room).and_then(|n| self.by_name.get_mut(n))
+        else {
             return Vec::new();
         };
         *fetching = false;

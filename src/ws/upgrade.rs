@@ -18,11 +18,7 @@ struct Credentials {
     token: Option<String>,
 }
 
-pub async fn connect(
-    req: HttpRequest,
-    stream: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn connect(req: HttpRequest, stream: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.is_draining() {
         return Err(ApiError::Unavailable("this instance is shutting down; reconnect".into()));
     }

@@ -151,18 +151,28 @@ async fn lighthouse_audits_the_page() {
             .into_iter()
             .flatten()
             .filter_map(|r| r["id"].as_str())
-            .filter(|id| lh["audits"][id]["score"].as_f64().is_some_and(|s| s < 1.0) && lh["audits"][id]["scoreDisplayMode"] == "binary")
+            .filter(|id| {
+                lh["audits"][id]["score"].as_f64().is_some_and(|s| s < 1.0) && lh["audits"][id]["scoreDisplayMode"] == "binary"
+            })
             .map(|id| format!("{id}: {}", lh["audits"][id]["title"]))
             .collect()
     };
     for category in ["accessibility", "best-practices"] {
         assert_eq!(lh["categories"][category]["score"], 1.0, "{category}: {:?}", failed(category));
     }
-    let figures: Value = ["first-contentful-paint", "largest-contentful-paint", "total-blocking-time", "cumulative-layout-shift", "speed-index", "interactive", "total-byte-weight"]
-        .iter()
-        .map(|a| (a.to_string(), lh["audits"][a]["numericValue"].clone()))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
+    let figures: Value = [
+        "first-contentful-paint",
+        "largest-contentful-paint",
+        "total-blocking-time",
+        "cumulative-layout-shift",
+        "speed-index",
+        "interactive",
+        "total-byte-weight",
+    ]
+    .iter()
+    .map(|a| (a.to_string(), lh["audits"][a]["numericValue"].clone()))
+    .collect::<serde_json::Map<_, _>>()
+    .into();
     println!("lighthouse performance score {} {figures}", lh["categories"]["performance"]["score"]);
 }
 

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_cluster, spawn_cluster_on, Mode, TestNginx, TestRedis, WsClient};
 
-
 /// Runs in every mode: one test per mode below, so one failure does not
 /// hide the others.
 async fn members_on_every_instance_receive_every_message_once_in_order(mode: Mode) {
@@ -35,7 +34,8 @@ async fn members_on_every_instance_receive_every_message_once_in_order(mode: Mod
         ws.join("everywhere").await;
         senders.push(ws);
     }
-    let sends = senders.iter_mut().enumerate().map(|(i, ws)| async move { ws.send_n("everywhere", &format!("w{i}"), PER_SENDER).await });
+    let sends =
+        senders.iter_mut().enumerate().map(|(i, ws)| async move { ws.send_n("everywhere", &format!("w{i}"), PER_SENDER).await });
     let acks: Vec<Value> = join_all(sends).await.into_iter().flatten().collect();
     let seqs: HashSet<i64> = acks.iter().map(|a| a["seq"].as_i64().expect("an integer")).collect();
     assert_eq!(seqs, (1..=total).collect(), "{mode:?}: one seq per send, no gaps");
@@ -119,7 +119,13 @@ async fn presence_and_typing_cross_instances(mode: Mode) {
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
         let (_, list) = c.get("/api/v1/rooms", &alice).await;
-        let hall = list["rooms"].as_array().expect("an array").iter().find(|r| r["name"] == "hall").cloned().expect("the room is listed");
+        let hall = list["rooms"]
+            .as_array()
+            .expect("an array")
+            .iter()
+            .find(|r| r["name"] == "hall")
+            .cloned()
+            .expect("the room is listed");
         assert_eq!(hall["online_count"], 1);
     }
 }
@@ -260,7 +266,7 @@ async fn kill_9_of_an_instance_loses_nothing_acked_and_its_clients_recover_elsew
     // The dead instance's users drop out of presence once it stops heartbeating.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut offline = HashSet::new();
-    while offline.len() < 1 {
+    while offline.is_empty() {
         assert!(Instant::now() < deadline, "presence of the dead instance never expired");
         if let Some(v) = watcher.next_json_within(Duration::from_millis(200)).await {
             if v["type"] == "presence" && v["state"] == "offline" {

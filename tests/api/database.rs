@@ -42,7 +42,8 @@ async fn pool_exhaustion_answers_fast_with_unavailable() {
     let db = app.db.clone();
     let taken = async move {
         let deadline = Instant::now() + Duration::from_secs(5);
-        let sql = format!("SELECT count(*) AS v FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'", db.name);
+        let sql =
+            format!("SELECT count(*) AS v FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'", db.name);
         while db.query_i64(&sql) < 1 {
             assert!(Instant::now() < deadline, "the blocked request never reached the lock");
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
@@ -112,7 +113,6 @@ async fn lost_database_connections_are_replaced_without_a_restart() {
     assert_eq!(seqs, vec![4, 5, 6], "the writer reconnected and seqs continue: {acks:?}");
     assert_eq!(app.history("phoenix", &token, "").await.len(), 6);
 }
-
 
 /// Bounded generously: a replica that has just been started (or is replaying
 /// another test's bulk writes) catches up at its own pace.

@@ -58,7 +58,10 @@ fn the_tests_run_the_shipped_upstream_parameters_unchanged() {
     for (block, params) in &local_servers {
         let shipped_params: Vec<&String> = shipped_servers.iter().filter(|(b, _)| b == block).map(|(_, p)| p).collect();
         assert!(!shipped_params.is_empty(), "upstream {block} is not in the shipped file");
-        assert!(shipped_params.iter().all(|p| *p == params), "upstream {block}: the tests use {params:?}, deploy/nginx.conf {shipped_params:?}");
+        assert!(
+            shipped_params.iter().all(|p| *p == params),
+            "upstream {block}: the tests use {params:?}, deploy/nginx.conf {shipped_params:?}"
+        );
     }
     for (block, _) in &shipped_servers {
         assert_eq!(local_servers.iter().filter(|(b, _)| b == block).count(), 2, "upstream {block} gets both test servers");
@@ -119,7 +122,9 @@ fn kubernetes_manifests_are_valid() {
 #[test]
 fn compose_file_describes_three_replicas_behind_nginx() {
     ensure_tool("kubernetes-validate"); // brings PyYAML
-    let (ok, out) = run(Command::new("python3").arg(format!("{ROOT}/scripts/check-compose.py")).arg(format!("{ROOT}/deploy/docker-compose.yml")));
+    let (ok, out) = run(Command::new("python3")
+        .arg(format!("{ROOT}/scripts/check-compose.py"))
+        .arg(format!("{ROOT}/deploy/docker-compose.yml")));
     assert!(ok, "{out}");
 }
 
@@ -172,8 +177,8 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
             word.push(c);
             continue;
         }
-        let is_metric = ["switchboard_", "process_"].iter().any(|p| word.starts_with(p) && word.len() > p.len())
-            && !word.contains(':');
+        let is_metric =
+            ["switchboard_", "process_"].iter().any(|p| word.starts_with(p) && word.len() > p.len()) && !word.contains(':');
         if is_metric {
             let base = ["_bucket", "_sum", "_count"].iter().fold(word.as_str(), |w, s| w.strip_suffix(s).unwrap_or(w));
             names.insert(base.to_string());

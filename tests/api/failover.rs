@@ -107,7 +107,14 @@ async fn pg_auto_failover_promotes_the_standby_of_a_lost_primary_and_sends_resum
         // promotes node2 and lets it take writes: poll until it does.
         let bin = PrivatePostgres::bin_dir();
         off_runtime(move || {
-            let writable = || psql_in(&bin, node2, "postgres", "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'") == "t";
+            let writable = || {
+                psql_in(
+                    &bin,
+                    node2,
+                    "postgres",
+                    "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'",
+                ) == "t"
+            };
             assert!(wait_until(Duration::from_secs(60), writable), "pg_auto_failover never promoted node2");
         });
         (lost, Instant::now())
@@ -130,7 +137,10 @@ async fn fail_over_under_traffic(
     fault: impl AsyncFnOnce(&TestApp) -> (Instant, Instant),
 ) -> Duration {
     let db = TestDb::on_server(&format!("postgres://postgres@127.0.0.1:{primary_port}"));
-    let url = format!("postgres://postgres@127.0.0.1:{primary_port},127.0.0.1:{standby_port}/{}?target_session_attrs=read-write", db.name);
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{primary_port},127.0.0.1:{standby_port}/{}?target_session_attrs=read-write",
+        db.name
+    );
     let prefix = format!("sbt{:08x}:", rand::random::<u32>());
     let redis = shared_redis();
     let env = [
@@ -174,9 +184,12 @@ async fn fail_over_under_traffic(
 
     let started = Instant::now();
     let acked_so_far = Cell::new(0);
-    let traffic = futures_util::future::join_all(senders.iter_mut().enumerate().map(|(i, ws)| {
-        send_steadily(ws, rooms[i % 2], format!("s{i}"), N, Duration::from_millis(40), &acked_so_far)
-    }));
+    let traffic = futures_util::future::join_all(
+        senders
+            .iter_mut()
+            .enumerate()
+            .map(|(i, ws)| send_steadily(ws, rooms[i % 2], format!("s{i}"), N, Duration::from_millis(40), &acked_so_far)),
+    );
     let fault = async {
         // The primary is lost under traffic: once commits are flowing.
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -215,7 +215,11 @@ impl Run {
         let legacy = std::env::var("SB_FLEET_TOKEN_URLS").is_ok();
         loop {
             assert!(started.elapsed() < Duration::from_secs(60), "a client could not get back in for 60 s");
-            let credential = if legacy { Ok(format!("token={}", c.token)) } else { self.ticket(&c.token).await.map(|t| format!("ticket={t}")) };
+            let credential = if legacy {
+                Ok(format!("token={}", c.token))
+            } else {
+                self.ticket(&c.token).await.map(|t| format!("ticket={t}"))
+            };
             if let Ok(credential) = credential {
                 let url = format!("{}/ws?{credential}", self.lb.replacen("http", "ws", 1));
                 match self.http.ws(url).max_frame_size(1 << 20).connect().await {
@@ -229,7 +233,10 @@ impl Run {
                     Err(_) => self.answers.record(0, "upgrade: no response"),
                 }
             }
-            actix_web::rt::time::sleep(wait / 2 + Duration::from_millis(rand::random::<u64>() % (wait.as_millis() as u64 / 2 + 1))).await;
+            actix_web::rt::time::sleep(
+                wait / 2 + Duration::from_millis(rand::random::<u64>() % (wait.as_millis() as u64 / 2 + 1)),
+            )
+            .await;
             wait = (wait * 2).min(Duration::from_secs(1));
         }
     }
@@ -317,7 +324,8 @@ impl Run {
                 self.joined.fetch_add(1, Ordering::AcqRel);
                 c.reconnects.push(since.elapsed());
                 if let Some(out) = &c.outbox {
-                    for (id, body) in out.lock().pending() {
+                    let resend = out.lock().pending();
+                    for (id, body) in resend {
                         ws.send_json(json!({"type": "send", "room": c.room, "body": body, "client_msg_id": id})).await;
                     }
                 }

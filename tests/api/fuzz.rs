@@ -163,12 +163,25 @@ async fn request_sweep(app: &TestApp, rng: &mut StdRng, token: &str) -> std::col
     let mut statuses = std::collections::BTreeMap::new();
     for _ in 0..REQUESTS {
         let (template, methods) = *pick(rng, &templates);
-        let method = if rng.gen_bool(0.8) { *pick(rng, methods) } else { *pick(rng, &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]) };
-        let seg = |rng: &mut StdRng| -> String {
-            let s = nasty_string(rng);
-            let s: String = s.chars().take(300).collect();
-            s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+        let method = if rng.gen_bool(0.8) {
+            *pick(rng, methods)
+        } else {
+            *pick(rng, &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
         };
+        let seg =
+            |rng: &mut StdRng| -> String {
+                let s = nasty_string(rng);
+                let s: String = s.chars().take(300).collect();
+                s.bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect()
+            };
         let mut path = template.to_string();
         if path.contains("{r}") {
             let r = if rng.gen_bool(0.4) { format!("room-{}", rng.gen_range(0..5)) } else { seg(rng) };
@@ -213,8 +226,9 @@ async fn request_sweep(app: &TestApp, rng: &mut StdRng, token: &str) -> std::col
         let bytes = resp.body().limit(16 << 20).await.expect("a body");
         assert_ne!(status, 500, "{method} {path}: internal error {}", String::from_utf8_lossy(&bytes));
         if status >= 400 && method != awc::http::Method::HEAD {
-            let v: Value = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| panic!("{method} {path}: {status} not in the error shape: {}", String::from_utf8_lossy(&bytes)));
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!("{method} {path}: {status} not in the error shape: {}", String::from_utf8_lossy(&bytes))
+            });
             let code = v["error"]["code"].as_str().unwrap_or_else(|| panic!("{method} {path}: {status} {v}"));
             assert!(ERROR_CODES.iter().any(|(c, s)| *c == code && *s == status), "{method} {path}: {status} with code {code}");
             assert!(v["error"]["message"].is_string(), "{v}");
@@ -238,7 +252,8 @@ async fn chat_still_works(app: &TestApp) {
     }
     for (i, (ws, room)) in clients.iter_mut().enumerate() {
         for n in 0..EACH {
-            ws.send_json(json!({"type": "send", "room": room, "body": format!("{i}.{n}"), "client_msg_id": format!("a{i}-{n}")})).await;
+            ws.send_json(json!({"type": "send", "room": room, "body": format!("{i}.{n}"), "client_msg_id": format!("a{i}-{n}")}))
+                .await;
         }
     }
     let last = (PER_ROOM * EACH) as i64;
@@ -252,7 +267,8 @@ async fn ten_thousand_hostile_frames_and_requests_get_contract_answers_and_the_i
     let seed = std::env::var("SB_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
     eprintln!("hostile-input sweep, SB_FUZZ_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let app = spawn_app_with(&[("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000"), ("ADMIN_USERNAMES", "fuzzer")]).await;
+    let app =
+        spawn_app_with(&[("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000"), ("ADMIN_USERNAMES", "fuzzer")]).await;
     let token = app.register("fuzzer").await;
     let (answers, closes) = frame_sweep(&app, &mut rng, &token).await;
     let statuses = request_sweep(&app, &mut rng, &token).await;

@@ -165,7 +165,9 @@ impl TestDb {
         let (backend, url, path, sql) = (self.backend, self.url(), self.sqlite_path(), sql.to_string());
         off_runtime(move || match backend {
             Backend::Postgres => SyncConn::establish(&url).expect("connect to test db").batch_execute(&sql).expect("exec"),
-            Backend::Sqlite => diesel::SqliteConnection::establish(&path).expect("open test db").batch_execute(&sql).expect("exec"),
+            Backend::Sqlite => {
+                diesel::SqliteConnection::establish(&path).expect("open test db").batch_execute(&sql).expect("exec")
+            }
         })
     }
 }
@@ -570,8 +572,10 @@ impl WsClient {
     /// Sends n messages (client_msg_id `tag-i`) and waits for their acks.
     pub async fn send_n(&mut self, room: &str, tag: &str, n: usize) -> Vec<Value> {
         for i in 0..n {
-            self.send_json(json!({"type": "send", "room": room, "body": format!("{tag} {i}"), "client_msg_id": format!("{tag}-{i}")}))
-                .await;
+            self.send_json(
+                json!({"type": "send", "room": room, "body": format!("{tag} {i}"), "client_msg_id": format!("{tag}-{i}")}),
+            )
+            .await;
         }
         let mut acks = Vec::with_capacity(n);
         for _ in 0..n {
@@ -589,7 +593,6 @@ impl WsClient {
     }
 }
 
-
 /// Several instances sharing one database and (unless single-instance) one
 /// Redis under a key prefix of their own.
 pub struct TestCluster {
@@ -606,7 +609,6 @@ pub enum Mode {
     /// n instances on the suite's own Redis Cluster (`services`).
     RedisCluster(usize),
 }
-
 
 pub async fn spawn_cluster(mode: Mode, env: &[(&str, &str)]) -> TestCluster {
     let prefix = format!("sbt{:08x}:", rand::random::<u32>());
@@ -679,7 +681,8 @@ pub fn free_port() -> u16 {
 pub fn ensure_tool(tool: &str) {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let present = |t: &str| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success());
+    let present =
+        |t: &str| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success());
     if present(tool) {
         return;
     }
@@ -792,7 +795,8 @@ pub fn local_nginx_conf(upstreams: &[u16], port: u16, dir: &str) -> String {
 /// deploy/nginx.conf, or for a before/after measurement the file named by
 /// `SB_NGINX_CONF` (the config checks always read the shipped file).
 pub fn shipped_nginx_conf() -> String {
-    let path = std::env::var("SB_NGINX_CONF").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf").into());
+    let path =
+        std::env::var("SB_NGINX_CONF").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf").into());
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -871,7 +875,8 @@ pub fn ensure_browser() {
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
         let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/node_modules/");
-        if ["playwright-core", "lighthouse", "axe-core"].iter().any(|m| !std::path::Path::new(&format!("{modules}{m}")).exists()) {
+        if ["playwright-core", "lighthouse", "axe-core"].iter().any(|m| !std::path::Path::new(&format!("{modules}{m}")).exists())
+        {
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-deps.sh");
             let status = Command::new(script).arg("browser").status().expect("run scripts/test-deps.sh");
             assert!(status.success(), "could not install the browser test packages (tests/browser/package.json)");
@@ -885,7 +890,10 @@ pub fn browser_env(cmd: &mut tokio::process::Command) -> &mut tokio::process::Co
     let home = concat!(env!("CARGO_TARGET_TMPDIR"), "/browser-home");
     let tmp = concat!(env!("CARGO_TARGET_TMPDIR"), "/browser-home/tmp");
     let _ = std::fs::create_dir_all(tmp);
-    cmd.env("TMPDIR", tmp).env("XDG_CONFIG_HOME", format!("{home}/config")).env("XDG_CACHE_HOME", format!("{home}/cache")).env("HOME", home)
+    cmd.env("TMPDIR", tmp)
+        .env("XDG_CONFIG_HOME", format!("{home}/config"))
+        .env("XDG_CACHE_HOME", format!("{home}/cache"))
+        .env("HOME", home)
 }
 
 /// Runs one script of tests/browser against `base_url`; returns its stdout.
@@ -902,11 +910,7 @@ pub async fn run_browser_script(script: &str, base_url: &str, env: &[(&str, &str
         .unwrap_or_else(|_| panic!("{script} did not finish within 180 s"))
         .expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
 

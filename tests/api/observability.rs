@@ -118,7 +118,12 @@ async fn metrics_carry_bounded_labels_and_every_request_is_timed() {
     }
     // Every stage is exposed from the start; the local ones have samples now.
     for stage in ["queue", "commit", "fanout", "bus"] {
-        assert!(all.iter().any(|(n, l)| n == "switchboard_delivery_stage_seconds_count" && l.get("stage").map(String::as_str) == Some(stage)), "stage {stage}");
+        assert!(
+            all.iter().any(
+                |(n, l)| n == "switchboard_delivery_stage_seconds_count" && l.get("stage").map(String::as_str) == Some(stage)
+            ),
+            "stage {stage}"
+        );
     }
     for stage in ["queue", "commit", "fanout"] {
         // Socket-side figures are flushed per thread every 100 ms.
@@ -230,11 +235,13 @@ async fn admin_stats_aggregate_every_instance() {
     assert!(on_b["delivery_stages"]["bus"]["p50_ms"].as_f64().is_some());
     assert!(c["delivery_latency"]["p99_ms"].as_f64().is_some());
     assert_eq!(c["instances_ready"], 2);
-    let ids: HashSet<&str> = v["instances"].as_array().expect("an array").iter().map(|i| i["instance"].as_str().expect("a string")).collect();
+    let ids: HashSet<&str> =
+        v["instances"].as_array().expect("an array").iter().map(|i| i["instance"].as_str().expect("a string")).collect();
     assert_eq!(ids, HashSet::from([a.instance.as_str(), b.instance.as_str()]));
     assert_eq!(v["reported_by"], b.instance.as_str());
     assert_eq!(v["instances"][0]["instance"], b.instance.as_str(), "the reporter first");
-    let connections: i64 = v["instances"].as_array().expect("an array").iter().map(|i| i["connections"].as_i64().expect("an integer")).sum();
+    let connections: i64 =
+        v["instances"].as_array().expect("an array").iter().map(|i| i["connections"].as_i64().expect("an integer")).sum();
     assert_eq!(connections, 4);
     for i in v["instances"].as_array().expect("an array") {
         assert_eq!(i["version"], env!("CARGO_PKG_VERSION"));
@@ -242,7 +249,8 @@ async fn admin_stats_aggregate_every_instance() {
         assert!(i["uptime_seconds"].is_u64() && i["process"]["rss_bytes"].as_u64().expect("an unsigned integer") > 0, "{i}");
         assert!(i["db"]["pools"][0]["max"].as_u64().expect("an unsigned integer") > 0);
     }
-    let routes: Vec<&str> = c["http"]["routes"].as_array().expect("an array").iter().map(|r| r["route"].as_str().expect("a string")).collect();
+    let routes: Vec<&str> =
+        c["http"]["routes"].as_array().expect("an array").iter().map(|r| r["route"].as_str().expect("a string")).collect();
     assert!(routes.contains(&"POST /api/v1/sessions/guest"), "{routes:?}");
     assert!(c["db"]["queries"].as_array().expect("an array").iter().any(|q| q["query"] == "append_messages"));
     let history = v["history"].as_array().expect("an array");

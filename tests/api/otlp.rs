@@ -171,7 +171,8 @@ pub fn render(spans: &[&Span]) -> String {
     let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
     let mut out = String::new();
     // Roots: no parent, or a parent that was never exported.
-    let mut roots: Vec<&str> = spans.iter().filter(|s| !ids.contains(s.parent_id.as_str())).map(|s| s.parent_id.as_str()).collect();
+    let mut roots: Vec<&str> =
+        spans.iter().filter(|s| !ids.contains(s.parent_id.as_str())).map(|s| s.parent_id.as_str()).collect();
     roots.sort();
     roots.dedup();
     for r in roots {

@@ -141,10 +141,7 @@ async fn a_cdn_base_url_serves_assets_with_integrity() {
         let asset = fetch(&app, path, &[]).await;
         assert_eq!(asset.status, 200, "{path}");
         assert_eq!(asset.header("access-control-allow-origin"), "*");
-        let integrity = format!(
-            "sha384-{}",
-            base64::engine::general_purpose::STANDARD.encode(Sha384::digest(&asset.body))
-        );
+        let integrity = format!("sha384-{}", base64::engine::general_purpose::STANDARD.encode(Sha384::digest(&asset.body)));
         let tag = format!("\"{url}\" integrity=\"{integrity}\" crossorigin=\"anonymous\"");
         assert!(html.contains(&tag), "missing {tag} in\n{html}");
     }

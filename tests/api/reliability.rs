@@ -13,7 +13,8 @@ use crate::proxy::ChaosProxy;
 
 #[actix_web::test]
 async fn a_client_that_stops_reading_is_disconnected_and_recovers_with_since() {
-    let app = spawn_app_with(&[("MAX_OUTBOUND_BYTES", "65536"), ("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000")]).await;
+    let app =
+        spawn_app_with(&[("MAX_OUTBOUND_BYTES", "65536"), ("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000")]).await;
     let stalled_token = app.guest("stalled").await;
     let writer_token = app.guest("writer").await;
     let mut stalled = app.ws(&stalled_token).await;
@@ -53,7 +54,8 @@ async fn a_client_that_stops_reading_is_disconnected_and_recovers_with_since() {
 /// database, in order, with no gap and no duplicate, on the same socket.
 #[actix_web::test]
 async fn a_slow_reader_is_caught_up_in_order_on_the_same_socket_with_bounded_memory() {
-    let app = spawn_app_with(&[("MAX_OUTBOUND_BYTES", "16384"), ("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000")]).await;
+    let app =
+        spawn_app_with(&[("MAX_OUTBOUND_BYTES", "16384"), ("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000")]).await;
     let reader_token = app.guest("tortoise").await;
     let writer_token = app.guest("hare").await;
     let mut reader = app.ws(&reader_token).await;
@@ -254,11 +256,18 @@ async fn a_panic_in_an_actor_does_not_take_the_instance_down() {
 }
 
 /// Sends `n` messages at `every`, keeping acks and refusals by client_msg_id.
-async fn send_through(ws: &mut WsClient, room: &str, tag: &str, n: usize, every: Duration) -> (HashMap<String, Value>, Vec<String>) {
+async fn send_through(
+    ws: &mut WsClient,
+    room: &str,
+    tag: &str,
+    n: usize,
+    every: Duration,
+) -> (HashMap<String, Value>, Vec<String>) {
     let mut acks = HashMap::new();
     let mut refused = Vec::new();
     for i in 0..n {
-        ws.send_json(json!({"type": "send", "room": room, "body": format!("{tag} {i}"), "client_msg_id": format!("{tag}-{i}")})).await;
+        ws.send_json(json!({"type": "send", "room": room, "body": format!("{tag} {i}"), "client_msg_id": format!("{tag}-{i}")}))
+            .await;
         actix_web::rt::time::sleep(every).await;
     }
     while acks.len() + refused.len() < n {
@@ -287,7 +296,9 @@ async fn postgres_cut_during_traffic_loses_nothing_acked_and_recovers() {
     let proxy = ChaosProxy::start(&crate::helpers::pg_addr());
     let db = TestDb::new();
     let via_proxy = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, db.name);
-    let app = TestApp::spawn(db.clone(), &[("DATABASE_URL", &via_proxy), ("DB_POOL_TIMEOUT_MS", "300"), ("WRITE_TIMEOUT_MS", "8000")]).await;
+    let app =
+        TestApp::spawn(db.clone(), &[("DATABASE_URL", &via_proxy), ("DB_POOL_TIMEOUT_MS", "300"), ("WRITE_TIMEOUT_MS", "8000")])
+            .await;
     let token = app.guest("sender").await;
     let reader = app.guest("reader").await;
     let mut w = app.ws(&token).await;
@@ -395,11 +406,9 @@ async fn slow_postgres_and_redis_still_deliver_in_order() {
 /// back to ready.
 #[actix_web::test]
 async fn every_background_task_is_restarted_after_it_dies_and_the_instance_keeps_serving() {
-    let cluster = crate::helpers::spawn_cluster(
-        Mode::Redis(2),
-        &[("SWITCHBOARD_TEST_HOOKS", "true"), ("CLEANUP_INTERVAL_MS", "200")],
-    )
-    .await;
+    let cluster =
+        crate::helpers::spawn_cluster(Mode::Redis(2), &[("SWITCHBOARD_TEST_HOOKS", "true"), ("CLEANUP_INTERVAL_MS", "200")])
+            .await;
     let (a, b) = (cluster.app(0), cluster.app(1));
     let mut reader = b.ws(&b.guest("watcher").await).await;
     reader.join("alive").await;

@@ -119,7 +119,8 @@ async fn verify(label: &str, r: &Replicas, nginx: &TestNginx, clients: &[Client]
     rooms.sort();
     rooms.dedup();
     for room in rooms {
-        let history = history_via(nginx.port, &token, room).await.unwrap_or_else(|s| panic!("{label}: history of {room} answered {s}"));
+        let history =
+            history_via(nginx.port, &token, room).await.unwrap_or_else(|s| panic!("{label}: history of {room} answered {s}"));
         let seqs: Vec<i64> = history.iter().filter_map(|m| m["seq"].as_i64()).collect();
         assert!(seqs.iter().copied().eq(1..=r.last_seq(room)), "{label}: history of {room} has a gap");
     }
@@ -181,7 +182,8 @@ async fn scaling_up_and_down_through_the_shipped_nginx_config_moves_clients_and_
 
     // Scale up under load: new connections go to the new replica at once.
     r.launch(2).await;
-    let newcomers = Fleet::start(r.any(), nginx.port, FleetSettings { clients: 30, rooms: 10, rate: 0.0, room_prefix: "scale".into() }).await;
+    let newcomers =
+        Fleet::start(r.any(), nginx.port, FleetSettings { clients: 30, rooms: 10, rate: 0.0, room_prefix: "scale".into() }).await;
     newcomers.wait_joined(30, Duration::from_secs(30)).await;
     let fresh = r.instance(2).to_string();
 

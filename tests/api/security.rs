@@ -196,13 +196,7 @@ async fn tickets_work_once_on_any_instance_expire_and_die_with_their_token() {
 
 /// Creations from one client address (named by a trusted proxy).
 async fn create_from(app: &TestApp, ip: &str, path: &str, body: Value) -> (u16, Option<u64>) {
-    let mut resp = app
-        .client
-        .post(app.url(path))
-        .insert_header(("X-Forwarded-For", ip))
-        .send_json(&body)
-        .await
-        .expect("request");
+    let mut resp = app.client.post(app.url(path)).insert_header(("X-Forwarded-For", ip)).send_json(&body).await.expect("request");
     let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let status = resp.status().as_u16();
     let _ = resp.body().await;
@@ -295,8 +289,15 @@ async fn idle_guests_are_retired_their_names_freed_and_their_messages_kept() {
         assert!(Instant::now() < deadline, "the idle guest was never retired");
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(db.query_i64("SELECT count(*) AS v FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = 'fleeting'"), 0);
-    assert_eq!(db.query_i64("SELECT count(*) AS v FROM users WHERE username = 'reader' AND retired_at IS NULL"), 1, "accounts stay");
+    assert_eq!(
+        db.query_i64("SELECT count(*) AS v FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = 'fleeting'"),
+        0
+    );
+    assert_eq!(
+        db.query_i64("SELECT count(*) AS v FROM users WHERE username = 'reader' AND retired_at IS NULL"),
+        1,
+        "accounts stay"
+    );
     let (s, _) = app.get("/api/v1/me", &guest).await;
     assert_eq!(s, 401, "the retired guest's token is gone");
     // The name is free: a new guest gets it exactly, without a suffix.

@@ -139,7 +139,9 @@ impl PrivatePostgres {
             let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
                 .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
                 .unwrap_or_default();
-            dirs.sort_by_key(|p| p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()));
+            dirs.sort_by_key(|p| {
+                p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok())
+            });
             dirs.pop()
         };
         if let Some(d) = find() {
@@ -167,7 +169,10 @@ impl PrivatePostgres {
         let pg = Self::prepare("replica", port);
         let data = pg.data().display().to_string();
         let primary_port = primary.port.to_string();
-        pg.tool("pg_basebackup", &["-h", "127.0.0.1", "-p", &primary_port, "-U", "postgres", "-D", &data, "-R", "-X", "stream", "-c", "fast"]);
+        pg.tool(
+            "pg_basebackup",
+            &["-h", "127.0.0.1", "-p", &primary_port, "-U", "postgres", "-D", &data, "-R", "-X", "stream", "-c", "fast"],
+        );
         pg.configure(&["hot_standby = on"]);
         pg.launch();
         pg
@@ -175,9 +180,8 @@ impl PrivatePostgres {
 
     /// Stops the server (fast shutdown); its watchdog removes its directory.
     pub fn stop(&self) {
-        let pid = std::fs::read_to_string(self.data().join("postmaster.pid"))
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_string));
+        let pid =
+            std::fs::read_to_string(self.data().join("postmaster.pid")).ok().and_then(|t| t.lines().next().map(str::to_string));
         if let Some(pid) = pid {
             let _ = Command::new("kill").args(["-INT", &pid]).status();
         }
@@ -268,7 +272,11 @@ impl PrivatePostgres {
             &format!("exec {as_user}'{}' -D '{}' >'{}' 2>&1", postgres.display(), self.data().display(), log.display()),
             "kill -INT $pid 2>/dev/null",
         );
-        assert!(wait_until(Duration::from_secs(60), || pg_answers(self.port)), "private PostgreSQL did not start; see {}", log.display());
+        assert!(
+            wait_until(Duration::from_secs(60), || pg_answers(self.port)),
+            "private PostgreSQL did not start; see {}",
+            log.display()
+        );
     }
 
     /// Runs a PostgreSQL client tool from this installation (pg_basebackup…).
@@ -295,13 +303,13 @@ pub fn start_private_redis(label: &str, extra: &[&str]) -> u16 {
     let dir = services_dir().join(format!("redis-{label}-{port}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("redis dir");
-    let args = format!(
-        "--port {port} --bind 127.0.0.1 --save '' --appendonly no --dir '{}' {}",
-        dir.display(),
-        extra.join(" ")
-    );
+    let args = format!("--port {port} --bind 127.0.0.1 --save '' --appendonly no --dir '{}' {}", dir.display(), extra.join(" "));
     watchdog(&dir, &format!("exec redis-server {args} >'{}/redis.log' 2>&1", dir.display()), "kill $pid 2>/dev/null");
-    assert!(wait_until(Duration::from_secs(20), || redis_answers(port)), "private Redis did not start; see {}/redis.log", dir.display());
+    assert!(
+        wait_until(Duration::from_secs(20), || redis_answers(port)),
+        "private Redis did not start; see {}/redis.log",
+        dir.display()
+    );
     port
 }
 
@@ -311,7 +319,9 @@ pub fn redis_cluster_urls() -> &'static str {
     static URLS: OnceLock<String> = OnceLock::new();
     URLS.get_or_init(|| {
         std::thread::spawn(|| {
-            let ports: Vec<u16> = (0..3).map(|_| start_private_redis("cluster", &["--cluster-enabled yes", "--cluster-node-timeout 2000"])).collect();
+            let ports: Vec<u16> = (0..3)
+                .map(|_| start_private_redis("cluster", &["--cluster-enabled yes", "--cluster-node-timeout 2000"]))
+                .collect();
             let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
             let out = Command::new("redis-cli")
                 .args(["--cluster", "create"])
@@ -415,7 +425,11 @@ impl PgAutoFailover {
     }
 
     fn as_user(&self) -> String {
-        if is_root() { "setpriv --reuid=postgres --regid=postgres --init-groups ".into() } else { String::new() }
+        if is_root() {
+            "setpriv --reuid=postgres --regid=postgres --init-groups ".into()
+        } else {
+            String::new()
+        }
     }
 
     /// A one-off pg_autoctl command (creation), as the postgres user.
@@ -460,7 +474,18 @@ impl PgAutoFailover {
 
     fn monitor_sql(&self, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.monitor_port.to_string(), "-U", "postgres", "-d", "pg_auto_failover", "-tAc", sql])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.monitor_port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "pg_auto_failover",
+                "-tAc",
+                sql,
+            ])
             .output()
             .expect("psql");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -486,7 +511,9 @@ impl PgAutoFailover {
         }
         // Its watchdog went with the group and will not clean up.
         let _ = std::fs::remove_dir_all(self.dir.join(format!("{name}-watch")));
-        if let Some(pid) = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok().and_then(|t| t.lines().next().map(str::to_string)) {
+        if let Some(pid) =
+            std::fs::read_to_string(pgdata.join("postmaster.pid")).ok().and_then(|t| t.lines().next().map(str::to_string))
+        {
             let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
             let _ = Command::new("kill").args(["-KILL", &pid]).status();
         }

@@ -9,12 +9,8 @@ use crate::helpers::spawn_app_with;
 
 #[actix_web::test]
 async fn sigterm_with_traffic_in_flight_loses_no_acked_message() {
-    let mut app = spawn_app_with(&[
-        ("RATE_LIMIT_PER_SEC", "10000"),
-        ("RATE_LIMIT_BURST", "10000"),
-        ("DRAIN_GRACE_MS", "1500"),
-    ])
-    .await;
+    let mut app =
+        spawn_app_with(&[("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000"), ("DRAIN_GRACE_MS", "1500")]).await;
     let mut clients = Vec::new();
     for i in 0..4 {
         let token = app.guest(&format!("sender{i}")).await;

@@ -27,11 +27,8 @@ fn bad_configuration_is_one_line_naming_the_variable() {
 
 #[test]
 fn unreachable_database_is_a_clear_error() {
-    let (code, err) = run(&[
-        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/switchboard"),
-        ("DB_STARTUP_WAIT_MS", "0"),
-        ("RUST_LOG", "off"),
-    ]);
+    let (code, err) =
+        run(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/switchboard"), ("DB_STARTUP_WAIT_MS", "0"), ("RUST_LOG", "off")]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
     assert!(err.contains("Connection refused"), "the cause under 'error connecting to server' is kept: {err}");
@@ -110,18 +107,14 @@ async fn with_no_database_url_the_server_runs_on_sqlite_in_data_dir_and_keeps_hi
     let (s, guest) = post(addr.clone(), "/api/v1/sessions/guest", None, serde_json::json!({"username": "newcomer"})).await;
     assert!(s == 200 || s == 201, "{guest}");
     let token = guest["token"].as_str().expect("token").to_string();
-    let (s, m) = post(addr.clone(), "/api/v1/rooms/general/messages", Some(token.clone()), serde_json::json!({"body": "hello"})).await;
+    let (s, m) =
+        post(addr.clone(), "/api/v1/rooms/general/messages", Some(token.clone()), serde_json::json!({"body": "hello"})).await;
     assert_eq!((s, &m["seq"]), (201, &serde_json::json!(1)), "{m}");
     let _ = Command::new("kill").args(["-TERM", &first.id().to_string()]).status();
     assert!(first.wait().expect("exit").success());
 
     let (mut second, addr) = start();
-    let mut resp = client
-        .get(format!("{addr}/api/v1/rooms/general/messages"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("history");
+    let mut resp = client.get(format!("{addr}/api/v1/rooms/general/messages")).bearer_auth(&token).send().await.expect("history");
     let history: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(history["messages"][0]["body"], "hello", "{history}");
     let _ = second.kill();

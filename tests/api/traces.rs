@@ -13,7 +13,12 @@ use crate::services::wait_until;
 async fn spans_where(receiver: &Receiver, what: &str, ok: impl Fn(&[Span]) -> bool) -> Vec<Span> {
     let found = wait_until(Duration::from_secs(15), || ok(&receiver.spans()));
     let spans = receiver.spans();
-    assert!(found, "{what}: not received within 15 s; got {} spans:\n{:#?}", spans.len(), spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert!(
+        found,
+        "{what}: not received within 15 s; got {} spans:\n{:#?}",
+        spans.len(),
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
     spans
 }
 
@@ -148,7 +153,10 @@ async fn unsampled_slow_deliveries_and_requests_are_kept_logged_and_listed() {
     // The log lines carry the trace ids.
     let log = std::fs::read_to_string(&app.log_path).expect("server log");
     assert!(log.contains("slow delivery in room") && log.contains(&format!("trace={}", root.trace_id)), "slow delivery logged");
-    assert!(log.lines().any(|l| l.contains("slow request") && l.contains(&format!("trace={caller_trace}"))), "slow request logged");
+    assert!(
+        log.lines().any(|l| l.contains("slow request") && l.contains(&format!("trace={caller_trace}"))),
+        "slow request logged"
+    );
     // /admin lists them with trace ids and stage times.
     let ok = {
         let mut found = false;
