@@ -103,10 +103,7 @@ impl Application {
         } else {
             None
         };
-        let (redis_subscriber, redis_pool) = match redis {
-            Some((subscriber, pool)) => (Some(subscriber), Some(pool)),
-            None => (None, None),
-        };
+        let redis_pool = redis.as_ref().map(|(_, pool)| pool.clone());
         let presence = PresenceStore::new(redis_pool.clone(), &config.redis_key_prefix, &config.instance_id, config.instance_ttl);
         let recent = RecentLists::new(
             if config.cache_enabled { config.recent_window } else { 0 },
@@ -143,10 +140,10 @@ impl Application {
         let subscriptions = Arc::new(Subscriptions::default());
         let bus_state =
             Arc::new(AtomicU8::new(if redis_pool.is_some() { BusState::Disconnected } else { BusState::Local } as u8));
-        let transport: Arc<dyn Transport> = match redis_subscriber {
-            Some(subscriber) => RedisTransport::start(
+        let transport: Arc<dyn Transport> = match redis {
+            Some((subscriber, pool)) => RedisTransport::start(
                 subscriber,
-                redis_pool.clone().expect("a subscriber comes with a pool"),
+                pool,
                 config.redis_key_prefix.clone(),
                 subscriptions.clone(),
                 bus_state.clone(),

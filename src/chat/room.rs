@@ -434,6 +434,11 @@ impl Actor for Room {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         METRICS.rooms_active.inc();
+        // Bounds only what waits for an answer (`send`: joins, history and
+        // online reads), which parks behind a full mailbox; deliveries come
+        // by `do_send`, which never waits, and are bounded upstream (the
+        // writer's queue, the bus). Actix's default of 16 would park a join
+        // behind any burst of deliveries.
         ctx.set_mailbox_capacity(4096);
         let bus = self.host.bus();
         bus.subscribe(self.id);

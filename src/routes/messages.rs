@@ -19,8 +19,8 @@ use crate::store::writer::{SendRequest, WriteError};
 use crate::telemetry::delivery::DeliveryTrace;
 
 #[derive(Serialize)]
-struct Page<'a> {
-    messages: &'a [StoredMessage],
+struct Page<'a, M: Serialize> {
+    messages: &'a [M],
     has_more: bool,
 }
 
@@ -69,7 +69,7 @@ pub async fn list_messages(
         if let Ok(Some((messages, has_more))) = addr.send(NewestPage { limit: limit as usize, at_least: last_seq }).await {
             METRICS.cache_requests.with_label_values(&["history", "hit"]).inc();
             let messages: Vec<&StoredMessage> = messages.iter().map(|m| m.as_ref()).collect();
-            return Ok(HttpResponse::Ok().json(serde_json::json!({"messages": messages, "has_more": has_more})));
+            return Ok(HttpResponse::Ok().json(Page { messages: &messages, has_more }));
         }
     }
     if page == HistoryPage::Newest {

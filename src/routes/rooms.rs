@@ -127,7 +127,7 @@ pub struct RoomChange {
     topic: String,
 }
 
-/// `PATCH /api/v1/rooms/{name}` (added): the owner changes the topic.
+/// `PATCH /api/v1/rooms/{name}`: the owner changes the topic.
 pub async fn update_room(
     state: web::Data<AppState>,
     auth: AuthUser,
