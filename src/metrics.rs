@@ -486,8 +486,8 @@ impl Metrics {
         for (method, route, status) in ROUTES {
             self.http_duration.with_label_values(&[method, route, status]);
         }
-        for code in ["bad_request", "too_large", "rate_limited", "forbidden", "not_found", "unavailable", "internal"] {
-            self.ws_errors.with_label_values(&[code]);
+        for code in crate::error::ErrorCode::ALL {
+            self.ws_errors.with_label_values(&[code.as_str()]);
         }
     }
 

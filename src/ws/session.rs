@@ -192,7 +192,7 @@ impl Session {
     }
 
     fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, message: &str, reference: Option<&str>) {
-        METRICS.ws_errors.with_label_values(&[error_label(code)]).inc();
+        METRICS.ws_errors.with_label_values(&[code.as_str()]).inc();
         self.write(ctx, protocol::error(code, message, reference));
         // Failures of our own (database down) are not the client's fault.
         if matches!(code, ErrorCode::Unavailable | ErrorCode::Internal) {
@@ -529,20 +529,6 @@ async fn authorize_join(state: &AppState, auth: &AuthUser, name: &RoomName) -> R
     }
     // The room actor reads the current last_seq itself when it starts.
     Ok(RoomModel { id: room.id, name: room.name, topic: room.topic, private: room.private, owner_id: room.owner_id, last_seq: 0 })
-}
-
-fn error_label(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::BadRequest => "bad_request",
-        ErrorCode::Unauthorized => "unauthorized",
-        ErrorCode::Forbidden => "forbidden",
-        ErrorCode::NotFound => "not_found",
-        ErrorCode::Conflict => "conflict",
-        ErrorCode::TooLarge => "too_large",
-        ErrorCode::RateLimited => "rate_limited",
-        ErrorCode::Unavailable => "unavailable",
-        ErrorCode::Internal => "internal",
-    }
 }
 
 /// When the periodic duties of a session are next due.
