@@ -46,7 +46,33 @@ pub const QUERY_NAMES: &[&str] = &[
     "cleanup_guests",
 ];
 
-pub const CACHE_NAMES: &[&str] = &["token", "room", "membership", "history"];
+/// The caches, as the `cache` label of the cache metrics and the name an
+/// invalidation carries over the bus: the one list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheName {
+    Token,
+    Room,
+    Membership,
+    /// The newest page of a running room (its window), not a `Layered` cache.
+    History,
+}
+
+impl CacheName {
+    pub const ALL: [CacheName; 4] = [CacheName::Token, CacheName::Room, CacheName::Membership, CacheName::History];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheName::Token => "token",
+            CacheName::Room => "room",
+            CacheName::Membership => "membership",
+            CacheName::History => "history",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CacheName> {
+        CacheName::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
 
 /// Where a delivery's time goes (`switchboard_delivery_stage_seconds`); the
 /// boundaries are documented in docs/observability.md.
@@ -445,7 +471,7 @@ impl Metrics {
             self.db_slow_queries.with_label_values(&[q]);
         }
         self.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        for c in CACHE_NAMES {
+        for c in CacheName::ALL.map(CacheName::as_str) {
             for result in ["hit", "miss"] {
                 self.cache_requests.with_label_values(&[c, result]);
             }
@@ -603,4 +629,17 @@ fn flush_deliveries() {
 
 thread_local! {
     static FLUSHER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+mod cache_name_tests {
+    use super::*;
+
+    #[test]
+    fn cache_names_parse_back() {
+        for c in CacheName::ALL {
+            assert_eq!(CacheName::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(CacheName::parse("nope"), None);
+    }
 }

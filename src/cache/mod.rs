@@ -17,7 +17,7 @@ use crate::bus::Bus;
 use crate::cluster::lease::Lease;
 use crate::config::Config;
 use crate::domain::{RoomId, RoomName, TokenHash, UserId};
-use crate::metrics::METRICS;
+use crate::metrics::{CacheName, METRICS};
 use crate::redis_pool::RedisPool;
 use crate::store::models::{Room, SessionInfo};
 
@@ -115,9 +115,9 @@ impl Caches {
             enabled: config.cache_enabled,
         };
         Caches {
-            tokens: Layered::new(settings("token", 4), l2(), Some(lease.clone())),
-            rooms: Layered::new(settings("room", 2), l2(), None),
-            members: Layered::new(settings("membership", 2), l2(), Some(lease)),
+            tokens: Layered::new(settings(CacheName::Token.as_str(), 4), l2(), Some(lease.clone())),
+            rooms: Layered::new(settings(CacheName::Room.as_str(), 2), l2(), None),
+            members: Layered::new(settings(CacheName::Membership.as_str(), 2), l2(), Some(lease)),
         }
     }
 
@@ -135,21 +135,23 @@ impl Caches {
 
     /// Applies an invalidation broadcast by another instance.
     pub async fn invalidate_remote(&self, cache: &str, key: &str) {
-        match cache {
-            "token" => self.tokens.invalidate_encoded(key).await,
-            "room" => self.rooms.invalidate_encoded(key).await,
-            "membership" => self.members.invalidate_encoded(key).await,
-            other => log::debug!("invalidation for unknown cache {other}"),
+        match CacheName::parse(cache) {
+            Some(CacheName::Token) => self.tokens.invalidate_encoded(key).await,
+            Some(CacheName::Room) => self.rooms.invalidate_encoded(key).await,
+            Some(CacheName::Membership) => self.members.invalidate_encoded(key).await,
+            Some(CacheName::History) | None => log::debug!("invalidation for a cache without shared entries: {cache}"),
         }
     }
 
     /// Entry counts and bytes per cache into the gauges.
     pub fn publish_sizes(&self) {
-        for (name, (entries, bytes)) in
-            [("token", self.tokens.sizes()), ("room", self.rooms.sizes()), ("membership", self.members.sizes())]
-        {
-            METRICS.cache_entries.with_label_values(&[name]).set(entries as i64);
-            METRICS.cache_bytes.with_label_values(&[name]).set(bytes as i64);
+        for (name, (entries, bytes)) in [
+            (CacheName::Token, self.tokens.sizes()),
+            (CacheName::Room, self.rooms.sizes()),
+            (CacheName::Membership, self.members.sizes()),
+        ] {
+            METRICS.cache_entries.with_label_values(&[name.as_str()]).set(entries as i64);
+            METRICS.cache_bytes.with_label_values(&[name.as_str()]).set(bytes as i64);
         }
     }
 }

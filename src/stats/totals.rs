@@ -7,7 +7,7 @@ use std::time::Instant;
 use prometheus::core::Collector;
 
 use super::distribution::Cumulative;
-use crate::metrics::{process_cpu_seconds, DeliveryStage, CACHE_NAMES, METRICS};
+use crate::metrics::{process_cpu_seconds, CacheName, DeliveryStage, METRICS};
 
 #[derive(Debug, Clone)]
 pub struct Totals {
@@ -80,7 +80,8 @@ impl Totals {
             .flat_map(|f| f.get_metric())
             .map(|m| m.get_counter().get_value() as u64)
             .sum();
-        let cache = CACHE_NAMES
+        let cache = CacheName::ALL
+            .map(CacheName::as_str)
             .iter()
             .map(|c| {
                 let hit = METRICS.cache_requests.with_label_values(&[c, "hit"]).get();
