@@ -29,6 +29,8 @@ async fn the_javascript_client_keeps_the_guarantees_against_real_servers() {
     let logs = concat!(env!("CARGO_TARGET_TMPDIR"), "/server-logs");
     let _ = std::fs::create_dir_all(logs);
     let report_path = format!("{logs}/client-tests-{:08x}.txt", rand::random::<u32>());
+    // Its own process group: on a timeout the runner, the test file's process
+    // and the servers it started all go.
     let run = tokio::process::Command::new("node")
         .args(["--test", "--test-force-exit", "--test-reporter=spec"])
         .arg(format!("--test-reporter-destination={report_path}"))
@@ -39,13 +41,21 @@ async fn the_javascript_client_keeps_the_guarantees_against_real_servers() {
         .env("SB_LOG_DIR", logs)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), run).await;
+        .spawn()
+        .expect("run node");
+    let group = run.id().map(|pid| format!("-{pid}"));
+    let out = tokio::time::timeout(Duration::from_secs(240), run.wait_with_output()).await;
     let report = std::fs::read_to_string(&report_path).unwrap_or_default();
     let out = match out {
-        Ok(out) => out.expect("run node"),
-        Err(_) => panic!("node --test did not finish within 240 s; so far:\n{report}"),
+        Ok(out) => out.expect("node --test"),
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
+            }
+            panic!("node --test did not finish within 240 s; so far:\n{report}")
+        }
     };
     let report = format!("{report}{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     println!("{report}");
