@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 
@@ -231,12 +230,7 @@ impl Room {
                 match result {
                     Ok(messages) => {
                         METRICS.gap_heals.inc();
-                        let now = Instant::now();
-                        let filled = messages
-                            .into_iter()
-                            .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now, trace: None })
-                            .collect();
-                        room.accept(filled, ctx);
+                        room.accept(Committed::read_back(messages), ctx);
                     }
                     Err(e) => {
                         log::warn!("room {}: gap fill failed, retrying: {e}", room.name);
@@ -338,12 +332,7 @@ impl Room {
                 match result {
                     Ok(messages) if !messages.is_empty() => {
                         METRICS.gap_heals.inc();
-                        let now = Instant::now();
-                        let found = messages
-                            .into_iter()
-                            .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now, trace: None })
-                            .collect();
-                        room.accept(found, ctx);
+                        room.accept(Committed::read_back(messages), ctx);
                     }
                     Ok(_) => room.release(Vec::new(), ctx),
                     Err(e) => log::warn!("room {}: resync failed: {e}", room.name),

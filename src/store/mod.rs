@@ -4,6 +4,20 @@
 //! Handlers call the query modules through `Store`; sends go through
 //! `writer::Writer`, the only code that allocates seqs.
 
+/// One named query on the SQLite pool (the one database: always "primary").
+macro_rules! sqlite_run {
+    ($store:ident, $pool:ident, $name:expr, async |$conn:ident| $body:expr) => {
+        $crate::store::connection::run_on(
+            $pool,
+            "primary",
+            $store.slow_query(),
+            $name,
+            async |$conn: &mut $crate::store::connection::SqliteConn| $body,
+        )
+        .await
+    };
+}
+
 /// Runs one named query on the primary. The body is written once and
 /// compiled for each backend (`conn` is a PostgreSQL or a SQLite connection);
 /// pool exhaustion or an unreachable database is `StoreError::Unavailable`
@@ -23,16 +37,7 @@ macro_rules! db_run {
                     )
                     .await
                 }
-                $crate::store::DbPool::Sqlite(pool) => {
-                    $crate::store::connection::run_on(
-                        pool,
-                        "primary",
-                        store.slow_query(),
-                        $name,
-                        async |$conn: &mut $crate::store::connection::SqliteConn| $body,
-                    )
-                    .await
-                }
+                $crate::store::DbPool::Sqlite(pool) => sqlite_run!(store, pool, $name, async |$conn| $body),
             }
         }
     }};
@@ -50,16 +55,7 @@ macro_rules! db_read {
                         .read_pg($name, $may_use_replica, $accept, async |$conn: &mut ::diesel_async::AsyncPgConnection| $body)
                         .await
                 }
-                $crate::store::DbPool::Sqlite(pool) => {
-                    $crate::store::connection::run_on(
-                        pool,
-                        "primary",
-                        store.slow_query(),
-                        $name,
-                        async |$conn: &mut $crate::store::connection::SqliteConn| $body,
-                    )
-                    .await
-                }
+                $crate::store::DbPool::Sqlite(pool) => sqlite_run!(store, pool, $name, async |$conn| $body),
             }
         }
     }};

@@ -82,6 +82,18 @@ pub struct Committed {
     pub trace: Option<Arc<DeliveryTrace>>,
 }
 
+impl Committed {
+    /// Messages read back from the database (healing a gap): available now,
+    /// not a live send of this instance, so no trace.
+    pub fn read_back(messages: Vec<StoredMessage>) -> Vec<Committed> {
+        let now = Instant::now();
+        messages
+            .into_iter()
+            .map(|m| Committed { message: Arc::new(m), received_at: now, available_at: now, trace: None })
+            .collect()
+    }
+}
+
 /// Who hears about commits: the room registry.
 pub trait CommitListener: Send + Sync + 'static {
     fn committed(&self, batch: Vec<Committed>);

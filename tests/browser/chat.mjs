@@ -14,9 +14,8 @@
 // Talks to the harness over stdio: prints "RESTART <graceful|kill>", waits
 // for a line on stdin. The last stdout line is the JSON report.
 import { createInterface } from "node:readline";
-import { readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { BASE_URL, run, until } from "./lib.mjs";
+import { writeFileSync } from "node:fs";
+import { BASE_URL, run, until, audit as auditPage } from "./lib.mjs";
 import { pageLoad } from "./pageload.mjs";
 
 const ROOM = process.env.ROOM || "e2e";
@@ -36,16 +35,8 @@ async function askHarness(what) {
 }
 
 // ---------- accessibility audit (axe-core, WCAG 2.x A and AA rules) ----------
-const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 async function audit(page, what) {
-  // Through DevTools: the page's CSP (rightly) refuses inline scripts.
-  await page.evaluate(AXE);
-  const violations = await page.evaluate(async () => {
-    const result = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
-    return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  });
-  if (violations.length) throw new Error(`accessibility violations on ${what}:\n${violations.join("\n")}`);
-  step(`axe-core: no WCAG 2.1 A/AA violations on ${what}`);
+  step(await auditPage(page, what));
 }
 
 // ---------- helpers over the accessible page ----------

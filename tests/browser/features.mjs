@@ -7,24 +7,15 @@
 //  4. day dividers on older messages (seeded by the harness in ARCHIVE_ROOM)
 // axe-core on every new view; screenshots of the member panel and of a
 // failed send. The last stdout line is the JSON report.
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { BASE_URL, run, until } from "./lib.mjs";
+import { BASE_URL, run, until, audit as auditPage } from "./lib.mjs";
 
 const ARCHIVE_ROOM = process.env.ARCHIVE_ROOM || "archive";
 const SHOTS = process.env.SCREENSHOT_DIR || ".";
 const report = { steps: [] };
 const step = (name) => { report.steps.push(name); console.error(`[features] ${name}`); };
 
-const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 async function audit(page, what) {
-  await page.evaluate(AXE);
-  const violations = await page.evaluate(async () => {
-    const result = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
-    return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-  });
-  if (violations.length) throw new Error(`accessibility violations on ${what}:\n${violations.join("\n")}`);
-  step(`axe-core: no WCAG 2.1 A/AA violations on ${what}`);
+  step(await auditPage(page, what));
 }
 
 async function signUp(browser, name) {
