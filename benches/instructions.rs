@@ -77,7 +77,7 @@ fn main() {
         }
         "cache_hit" => {
             let settings = Settings {
-                name: "membership",
+                name: switchboard::metrics::CacheName::Membership,
                 max_bytes: 1 << 20,
                 ttl: std::time::Duration::from_secs(600),
                 negative_ttl: std::time::Duration::from_secs(60),

@@ -29,15 +29,11 @@ pub async fn revoke_token(state: &AppState, token: &TokenHash) -> Result<(), Api
     // there once the row is gone.
     state.caches.tokens.tombstone(token).await.map_err(revocation_unavailable)?;
     state.store.delete_session(token).await?;
-    state
-        .revoker
-        .apply_everywhere(AccessChange::TokenRevoked(*token))
-        .await
-        .map_err(|e| revocation_unavailable(e.to_string()))?;
+    state.revoker.apply_everywhere(AccessChange::TokenRevoked(*token)).await.map_err(revocation_unavailable)?;
     Ok(())
 }
 
-fn revocation_unavailable(why: String) -> ApiError {
+fn revocation_unavailable(why: impl std::fmt::Display) -> ApiError {
     log::warn!("revocation could not reach every instance: {why}");
     ApiError::Unavailable("the change could not be made on every instance; try again".into())
 }
@@ -74,11 +70,7 @@ pub async fn add_member(state: &AppState, room: RoomId, user: UserId) -> Result<
 /// Adds a member to a private room, let in by every instance at once.
 pub async fn add_private_member(state: &AppState, room: RoomId, user: UserId) -> Result<(), ApiError> {
     add_member(state, room, user).await?;
-    state
-        .revoker
-        .apply_everywhere(AccessChange::MemberAdded { room, user })
-        .await
-        .map_err(|e| revocation_unavailable(e.to_string()))?;
+    state.revoker.apply_everywhere(AccessChange::MemberAdded { room, user }).await.map_err(revocation_unavailable)?;
     Ok(())
 }
 

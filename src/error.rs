@@ -131,16 +131,16 @@ impl From<ParseError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            log::warn!("store unavailable: {e}");
+            return ApiError::Unavailable("the database is unavailable, try again".into());
+        }
         match e {
-            StoreError::Unavailable(why) => {
-                log::warn!("store unavailable: {why}");
-                ApiError::Unavailable("the database is unavailable, try again".into())
-            }
             StoreError::Conflict(what) => ApiError::Conflict(what),
-            StoreError::Query(err) => ApiError::Internal(err.to_string()),
             StoreError::Unsupported(what) => {
                 ApiError::NotFound(format!("{what} needs PostgreSQL; this instance runs on the embedded SQLite database"))
             }
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }

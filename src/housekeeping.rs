@@ -13,7 +13,7 @@ use crate::bus::Channel;
 use crate::cache::Membership;
 use crate::cluster::revocation::AccessChange;
 use crate::domain::TokenHash;
-use crate::metrics::METRICS;
+use crate::metrics::{Cleanup, METRICS};
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -53,7 +53,7 @@ pub async fn sweep(state: &AppState) -> Result<Swept, StoreError> {
     for _ in 0..MAX_BATCHES {
         let tokens = state.store.delete_expired_sessions(policy.idle, policy.max_age, BATCH).await?;
         swept.sessions += tokens.len();
-        METRICS.cleanup_rows.with_label_values(&["sessions"]).inc_by(tokens.len() as u64);
+        METRICS.cleanup(Cleanup::Sessions).inc_by(tokens.len() as u64);
         forget_tokens(state, &tokens).await;
         if (tokens.len() as i64) < BATCH {
             break;
@@ -63,7 +63,7 @@ pub async fn sweep(state: &AppState) -> Result<Swept, StoreError> {
     for _ in 0..MAX_BATCHES {
         let retired = state.store.retire_idle_guests(policy.guest_retention, BATCH).await?;
         swept.guests += retired.users.len();
-        METRICS.cleanup_rows.with_label_values(&["guests"]).inc_by(retired.users.len() as u64);
+        METRICS.cleanup(Cleanup::Guests).inc_by(retired.users.len() as u64);
         forget_tokens(state, &retired.tokens).await;
         for (room, user) in &retired.memberships {
             state.caches.members.invalidate(&Membership(*room, *user)).await;

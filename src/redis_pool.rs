@@ -16,6 +16,20 @@ use bb8_redis::redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Valu
 use bb8_redis::RedisConnectionManager;
 use tokio::sync::OnceCell;
 
+/// A Redis call that failed, by where it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisFailure {
+    /// No pooled connection within the pool's timeout.
+    #[error("no Redis connection: {0}")]
+    Checkout(#[from] bb8::RunError<RedisError>),
+    /// The command, or the connection under it.
+    #[error("{0}")]
+    Command(#[from] RedisError),
+    /// No answer in the time the caller allowed.
+    #[error("no answer from Redis within {0:?}")]
+    TimedOut(Duration),
+}
+
 pub struct Manager(RedisConnectionManager);
 
 pub struct Conn {
@@ -114,7 +128,7 @@ pub async fn with_conn<T>(
     pool: &RedisPool,
     name: &'static str,
     f: impl AsyncFnOnce(&mut AnyConn<'_>) -> RedisResult<T>,
-) -> Result<T, String> {
+) -> Result<T, RedisFailure> {
     let start = std::time::Instant::now();
     let result = run_with_conn(pool, f).await;
     crate::telemetry::request::child(
@@ -128,20 +142,20 @@ pub async fn with_conn<T>(
     result
 }
 
-async fn run_with_conn<T>(pool: &RedisPool, f: impl AsyncFnOnce(&mut AnyConn<'_>) -> RedisResult<T>) -> Result<T, String> {
+async fn run_with_conn<T>(pool: &RedisPool, f: impl AsyncFnOnce(&mut AnyConn<'_>) -> RedisResult<T>) -> Result<T, RedisFailure> {
     match pool {
         RedisPool::Single(pool) => {
-            let mut pooled = pool.get().await.map_err(|e| e.to_string())?;
+            let mut pooled = pool.get().await?;
             let result = f(&mut AnyConn::Single(&mut pooled.conn)).await;
             if result.is_err() {
                 pooled.broken = true;
             }
-            result.map_err(|e| e.to_string())
+            Ok(result?)
         }
         RedisPool::Cluster(client, cell) => {
-            let conn = cell.get_or_try_init(|| client.get_async_connection()).await.map_err(|e| e.to_string())?;
+            let conn = cell.get_or_try_init(|| client.get_async_connection()).await?;
             let mut conn = conn.clone();
-            f(&mut AnyConn::Cluster(&mut conn)).await.map_err(|e| e.to_string())
+            Ok(f(&mut AnyConn::Cluster(&mut conn)).await?)
         }
     }
 }

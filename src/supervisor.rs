@@ -19,54 +19,23 @@ use parking_lot::Mutex;
 
 use crate::metrics::METRICS;
 
-/// Every supervised task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Task {
-    Writer,
-    BusSubscriber,
-    BusPublisher,
-    ControlLoop,
-    Heartbeats,
-    LeasePings,
-    StatsSampler,
-    Readiness,
-    ReplicaMonitor,
-    Housekeeping,
+crate::label_set! {
+    /// Every supervised task (the `task` label of its restarts).
+    pub enum Task {
+        Writer = "writer",
+        BusSubscriber = "bus_subscriber",
+        BusPublisher = "bus_publisher",
+        ControlLoop = "control_loop",
+        Heartbeats = "heartbeats",
+        LeasePings = "lease_pings",
+        StatsSampler = "stats_sampler",
+        Readiness = "readiness",
+        ReplicaMonitor = "replica_monitor",
+        Housekeeping = "housekeeping",
+    }
 }
 
 impl Task {
-    pub const ALL: [Task; 10] = [
-        Task::Writer,
-        Task::BusSubscriber,
-        Task::BusPublisher,
-        Task::ControlLoop,
-        Task::Heartbeats,
-        Task::LeasePings,
-        Task::StatsSampler,
-        Task::Readiness,
-        Task::ReplicaMonitor,
-        Task::Housekeeping,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Task::Writer => "writer",
-            Task::BusSubscriber => "bus_subscriber",
-            Task::BusPublisher => "bus_publisher",
-            Task::ControlLoop => "control_loop",
-            Task::Heartbeats => "heartbeats",
-            Task::LeasePings => "lease_pings",
-            Task::StatsSampler => "stats_sampler",
-            Task::Readiness => "readiness",
-            Task::ReplicaMonitor => "replica_monitor",
-            Task::Housekeeping => "housekeeping",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Task> {
-        Task::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
     /// Whether the instance cannot do its job while this task is down: it
     /// is then not ready.
     pub fn critical(self) -> bool {

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::domain::{Token, TokenHash};
 use crate::error::ApiError;
-use crate::redis_pool::{with_conn, RedisPool};
+use crate::redis_pool::{with_conn, RedisFailure, RedisPool};
 
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
 /// Memory bound for the in-process store (expired tickets go first).
@@ -63,7 +63,7 @@ impl Tickets {
                 match tokio::time::timeout(REDIS_TIMEOUT, set).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(unavailable(&e)),
-                    Err(_) => return Err(unavailable("timed out")),
+                    Err(_) => return Err(unavailable(&RedisFailure::TimedOut(REDIS_TIMEOUT))),
                 }
             }
         }
@@ -86,7 +86,7 @@ impl Tickets {
                 match tokio::time::timeout(REDIS_TIMEOUT, take).await {
                     Ok(Ok(value)) => Ok(value.as_deref().and_then(TokenHash::from_hex)),
                     Ok(Err(e)) => Err(unavailable(&e)),
-                    Err(_) => Err(unavailable("timed out")),
+                    Err(_) => Err(unavailable(&RedisFailure::TimedOut(REDIS_TIMEOUT))),
                 }
             }
         }
@@ -97,7 +97,7 @@ fn redis_key(prefix: &str, key: &TokenHash) -> String {
     format!("{prefix}ticket:{}", key.to_hex())
 }
 
-fn unavailable(why: &str) -> ApiError {
+fn unavailable(why: &RedisFailure) -> ApiError {
     log::warn!("tickets: Redis unavailable: {why}");
     ApiError::Unavailable("tickets are unavailable; try again".into())
 }

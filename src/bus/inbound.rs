@@ -17,7 +17,7 @@ use crate::cluster::lease::Lease;
 use crate::cluster::revocation::{AccessChange, Revoker};
 use crate::cluster::Liveness;
 use crate::domain::{RoomId, TokenHash, UserId, Username};
-use crate::metrics::{DeliveryStage, METRICS};
+use crate::metrics::{DeliveryStage, Direction, METRICS};
 use crate::stats::StatsBoard;
 use crate::store::writer::Committed;
 use crate::supervisor::{self, Task};
@@ -73,7 +73,7 @@ impl Inbound {
     fn room_event(&self, origin: String, event: BusEvent) {
         match event {
             BusEvent::Messages { room_id, messages } => {
-                METRICS.bridge_messages.with_label_values(&["in"]).inc_by(messages.len() as u64);
+                METRICS.bridge(Direction::In).inc_by(messages.len() as u64);
                 let room_id = RoomId(room_id);
                 let Some(room) = self.registry.get(room_id) else { return };
                 let arrived = std::time::Instant::now();

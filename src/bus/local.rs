@@ -8,6 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{BusListener, Channel, Subscriptions, Transport};
+use crate::redis_pool::RedisFailure;
 use crate::telemetry::delivery::DeliveryTrace;
 
 type Handler = Arc<dyn BusListener>;
@@ -61,7 +62,11 @@ impl Transport for LocalTransport {
         }
     }
 
-    fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+    fn publish_now(
+        &self,
+        channel: Channel,
+        payload: Vec<u8>,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), RedisFailure>> {
         self.publish(channel, payload, Vec::new());
         Box::pin(async { Ok(()) })
     }

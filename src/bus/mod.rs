@@ -22,7 +22,8 @@ use futures_util::future::BoxFuture;
 pub use events::{BusEvent, BusMessage, Envelope};
 
 use crate::domain::RoomId;
-use crate::metrics::METRICS;
+use crate::metrics::{Direction, METRICS};
+use crate::redis_pool::RedisFailure;
 use crate::telemetry::delivery::DeliveryTrace;
 
 /// Where an event goes: one room's channel, or the control channel every
@@ -42,7 +43,7 @@ pub trait Transport: Send + Sync + 'static {
     fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>);
     /// Publishes now, outside the queue, and resolves once the broker has
     /// taken the event (for revocations, whose timing matters).
-    fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> BoxFuture<'static, Result<(), String>>;
+    fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> BoxFuture<'static, Result<(), RedisFailure>>;
     /// Recomputes subscriptions from `Subscriptions` (called after a change).
     fn subscriptions_changed(&self);
 }
@@ -91,6 +92,15 @@ impl Subscriptions {
     }
 }
 
+/// Why an event could not be published at once.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot encode an event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Redis(#[from] RedisFailure),
+}
+
 #[derive(Clone)]
 pub struct Bus {
     instance: Arc<str>,
@@ -128,7 +138,7 @@ impl Bus {
     /// Publishes messages whose delivery traces want the publish's timing.
     pub fn publish_traced(&self, channel: Channel, event: BusEvent, traces: Vec<Arc<DeliveryTrace>>) {
         if let BusEvent::Messages { messages, .. } = &event {
-            METRICS.bridge_messages.with_label_values(&["out"]).inc_by(messages.len() as u64);
+            METRICS.bridge(Direction::Out).inc_by(messages.len() as u64);
         }
         let envelope = Envelope { origin: self.instance.to_string(), event };
         match serde_json::to_vec(&envelope) {
@@ -138,10 +148,10 @@ impl Bus {
     }
 
     /// Publishes ahead of the queue and waits until the broker has it.
-    pub async fn publish_now(&self, channel: Channel, event: BusEvent) -> Result<(), String> {
+    pub async fn publish_now(&self, channel: Channel, event: BusEvent) -> Result<(), PublishError> {
         let envelope = Envelope { origin: self.instance.to_string(), event };
-        let payload = serde_json::to_vec(&envelope).map_err(|e| format!("cannot encode an event: {e}"))?;
-        self.transport.publish_now(channel, payload).await
+        let payload = serde_json::to_vec(&envelope)?;
+        Ok(self.transport.publish_now(channel, payload).await?)
     }
 
     pub fn subscribe(&self, room: RoomId) {

@@ -24,8 +24,8 @@ use crate::metrics::METRICS;
 use crate::supervisor::{self, Task};
 use crate::telemetry::delivery::DeliveryTrace;
 
-use crate::redis_pool::with_conn;
 pub use crate::redis_pool::RedisPool;
+use crate::redis_pool::{with_conn, RedisFailure};
 
 /// Events waiting to be published; beyond this they are dropped (and healed
 /// by resync) rather than growing memory while Redis is away.
@@ -113,7 +113,11 @@ impl Transport for RedisTransport {
         }
     }
 
-    fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> futures_util::future::BoxFuture<'static, Result<(), String>> {
+    fn publish_now(
+        &self,
+        channel: Channel,
+        payload: Vec<u8>,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), RedisFailure>> {
         let (pool, name) = (self.pool.clone(), channel_name(&self.prefix, channel));
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + PUBLISH_NOW_BUDGET;
@@ -125,8 +129,8 @@ impl Transport for RedisTransport {
                 });
                 let error = match tokio::time::timeout_at(deadline, once).await {
                     Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => "timed out".to_string(),
+                    Ok(Err(e)) => e,
+                    Err(_) => RedisFailure::TimedOut(PUBLISH_NOW_BUDGET),
                 };
                 if tokio::time::Instant::now() + wait >= deadline {
                     METRICS.bridge_publish_errors.inc();
@@ -317,6 +321,6 @@ async fn reconcile(
 }
 
 /// PING through the pool, for readiness.
-pub async fn ping(pool: &RedisPool) -> Result<(), String> {
+pub async fn ping(pool: &RedisPool) -> Result<(), RedisFailure> {
     with_conn(pool, "ping", async |conn| redis::cmd("PING").query_async::<String>(conn).await).await.map(|_| ())
 }

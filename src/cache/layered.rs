@@ -32,8 +32,8 @@ use serde::Serialize;
 
 use crate::bus::{Bus, BusEvent, Channel};
 use crate::cluster::lease::Lease;
-use crate::metrics::METRICS;
-use crate::redis_pool::{with_conn, RedisPool};
+use crate::metrics::{CacheName, CacheResult, METRICS};
+use crate::redis_pool::{with_conn, RedisFailure, RedisPool};
 use crate::store::StoreError;
 
 /// A cache key with a stable text form (for Redis and the bus).
@@ -59,7 +59,7 @@ const L2_TIMEOUT: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub name: &'static str,
+    pub name: CacheName,
     pub max_bytes: u64,
     pub ttl: Duration,
     pub negative_ttl: Duration,
@@ -100,7 +100,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
             .expire_after(PerEntry { ttl: settings.ttl, negative_ttl: settings.negative_ttl })
             .eviction_listener(move |_, _, cause| {
                 if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
-                    METRICS.cache_evictions.with_label_values(&[name]).inc();
+                    METRICS.cache_evictions.with_label_values(&[name.as_str()]).inc();
                 }
             })
             .build();
@@ -112,12 +112,14 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
         let _ = self.bus.set(bus);
     }
 
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> CacheName {
         self.settings.name
     }
 
     fn l2_key(&self, key: &K) -> Option<(RedisPool, String)> {
-        self.l2.as_ref().map(|(pool, prefix)| (pool.clone(), format!("{prefix}cache:{}:{}", self.settings.name, key.encode())))
+        self.l2
+            .as_ref()
+            .map(|(pool, prefix)| (pool.clone(), format!("{prefix}cache:{}:{}", self.settings.name.as_str(), key.encode())))
     }
 
     /// The cached value, or the loader's (at most one load per key at once).
@@ -128,17 +130,17 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
     ) -> Result<V, StoreError> {
         let name = self.settings.name;
         if !self.settings.enabled {
-            METRICS.cache_requests.with_label_values(&[name, "miss"]).inc();
+            METRICS.cache_request(name, CacheResult::Miss).inc();
             return load.await;
         }
         if self.lease.as_ref().is_some_and(|lease| !lease.valid()) {
             // Revocations may be in flight towards us: ask the database.
-            METRICS.cache_requests.with_label_values(&[name, "miss"]).inc();
-            METRICS.cache_lease_bypass.with_label_values(&[name]).inc();
+            METRICS.cache_request(name, CacheResult::Miss).inc();
+            METRICS.cache_lease_bypass.with_label_values(&[name.as_str()]).inc();
             return load.await;
         }
         if let Some(v) = self.l1.get(key).await {
-            METRICS.cache_requests.with_label_values(&[name, "hit"]).inc();
+            METRICS.cache_request(name, CacheResult::Hit).inc();
             return Ok(v);
         }
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -157,15 +159,15 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
                 Ok::<V, StoreError>(v)
             })
             .await;
-        let label = if loaded_from_db { "miss" } else { "hit" };
-        METRICS.cache_requests.with_label_values(&[name, label]).inc();
+        let label = if loaded_from_db { CacheResult::Miss } else { CacheResult::Hit };
+        METRICS.cache_request(name, label).inc();
         if self.epoch.load(Ordering::Acquire) != epoch {
             // Something was invalidated while this loaded: do not keep it.
             self.l1.invalidate(key).await;
         }
         result.map_err(|e| match Arc::try_unwrap(e) {
             Ok(e) => e,
-            Err(shared) => StoreError::Unavailable(shared.to_string()),
+            Err(shared) => StoreError::Shared(shared),
         })
     }
 
@@ -213,21 +215,24 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
                 }
             });
             if let Ok(Err(e)) = tokio::time::timeout(L2_TIMEOUT * 4, write).await {
-                log::warn!("cache {}: invalidation in Redis failed: {e}", self.settings.name);
+                log::warn!("cache {}: invalidation in Redis failed: {e}", self.settings.name.as_str());
             }
         }
         if let Some(bus) = self.bus.get() {
-            bus.publish(Channel::Control, BusEvent::Invalidate { cache: self.settings.name.to_string(), key: key.encode() });
+            bus.publish(
+                Channel::Control,
+                BusEvent::Invalidate { cache: self.settings.name.as_str().to_string(), key: key.encode() },
+            );
         }
     }
 
     /// Replaces the L2 entry with a tombstone, or fails: a revocation must
     /// not go ahead while Redis could still hand the old answer to another
     /// instance. No-op without Redis.
-    pub async fn tombstone(&self, key: &K) -> Result<(), String> {
+    pub async fn tombstone(&self, key: &K) -> Result<(), RedisFailure> {
         let Some((pool, l2_key)) = self.l2_key(key) else { return Ok(()) };
         let ttl = TOMBSTONE_TTL.as_millis() as u64;
-        let mut last = String::new();
+        let mut last = RedisFailure::TimedOut(L2_TIMEOUT * 4);
         for attempt in 0..3u32 {
             if attempt > 0 {
                 actix::clock::sleep(L2_TIMEOUT * attempt).await;
@@ -238,7 +243,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
             match tokio::time::timeout(L2_TIMEOUT * 4, write).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => last = e,
-                Err(_) => last = "timed out".into(),
+                Err(_) => last = RedisFailure::TimedOut(L2_TIMEOUT * 4),
             }
         }
         Err(last)

@@ -115,9 +115,9 @@ impl Caches {
             enabled: config.cache_enabled,
         };
         Caches {
-            tokens: Layered::new(settings(CacheName::Token.as_str(), 4), l2(), Some(lease.clone())),
-            rooms: Layered::new(settings(CacheName::Room.as_str(), 2), l2(), None),
-            members: Layered::new(settings(CacheName::Membership.as_str(), 2), l2(), Some(lease)),
+            tokens: Layered::new(settings(CacheName::Token, 4), l2(), Some(lease.clone())),
+            rooms: Layered::new(settings(CacheName::Room, 2), l2(), None),
+            members: Layered::new(settings(CacheName::Membership, 2), l2(), Some(lease)),
         }
     }
 

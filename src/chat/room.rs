@@ -23,7 +23,7 @@ use crate::cache::recent::Window;
 use crate::cluster::presence::RemoteOnline;
 use crate::domain::{RoomId, RoomName, SessionId, UserId, Username};
 use crate::error::ErrorCode;
-use crate::metrics::{CacheName, METRICS};
+use crate::metrics::{CacheName, CacheResult, METRICS};
 use crate::store::models::{Room as RoomModel, StoredMessage};
 use crate::store::writer::Committed;
 use crate::store::Store;
@@ -527,8 +527,8 @@ impl Handler<Join> for Room {
         // storm after a deploy then reads nothing from PostgreSQL).
         let from_window = replay_from.and_then(|since| self.replay_from_window(since));
         if replay_from.is_some() {
-            let result = if from_window.is_some() { "hit" } else { "miss" };
-            METRICS.cache_requests.with_label_values(&[CacheName::History.as_str(), result]).inc();
+            let result = if from_window.is_some() { CacheResult::Hit } else { CacheResult::Miss };
+            METRICS.cache_request(CacheName::History, result).inc();
         }
         if let Some(frames) = &from_window {
             if !frames.is_empty() {

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::lease::Lease;
 use super::Liveness;
-use crate::bus::{Bus, BusEvent, Channel};
+use crate::bus::{Bus, BusEvent, Channel, PublishError};
 use crate::cache::{Caches, Membership};
 use crate::chat::room::Kick;
 use crate::chat::Registry;
@@ -71,36 +71,24 @@ impl AccessChange {
     }
 }
 
-/// How a revocation ended, for the metric and the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Single-instance mode: applied here, nobody else to tell.
-    Local,
-    /// Every live instance confirmed.
-    Confirmed,
-    /// Some instance did not confirm; the lease wait covered it.
-    LeaseWait,
-    /// A grant some instance did not confirm in time (its negative cache
-    /// entry expires on its own).
-    Unconfirmed,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Local, Outcome::Confirmed, Outcome::LeaseWait, Outcome::Unconfirmed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Local => "local",
-            Outcome::Confirmed => "confirmed",
-            Outcome::LeaseWait => "lease_wait",
-            Outcome::Unconfirmed => "unconfirmed",
-        }
+crate::label_set! {
+    /// How every instance was made to hold a revocation (`outcome` label).
+    pub enum Outcome {
+        /// Single-instance mode: applied here, nobody else to tell.
+        Local = "local",
+        /// Every live instance confirmed.
+        Confirmed = "confirmed",
+        /// Some instance did not confirm; the lease wait covered it.
+        LeaseWait = "lease_wait",
+        /// A grant some instance did not confirm in time (its negative cache
+        /// entry expires on its own).
+        Unconfirmed = "unconfirmed",
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("the revocation could not be published: {0}")]
-pub struct PublishFailed(pub String);
+pub struct PublishFailed(#[from] pub PublishError);
 
 /// Confirmations being waited for, by revocation id.
 #[derive(Default)]

@@ -17,7 +17,7 @@ use bb8_redis::redis;
 use parking_lot::Mutex;
 
 use crate::error::ApiError;
-use crate::metrics::METRICS;
+use crate::metrics::{Limit, METRICS};
 use crate::redis_pool::{with_conn, RedisPool};
 
 const WINDOW: Duration = Duration::from_secs(60);
@@ -35,12 +35,17 @@ pub enum Creation {
 impl Creation {
     pub const ALL: [Creation; 2] = [Creation::Account, Creation::Guest];
 
-    /// The `limit` label of `switchboard_limit_hits_total`, and the Redis key part.
-    pub fn as_str(self) -> &'static str {
+    /// Its limit: the `limit` label of `switchboard_limit_hits_total`, and
+    /// (as a string) the Redis key part.
+    pub fn limit(self) -> Limit {
         match self {
-            Creation::Account => "signups",
-            Creation::Guest => "guests",
+            Creation::Account => Limit::Signups,
+            Creation::Guest => Limit::Guests,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.limit().as_str()
     }
 
     fn refusal(self) -> &'static str {
@@ -105,7 +110,7 @@ impl CreationLimits {
         match wait {
             None => Ok(()),
             Some(wait) => {
-                METRICS.limit_hits.with_label_values(&[kind.as_str()]).inc();
+                METRICS.limit_hit(kind.limit()).inc();
                 Err(ApiError::RetryAfter { message: kind.refusal().into(), wait })
             }
         }

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::metrics::METRICS;
+use crate::metrics::{Limit, METRICS};
 use crate::redis_pool::RedisPool;
 
 pub struct Limits {
@@ -85,7 +85,7 @@ impl Limits {
     pub fn open_connection(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnectionSlot, ApiError> {
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_connections {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            METRICS.limit_hits.with_label_values(&["connections"]).inc();
+            METRICS.limit_hit(Limit::Connections).inc();
             return Err(ApiError::Unavailable("this instance is at its connection limit; try another".into()));
         }
         if let Some(ip) = ip {
@@ -94,7 +94,7 @@ impl Limits {
             if *n >= self.max_per_ip {
                 drop(map);
                 self.open.fetch_sub(1, Ordering::AcqRel);
-                METRICS.limit_hits.with_label_values(&["connections_per_ip"]).inc();
+                METRICS.limit_hit(Limit::ConnectionsPerIp).inc();
                 return Err(ApiError::RateLimited("too many connections from this address".into()));
             }
             *n += 1;
@@ -116,7 +116,7 @@ impl Limits {
             return Ok(());
         }
         if recent.len() >= self.login_failures_per_min {
-            METRICS.limit_hits.with_label_values(&["login"]).inc();
+            METRICS.limit_hit(Limit::Login).inc();
             return Err(ApiError::RateLimited("too many failed sign-ins; wait a minute".into()));
         }
         Ok(())

@@ -11,7 +11,7 @@ use crate::auth::AuthUser;
 use crate::chat::room::NewestPage;
 use crate::domain::{Body, ClientMsgId};
 use crate::error::ApiError;
-use crate::metrics::{CacheName, METRICS};
+use crate::metrics::{CacheName, CacheResult, METRICS};
 use crate::state::AppState;
 use crate::store::messages::HistoryPage;
 use crate::store::models::StoredMessage;
@@ -67,13 +67,13 @@ pub async fn list_messages(
     let last_seq = if local.is_some() || state.store.replica().is_some() { state.store.room_counts(room.id).await?.0 } else { 0 };
     if let Some(addr) = local {
         if let Ok(Some((messages, has_more))) = addr.send(NewestPage { limit: limit as usize, at_least: last_seq }).await {
-            METRICS.cache_requests.with_label_values(&[CacheName::History.as_str(), "hit"]).inc();
+            METRICS.cache_request(CacheName::History, CacheResult::Hit).inc();
             let messages: Vec<&StoredMessage> = messages.iter().map(|m| m.as_ref()).collect();
             return Ok(HttpResponse::Ok().json(Page { messages: &messages, has_more }));
         }
     }
     if page == HistoryPage::Newest {
-        METRICS.cache_requests.with_label_values(&[CacheName::History.as_str(), "miss"]).inc();
+        METRICS.cache_request(CacheName::History, CacheResult::Miss).inc();
     }
     let (messages, has_more) = state.store.history(room.id, &room.name, page, limit, last_seq).await?;
     Ok(HttpResponse::Ok().json(Page { messages: &messages, has_more }))

@@ -10,48 +10,86 @@ pub mod sessions;
 pub mod static_files;
 pub mod users;
 
-use actix_web::{error::JsonPayloadError, web, HttpRequest};
+use actix_web::{error::JsonPayloadError, http::Method, web, HttpRequest};
 
 use crate::error::ApiError;
+
+/// Every route once: method(s), pattern, the status a success answers with,
+/// and its handler. Mounting and the zero series of the request metric both
+/// read this table, so a route cannot be served without being labelled.
+macro_rules! route_table {
+    ($($method:ident $(| $also:ident)? $pattern:literal $status:literal => $handler:path,)+) => {
+        /// (method, route pattern, success status) of every route: the label
+        /// values of `switchboard_http_request_duration_seconds`.
+        pub const ROUTES: &[(&str, &str, &str)] = &[$((stringify!($method), $pattern, stringify!($status))),+];
+
+        fn table() -> Vec<(&'static str, actix_web::Route)> {
+            vec![$(($pattern, route(&[stringify!($method) $(, stringify!($also))?]).to($handler))),+]
+        }
+    };
+}
+
+route_table! {
+    POST "/api/v1/users" 201 => users::create_user,
+    GET "/api/v1/me" 200 => users::get_me,
+    POST "/api/v1/sessions" 200 => sessions::create_session,
+    DELETE "/api/v1/sessions" 204 => sessions::delete_session,
+    POST "/api/v1/sessions/guest" 200 => sessions::create_guest_session,
+    POST "/api/v1/sessions/ticket" 200 => sessions::create_ticket,
+    GET "/api/v1/rooms" 200 => rooms::list_rooms,
+    POST "/api/v1/rooms" 201 => rooms::create_room,
+    GET "/api/v1/rooms/{name}" 200 => rooms::get_room,
+    PATCH "/api/v1/rooms/{name}" 200 => rooms::update_room,
+    POST "/api/v1/rooms/{name}/members" 204 => rooms::add_member,
+    GET "/api/v1/rooms/{name}/members" 200 => rooms::list_members,
+    DELETE "/api/v1/rooms/{name}/members/{username}" 204 => rooms::remove_member,
+    GET "/api/v1/rooms/{name}/messages" 200 => messages::list_messages,
+    POST "/api/v1/rooms/{name}/messages" 201 => messages::post_message,
+    GET "/api/v1/admin/stats" 200 => admin::get_stats,
+    GET "/ws" 101 => crate::ws::upgrade::connect,
+    GET "/healthz" 200 => health::healthz,
+    GET "/readyz" 200 => health::readyz,
+    GET "/metrics" 200 => metrics::metrics,
+    // Pages and assets are compressed once at start-up (see assets.rs).
+    // HEAD too: uptime probes and CDNs ask it (actix sends headers only).
+    GET | HEAD "/" 200 => static_files::index,
+    GET | HEAD "/admin" 200 => static_files::admin,
+    GET | HEAD "/static/{file}" 200 => static_files::asset,
+}
+
+/// The JSON API; its answers are compressed per request.
+const API: &str = "/api/v1";
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.app_data(web::JsonConfig::default().limit(max_body_bytes).content_type_required(false).error_handler(json_error))
         .app_data(web::PayloadConfig::default().limit(max_body_bytes))
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
-        .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
-        .service(
-            web::scope("/api/v1")
-                .wrap(actix_web::middleware::Compress::default())
-                .route("/users", web::post().to(users::create_user))
-                .route("/me", web::get().to(users::get_me))
-                .route("/sessions", web::post().to(sessions::create_session))
-                .route("/sessions", web::delete().to(sessions::delete_session))
-                .route("/sessions/guest", web::post().to(sessions::create_guest_session))
-                .route("/sessions/ticket", web::post().to(sessions::create_ticket))
-                .route("/rooms", web::get().to(rooms::list_rooms))
-                .route("/rooms", web::post().to(rooms::create_room))
-                .route("/rooms/{name}", web::get().to(rooms::get_room))
-                .route("/rooms/{name}", web::patch().to(rooms::update_room))
-                .route("/rooms/{name}/members", web::post().to(rooms::add_member))
-                .route("/rooms/{name}/members", web::get().to(rooms::list_members))
-                .route("/rooms/{name}/members/{username}", web::delete().to(rooms::remove_member))
-                .route("/rooms/{name}/messages", web::get().to(messages::list_messages))
-                .route("/rooms/{name}/messages", web::post().to(messages::post_message))
-                .route("/admin/stats", web::get().to(admin::get_stats)),
-        )
-        .route("/ws", web::get().to(crate::ws::upgrade::connect))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
-        // Pages and assets are compressed once at start-up (see assets.rs).
-        // HEAD too: uptime probes and CDNs ask it (actix sends headers only).
-        .route("/", web::route().guard(get_or_head()).to(static_files::index))
-        .route("/admin", web::route().guard(get_or_head()).to(static_files::admin))
-        .route("/static/{file}", web::route().guard(get_or_head()).to(static_files::asset));
+        .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()));
+    for (method, pattern, status) in ROUTES {
+        crate::metrics::METRICS.initialise_route(method, pattern, status);
+    }
+    let mut api = web::scope(API).wrap(actix_web::middleware::Compress::default());
+    let mut others = Vec::new();
+    for (pattern, route) in table() {
+        match pattern.strip_prefix(API) {
+            Some(rest) => api = api.route(rest, route),
+            None => others.push((pattern, route)),
+        }
+    }
+    cfg.service(api);
+    for (pattern, route) in others {
+        cfg.route(pattern, route);
+    }
 }
 
-fn get_or_head() -> impl actix_web::guard::Guard {
-    actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head())
+/// A route answering any of `methods` (names from the table above).
+fn route(methods: &[&str]) -> actix_web::Route {
+    let guard = |m: &str| actix_web::guard::Method(Method::from_bytes(m.as_bytes()).expect("the table names HTTP methods"));
+    let mut any = actix_web::guard::Any(guard(methods[0]));
+    for m in &methods[1..] {
+        any = any.or(guard(m));
+    }
+    web::route().guard(any)
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {

@@ -14,7 +14,7 @@ use super::snapshot::{Context, PoolFigures, Snapshot, LONG_WINDOW_SECONDS};
 use super::totals::Totals;
 use super::traffic::RollingTraffic;
 use crate::bus::{BusEvent, Channel};
-use crate::metrics::METRICS;
+use crate::metrics::{PoolRole, METRICS};
 use crate::state::AppState;
 
 const EVERY: Duration = Duration::from_secs(1);
@@ -73,15 +73,13 @@ pub async fn watch_readiness(state: web::Data<AppState>, ready: Arc<AtomicBool>)
 pub fn publish_pool_gauges(state: &AppState) -> Vec<PoolFigures> {
     let max = state.config.db_pool_max;
     let mut pools = Vec::with_capacity(2);
-    let (idle, active) = state.store.pool_state();
-    pools.push(PoolFigures { pool: "primary".into(), idle, active, max });
+    let mut publish = |role: PoolRole, (idle, active): (u32, u32)| {
+        METRICS.set_pool(role, idle, active, max);
+        pools.push(PoolFigures { pool: role.as_str().into(), idle, active, max });
+    };
+    publish(PoolRole::Primary, state.store.pool_state());
     if let Some(replica) = state.store.replica() {
-        let (idle, active) = replica.pool_state();
-        pools.push(PoolFigures { pool: "replica".into(), idle, active, max });
-    }
-    for p in &pools {
-        METRICS.set_pool(&p.pool, p.idle, p.active);
-        METRICS.db_pool_max.with_label_values(&[&p.pool]).set(i64::from(p.max));
+        publish(PoolRole::Replica, replica.pool_state());
     }
     pools
 }

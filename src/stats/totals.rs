@@ -7,7 +7,7 @@ use std::time::Instant;
 use prometheus::core::Collector;
 
 use super::distribution::Cumulative;
-use crate::metrics::{process_cpu_seconds, CacheName, DeliveryStage, METRICS};
+use crate::metrics::{process_cpu_seconds, CacheName, CacheResult, DeliveryStage, Direction, METRICS};
 
 #[derive(Debug, Clone)]
 pub struct Totals {
@@ -81,12 +81,11 @@ impl Totals {
             .map(|m| m.get_counter().get_value() as u64)
             .sum();
         let cache = CacheName::ALL
-            .map(CacheName::as_str)
-            .iter()
+            .into_iter()
             .map(|c| {
-                let hit = METRICS.cache_requests.with_label_values(&[c, "hit"]).get();
-                let miss = METRICS.cache_requests.with_label_values(&[c, "miss"]).get();
-                (c.to_string(), (hit, miss))
+                let hit = METRICS.cache_request(c, CacheResult::Hit).get();
+                let miss = METRICS.cache_request(c, CacheResult::Miss).get();
+                (c.as_str().to_string(), (hit, miss))
             })
             .collect();
         Totals {
@@ -103,8 +102,8 @@ impl Totals {
             db,
             slow_queries,
             cache,
-            bridge_in: METRICS.bridge_messages.with_label_values(&["in"]).get(),
-            bridge_out: METRICS.bridge_messages.with_label_values(&["out"]).get(),
+            bridge_in: METRICS.bridge(Direction::In).get(),
+            bridge_out: METRICS.bridge(Direction::Out).get(),
             stages: DeliveryStage::ALL.iter().map(|s| (s.as_str().to_string(), cumulative(&METRICS.stage(*s)))).collect(),
         }
     }

@@ -84,62 +84,59 @@ fn prepare_sqlite(path: &Path) -> Result<(), BootstrapError> {
 fn prepare_postgres(url: &str, wait: Duration) -> Result<(), BootstrapError> {
     let (maintenance_url, name) = split_database_url(url)?;
     let deadline = Instant::now() + wait;
-
-    match connect_with_retry(url, deadline) {
-        Ok(conn) => return migrate(conn),
-        Err(BootstrapError::Connect { cause, .. }) if cause.contains("does not exist") => {}
-        Err(other) => return Err(other),
-    }
-    let mut admin = connect_with_retry(&maintenance_url, deadline)?;
-    create_database(&mut admin, &name)?;
-    drop(admin);
-    migrate(connect_with_retry(url, deadline)?)
-}
-
-fn connect_with_retry(url: &str, deadline: Instant) -> Result<SyncConn, BootstrapError> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match SyncConn::establish(url) {
-            Ok(conn) => return Ok(conn),
-            Err(e) => {
-                let mut cause = error_chain(&e);
-                // diesel-async keeps only "error connecting to server" and
-                // drops the socket error under it: ask the socket ourselves.
-                if cause.ends_with("error connecting to server") {
-                    if let Some(why) = tcp_cause(url) {
-                        cause = format!("{cause}: {why}");
-                    }
-                }
-                let missing_db = cause.contains("does not exist");
-                let left = deadline.saturating_duration_since(Instant::now());
-                if missing_db || left.is_zero() {
-                    return Err(BootstrapError::Connect { url: redact_url(url), cause });
-                }
-                log::warn!("PostgreSQL not reachable yet ({cause}), retrying");
-                // The last try lands on the deadline: the whole wait is used.
-                std::thread::sleep(delay.min(left));
-                delay = (delay * 2).min(Duration::from_secs(2));
+        let cause = match SyncConn::establish(url) {
+            Ok(conn) => return migrate(conn),
+            Err(e) => connect_cause(url, &e),
+        };
+        // Whether the database is missing is the server catalogue's answer,
+        // asked on the maintenance database (the error does not carry its
+        // SQLSTATE through diesel-async).
+        if let Ok(mut admin) = SyncConn::establish(&maintenance_url) {
+            if !database_exists(&mut admin, &name)? {
+                create_database(&mut admin, &name)?;
+                continue;
             }
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(BootstrapError::Connect { url: redact_url(url), cause });
+        }
+        log::warn!("PostgreSQL not reachable yet ({cause}), retrying");
+        // The last try lands on the deadline: the whole wait is used.
+        std::thread::sleep(delay.min(left));
+        delay = (delay * 2).min(Duration::from_secs(2));
     }
+}
+
+/// The connect error, with the socket error diesel-async drops (it keeps
+/// only "error connecting to server"): the socket is asked directly.
+fn connect_cause(url: &str, e: &diesel::ConnectionError) -> String {
+    let cause = error_chain(e);
+    match tcp_cause(url) {
+        Some(why) => format!("{cause}: {why}"),
+        None => cause,
+    }
+}
+
+fn database_exists(admin: &mut SyncConn, name: &str) -> Result<bool, BootstrapError> {
+    diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<Text, _>(name)
+        .get_result::<Exists>(admin)
+        .map(|row| row.exists)
+        .map_err(|e| BootstrapError::Create { name: name.into(), cause: e.to_string() })
 }
 
 fn create_database(admin: &mut SyncConn, name: &str) -> Result<(), BootstrapError> {
-    let exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-        .bind::<Text, _>(name)
-        .get_result::<Exists>(admin)
-        .map_err(|e| BootstrapError::Create { name: name.into(), cause: e.to_string() })?;
-    if exists.exists {
-        return Ok(());
-    }
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
     match admin.batch_execute(&format!("CREATE DATABASE {quoted}")) {
         Ok(()) => {
             log::info!("created database {name:?}");
             Ok(())
         }
-        // Another instance won the race: fine.
-        Err(e) if e.to_string().contains("already exists") || crate::store::is_unique_violation(&e) => Ok(()),
+        // Another instance may have won the race: then it exists now.
+        Err(_) if database_exists(admin, name)? => Ok(()),
         Err(e) => Err(BootstrapError::Create { name: name.into(), cause: e.to_string() }),
     }
 }

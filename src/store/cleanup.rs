@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::connection::{run_on, DbPool};
 use super::{Store, StoreError};
 use crate::domain::{RoomId, TokenHash, UserId};
+use crate::metrics::{PoolRole, QueryName};
 
 /// What one retirement batch took away.
 #[derive(Debug, Default)]
@@ -93,7 +94,7 @@ impl Store {
     ) -> Result<Vec<TokenHash>, StoreError> {
         let rows: Vec<Vec<u8>> = match self.pool() {
             DbPool::Postgres(pool) => {
-                run_on(pool, "primary", self.slow_query(), "cleanup_sessions", async |conn| {
+                run_on(pool, PoolRole::Primary, self.settings(), QueryName::CleanupSessions, async |conn| {
                     diesel::sql_query(EXPIRED_SESSIONS)
                         .bind::<Double, _>(idle.as_secs_f64())
                         .bind::<Double, _>(max_age.as_secs_f64())
@@ -107,7 +108,7 @@ impl Store {
             DbPool::Sqlite(pool) => {
                 let now = chrono::Utc::now();
                 let (idle_cut, age_cut) = (now - idle, now - max_age);
-                run_on(pool, "primary", self.slow_query(), "cleanup_sessions", async |conn| {
+                run_on(pool, PoolRole::Primary, self.settings(), QueryName::CleanupSessions, async |conn| {
                     conn.spawn_blocking(move |c| sqlite::expired_sessions(c, idle_cut, age_cut, batch)).await
                 })
                 .await?
@@ -122,7 +123,7 @@ impl Store {
     pub async fn retire_idle_guests(&self, retention: Duration, batch: i64) -> Result<Retired, StoreError> {
         let rows = match self.pool() {
             DbPool::Postgres(pool) => {
-                run_on(pool, "primary", self.slow_query(), "cleanup_guests", async |conn| {
+                run_on(pool, PoolRole::Primary, self.settings(), QueryName::CleanupGuests, async |conn| {
                     diesel::sql_query(IDLE_GUESTS)
                         .bind::<Double, _>(retention.as_secs_f64())
                         .bind::<BigInt, _>(batch)
@@ -133,7 +134,7 @@ impl Store {
             }
             DbPool::Sqlite(pool) => {
                 let cut = chrono::Utc::now() - retention;
-                run_on(pool, "primary", self.slow_query(), "cleanup_guests", async |conn| {
+                run_on(pool, PoolRole::Primary, self.settings(), QueryName::CleanupGuests, async |conn| {
                     conn.spawn_blocking(move |c| sqlite::retire_guests(c, cut, batch)).await
                 })
                 .await?

@@ -20,7 +20,7 @@ use futures_util::FutureExt;
 
 use super::StoreError;
 use crate::config::{Config, Database};
-use crate::metrics::METRICS;
+use crate::metrics::{PoolRole, QueryName, METRICS};
 
 pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 /// diesel's synchronous SQLite connection, run on tokio's blocking pool.
@@ -29,14 +29,33 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 /// The `db.system.name` of a connection type, for spans.
 pub trait DbSystem {
     const SYSTEM: &'static str;
+
+    /// Whether the connection still answers. Asked after an error whose
+    /// kind does not tell (diesel-async passes most SQLSTATEs on as
+    /// `Unknown`): "terminating connection", "the database system is
+    /// shutting down" and the like leave a connection that no longer does.
+    fn answers(&mut self) -> BoxFuture<'_, bool>;
 }
 
 impl DbSystem for AsyncPgConnection {
     const SYSTEM: &'static str = "postgresql";
+
+    fn answers(&mut self) -> BoxFuture<'_, bool> {
+        async move {
+            !self.is_broken()
+                && matches!(tokio::time::timeout(Duration::from_secs(1), self.batch_execute("SELECT 1")).await, Ok(Ok(())))
+        }
+        .boxed()
+    }
 }
 
 impl DbSystem for SqliteConn {
     const SYSTEM: &'static str = "sqlite";
+
+    /// A file has no server to lose.
+    fn answers(&mut self) -> BoxFuture<'_, bool> {
+        async { true }.boxed()
+    }
 }
 pub type SqlitePool = bb8::Pool<AsyncDieselConnectionManager<SqliteConn>>;
 
@@ -144,9 +163,9 @@ pub fn sqlite_pragmas(busy: Duration) -> String {
 /// warning for slow queries with their row count.
 pub async fn run_on<C, T: Rows>(
     pool: &bb8::Pool<AsyncDieselConnectionManager<C>>,
-    pool_name: &'static str,
-    slow: Duration,
-    name: &'static str,
+    pool_name: PoolRole,
+    settings: &ConnectionSettings,
+    query_name: QueryName,
     query: impl AsyncFnOnce(&mut C) -> diesel::QueryResult<T>,
 ) -> Result<T, StoreError>
 where
@@ -155,16 +174,19 @@ where
 {
     let waited = Instant::now();
     let checkout = pool.get().await;
-    METRICS.db_pool_wait.with_label_values(&[pool_name]).observe(waited.elapsed().as_secs_f64());
+    METRICS.pool_wait(pool_name).observe(waited.elapsed().as_secs_f64());
     let mut conn = checkout?;
     let start = Instant::now();
     let result = query(&mut conn).await;
-    if let Err(e) = &result {
-        if super::is_connection_error(e) {
-            suspect_failover();
-        }
-    }
     let elapsed = start.elapsed();
+    let failure = match &result {
+        Ok(_) => None,
+        Err(e) => Some(super::Failure::of(e, &mut *conn, elapsed >= settings.statement_timeout).await),
+    };
+    if failure == Some(super::Failure::ConnectionLost) {
+        suspect_failover();
+    }
+    let name = query_name.as_str();
     crate::telemetry::request::child(
         name,
         opentelemetry::trace::SpanKind::Client,
@@ -173,16 +195,16 @@ where
         vec![
             opentelemetry::KeyValue::new("db.system.name", C::SYSTEM),
             opentelemetry::KeyValue::new("db.operation.name", name),
-            opentelemetry::KeyValue::new("switchboard.pool", pool_name),
+            opentelemetry::KeyValue::new("switchboard.pool", pool_name.as_str()),
         ],
         result.is_err(),
     );
-    if METRICS.observe_query(name, elapsed, result.is_ok(), slow) {
+    if METRICS.observe_query(query_name, elapsed, result.is_ok(), settings.slow_query) {
         let rows = result.as_ref().map(Rows::rows).unwrap_or(0);
         let trace = crate::telemetry::request::log_suffix();
-        log::warn!("slow query {name} on {pool_name}: {:.1} ms, {rows} rows{trace}", elapsed.as_secs_f64() * 1000.0);
+        log::warn!("slow query {name} on {}: {:.1} ms, {rows} rows{trace}", pool_name.as_str(), elapsed.as_secs_f64() * 1000.0);
     }
-    result.map_err(StoreError::from)
+    result.map_err(|e| StoreError::failed(e, failure.unwrap_or(super::Failure::Statement)))
 }
 
 /// How many rows a query's result holds, for the slow-query log.

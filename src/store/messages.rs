@@ -10,6 +10,7 @@ use super::models::StoredMessage;
 use super::schema::{messages, users};
 use super::{Store, StoreError};
 use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
+use crate::metrics::QueryName;
 
 /// One history page (limit + 1 rows, to tell whether more exist). Pages
 /// towards the past read newest-first; the caller reverses them. A macro, not
@@ -93,10 +94,10 @@ impl Store {
         last_seq: i64,
     ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
         let (name, descending) = match page {
-            HistoryPage::Newest => ("history_newest", true),
-            HistoryPage::Before(_) => ("history_before", true),
-            HistoryPage::After(_) => ("history_after", false),
-            HistoryPage::Between { .. } => ("history_range", false),
+            HistoryPage::Newest => (QueryName::HistoryNewest, true),
+            HistoryPage::Before(_) => (QueryName::HistoryBefore, true),
+            HistoryPage::After(_) => (QueryName::HistoryAfter, false),
+            HistoryPage::Between { .. } => (QueryName::HistoryRange, false),
         };
         // Where the page must end if the reader is up to date (seqs have no gaps).
         let newest_expected = match page {
@@ -136,7 +137,7 @@ impl Store {
         upto: i64,
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let rows = db_run!(self, "history_range", async |conn| {
+        let rows = db_run!(self, QueryName::HistoryRange, async |conn| {
             messages::table
                 .inner_join(users::table)
                 .filter(messages::room_id.eq(room_id.0))

@@ -9,8 +9,8 @@ macro_rules! sqlite_run {
     ($store:ident, $pool:ident, $name:expr, async |$conn:ident| $body:expr) => {
         $crate::store::connection::run_on(
             $pool,
-            "primary",
-            $store.slow_query(),
+            $crate::metrics::PoolRole::Primary,
+            $store.settings(),
             $name,
             async |$conn: &mut $crate::store::connection::SqliteConn| $body,
         )
@@ -30,8 +30,8 @@ macro_rules! db_run {
                 $crate::store::DbPool::Postgres(pool) => {
                     $crate::store::connection::run_on(
                         pool,
-                        "primary",
-                        store.slow_query(),
+                        $crate::metrics::PoolRole::Primary,
+                        store.settings(),
                         $name,
                         async |$conn: &mut ::diesel_async::AsyncPgConnection| $body,
                     )
@@ -85,55 +85,103 @@ pub use pool::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or the pool is exhausted: 503, retryable.
+    /// No connection within the pool's timeout (the pool is exhausted or
+    /// the database unreachable): 503, retryable.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Pool(#[from] bb8::RunError<diesel_async::pooled_connection::PoolError>),
+    /// The connection, or the server behind it, went away under the
+    /// statement (or became a standby): 503, retryable.
+    #[error("database connection lost: {0}")]
+    ConnectionLost(#[source] DieselError),
+    /// The statement ran out its statement timeout: 503, retryable.
+    #[error("database statement timed out: {0}")]
+    TimedOut(#[source] DieselError),
     /// A unique key said no: 409 with this text.
     #[error("{0}")]
     Conflict(String),
     #[error("query failed: {0}")]
-    Query(DieselError),
+    Query(#[source] DieselError),
     /// A PostgreSQL-only feature asked of the embedded SQLite database.
     #[error("{0} needs PostgreSQL")]
     Unsupported(&'static str),
+    /// The failure of a load another caller ran for the same cache key.
+    #[error("{0}")]
+    Shared(std::sync::Arc<StoreError>),
+    /// EXPLAIN answered JSON that does not parse (plans only).
+    #[error("unreadable plan: {0}")]
+    Plan(#[from] serde_json::Error),
+    /// A row this statement wrote was not there to read back.
+    #[error("the {0} vanished after it was written")]
+    Vanished(&'static str),
 }
 
+impl StoreError {
+    /// A failed statement, as `Failure` found it.
+    pub fn failed(e: DieselError, failure: Failure) -> Self {
+        match failure {
+            Failure::Statement => StoreError::Query(e),
+            Failure::ConnectionLost => StoreError::ConnectionLost(e),
+            Failure::TimedOut => StoreError::TimedOut(e),
+        }
+    }
+
+    /// Whether trying again later may succeed: 503 `unavailable`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) | StoreError::ConnectionLost(_) | StoreError::TimedOut(_) => true,
+            StoreError::Shared(inner) => inner.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
+/// An error outside `run_on`, where no connection can be asked: by its kind.
 impl From<DieselError> for StoreError {
     fn from(e: DieselError) -> Self {
-        if is_connection_error(&e) {
-            StoreError::Unavailable(e.to_string())
-        } else {
-            StoreError::Query(e)
-        }
+        let failure = Failure::by_kind(&e).unwrap_or(Failure::Statement);
+        StoreError::failed(e, failure)
     }
 }
 
-impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for StoreError {
-    fn from(e: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
+/// What a failed statement says about where it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The statement itself failed (a constraint, bad input): the
+    /// connection is fine.
+    Statement,
+    /// The connection, or the server behind it, is gone, or is a standby
+    /// now (after a failover: reconnecting with
+    /// `target_session_attrs=read-write` finds the new primary).
+    ConnectionLost,
+    /// The statement ran out its statement timeout.
+    TimedOut,
 }
 
-/// Errors after which the connection (or the server behind it) is gone, as
-/// opposed to errors in the statement itself.
-pub fn is_connection_error(e: &DieselError) -> bool {
-    match e {
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
-        // diesel-async's kind for client-side failures ("connection closed").
-        DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => true,
-        DieselError::BrokenTransactionManager => true,
-        // The server is a standby now (after a failover): reconnect, and
-        // `target_session_attrs=read-write` finds the new primary.
-        DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => true,
-        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            let m = info.message();
-            m.contains("connection")
-                || m.contains("terminating")
-                || m.contains("shutting down")
-                || m.contains("canceling statement due to statement timeout")
-                || m.contains("the database system is")
+impl Failure {
+    /// By the error's kind alone; `None` when the kind does not tell.
+    pub fn by_kind(e: &DieselError) -> Option<Failure> {
+        match e {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::UnableToSendCommand
+                | DatabaseErrorKind::ReadOnlyTransaction,
+                _,
+            )
+            | DieselError::BrokenTransactionManager => Some(Failure::ConnectionLost),
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, _) => None,
+            _ => Some(Failure::Statement),
         }
-        _ => false,
+    }
+
+    /// By kind, else by asking the connection whether it still answers;
+    /// `ran_out_of_time` when the statement took its whole timeout.
+    pub async fn of<C: connection::DbSystem>(e: &DieselError, conn: &mut C, ran_out_of_time: bool) -> Failure {
+        match Failure::by_kind(e) {
+            Some(failure) => failure,
+            None if !conn.answers().await => Failure::ConnectionLost,
+            None if ran_out_of_time => Failure::TimedOut,
+            None => Failure::Statement,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use super::sql_types::Id as SqlUuid;
 use super::users::user_by_token_query;
 use super::{Store, StoreError};
 use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, TokenHash, UserId};
+use crate::metrics::QueryName;
 
 /// EXPLAIN in front of any query, keeping its bind parameters.
 pub struct Explain<T> {
@@ -60,9 +61,9 @@ pub struct Plan {
 impl Store {
     pub async fn explain_hot_queries(&self, s: &PlanSample) -> Result<Vec<Plan>, StoreError> {
         let mut out = Vec::new();
-        let mut add = |name: &'static str, analyzed: bool, json: String| -> Result<(), StoreError> {
-            let plan = serde_json::from_str(&json).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            out.push(Plan { name, plan, analyzed });
+        let mut add = |query: QueryName, analyzed: bool, json: String| -> Result<(), StoreError> {
+            let plan = serde_json::from_str(&json)?;
+            out.push(Plan { name: query.as_str(), plan, analyzed });
             Ok(())
         };
         let mid = (s.last_seq / 2).max(1);
@@ -74,17 +75,17 @@ impl Store {
                 add($name, true, json)?;
             }};
         }
-        explain!("user_by_token", user_by_token_query(&s.token));
-        explain!("room_by_name", room_by_name_query(&s.room));
-        explain!("member_check", member_check_query(s.room_id, s.user));
-        explain!("history_newest", history_query!(s.room_id, HistoryPage::Newest, 50));
-        explain!("history_before", history_query!(s.room_id, HistoryPage::Before(mid), 50));
-        explain!("history_after", history_query!(s.room_id, HistoryPage::After(mid), 50));
+        explain!(QueryName::UserByToken, user_by_token_query(&s.token));
+        explain!(QueryName::RoomByName, room_by_name_query(&s.room));
+        explain!(QueryName::MemberCheck, member_check_query(s.room_id, s.user));
+        explain!(QueryName::HistoryNewest, history_query!(s.room_id, HistoryPage::Newest, 50));
+        explain!(QueryName::HistoryBefore, history_query!(s.room_id, HistoryPage::Before(mid), 50));
+        explain!(QueryName::HistoryAfter, history_query!(s.room_id, HistoryPage::After(mid), 50));
         let everything = super::rooms::RoomFilter { limit: 101, ..Default::default() };
-        explain!("room_list_for_user", room_list_query!(s.user, &everything));
+        explain!(QueryName::RoomListForUser, room_list_query!(s.user, &everything));
         // append_messages: the repeat lookups, as the function writes them.
         explain!(
-            "idempotency_lookup",
+            QueryName::IdempotencyLookup,
             diesel::sql_query(
                 "SELECT m1.seq, m1.id, m1.body, m1.sent_at FROM messages m1 \
                  WHERE m1.room_id = $1 AND m1.user_id = $2 AND m1.client_msg_id = $3 LIMIT 1"
@@ -94,14 +95,14 @@ impl Store {
             .bind::<Text, _>(s.client_msg_id.as_str().to_string())
         );
         explain!(
-            "retry_lookup_by_id",
+            QueryName::RetryLookupById,
             diesel::sql_query("SELECT m2.seq FROM messages m2 WHERE m2.room_id = $1 AND m2.id = $2 LIMIT 1")
                 .bind::<BigInt, _>(s.room_id.0)
                 .bind::<SqlUuid, _>(s.message_id.0)
         );
         // Seq allocation is a write: planned, not run.
         let json = self
-            .run_pg("seq_allocation", async |conn| {
+            .run_pg(QueryName::SeqAllocation, async |conn| {
                 Explain {
                     inner: diesel::sql_query("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
                         .bind::<BigInt, _>(s.room_id.0),
@@ -111,7 +112,7 @@ impl Store {
                 .await
             })
             .await?;
-        add("seq_allocation", false, json)?;
+        add(QueryName::SeqAllocation, false, json)?;
         Ok(out)
     }
 }

@@ -14,7 +14,7 @@ use super::connection::{build_pool, run_on, ConnectionSettings, DbPool, Rows};
 use super::replica::Replica;
 use super::StoreError;
 use crate::config::Config;
-use crate::metrics::METRICS;
+use crate::metrics::{PoolRole, QueryName, METRICS};
 
 #[derive(Clone)]
 pub struct Store {
@@ -72,26 +72,26 @@ impl Store {
     /// stale.
     pub async fn read_pg<T: Rows>(
         &self,
-        name: &'static str,
+        name: QueryName,
         may_use_replica: bool,
         accept: impl Fn(&T) -> bool,
         query: impl AsyncFn(&mut AsyncPgConnection) -> diesel::QueryResult<T>,
     ) -> Result<T, StoreError> {
         if let Some(replica) = self.replica.as_ref().filter(|r| may_use_replica && r.is_healthy()) {
-            match run_on(&replica.pool, "replica", self.settings.slow_query, name, &query).await {
+            match run_on(&replica.pool, PoolRole::Replica, &self.settings, name, &query).await {
                 Ok(rows) if accept(&rows) => {
-                    METRICS.db_reads.with_label_values(&["replica"]).inc();
+                    METRICS.db_read(PoolRole::Replica).inc();
                     return Ok(rows);
                 }
                 Ok(_) => {}
-                Err(StoreError::Unavailable(e)) => {
-                    log::warn!("replica read {name} failed, using the primary: {e}");
+                Err(e) if e.is_unavailable() => {
+                    log::warn!("replica read {} failed, using the primary: {e}", name.as_str());
                     replica.mark_unhealthy();
                 }
                 Err(e) => return Err(e),
             }
         }
-        METRICS.db_reads.with_label_values(&["primary"]).inc();
+        METRICS.db_read(PoolRole::Primary).inc();
         self.run_pg(name, query).await
     }
 
@@ -103,12 +103,12 @@ impl Store {
     /// primary connection; on SQLite it is `Unsupported`.
     pub async fn run_pg<T: Rows>(
         &self,
-        name: &'static str,
+        name: QueryName,
         query: impl AsyncFnOnce(&mut AsyncPgConnection) -> diesel::QueryResult<T>,
     ) -> Result<T, StoreError> {
         match &self.pool {
-            DbPool::Postgres(pool) => run_on(pool, "primary", self.settings.slow_query, name, query).await,
-            DbPool::Sqlite(_) => Err(StoreError::Unsupported(name)),
+            DbPool::Postgres(pool) => run_on(pool, PoolRole::Primary, &self.settings, name, query).await,
+            DbPool::Sqlite(_) => Err(StoreError::Unsupported(name.as_str())),
         }
     }
 
@@ -118,7 +118,7 @@ impl Store {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        db_run!(self, "health_check", async |conn| conn.batch_execute("SELECT 1").await).await
+        db_run!(self, QueryName::HealthCheck, async |conn| conn.batch_execute("SELECT 1").await).await
     }
 
     /// The primary as the readiness check last found it.
@@ -140,7 +140,7 @@ impl Store {
         }
         let primary = match &self.pool {
             DbPool::Postgres(pool) => {
-                let row = run_on(pool, "primary", self.settings.slow_query, "primary_check", async |conn| {
+                let row = run_on(pool, PoolRole::Primary, &self.settings, QueryName::PrimaryCheck, async |conn| {
                     use diesel_async::RunQueryDsl;
                     diesel::sql_query(
                         "SELECT coalesce(host(inet_server_addr()), 'socket') || ':' || current_setting('port') AS server, \

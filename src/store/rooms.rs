@@ -12,6 +12,7 @@ use super::models::Room;
 use super::schema::{room_members, rooms, users};
 use super::{is_unique_violation, Store, StoreError};
 use crate::domain::{RoomId, RoomName, Topic, UserId, Username};
+use crate::metrics::QueryName;
 
 /// Public rooms plus the user's private rooms (or only the rooms the user
 /// is in), by name, with member counts (the trigger-maintained counter,
@@ -62,9 +63,11 @@ pub struct RoomSummary {
 
 impl Store {
     pub async fn room_by_name(&self, name: &RoomName) -> Result<Option<Room>, StoreError> {
-        let row =
-            db_run!(self, "room_by_name", async |conn| room_by_name_query(name).get_result::<RoomRow>(conn).await.optional())
-                .await?;
+        let row = db_run!(self, QueryName::RoomByName, async |conn| room_by_name_query(name)
+            .get_result::<RoomRow>(conn)
+            .await
+            .optional())
+        .await?;
         Ok(row.map(to_room))
     }
 
@@ -72,7 +75,7 @@ impl Store {
     pub async fn create_room(&self, name: &RoomName, topic: &Topic, private: bool, owner: UserId) -> Result<Room, StoreError> {
         self.note_membership_write(owner);
         // Room and owner membership in one transaction.
-        let result = db_run!(self, "room_create", async |conn| {
+        let result = db_run!(self, QueryName::RoomCreate, async |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                 let row = diesel::insert_into(rooms::table)
                     .values((
@@ -107,7 +110,7 @@ impl Store {
         if let Some(room) = self.room_by_name(name).await? {
             return Ok(room);
         }
-        db_run!(self, "room_ensure_public", async |conn| {
+        db_run!(self, QueryName::RoomEnsurePublic, async |conn| {
             diesel::insert_into(rooms::table)
                 .values((rooms::name.eq(name.as_str()), rooms::owner_id.eq(creator)))
                 .on_conflict(rooms::name)
@@ -116,11 +119,11 @@ impl Store {
                 .await
         })
         .await?;
-        self.room_by_name(name).await?.ok_or_else(|| StoreError::Unavailable("room vanished after creation".into()))
+        self.room_by_name(name).await?.ok_or_else(|| StoreError::Vanished("room"))
     }
 
     pub async fn is_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
-        db_run!(self, "member_check", async |conn| member_check_query(room, user).get_result::<bool>(conn).await).await
+        db_run!(self, QueryName::MemberCheck, async |conn| member_check_query(room, user).get_result::<bool>(conn).await).await
     }
 
     fn note_membership_write(&self, user: UserId) {
@@ -132,7 +135,7 @@ impl Store {
     /// Adds a member; adding an existing member is a no-op.
     pub async fn add_member(&self, room: RoomId, user: UserId) -> Result<(), StoreError> {
         self.note_membership_write(user);
-        db_run!(self, "member_add", async |conn| {
+        db_run!(self, QueryName::MemberAdd, async |conn| {
             diesel::insert_into(room_members::table)
                 .values((room_members::room_id.eq(room.0), room_members::user_id.eq(user)))
                 .on_conflict_do_nothing()
@@ -146,7 +149,7 @@ impl Store {
     /// Removes a member; true when they were one.
     pub async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
         self.note_membership_write(user);
-        let n = db_run!(self, "member_remove", async |conn| {
+        let n = db_run!(self, QueryName::MemberRemove, async |conn| {
             diesel::delete(room_members::table.filter(room_members::room_id.eq(room.0)).filter(room_members::user_id.eq(user)))
                 .execute(conn)
                 .await
@@ -157,7 +160,7 @@ impl Store {
 
     /// A room's members by name (at most `limit`), with whether each owns it.
     pub async fn room_members(&self, room: RoomId, limit: i64) -> Result<Vec<(UserId, Username, bool)>, StoreError> {
-        let rows = db_run!(self, "member_list", async |conn| {
+        let rows = db_run!(self, QueryName::MemberList, async |conn| {
             room_members::table
                 .inner_join(users::table)
                 .inner_join(rooms::table)
@@ -176,7 +179,7 @@ impl Store {
     pub async fn list_rooms_for(&self, user: UserId, filter: &RoomFilter) -> Result<Vec<RoomSummary>, StoreError> {
         // Right after their own membership change a user reads from the primary.
         let replica_ok = self.replica().is_none_or(|r| !r.wrote_recently(user));
-        let rows = db_read!(self, "room_list_for_user", replica_ok, |_| true, async |conn| {
+        let rows = db_read!(self, QueryName::RoomListForUser, replica_ok, |_| true, async |conn| {
             room_list_query!(user, filter).load::<(RoomRow, i64)>(conn).await
         })
         .await?;
@@ -185,7 +188,7 @@ impl Store {
 
     /// The rooms with the most messages (a proxy for the busiest), for warming.
     pub async fn hottest_rooms(&self, n: i64) -> Result<Vec<Room>, StoreError> {
-        let rows = db_run!(self, "rooms_hottest", async |conn| {
+        let rows = db_run!(self, QueryName::RoomsHottest, async |conn| {
             rooms::table
                 .filter(rooms::last_seq.gt(0))
                 .order(rooms::last_seq.desc())
@@ -200,7 +203,7 @@ impl Store {
 
     /// The room's newest seq and member count (by primary key, from the primary).
     pub async fn room_counts(&self, room: RoomId) -> Result<(i64, i64), StoreError> {
-        db_run!(self, "room_counts", async |conn| {
+        db_run!(self, QueryName::RoomCounts, async |conn| {
             rooms::table
                 .filter(rooms::id.eq(room.0))
                 .select((rooms::last_seq, rooms::member_count))
@@ -211,7 +214,7 @@ impl Store {
     }
 
     pub async fn set_topic(&self, room: RoomId, topic: &Topic) -> Result<(), StoreError> {
-        db_run!(self, "room_set_topic", async |conn| {
+        db_run!(self, QueryName::RoomSetTopic, async |conn| {
             diesel::update(rooms::table.filter(rooms::id.eq(room.0))).set(rooms::topic.eq(topic.as_str())).execute(conn).await
         })
         .await

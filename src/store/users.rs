@@ -12,6 +12,7 @@ use super::schema::{sessions, users};
 use super::sql_types::At;
 use super::{is_unique_violation, Store, StoreError};
 use crate::domain::{TokenHash, UserId, Username};
+use crate::metrics::QueryName;
 
 type UserRow = (Uuid, String, bool);
 
@@ -23,7 +24,7 @@ impl Store {
     /// Inserts a user; `Conflict` when the name (case-insensitively) is taken.
     pub async fn create_user(&self, username: &Username, password_hash: Option<&str>, guest: bool) -> Result<User, StoreError> {
         let id = UserId::new();
-        let result = db_run!(self, "user_create", async |conn| {
+        let result = db_run!(self, QueryName::UserCreate, async |conn| {
             diesel::insert_into(users::table)
                 .values((
                     users::id.eq(id),
@@ -46,7 +47,7 @@ impl Store {
     /// among active accounts (a retired guest's name is free).
     pub async fn user_by_name(&self, username: &str) -> Result<Option<(User, Option<String>)>, StoreError> {
         let lower = username.to_lowercase();
-        let row = db_run!(self, "user_by_name", async |conn| {
+        let row = db_run!(self, QueryName::UserByName, async |conn| {
             users::table
                 .filter(diesel::dsl::sql::<diesel::sql_types::Text>("lower(username)").eq(lower))
                 .filter(users::retired_at.is_null())
@@ -60,7 +61,7 @@ impl Store {
     }
 
     pub async fn create_session(&self, token: &TokenHash, user: UserId) -> Result<(), StoreError> {
-        db_run!(self, "session_create", async |conn| {
+        db_run!(self, QueryName::SessionCreate, async |conn| {
             diesel::insert_into(sessions::table)
                 .values((sessions::token_hash.eq(token.0.as_slice()), sessions::user_id.eq(user)))
                 .execute(conn)
@@ -74,7 +75,7 @@ impl Store {
     /// is judged by the caller from its times, so a cached answer can be
     /// judged too).
     pub async fn session_by_token(&self, token: &TokenHash) -> Result<Option<SessionInfo>, StoreError> {
-        let row = db_run!(self, "user_by_token", async |conn| {
+        let row = db_run!(self, QueryName::UserByToken, async |conn| {
             user_by_token_query(token).get_result::<SessionRow>(conn).await.optional()
         })
         .await?;
@@ -87,7 +88,7 @@ impl Store {
 
     /// Records that the session is in use (idle expiry counts from here).
     pub async fn touch_session(&self, token: &TokenHash) -> Result<(), StoreError> {
-        db_run!(self, "session_touch", async |conn| {
+        db_run!(self, QueryName::SessionTouch, async |conn| {
             diesel::update(sessions::table.filter(sessions::token_hash.eq(token.0.as_slice())))
                 .set(sessions::last_used_at.eq(At(Utc::now())))
                 .execute(conn)
@@ -99,7 +100,7 @@ impl Store {
 
     /// Revokes a session; true when it existed.
     pub async fn delete_session(&self, token: &TokenHash) -> Result<bool, StoreError> {
-        let n = db_run!(self, "session_delete", async |conn| {
+        let n = db_run!(self, QueryName::SessionDelete, async |conn| {
             diesel::delete(sessions::table.filter(sessions::token_hash.eq(token.0.as_slice()))).execute(conn).await
         })
         .await?;

@@ -20,11 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::append::{append_postgres, append_sqlite, AppendInput, AppendRow};
 use super::connection::{ConnectionSettings, SqliteConn};
-use super::is_connection_error;
 use super::models::StoredMessage;
+use super::Failure;
 use crate::config::Database;
 use crate::domain::{Body, ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
-use crate::metrics::{DeliveryStage, METRICS};
+use crate::metrics::{DeliveryStage, QueryName, METRICS};
 use crate::supervisor::{self, Task};
 use crate::telemetry::delivery::{self, DeliveryTrace};
 use crate::time::now_millis;
@@ -293,8 +293,9 @@ impl Shard {
             match result {
                 Ok(rows) => break Ok(rows),
                 Err(e) => {
-                    let transient = is_connection_error(&e) || crate::store::is_unique_violation(&e);
-                    if is_connection_error(&e) {
+                    let failure = self.failure(&e).await;
+                    let transient = failure != Failure::Statement || crate::store::is_unique_violation(&e);
+                    if failure == Failure::ConnectionLost {
                         // Gone, or now a standby: the next connect finds the primary.
                         self.conn = None;
                     }
@@ -403,6 +404,16 @@ impl Shard {
         }
     }
 
+    /// What a failed append says about the writer's connection.
+    async fn failure(&mut self, e: &diesel::result::Error) -> Failure {
+        let out_of_time = self.last_query.is_some_and(|(start, end)| end - start >= self.settings.statement_timeout);
+        match self.conn.as_mut() {
+            Some(WriterConn::Postgres(conn)) => Failure::of(e, conn, out_of_time).await,
+            Some(WriterConn::Sqlite(conn)) => Failure::of(e, conn, out_of_time).await,
+            None => Failure::by_kind(e).unwrap_or(Failure::ConnectionLost),
+        }
+    }
+
     async fn append(&mut self, jobs: &[&SendJob]) -> Result<Vec<AppendRow>, diesel::result::Error> {
         let lost = |e: diesel::ConnectionError| {
             diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ClosedConnection, Box::new(e.to_string()))
@@ -432,7 +443,7 @@ impl Shard {
         };
         let elapsed = start.elapsed();
         self.last_query = Some((start, start + elapsed));
-        if METRICS.observe_query("append_messages", elapsed, result.is_ok(), self.settings.slow_query) {
+        if METRICS.observe_query(QueryName::AppendMessages, elapsed, result.is_ok(), self.settings.slow_query) {
             let rows = result.as_ref().map(Vec::len).unwrap_or(0);
             let traces = delivery::trace_ids(jobs.iter().filter_map(|j| j.req.trace.as_ref()));
             log::warn!("slow query append_messages: {:.1} ms, {rows} rows{traces}", elapsed.as_secs_f64() * 1000.0);

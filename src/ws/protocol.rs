@@ -35,6 +35,18 @@ pub enum ClientFrame {
     },
 }
 
+crate::label_set! {
+    /// The `type` of every client frame: `ClientFrame::kind` matches each
+    /// variant to one of these, and a unit test parses each one back.
+    pub enum FrameType {
+        Join = "join",
+        Leave = "leave",
+        Send = "send",
+        Typing = "typing",
+        Ping = "ping",
+    }
+}
+
 /// A frame that could not be parsed: the reason, and what `ref` should echo.
 #[derive(Debug, PartialEq)]
 pub struct FrameError {
@@ -43,6 +55,16 @@ pub struct FrameError {
 }
 
 impl ClientFrame {
+    pub fn kind(&self) -> FrameType {
+        match self {
+            ClientFrame::Join { .. } => FrameType::Join,
+            ClientFrame::Leave { .. } => FrameType::Leave,
+            ClientFrame::Send { .. } => FrameType::Send,
+            ClientFrame::Typing { .. } => FrameType::Typing,
+            ClientFrame::Ping { .. } => FrameType::Ping,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
         match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => Ok(frame),
@@ -59,7 +81,7 @@ impl ClientFrame {
                     Some(v) if !v.is_object() => "a frame must be a JSON object".to_string(),
                     Some(v) => match v.get("type").and_then(Value::as_str) {
                         None => "a frame needs a string \"type\"".to_string(),
-                        Some(t) if !["join", "leave", "send", "typing", "ping"].contains(&t) => {
+                        Some(t) if FrameType::parse(t).is_none() => {
                             format!("unknown frame type {:?}", t.chars().take(32).collect::<String>())
                         }
                         Some(t) => format!("invalid {t} frame: {}", strip_position(&e.to_string())),
@@ -162,6 +184,16 @@ mod tests {
         assert_eq!(ClientFrame::parse(r#"{"type":"typing","room":"a"}"#), Ok(ClientFrame::Typing { room: "a".into() }));
         assert_eq!(ClientFrame::parse(r#"{"type":"ping","ts":5}"#), Ok(ClientFrame::Ping { ts: Some(Value::from(5)) }));
         assert_eq!(ClientFrame::parse(r#"{"type":"ping"}"#), Ok(ClientFrame::Ping { ts: None }));
+    }
+
+    #[test]
+    fn every_frame_type_is_a_client_frame() {
+        // A type the enum lacks would be "unknown"; one whose variant is
+        // renamed would not come back as its kind.
+        for t in FrameType::ALL {
+            let minimal = format!(r#"{{"type":"{}","room":"a","body":"b"}}"#, t.as_str());
+            assert_eq!(ClientFrame::parse(&minimal).map(|f| f.kind()), Ok(t), "{}", t.as_str());
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::session::Session;
 use crate::auth::authenticate_hash;
 use crate::domain::TokenHash;
 use crate::error::ApiError;
-use crate::metrics::METRICS;
+use crate::metrics::{Limit, METRICS};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -23,7 +23,7 @@ pub async fn connect(req: HttpRequest, stream: web::Payload, state: web::Data<Ap
         return Err(ApiError::Unavailable("this instance is shutting down; reconnect".into()));
     }
     if !origin_allowed(&req, &state.config.allowed_origins) {
-        METRICS.limit_hits.with_label_values(&["origin"]).inc();
+        METRICS.limit_hit(Limit::Origin).inc();
         return Err(ApiError::Forbidden("WebSocket connections from this origin are not allowed".into()));
     }
     let slot = state.limits.open_connection(state.limits.client_ip(&req))?;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchboard::metrics::ROUTES;
+use switchboard::routes::ROUTES;
 
 use crate::helpers::{spawn_app, spawn_app_with, spawn_cluster, Mode, TestApp};
 
