@@ -90,7 +90,7 @@ impl BusListener for Nobody {
 
 fn fanout_bench(c: &mut Criterion) {
     let config = bench_config();
-    if let Err(e) = prepare_database(&config.database, Duration::from_secs(5)) {
+    if let Err(e) = prepare_database(&config.database.kind, Duration::from_secs(5)) {
         eprintln!("skipping fan-out bench: {e}");
         return;
     }
@@ -167,7 +167,7 @@ impl CommitListener for Discard {
 
 fn writer_bench(c: &mut Criterion) {
     let config = bench_config();
-    if let Err(e) = prepare_database(&config.database, Duration::from_secs(5)) {
+    if let Err(e) = prepare_database(&config.database.kind, Duration::from_secs(5)) {
         eprintln!("skipping writer bench: {e}");
         return;
     }

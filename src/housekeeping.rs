@@ -31,7 +31,7 @@ pub struct Swept {
 }
 
 pub async fn run(state: web::Data<AppState>) {
-    let every = state.config.cleanup_interval;
+    let every = state.config.accounts.cleanup_interval;
     loop {
         let jitter = rand::thread_rng().gen_range(0..=every.as_millis() as u64 / 4);
         actix::clock::sleep(every + Duration::from_millis(jitter)).await;

@@ -44,7 +44,7 @@ fn healthcheck() -> ExitCode {
     use std::time::Duration;
 
     let port = match Config::from_env() {
-        Ok(c) => c.bind_addr.port(),
+        Ok(c) => c.http.bind_addr.port(),
         Err(e) => {
             eprintln!("healthcheck: {e}");
             return ExitCode::from(2);

@@ -62,18 +62,18 @@ impl Application {
         let config = Arc::new(config);
         log::info!(
             "starting instance {} (database {}, redis {})",
-            config.instance_id,
-            config.database.describe(),
-            if !config.redis_cluster_urls.is_empty() {
-                format!("cluster {}", config.redis_cluster_urls.join(","))
+            config.cluster.instance_id,
+            config.database.kind.describe(),
+            if !config.redis.cluster_urls.is_empty() {
+                format!("cluster {}", config.redis.cluster_urls.join(","))
             } else {
-                config.redis_url.as_deref().map(redact_url).unwrap_or_else(|| "off: single-instance mode".into())
+                config.redis.url.as_deref().map(redact_url).unwrap_or_else(|| "off: single-instance mode".into())
             }
         );
-        crate::telemetry::init(&config.traces, &config.instance_id).map_err(StartupError::Other)?;
+        crate::telemetry::init(&config.observability.traces, &config.cluster.instance_id).map_err(StartupError::Other)?;
         // Migrations block; run them on a plain thread (see store::bootstrap).
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let (database, wait) = (config.database.clone(), config.db_startup_wait);
+        let (database, wait) = (config.database.kind.clone(), config.database.startup_wait);
         std::thread::spawn(move || {
             let _ = tx.send(prepare_database(&database, wait));
         });
@@ -83,59 +83,70 @@ impl Application {
         store.spawn_replica_monitor();
         // Somewhere to talk from the start (several instances may do this at
         // once: creation is insert-if-missing).
-        for name in &config.default_rooms {
+        for name in &config.rooms.default_rooms {
             store
                 .ensure_public_room(name, None)
                 .await
                 .map_err(|e| StartupError::Other(format!("cannot create the default room {name}: {e}")))?;
         }
-        let redis: Option<(Subscriber, RedisPool)> = if !config.redis_cluster_urls.is_empty() {
-            let pool = crate::redis_pool::build_cluster(&config.redis_cluster_urls)
+        let redis: Option<(Subscriber, RedisPool)> = if !config.redis.cluster_urls.is_empty() {
+            let pool = crate::redis_pool::build_cluster(&config.redis.cluster_urls)
                 .map_err(|e| StartupError::Other(format!("REDIS_CLUSTER_URLS is not usable: {e}")))?;
-            Some((Subscriber::Cluster(config.redis_cluster_urls.clone()), pool))
-        } else if let Some(url) = &config.redis_url {
+            Some((Subscriber::Cluster(config.redis.cluster_urls.clone()), pool))
+        } else if let Some(url) = &config.redis.url {
             let client =
                 redis::Client::open(url.as_str()).map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
             // Lazy: Redis may come up after us; readiness says so meanwhile.
-            let pool = crate::redis_pool::build(url, config.redis_pool_max)
+            let pool = crate::redis_pool::build(url, config.redis.pool_max)
                 .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
             Some((Subscriber::Single(client), pool))
         } else {
             None
         };
         let redis_pool = redis.as_ref().map(|(_, pool)| pool.clone());
-        let presence = PresenceStore::new(redis_pool.clone(), &config.redis_key_prefix, &config.instance_id, config.instance_ttl);
+        let presence =
+            PresenceStore::new(redis_pool.clone(), &config.redis.key_prefix, &config.cluster.instance_id, config.cluster.ttl);
         let recent = RecentLists::new(
-            if config.cache_enabled { config.recent_window } else { 0 },
-            redis_pool.as_ref().map(|pool| (pool.clone(), config.redis_key_prefix.clone())),
+            if config.cache.enabled { config.rooms.recent_window } else { 0 },
+            redis_pool.as_ref().map(|pool| (pool.clone(), config.redis.key_prefix.clone())),
         );
         let registry = Registry::new(
             store.clone(),
             RoomSettings {
-                replay_limit: config.replay_limit,
-                idle: config.room_idle,
-                gap_heal: config.gap_heal,
-                resync: config.room_resync,
+                replay_limit: config.rooms.replay_limit,
+                idle: config.rooms.idle,
+                gap_heal: config.rooms.gap_heal,
+                resync: config.rooms.resync,
             },
             presence,
             recent.clone(),
         );
         let connections = Connections::default();
-        let liveness = Arc::new(Liveness::new(config.instance_ttl));
+        let liveness = Arc::new(Liveness::new(config.cluster.ttl));
         // Single-instance mode has nobody whose revocations could be missed.
-        let lease = if redis_pool.is_some() { Lease::new(config.cache_lease) } else { Lease::always() };
-        let caches = Arc::new(Caches::new(&config, redis_pool.as_ref(), lease.clone()));
-        let stats = Arc::new(StatsBoard::new(&config.instance_id, config.instance_ttl));
+        let lease = if redis_pool.is_some() { Lease::new(config.cache.lease) } else { Lease::always() };
+        let caches = Arc::new(Caches::new(
+            &config.cache,
+            redis_pool.as_ref().map(|pool| (pool, config.redis.key_prefix.as_str())),
+            lease.clone(),
+        ));
+        let stats = Arc::new(StatsBoard::new(&config.cluster.instance_id, config.cluster.ttl));
         let revoker = Revoker::new(
-            &config.instance_id,
+            &config.cluster.instance_id,
             caches.clone(),
             connections.clone(),
             registry.clone(),
             liveness.clone(),
             lease.clone(),
         );
-        let (inbound, control_loop) =
-            Inbound::new(&config.instance_id, registry.clone(), liveness.clone(), caches.clone(), stats.clone(), revoker.clone());
+        let (inbound, control_loop) = Inbound::new(
+            &config.cluster.instance_id,
+            registry.clone(),
+            liveness.clone(),
+            caches.clone(),
+            stats.clone(),
+            revoker.clone(),
+        );
         supervisor::spawn(Task::ControlLoop, move || control_loop.clone().run());
         let subscriptions = Arc::new(Subscriptions::default());
         let bus_state =
@@ -144,14 +155,14 @@ impl Application {
             Some((subscriber, pool)) => RedisTransport::start(
                 subscriber,
                 pool,
-                config.redis_key_prefix.clone(),
+                config.redis.key_prefix.clone(),
                 subscriptions.clone(),
                 bus_state.clone(),
                 inbound,
             ),
             None => Arc::new(LocalHub::default().join(subscriptions.clone(), inbound)),
         };
-        let bus = Bus::new(&config.instance_id, transport, subscriptions, bus_state);
+        let bus = Bus::new(&config.cluster.instance_id, transport, subscriptions, bus_state);
         registry.attach_bus(bus.clone());
         caches.attach_bus(&bus);
         revoker.attach_bus(bus.clone());
@@ -159,20 +170,20 @@ impl Application {
         supervisor::spawn(Task::LeasePings, move || crate::cluster::lease::run_pings(lease_bus.clone(), lease_pings.clone()));
         let writer = Writer::start(
             WriterConfig {
-                shards: config.writer_shards,
-                batch_max: config.writer_batch_max,
-                queue: config.writer_queue,
-                write_timeout: config.write_timeout,
+                shards: config.writer.shards,
+                batch_max: config.writer.batch_max,
+                queue: config.writer.queue,
+                write_timeout: config.writer.write_timeout,
             },
             store.settings().clone(),
             Arc::new(crate::chat::fanout::Fanout::new(registry.clone())),
         );
         // Readiness waits for the hottest rooms' windows (bounded in time).
         let warm_store = store.clone();
-        let (warm_rooms, warm_budget) = (config.warm_rooms, config.warm_timeout);
+        let (warm_rooms, warm_budget) = (config.rooms.warm_rooms, config.rooms.warm_timeout);
         actix_web::rt::spawn(async move { recent.warm(&warm_store, warm_rooms, warm_budget).await });
         let (hb_bus, hb_liveness, hb_registry, every) =
-            (bus.clone(), liveness.clone(), registry.clone(), config.instance_heartbeat);
+            (bus.clone(), liveness.clone(), registry.clone(), config.cluster.heartbeat);
         supervisor::spawn(Task::Heartbeats, move || {
             run_heartbeats(hb_bus.clone(), hb_liveness.clone(), hb_registry.clone(), every)
         });
@@ -199,13 +210,13 @@ impl Application {
         // Touch the metrics so every series exists from start-up.
         METRICS.ws_connections.set(0);
 
-        let listener =
-            TcpListener::bind(config.bind_addr).map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
-        let addr = listener.local_addr().map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?;
-        let assets = web::Data::new(crate::assets::Assets::build(config.asset_base_url.as_deref()));
+        let listener = TcpListener::bind(config.http.bind_addr)
+            .map_err(|cause| StartupError::Bind { addr: config.http.bind_addr, cause })?;
+        let addr = listener.local_addr().map_err(|cause| StartupError::Bind { addr: config.http.bind_addr, cause })?;
+        let assets = web::Data::new(crate::assets::Assets::build(config.http.asset_base_url.as_deref()));
         let app_state = state.clone();
-        let max_body = config.max_body_bytes;
-        let slow_request = config.slow_request;
+        let max_body = config.http.max_body_bytes;
+        let slow_request = config.observability.slow_request;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -216,15 +227,15 @@ impl Application {
                 .configure(|cfg| routes::configure(cfg, max_body))
                 .default_service(web::to(routes::not_found))
         })
-        .workers(config.workers)
+        .workers(config.http.workers)
         .backlog(4096)
         // Per worker; the WebSocket cap is enforced by `limits`.
-        .max_connections(config.max_connections + 1024)
+        .max_connections(config.limits.max_connections + 1024)
         // Slowloris: the request head must arrive within this.
-        .client_request_timeout(config.handshake_timeout)
-        .keep_alive(config.keep_alive)
+        .client_request_timeout(config.http.handshake_timeout)
+        .keep_alive(config.http.keep_alive)
         .disable_signals()
-        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
+        .shutdown_timeout(config.drain.shutdown_timeout.as_secs().max(1))
         .on_connect(|conn, _| {
             // Chat frames are small and latency-bound: never wait for Nagle.
             if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
@@ -232,7 +243,7 @@ impl Application {
             }
         })
         .listen(listener)
-        .map_err(|cause| StartupError::Bind { addr: config.bind_addr, cause })?
+        .map_err(|cause| StartupError::Bind { addr: config.http.bind_addr, cause })?
         .run();
         Ok(Application { addr, server, state })
     }
@@ -278,16 +289,16 @@ async fn shutdown(state: web::Data<AppState>, handle: ServerHandle) {
     let config = &state.config;
     let started = Instant::now();
     let sessions = state.connections.all();
-    let jitter_ms = config.drain_jitter.as_millis() as u64 + 1;
+    let jitter_ms = config.drain.jitter.as_millis() as u64 + 1;
     log::info!(
         "draining {} connections in batches of {} every {:?}",
         sessions.len(),
-        config.drain_batch_size,
-        config.drain_batch_interval
+        config.drain.batch_size,
+        config.drain.batch_interval
     );
-    for (i, chunk) in sessions.chunks(config.drain_batch_size).enumerate() {
+    for (i, chunk) in sessions.chunks(config.drain.batch_size).enumerate() {
         if i > 0 {
-            actix_web::rt::time::sleep(config.drain_batch_interval).await;
+            actix_web::rt::time::sleep(config.drain.batch_interval).await;
         }
         for recipient in chunk {
             // Spread the returns so the other replicas see a trickle, not a storm.
@@ -296,7 +307,7 @@ async fn shutdown(state: web::Data<AppState>, handle: ServerHandle) {
         }
     }
     // Sessions close once their pending acks are in (at most the grace period).
-    let deadline = Instant::now() + config.drain_grace + Duration::from_millis(500);
+    let deadline = Instant::now() + config.drain.grace + Duration::from_millis(500);
     while state.connections.count() > 0 && Instant::now() < deadline {
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }

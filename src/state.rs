@@ -55,10 +55,10 @@ pub struct Parts {
 
 impl AppState {
     pub fn new(p: Parts) -> Self {
-        let prefixed = p.redis.as_ref().map(|pool| (pool.clone(), p.config.redis_key_prefix.clone()));
-        let limits = Limits::new(&p.config, prefixed.clone());
+        let prefixed = p.redis.as_ref().map(|pool| (pool.clone(), p.config.redis.key_prefix.clone()));
+        let limits = Limits::new(&p.config.limits, prefixed.clone());
         let tickets = Tickets::new(prefixed);
-        let session_clock = SessionClock::new(p.config.sessions);
+        let session_clock = SessionClock::new(p.config.accounts.sessions);
         AppState {
             config: p.config,
             store: p.store,

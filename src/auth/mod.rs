@@ -54,7 +54,7 @@ pub async fn authenticate_hash(state: &AppState, token: TokenHash) -> Result<Aut
     state.session_clock.admit(&state.store, &token, &info).await?;
     let expires_at = state.session_clock.hard_expiry(&info);
     let user = info.user;
-    let admin = !user.guest && state.config.is_admin(user.username.as_str());
+    let admin = !user.guest && state.config.accounts.is_admin(user.username.as_str());
     Ok(AuthUser { user, token, admin, expires_at })
 }
 

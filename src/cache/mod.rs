@@ -15,7 +15,7 @@ pub use layered::{CacheKey, CacheValue, Layered, Settings};
 
 use crate::bus::Bus;
 use crate::cluster::lease::Lease;
-use crate::config::Config;
+use crate::config::CacheConfig;
 use crate::domain::{RoomId, RoomName, TokenHash, UserId};
 use crate::metrics::{CacheName, METRICS};
 use crate::redis_pool::RedisPool;
@@ -104,15 +104,16 @@ pub struct Caches {
 
 impl Caches {
     /// `lease` guards the caches whose answers revocations take back.
-    pub fn new(config: &Config, redis: Option<&RedisPool>, lease: Arc<Lease>) -> Caches {
-        let l2 = || redis.map(|pool| (pool.clone(), config.redis_key_prefix.clone()));
+    /// `redis` is the pool and key prefix of the shared (L2) layer.
+    pub fn new(config: &CacheConfig, redis: Option<(&RedisPool, &str)>, lease: Arc<Lease>) -> Caches {
+        let l2 = || redis.map(|(pool, prefix)| (pool.clone(), prefix.to_string()));
         let settings = |name, share: u64| Settings {
             name,
-            max_bytes: config.cache_max_bytes / 8 * share,
-            ttl: config.cache_ttl,
-            negative_ttl: config.cache_negative_ttl,
-            l2_ttl: config.cache_ttl * 2,
-            enabled: config.cache_enabled,
+            max_bytes: config.max_bytes / 8 * share,
+            ttl: config.ttl,
+            negative_ttl: config.negative_ttl,
+            l2_ttl: config.ttl * 2,
+            enabled: config.enabled,
         };
         Caches {
             tokens: Layered::new(settings(CacheName::Token, 4), l2(), Some(lease.clone())),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use actix_web::HttpRequest;
 use parking_lot::Mutex;
 
-use crate::config::Config;
+use crate::config::LimitsConfig;
 use crate::error::ApiError;
 use crate::metrics::{Limit, METRICS};
 use crate::redis_pool::RedisPool;
@@ -57,7 +57,7 @@ impl Drop for ConnectionSlot {
 }
 
 impl Limits {
-    pub fn new(config: &Config, redis: Option<(RedisPool, String)>) -> Arc<Limits> {
+    pub fn new(config: &LimitsConfig, redis: Option<(RedisPool, String)>) -> Arc<Limits> {
         Arc::new(Limits {
             max_connections: config.max_connections,
             max_per_ip: config.max_connections_per_ip,

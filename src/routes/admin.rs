@@ -25,6 +25,6 @@ pub async fn get_stats(
     auth.require_admin()?;
     let snapshots = state.stats.current();
     let history: Vec<_> = state.stats.history().into_iter().filter(|p| p.t > query.since).collect();
-    let body = report::render(&state.config.instance_id, &snapshots, &history);
+    let body = report::render(&state.config.cluster.instance_id, &snapshots, &history);
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(body))
 }

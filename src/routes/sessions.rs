@@ -68,7 +68,7 @@ pub async fn create_guest_session(
     state: web::Data<AppState>,
     body: web::Json<GuestRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if !state.config.allow_guests {
+    if !state.config.accounts.allow_guests {
         return Err(ApiError::Forbidden("guest access is disabled".into()));
     }
     let wanted = Username::parse(&body.username)?;

@@ -39,7 +39,7 @@ pub async fn run(state: web::Data<AppState>, ready: Arc<AtomicBool>) {
         }
         traffic.advance();
         let ctx = Context {
-            instance: state.config.instance_id.clone(),
+            instance: state.config.cluster.instance_id.clone(),
             uptime_seconds: state.started_at.elapsed().as_secs(),
             ready: ready.load(Ordering::Acquire),
             draining: state.is_draining(),
@@ -71,7 +71,7 @@ pub async fn watch_readiness(state: web::Data<AppState>, ready: Arc<AtomicBool>)
 
 /// Sets the pool gauges (so alerts see them between scrapes) and returns them.
 pub fn publish_pool_gauges(state: &AppState) -> Vec<PoolFigures> {
-    let max = state.config.db_pool_max;
+    let max = state.config.database.pool_max;
     let mut pools = Vec::with_capacity(2);
     let mut publish = |role: PoolRole, (idle, active): (u32, u32)| {
         METRICS.set_pool(role, idle, active, max);

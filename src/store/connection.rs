@@ -19,7 +19,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use super::StoreError;
-use crate::config::{Config, Database};
+use crate::config::{Database, DatabaseConfig};
 use crate::metrics::{PoolRole, QueryName, METRICS};
 
 pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
@@ -88,12 +88,12 @@ pub struct ConnectionSettings {
 }
 
 impl ConnectionSettings {
-    pub fn from_config(config: &Config) -> Self {
+    pub fn new(config: &DatabaseConfig, instance_id: &str, slow_query: Duration) -> Self {
         ConnectionSettings {
-            database: config.database.clone(),
-            statement_timeout: config.db_statement_timeout,
-            application_name: format!("switchboard {}", config.instance_id),
-            slow_query: config.slow_query,
+            database: config.kind.clone(),
+            statement_timeout: config.statement_timeout,
+            application_name: format!("switchboard {instance_id}"),
+            slow_query,
         }
     }
 
@@ -270,7 +270,7 @@ impl Rows for i64 {
 /// check only asks whether the connection is still usable (after a
 /// PostgreSQL restart every old connection is closed, so it is dropped and a
 /// fresh one made instead of failing a request).
-pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> DbPool {
+pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &DatabaseConfig) -> DbPool {
     match settings.database {
         Database::Postgres { .. } => DbPool::Postgres(build_pg_pool(settings, config)),
         Database::Sqlite { .. } => {
@@ -299,7 +299,7 @@ pub fn build_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> DbPool
 }
 
 /// A PostgreSQL pool (the primary's, or the read replica's).
-pub fn build_pg_pool(settings: &Arc<ConnectionSettings>, config: &Config) -> PgPool {
+pub fn build_pg_pool(settings: &Arc<ConnectionSettings>, config: &DatabaseConfig) -> PgPool {
     let setup = settings.clone();
     let manager_config = manager_config(
         move || {
@@ -369,16 +369,16 @@ fn recycle_pg(conn: &mut AsyncPgConnection) -> BoxFuture<'_, diesel::QueryResult
     .boxed()
 }
 
-fn pool_builder<C>(config: &Config) -> bb8::Builder<AsyncDieselConnectionManager<C>>
+fn pool_builder<C>(config: &DatabaseConfig) -> bb8::Builder<AsyncDieselConnectionManager<C>>
 where
     C: PoolableConnection + 'static,
     AsyncDieselConnectionManager<C>: bb8::ManageConnection<Connection = C, Error = PoolError>,
 {
     bb8::Pool::builder()
-        .max_size(config.db_pool_max)
-        .min_idle(Some(config.db_pool_min_idle))
-        .connection_timeout(config.db_pool_timeout)
-        .idle_timeout(Some(config.db_pool_idle_timeout))
+        .max_size(config.pool_max)
+        .min_idle(Some(config.pool_min_idle))
+        .connection_timeout(config.pool_timeout)
+        .idle_timeout(Some(config.pool_idle_timeout))
         .max_lifetime(Some(Duration::from_secs(1800)))
         .test_on_check_out(true)
         .retry_connection(false)

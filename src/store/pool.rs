@@ -13,7 +13,7 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use super::connection::{build_pool, run_on, ConnectionSettings, DbPool, Rows};
 use super::replica::Replica;
 use super::StoreError;
-use crate::config::Config;
+use crate::config::{Config, DatabaseConfig};
 use crate::metrics::{PoolRole, QueryName, METRICS};
 
 #[derive(Clone)]
@@ -36,9 +36,14 @@ impl Store {
     /// Builds the primary pool. Connections open lazily, so this succeeds
     /// even while the database restarts; start-up already proved it reachable.
     pub fn new(config: &Config) -> Store {
-        let settings = Arc::new(ConnectionSettings::from_config(config));
+        let settings = ConnectionSettings::new(&config.database, &config.cluster.instance_id, config.observability.slow_query);
+        Store::open(&config.database, settings)
+    }
+
+    pub fn open(config: &DatabaseConfig, settings: ConnectionSettings) -> Store {
+        let settings = Arc::new(settings);
         let pool = build_pool(&settings, config);
-        let replica = config.database_replica_url.as_deref().map(|url| Replica::new(url, config));
+        let replica = config.replica_url.as_deref().map(|url| Replica::new(url, config, &settings));
         Store { pool, settings, replica, primary_seen: Arc::default() }
     }
 

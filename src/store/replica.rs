@@ -20,7 +20,7 @@ use diesel::QueryableByName;
 use parking_lot::Mutex;
 
 use super::connection::{build_pg_pool, ConnectionSettings, PgPool};
-use crate::config::Config;
+use crate::config::DatabaseConfig;
 use crate::domain::UserId;
 use crate::metrics::METRICS;
 
@@ -47,11 +47,11 @@ struct ReplayState {
 }
 
 impl Replica {
-    pub fn new(url: &str, config: &Config) -> Arc<Replica> {
+    pub fn new(url: &str, config: &DatabaseConfig, primary: &ConnectionSettings) -> Arc<Replica> {
         let settings = Arc::new(ConnectionSettings {
             database: crate::config::Database::Postgres { url: url.to_string() },
-            application_name: format!("switchboard {} (replica reads)", config.instance_id),
-            ..ConnectionSettings::from_config(config)
+            application_name: format!("{} (replica reads)", primary.application_name),
+            ..primary.clone()
         });
         Arc::new(Replica {
             pool: build_pg_pool(&settings, config),

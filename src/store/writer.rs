@@ -118,13 +118,7 @@ pub struct Writer {
     closed: Arc<AtomicBool>,
 }
 
-#[derive(Clone, Debug)]
-pub struct WriterConfig {
-    pub shards: usize,
-    pub batch_max: usize,
-    pub queue: usize,
-    pub write_timeout: Duration,
-}
+pub use crate::config::WriterConfig;
 
 impl Writer {
     /// Starts the shards on a dedicated arbiter (thread) so commits never wait
@@ -141,7 +135,7 @@ impl Writer {
             let (tx, rx) = mpsc::channel(per_shard_queue);
             // The queue outlives a crashed shard: the restarted one drains it.
             let rx = supervisor::shared(rx);
-            let (settings, listener, config) = (settings.clone(), listener.clone(), config.clone());
+            let (settings, listener, config) = (settings.clone(), listener.clone(), config);
             arbiter.spawn(supervisor::supervise(Task::Writer, move || {
                 let shard = Shard {
                     index,

@@ -88,7 +88,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(auth: AuthUser, state: web::Data<AppState>, slot: ConnectionSlot, registration: Registration) -> Self {
-        let c = &state.config;
+        let c = &state.config.sockets;
         Session {
             id: registration.guard.id,
             registration,
@@ -217,8 +217,8 @@ impl Session {
             // Signed out on some instance; the Control message may still be queued.
             return self.close_revoked("this session was signed out", ctx);
         }
-        if text.len() > self.state.config.max_frame_bytes {
-            let msg = format!("frames are limited to {} bytes", self.state.config.max_frame_bytes);
+        if text.len() > self.state.config.sockets.max_frame_bytes {
+            let msg = format!("frames are limited to {} bytes", self.state.config.sockets.max_frame_bytes);
             return self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
         }
         let received_at = Instant::now();
@@ -259,7 +259,7 @@ impl Session {
         if since.is_some_and(|s| s < 0) {
             return self.send_error(ctx, ErrorCode::BadRequest, "since must be >= 0", Some(&room));
         }
-        let max = self.state.config.max_rooms_per_connection;
+        let max = self.state.config.sockets.max_rooms_per_connection;
         let guard = self.registration.guard.clone();
         match self.streams.request_join(&name, since, max, |room| guard.is_kicked(room)) {
             JoinStep::Updated => {}
@@ -554,7 +554,7 @@ impl Session {
         if !self.paused && self.streams.any_behind() {
             self.catch_up(ctx);
         }
-        let c = &self.state.config;
+        let c = &self.state.config.sockets;
         if now >= self.timers.next_ping {
             self.timers.next_ping = now + c.heartbeat_interval;
             if self.last_heard.elapsed() > c.client_timeout {
@@ -577,8 +577,12 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         METRICS.ws_connections.inc();
-        let c = &self.state.config;
-        ctx.text(protocol::hello(&self.auth.user, &c.instance_id, c.heartbeat_interval.as_millis() as u64));
+        let c = &self.state.config.sockets;
+        ctx.text(protocol::hello(
+            &self.auth.user,
+            &self.state.config.cluster.instance_id,
+            c.heartbeat_interval.as_millis() as u64,
+        ));
         self.state.connections.attach(&self.registration, self.auth.user.id, ctx.address().recipient());
         if self.registration.guard.is_revoked() {
             return self.close_revoked("this session was signed out", ctx);
@@ -639,7 +643,7 @@ impl Handler<Control> for Session {
                 if self.pending_acks == 0 {
                     self.close_for_drain(ctx);
                 } else {
-                    ctx.run_later(self.state.config.drain_grace, |session, ctx| session.close_for_drain(ctx));
+                    ctx.run_later(self.state.config.drain.grace, |session, ctx| session.close_for_drain(ctx));
                 }
             }
         }
@@ -652,7 +656,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
         let msg = match item {
             Ok(msg) => msg,
             Err(ws::ProtocolError::Overflow) => {
-                let msg = format!("frames are limited to {} bytes", self.state.config.max_frame_bytes);
+                let msg = format!("frames are limited to {} bytes", self.state.config.sockets.max_frame_bytes);
                 return self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
             }
             // The codec's one I/O error of its own is a text frame that is
@@ -686,7 +690,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
 
 impl Session {
     fn handle_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
-        let limit = self.state.config.max_frame_bytes;
+        let limit = self.state.config.sockets.max_frame_bytes;
         let (data, first, last, binary) = match item {
             actix_http::ws::Item::FirstText(d) => (d, true, false, false),
             actix_http::ws::Item::FirstBinary(d) => (d, true, false, true),

@@ -22,7 +22,7 @@ pub async fn connect(req: HttpRequest, stream: web::Payload, state: web::Data<Ap
     if state.is_draining() {
         return Err(ApiError::Unavailable("this instance is shutting down; reconnect".into()));
     }
-    if !origin_allowed(&req, &state.config.allowed_origins) {
+    if !origin_allowed(&req, &state.config.limits.allowed_origins) {
         METRICS.limit_hit(Limit::Origin).inc();
         return Err(ApiError::Forbidden("WebSocket connections from this origin are not allowed".into()));
     }
@@ -38,7 +38,7 @@ pub async fn connect(req: HttpRequest, stream: web::Payload, state: web::Data<Ap
     if registration.guard.is_revoked() {
         return Err(ApiError::unauthorized());
     }
-    let max_frame = state.config.max_frame_bytes;
+    let max_frame = state.config.sockets.max_frame_bytes;
     ws::WsResponseBuilder::new(Session::new(auth, state, slot, registration), &req, stream)
         .frame_size(max_frame)
         .start()
