@@ -111,7 +111,7 @@ fn fanout_bench(c: &mut Criterion) {
         registry.attach_bus(Bus::new("bench", transport, subs, Arc::new(AtomicU8::new(BusState::Local as u8))));
         let name = RoomName::parse(&format!("fanout-{}", rand::random::<u32>())).expect("name");
         let model = store.ensure_public_room(&name, None).await.expect("room");
-        let room = registry.get_or_start(&model);
+        let room = registry.get_or_start(model.id, &model.name);
         let received = Arc::new(AtomicUsize::new(0));
         for i in 0..members {
             let sink = Sink { received: received.clone() }.start();

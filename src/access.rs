@@ -104,10 +104,17 @@ pub async fn remove_member(state: &AppState, room: &RoomMeta, user: UserId) -> R
 pub async fn visible_room(state: &AppState, user: &User, name: &str) -> Result<RoomMeta, ApiError> {
     let name = RoomName::parse(name)?;
     let room = room(state, &name).await?.ok_or_else(ApiError::not_found_room)?;
+    check_visible(state, &room, user).await?;
+    Ok(room)
+}
+
+/// A private room is seen by its members only: guests never, non-members
+/// never; both are told it does not exist.
+pub async fn check_visible(state: &AppState, room: &RoomMeta, user: &User) -> Result<(), ApiError> {
     if room.private && (user.guest || !is_member(state, room.id, user.id).await?) {
         return Err(ApiError::not_found_room());
     }
-    Ok(room)
+    Ok(())
 }
 
 pub async fn set_topic(state: &AppState, room: &RoomMeta, topic: &crate::domain::Topic) -> Result<(), ApiError> {

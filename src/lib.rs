@@ -19,6 +19,7 @@ pub mod error;
 pub mod housekeeping;
 pub mod limits;
 pub mod metrics;
+pub mod readiness;
 pub mod redis_pool;
 pub mod request_timing;
 pub mod routes;

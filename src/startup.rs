@@ -15,12 +15,12 @@ use std::sync::atomic::AtomicU8;
 
 use bb8_redis::redis;
 
-use crate::bus::inbound::Inbound;
 use crate::bus::local::LocalHub;
 use crate::bus::redis::{RedisTransport, Subscriber};
 use crate::bus::{Bus, BusEvent, BusState, Channel, Subscriptions, Transport};
 use crate::cache::recent::RecentLists;
 use crate::cache::Caches;
+use crate::chat::inbound::Inbound;
 use crate::chat::room::RoomSettings;
 use crate::chat::Registry;
 use crate::cluster::lease::Lease;

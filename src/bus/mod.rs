@@ -9,7 +9,6 @@
 
 pub mod channels;
 pub mod events;
-pub mod inbound;
 pub mod local;
 pub mod redis;
 pub mod redis_cluster;

@@ -4,7 +4,7 @@
 //! `CommitListener`). Each room's part goes to the room actor on this
 //! instance, and, when other instances may exist, onto the bus (one event per
 //! room per batch) and into the room's recent-message list in Redis. On the
-//! other instances, `bus::inbound` hands the same messages to their rooms.
+//! other instances, `chat::inbound` hands the same messages to their rooms.
 
 use std::collections::HashMap;
 

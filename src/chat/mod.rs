@@ -7,6 +7,7 @@ pub mod events;
 pub mod fanout;
 pub mod frames;
 pub mod host;
+pub mod inbound;
 pub mod registry;
 pub mod room;
 pub mod roster;

@@ -14,8 +14,7 @@ use super::room::{InstanceGone, Resync, Room, RoomSettings};
 use crate::bus::Bus;
 use crate::cache::recent::RecentLists;
 use crate::cluster::presence::PresenceStore;
-use crate::domain::RoomId;
-use crate::store::models::Room as RoomModel;
+use crate::domain::{RoomId, RoomName};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -95,17 +94,17 @@ impl Registry {
 
     /// The room's actor, started on the calling arbiter if it is not running.
     /// Must be called from within an actix system.
-    pub fn get_or_start(&self, room: &RoomModel) -> Addr<Room> {
+    pub fn get_or_start(&self, id: RoomId, name: &RoomName) -> Addr<Room> {
         let mut rooms = self.inner.rooms.lock();
-        if let Some((addr, _)) = rooms.get(&room.id) {
+        if let Some((addr, _)) = rooms.get(&id) {
             if addr.connected() {
                 return addr.clone();
             }
         }
         let generation = self.inner.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let host: Arc<dyn RoomHost> = Arc::new(self.clone());
-        let addr = Room::new(room, host, generation, self.inner.store.clone(), self.inner.settings.clone()).start();
-        rooms.insert(room.id, (addr.clone(), generation));
+        let addr = Room::new(id, name.clone(), host, generation, self.inner.store.clone(), self.inner.settings.clone()).start();
+        rooms.insert(id, (addr.clone(), generation));
         addr
     }
 

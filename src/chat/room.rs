@@ -24,7 +24,7 @@ use crate::cluster::presence::RemoteOnline;
 use crate::domain::{RoomId, RoomName, SessionId, UserId, Username};
 use crate::error::ErrorCode;
 use crate::metrics::{CacheName, CacheResult, METRICS};
-use crate::store::models::{Room as RoomModel, StoredMessage};
+use crate::store::models::StoredMessage;
 use crate::store::writer::Committed;
 use crate::store::Store;
 
@@ -110,11 +110,6 @@ pub struct NewestPage {
 #[rtype(result = "Vec<UserId>")]
 pub struct OnlineUsers;
 
-/// Test hook only (SWITCHBOARD_TEST_HOOKS): the room actor panics.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PanicForTest;
-
 /// Read any committed messages this room has not delivered yet (after the
 /// bus reconnected, or a subscription took effect).
 #[derive(Message)]
@@ -163,18 +158,26 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(model: &RoomModel, host: Arc<dyn RoomHost>, generation: u64, store: Store, settings: RoomSettings) -> Self {
+    /// Starts at seq 0: `started` reads the room's last_seq from the database.
+    pub fn new(
+        id: RoomId,
+        name: RoomName,
+        host: Arc<dyn RoomHost>,
+        generation: u64,
+        store: Store,
+        settings: RoomSettings,
+    ) -> Self {
         let window = RecentWindow::new(host.recent().size());
         Room {
-            id: model.id,
-            name: model.name.clone(),
+            id,
+            name,
             host,
             generation,
             store,
             settings,
             members: HashMap::new(),
             roster: Roster::default(),
-            sequencer: Sequencer::new(model.last_seq),
+            sequencer: Sequencer::new(0),
             gap_timer: None,
             idle_timer: None,
             joins: 0,
@@ -632,14 +635,6 @@ impl Handler<OnlineUsers> for Room {
 
     fn handle(&mut self, _: OnlineUsers, _: &mut Context<Self>) -> Self::Result {
         self.roster.online_ids()
-    }
-}
-
-impl Handler<PanicForTest> for Room {
-    type Result = ();
-
-    fn handle(&mut self, _: PanicForTest, _: &mut Context<Self>) {
-        panic!("test hook: room {} panics on purpose", self.name);
     }
 }
 

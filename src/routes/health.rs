@@ -1,33 +1,20 @@
 //! Liveness and readiness probes.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
+use crate::readiness;
 use crate::state::AppState;
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// What `/readyz` found.
-pub struct Readiness {
-    pub status: &'static str,
-    pub checks: serde_json::Value,
-}
-
-impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        self.status == "ready"
-    }
-}
-
 /// Ready when the database answers within a second and the instance is not
 /// draining; a draining instance reports `draining` so the balancer stops
 /// sending new connections.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let readiness = check(&state).await;
+    let readiness = readiness::check(&state).await;
     crate::metrics::METRICS.ready.set(i64::from(readiness.is_ready()));
     let body = json!({"status": readiness.status, "checks": readiness.checks});
     if readiness.is_ready() {
@@ -35,63 +22,4 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
-}
-
-/// The readiness checks, shared by `/readyz` and the stats sampler.
-pub async fn check(state: &AppState) -> Readiness {
-    let db_check = tokio::time::timeout(Duration::from_secs(1), state.store.primary());
-    let redis_check = async {
-        match &state.redis {
-            None => None,
-            Some(pool) => Some(match tokio::time::timeout(Duration::from_secs(1), crate::bus::redis::ping(pool)).await {
-                Ok(Ok(())) => "ok",
-                Ok(Err(_)) => "unreachable",
-                Err(_) => "timeout",
-            }),
-        }
-    };
-    let (db, redis) = futures_util::join!(db_check, redis_check);
-    let (database, primary) = match &db {
-        Ok(Ok(p)) if p.writable => ("ok", Some(p.server.clone())),
-        // Reached a standby: writes would fail until the pool finds the primary.
-        Ok(Ok(p)) => ("read_only", Some(p.server.clone())),
-        Ok(Err(_)) => ("unreachable", None),
-        Err(_) => ("timeout", None),
-    };
-    let draining = state.is_draining();
-    let warm = state.registry.recent().is_warm();
-    // Background tasks that keep crashing (supervisor): the instance cannot
-    // be trusted with traffic while a critical one does.
-    let failing = crate::supervisor::failing();
-    let tasks_ok = !failing.iter().any(|t| t.critical());
-    let status = if draining {
-        "draining"
-    } else if database == "ok" && redis.is_none_or(|r| r == "ok") && warm && tasks_ok {
-        "ready"
-    } else {
-        "not_ready"
-    };
-    let mut checks = json!({
-        "database": database,
-        "draining": draining,
-        "bus": state.bus.state().as_str(),
-        "cache": if warm { "warm" } else { "warming" },
-        "tasks": if failing.is_empty() {
-            json!("ok")
-        } else {
-            json!(failing.iter().map(|t| (t.as_str().to_string(), json!("failing"))).collect::<serde_json::Map<String, serde_json::Value>>())
-        },
-    });
-    if let Some(r) = redis {
-        checks["redis"] = json!(r);
-    }
-    // Which server answered as the primary (host:port, or the SQLite file).
-    if let Some(p) = primary {
-        checks["database_primary"] = json!(p);
-    }
-    // Informational: reads fall back to the primary without the replica.
-    if let Some(replica) = state.store.replica() {
-        checks["replica"] = json!(if replica.is_healthy() { "ok" } else { "bypassed" });
-    }
-    Readiness { status, checks }
 }

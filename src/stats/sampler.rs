@@ -63,7 +63,7 @@ pub async fn watch_readiness(state: web::Data<AppState>, ready: Arc<AtomicBool>)
     loop {
         tick.tick().await;
         crate::supervisor::checkpoint(crate::supervisor::Task::Readiness);
-        let is_ready = crate::routes::health::check(&state).await.is_ready();
+        let is_ready = crate::readiness::check(&state).await.is_ready();
         ready.store(is_ready, Ordering::Release);
         METRICS.ready.set(i64::from(is_ready));
     }

@@ -8,6 +8,7 @@ pub mod protocol;
 pub mod rate_limit;
 pub mod session;
 pub mod streams;
+pub mod test_hooks;
 pub mod upgrade;
 
 pub use connections::Connections;

@@ -21,8 +21,10 @@ use super::outbound::{Outbound, Reading};
 use super::protocol::{self, ClientFrame};
 use super::rate_limit::TokenBucket;
 use super::streams::{Arrival, JoinStep, SendTarget, Streams};
+use super::test_hooks;
 use crate::access;
 use crate::auth::AuthUser;
+use crate::cache::RoomMeta;
 use crate::chat::room::{Join, Leave, Typing};
 use crate::chat::{OutFrame, Room, RoomEvent};
 use crate::domain::{Body, ClientMsgId, RoomId, RoomName, SessionId};
@@ -30,7 +32,6 @@ use crate::error::{ApiError, ErrorCode};
 use crate::limits::ConnectionSlot;
 use crate::metrics::METRICS;
 use crate::state::AppState;
-use crate::store::models::Room as RoomModel;
 use crate::store::writer::{SendRequest, WriteError};
 use crate::telemetry::delivery::DeliveryTrace;
 
@@ -222,8 +223,8 @@ impl Session {
             return self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
         }
         let received_at = Instant::now();
-        if self.state.config.test_hooks && self.test_hook(text) {
-            return;
+        if let Some(hook) = self.state.config.test_hooks.then(|| test_hooks::parse(text)).flatten() {
+            return test_hooks::run(hook, |name| self.streams.joined(name).map(|(_, addr)| addr.clone()));
         }
         match ClientFrame::parse(text) {
             Ok(ClientFrame::Join { room, since }) => self.handle_join(room, since, ctx),
@@ -288,13 +289,13 @@ impl Session {
                         session.authorize(name, ctx);
                     }
                 }
-                Ok(model) => {
-                    let addr = session.state.registry.get_or_start(&model);
-                    let Some(since) = session.streams.authorized(&name, model.id, addr.clone()) else {
+                Ok(room) => {
+                    let addr = session.state.registry.get_or_start(room.id, &room.name);
+                    let Some(since) = session.streams.authorized(&name, room.id, addr.clone()) else {
                         // The client left meanwhile.
                         return;
                     };
-                    session.registration.guard.clear_kick(model.id);
+                    session.registration.guard.clear_kick(room.id);
                     session.deliver_join(name, addr, since, ctx);
                 }
                 Err(e) => session.abandon_join(&name, e.code(), &e.public_message(), ctx),
@@ -307,27 +308,6 @@ impl Session {
             log::warn!("session {:?}: room {name} stopped unexpectedly; rejoining from seq {since}", self.id);
             self.handle_join(name.to_string(), Some(since), ctx);
         }
-    }
-
-    /// Fault injection for the supervision tests (SWITCHBOARD_TEST_HOOKS=true
-    /// only): panic inside this session, or inside a joined room's actor.
-    fn test_hook(&self, text: &str) -> bool {
-        if text == r#"{"type":"__panic"}"# {
-            panic!("test hook: session {:?} panics on purpose", self.id);
-        }
-        if let Some(task) = text.strip_prefix(r#"{"type":"__kill_task","task":""#).and_then(|r| r.strip_suffix(r#""}"#)) {
-            if let Some(task) = crate::supervisor::Task::parse(task) {
-                crate::supervisor::kill(task);
-            }
-            return true;
-        }
-        if let Some(room) = text.strip_prefix(r#"{"type":"__panic_room","room":""#).and_then(|r| r.strip_suffix(r#""}"#)) {
-            if let Some((_, addr)) = RoomName::parse(room).ok().and_then(|n| self.streams.joined(&n)) {
-                addr.do_send(crate::chat::room::PanicForTest);
-            }
-            return true;
-        }
-        false
     }
 
     fn join_message(&self, since: Option<i64>, ctx: &ws::WebsocketContext<Self>) -> Join {
@@ -348,8 +328,7 @@ impl Session {
                 return;
             }
             let Some((id, since)) = session.streams.joining(&name) else { return };
-            let model = RoomModel { id, name: name.clone(), topic: String::new(), private: false, owner_id: None, last_seq: 0 };
-            let fresh = session.state.registry.get_or_start(&model);
+            let fresh = session.state.registry.get_or_start(id, &name);
             session.streams.retarget(&name, fresh.clone());
             let retry = session.join_message(since, ctx);
             ctx.spawn(async move { fresh.send(retry).await }.into_actor(session).map(move |result, session, ctx| {
@@ -516,19 +495,14 @@ impl Session {
 }
 
 /// Looks the room up (creating a missing public room) and checks access.
-async fn authorize_join(state: &AppState, auth: &AuthUser, name: &RoomName) -> Result<RoomModel, ApiError> {
+async fn authorize_join(state: &AppState, auth: &AuthUser, name: &RoomName) -> Result<RoomMeta, ApiError> {
     let user = &auth.user;
     let room = access::room_or_create_public(state, name, (!user.guest).then_some(user.id)).await?;
-    if room.private {
-        // Guests never, non-members never; both look like a missing room.
-        if user.guest || !access::is_member(state, room.id, user.id).await? {
-            return Err(ApiError::not_found_room());
-        }
-    } else {
+    access::check_visible(state, &room, user).await?;
+    if !room.private {
         access::ensure_member(state, room.id, user.id).await?;
     }
-    // The room actor reads the current last_seq itself when it starts.
-    Ok(RoomModel { id: room.id, name: room.name, topic: room.topic, private: room.private, owner_id: room.owner_id, last_seq: 0 })
+    Ok(room)
 }
 
 /// When the periodic duties of a session are next due.

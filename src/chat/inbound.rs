@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::{BusEvent, BusListener, Channel, Envelope};
+use crate::bus::{BusEvent, BusListener, Channel, Envelope};
 use crate::cache::Caches;
 use crate::chat::room::{Deliver, RemotePresence, RemoteTyping};
 use crate::chat::Registry;
