@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::helpers::{ensure_browser, free_port, run_browser_script, screenshot_path, spawn_app, TestApp, TestDb};
+use crate::support::{ensure_browser, free_port, run_browser_script, screenshot_path, spawn_app, TestApp, TestDb};
 
 #[actix_web::test]
 async fn admin_page_shows_live_figures_in_a_real_browser() {
@@ -59,7 +59,7 @@ async fn chat_page_in_real_browsers_survives_restarts_and_scrolls_back() {
 
     ensure_browser();
     let page_load = concat!(env!("CARGO_TARGET_TMPDIR"), "/../page-load.json");
-    let mut child = crate::helpers::browser_env(&mut tokio::process::Command::new("node"))
+    let mut child = crate::support::browser_env(&mut tokio::process::Command::new("node"))
         .arg("chat.mjs")
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"))
         .env("BASE_URL", &app.address)
@@ -122,7 +122,7 @@ async fn lighthouse_audits_the_page() {
     for _attempt in 0..2 {
         let out = tokio::time::timeout(
             Duration::from_secs(180),
-            crate::helpers::browser_env(&mut tokio::process::Command::new("node"))
+            crate::support::browser_env(&mut tokio::process::Command::new("node"))
                 .args(["node_modules/lighthouse/cli/index.js", &format!("{}/", app.address)])
                 .args(["--chrome-flags=--headless --no-sandbox --disable-gpu --disable-background-networking"])
                 .args(["--only-categories=performance,accessibility,best-practices", "--output=json", "--quiet"])

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_cluster, spawn_cluster_on, Mode, TestApp, TestRedis};
+use crate::support::{spawn_app, spawn_cluster, spawn_cluster_on, Mode, TestApp, TestRedis};
 
 async fn hits(app: &TestApp, cache: &str) -> f64 {
     app.metric(&format!(r#"switchboard_cache_requests_total{{cache="{cache}",result="hit"}}"#)).await

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::Once;
 use std::time::Duration;
 
-use crate::helpers::{ensure_tool, TestDb};
+use crate::support::{ensure_tool, TestDb};
 
 fn ensure_client_packages() {
     ensure_tool("node");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_cluster, spawn_cluster_on, Mode, TestNginx, TestRedis, WsClient};
+use crate::support::{spawn_cluster, spawn_cluster_on, Mode, TestNginx, TestRedis, WsClient};
 
 /// Runs in every mode: one test per mode below, so one failure does not
 /// hide the others.
@@ -260,7 +260,7 @@ async fn kill_9_of_an_instance_loses_nothing_acked_and_its_clients_recover_elsew
 
     // Every acked message is in history.
     let list = acked.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
-    let stored = cluster.db.query_i64(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({list})"));
+    let stored = cluster.db.scalar::<i64>(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({list})"));
     assert_eq!(stored as usize, acked.len());
 
     // The dead instance's users drop out of presence once it stops heartbeating.

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{off_runtime, spawn_app_with, TestApp, TestDb};
 use crate::services::PrivatePostgres;
+use crate::support::{off_runtime, spawn_app_with, TestApp, TestDb};
 
 /// Holds an ACCESS EXCLUSIVE lock on `rooms` for `hold`, from another
 /// connection, so queries touching rooms wait.
@@ -44,7 +44,7 @@ async fn pool_exhaustion_answers_fast_with_unavailable() {
         let deadline = Instant::now() + Duration::from_secs(5);
         let sql =
             format!("SELECT count(*) AS v FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'", db.name);
-        while db.query_i64(&sql) < 1 {
+        while db.scalar::<i64>(&sql) < 1 {
             assert!(Instant::now() < deadline, "the blocked request never reached the lock");
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::support::{spawn_app_with, TestApp};
 
 fn fast_limits() -> [(&'static str, &'static str); 2] {
     [("RATE_LIMIT_PER_SEC", "10000"), ("RATE_LIMIT_BURST", "10000")]
@@ -80,7 +80,7 @@ async fn concurrent_senders_every_receiver_sees_everything_once_in_order() {
         let next = ws.expect("pong").await;
         assert_eq!(next["ts"], 1);
     }
-    assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), total);
+    assert_eq!(app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), total);
 }
 }
 

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{ensure_tool, free_port, local_nginx_conf, shipped_server_params, spawn_app};
+use crate::support::{ensure_tool, free_port, local_nginx_conf, shipped_server_params, spawn_app};
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().expect("run tool");

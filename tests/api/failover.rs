@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{off_runtime, shared_redis, TestApp, TestDb, WsClient};
 use crate::services::{wait_until, PgAutoFailover, PrivatePostgres};
+use crate::support::{off_runtime, shared_redis, TestApp, TestDb, WsClient};
 
 fn psql(pg: &PrivatePostgres, sql: &str) -> String {
     psql_in(&pg.bin, pg.port, "postgres", sql)

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::helpers::{TestApp, WsClient};
+use crate::support::{TestApp, WsClient};
 
 /// What the balancer answered, and when.
 #[derive(Default)]

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::support::{spawn_app, spawn_app_with};
 
 on_both_backends! {
 async fn bad_frames_get_errors_and_the_socket_stays_usable() {
@@ -60,7 +60,7 @@ async fn bad_frames_get_errors_and_the_socket_stays_usable() {
     let ack = ws.expect("ack").await;
     assert_eq!(ack["client_msg_id"], "ok");
     assert_eq!(ack["seq"], 1);
-    assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 1);
+    assert_eq!(app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), 1);
 }
 }
 
@@ -144,7 +144,7 @@ async fn rate_limit_refuses_excess_sends_and_recovers() {
         assert!(std::time::Instant::now() < deadline, "the bucket never refilled");
         actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), acks as i64 + 1);
+    assert_eq!(app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), acks as i64 + 1);
 }
 }
 
@@ -172,8 +172,8 @@ async fn websocket_resend_is_idempotent() {
     let (s, m) = app.post("/api/v1/rooms/idem/messages", Some(&token), json!({"body": "once", "client_msg_id": "same"})).await;
     assert_eq!(s, 200);
     assert_eq!(m["id"], first["id"]);
-    assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 1);
-    assert_eq!(app.db.query_i64("SELECT last_seq AS v FROM rooms WHERE name = 'idem'"), 1);
+    assert_eq!(app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), 1);
+    assert_eq!(app.db.scalar::<i64>("SELECT last_seq AS v FROM rooms WHERE name = 'idem'"), 1);
     // No second message frame went out.
     ws.send_json(json!({"type": "ping", "ts": 9})).await;
     assert_eq!(ws.next_json().await["type"], "pong");
@@ -235,6 +235,6 @@ async fn sends_pipelined_behind_a_join_wait_for_it_or_fail_loudly() {
     let second = ws.expect("error").await;
     let refs: Vec<_> = [&first, &second].iter().map(|e| e["ref"].as_str().unwrap().to_string()).collect();
     assert!(refs.contains(&"closed".to_string()) && refs.contains(&"p2".to_string()), "{refs:?}");
-    assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 1);
+    assert_eq!(app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), 1);
 }
 }

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, TestApp, WsClient};
+use crate::support::{spawn_app_with, TestApp, WsClient};
 
 const FRAMES: usize = 5_000;
 const REQUESTS: usize = 5_000;

@@ -14,13 +14,13 @@ macro_rules! on_both_backends {
 
             #[actix_web::test]
             async fn postgres() {
-                crate::helpers::use_backend(crate::helpers::Backend::Postgres);
+                crate::support::use_backend(crate::support::Backend::Postgres);
                 run().await
             }
 
             #[actix_web::test]
             async fn sqlite() {
-                crate::helpers::use_backend(crate::helpers::Backend::Sqlite);
+                crate::support::use_backend(crate::support::Backend::Sqlite);
                 run().await
             }
         }
@@ -39,7 +39,6 @@ mod failover;
 mod fleet;
 mod frames;
 mod fuzz;
-mod helpers;
 mod messages;
 mod observability;
 mod otlp;
@@ -53,4 +52,5 @@ mod security;
 mod services;
 mod shutdown;
 mod startup;
+mod support;
 mod traces;

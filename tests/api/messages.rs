@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 
 on_both_backends! {
 async fn http_send_is_durable_and_idempotent() {
@@ -34,7 +34,7 @@ async fn http_send_is_durable_and_idempotent() {
     let history = app.history("general", &alice, "").await;
     assert_eq!(history.len(), 2);
     assert_eq!(history[0], m);
-    assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 2);
+    assert_eq!(app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), 2);
 
     // Bad bodies are refused and write nothing.
     for body in [json!({"body": ""}), json!({"body": "   "}), json!({"body": "x".repeat(4001)}), json!({"body": 5}), json!({})] {
@@ -45,7 +45,7 @@ async fn http_send_is_durable_and_idempotent() {
     assert_eq!(s, 201, "4000 scalar values are allowed");
     let (s, _) = app.post("/api/v1/rooms/nowhere/messages", Some(&alice), json!({"body": "hi"})).await;
     assert_eq!(s, 404);
-    assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 3);
+    assert_eq!(app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), 3);
 }
 }
 
@@ -114,7 +114,7 @@ async fn http_sends_are_delivered_live() {
 /// no gap in the room's seqs, and every answer names the stored message.
 #[actix_web::test]
 async fn concurrent_repeats_on_two_instances_are_stored_once_without_gaps() {
-    let cluster = crate::helpers::spawn_cluster(crate::helpers::Mode::Redis(2), &[]).await;
+    let cluster = crate::support::spawn_cluster(crate::support::Mode::Redis(2), &[]).await;
     let (a, b) = (cluster.app(0), cluster.app(1));
     let token = a.register("racer").await;
     a.post("/api/v1/rooms", Some(&token), json!({"name": "race"})).await;
@@ -130,14 +130,14 @@ async fn concurrent_repeats_on_two_instances_are_stored_once_without_gaps() {
         assert_eq!((ra.1["seq"].clone(), ra.1["id"].clone()), (rb.1["seq"].clone(), rb.1["id"].clone()));
         assert_eq!(ra.1["seq"], i + 1);
     }
-    assert_eq!(cluster.db.query_i64("SELECT count(*) AS v FROM messages"), 50);
-    assert_eq!(cluster.db.query_i64("SELECT max(seq) AS v FROM messages"), 50);
+    assert_eq!(cluster.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), 50);
+    assert_eq!(cluster.db.scalar::<i64>("SELECT max(seq) AS v FROM messages"), 50);
 }
 
 on_both_backends! {
 async fn acked_messages_survive_a_sigkill_and_the_restart_continues_the_sequence() {
     let limits = [("RATE_LIMIT_PER_SEC", "1000"), ("RATE_LIMIT_BURST", "1000")];
-    let mut app = crate::helpers::spawn_app_with(&limits).await;
+    let mut app = crate::support::spawn_app_with(&limits).await;
     let token = app.register("durable").await;
     let mut ws = app.ws(&token).await;
     ws.join("vault").await;
@@ -148,7 +148,7 @@ async fn acked_messages_survive_a_sigkill_and_the_restart_continues_the_sequence
 
     let db = app.db.clone();
     drop(app);
-    let app = crate::helpers::TestApp::spawn(db, &limits).await;
+    let app = crate::support::TestApp::spawn(db, &limits).await;
     let token = app.login("durable").await;
     let history = app.history("vault", &token, "limit=100").await;
     let ids: Vec<&serde_json::Value> = history.iter().map(|m| &m["id"]).collect();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use switchboard::routes::ROUTES;
 
-use crate::helpers::{spawn_app, spawn_app_with, spawn_cluster, Mode, TestApp};
+use crate::support::{spawn_app, spawn_app_with, spawn_cluster, Mode, TestApp};
 
 /// Every `name{labels} value` line of an exposition, as (name, labels).
 fn series(text: &str) -> Vec<(String, BTreeMap<String, String>)> {

@@ -6,7 +6,7 @@ use std::io::Read;
 use base64::Engine;
 use sha2::{Digest, Sha256, Sha384};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::support::{spawn_app, spawn_app_with, TestApp};
 
 struct Fetched {
     status: u16,

@@ -12,7 +12,7 @@ use switchboard::domain::{ClientMsgId, MessageId, RoomId, RoomName, TokenHash, U
 use switchboard::store::plans::PlanSample;
 use switchboard::store::Store;
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 
 const SEED: &str = r#"
 INSERT INTO users (id, username, password_hash, guest)
@@ -55,16 +55,16 @@ async fn hot_queries_use_indexes_on_a_million_messages() {
     let started = Instant::now();
     app.db.exec(SEED);
     eprintln!("seeded 1,000,000 messages in {:?}", started.elapsed());
-    assert_eq!(app.db.query_i64("SELECT count(*) AS v FROM messages"), 1_000_000);
+    assert_eq!(app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), 1_000_000);
 
     let url = app.db.url();
     let config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.clone())).expect("config");
     let store = Store::new(&config);
-    let room_id = app.db.query_i64("SELECT id AS v FROM rooms WHERE name = 'room500'");
+    let room_id = app.db.scalar::<i64>("SELECT id AS v FROM rooms WHERE name = 'room500'");
     // A member of room 500 and one of its messages' (user, client_msg_id).
-    let member = app.db.query_text("SELECT user_id::text AS v FROM room_members WHERE room_id = 500 LIMIT 1");
-    let author = app.db.query_text("SELECT user_id::text AS v FROM messages WHERE room_id = 500 AND seq = 777");
-    let message_id = app.db.query_text("SELECT id::text AS v FROM messages WHERE room_id = 500 AND seq = 777");
+    let member = app.db.scalar::<String>("SELECT user_id::text AS v FROM room_members WHERE room_id = 500 LIMIT 1");
+    let author = app.db.scalar::<String>("SELECT user_id::text AS v FROM messages WHERE room_id = 500 AND seq = 777");
+    let message_id = app.db.scalar::<String>("SELECT id::text AS v FROM messages WHERE room_id = 500 AND seq = 777");
     let sample = PlanSample {
         token: TokenHash::of("tok42"),
         room: RoomName::parse("room500").expect("a valid room name"),

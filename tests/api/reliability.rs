@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, spawn_cluster_on, Mode, TestApp, TestDb, WsClient};
 use crate::proxy::ChaosProxy;
+use crate::support::{spawn_app_with, spawn_cluster_on, Mode, TestApp, TestDb, WsClient};
 
 #[actix_web::test]
 async fn a_client_that_stops_reading_is_disconnected_and_recovers_with_since() {
@@ -288,12 +288,12 @@ async fn send_through(
 
 fn stored(db: &TestDb, acks: &HashMap<String, Value>) -> usize {
     let ids = acks.values().map(|a| format!("'{}'", a["id"].as_str().expect("a string"))).collect::<Vec<_>>().join(",");
-    db.query_i64(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({ids})")) as usize
+    db.scalar::<i64>(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({ids})")) as usize
 }
 
 #[actix_web::test]
 async fn postgres_cut_during_traffic_loses_nothing_acked_and_recovers() {
-    let proxy = ChaosProxy::start(&crate::helpers::pg_addr());
+    let proxy = ChaosProxy::start(&crate::support::pg_addr());
     let db = TestDb::new();
     let via_proxy = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, db.name);
     let app =
@@ -328,9 +328,9 @@ async fn postgres_cut_during_traffic_loses_nothing_acked_and_recovers() {
         w.send_json(json!({"type": "send", "room": "outage", "body": format!("a {i}"), "client_msg_id": id})).await;
         w.expect("ack").await;
     }
-    let total = db.query_i64("SELECT count(*) AS v FROM messages");
+    let total = db.scalar::<i64>("SELECT count(*) AS v FROM messages");
     assert_eq!(total, 60, "each of the 60 sends stored exactly once");
-    assert_eq!(db.query_i64("SELECT max(seq) AS v FROM messages"), 60, "no gap in seqs");
+    assert_eq!(db.scalar::<i64>("SELECT max(seq) AS v FROM messages"), 60, "no gap in seqs");
     // The reader saw them in order, once.
     assert_eq!(r.collect_until("outage", 0, 60).await.len(), 60);
     app.wait_ready().await;
@@ -338,7 +338,7 @@ async fn postgres_cut_during_traffic_loses_nothing_acked_and_recovers() {
 
 #[actix_web::test]
 async fn redis_cut_and_slow_databases_keep_order_and_recover() {
-    let redis_proxy = ChaosProxy::start(&crate::helpers::redis_addr());
+    let redis_proxy = ChaosProxy::start(&crate::support::redis_addr());
     let prefix = format!("sbt{:08x}:", rand::random::<u32>());
     let redis_url = format!("redis://127.0.0.1:{}", redis_proxy.port);
     let cluster = spawn_cluster_on(Mode::Redis(2), &redis_url, &prefix, &[]).await;
@@ -370,8 +370,8 @@ async fn redis_cut_and_slow_databases_keep_order_and_recover() {
 
 #[actix_web::test]
 async fn slow_postgres_and_redis_still_deliver_in_order() {
-    let redis_proxy = ChaosProxy::start(&crate::helpers::redis_addr());
-    let pg_proxy = ChaosProxy::start(&crate::helpers::pg_addr());
+    let redis_proxy = ChaosProxy::start(&crate::support::redis_addr());
+    let pg_proxy = ChaosProxy::start(&crate::support::pg_addr());
     let prefix = format!("sbt{:08x}:", rand::random::<u32>());
     let db = TestDb::new();
     let pg_url = format!("postgres://postgres@127.0.0.1:{}/{}", pg_proxy.port, db.name);
@@ -407,7 +407,7 @@ async fn slow_postgres_and_redis_still_deliver_in_order() {
 #[actix_web::test]
 async fn every_background_task_is_restarted_after_it_dies_and_the_instance_keeps_serving() {
     let cluster =
-        crate::helpers::spawn_cluster(Mode::Redis(2), &[("SWITCHBOARD_TEST_HOOKS", "true"), ("CLEANUP_INTERVAL_MS", "200")])
+        crate::support::spawn_cluster(Mode::Redis(2), &[("SWITCHBOARD_TEST_HOOKS", "true"), ("CLEANUP_INTERVAL_MS", "200")])
             .await;
     let (a, b) = (cluster.app(0), cluster.app(1));
     let mut reader = b.ws(&b.guest("watcher").await).await;
@@ -452,8 +452,8 @@ async fn every_background_task_is_restarted_after_it_dies_and_the_instance_keeps
         eprintln!("{task}: restarted, {sent} messages so far");
     }
     // Stored once each, no gap.
-    assert_eq!(cluster.db.query_i64("SELECT count(*) AS v FROM messages"), sent, "nothing stored twice");
-    assert_eq!(cluster.db.query_i64("SELECT max(seq) AS v FROM messages"), sent);
+    assert_eq!(cluster.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), sent, "nothing stored twice");
+    assert_eq!(cluster.db.scalar::<i64>("SELECT max(seq) AS v FROM messages"), sent);
     a.wait_ready().await;
     let (_, ready) = a.request("GET", "/readyz", None, None).await;
     assert_eq!(ready["checks"]["tasks"], "ok", "{ready}");

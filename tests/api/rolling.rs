@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::fleet::{history_via, Answers, Client, Fleet, FleetSettings};
-use crate::helpers::{free_port, TestApp, TestDb, TestNginx};
+use crate::support::{free_port, TestApp, TestDb, TestNginx};
 
 /// How long a client may take to get back in: `reconnect` asks it to wait up
 /// to 100 ms + DRAIN_JITTER_MS (3 s by default), then a ticket and an upgrade.
@@ -47,7 +47,7 @@ impl Replicas {
     async fn launch(&mut self, i: usize) -> Instant {
         let vars = [
             ("BIND_ADDR".to_string(), format!("127.0.0.1:{}", self.ports[i])),
-            ("REDIS_URL".to_string(), crate::helpers::shared_redis()),
+            ("REDIS_URL".to_string(), crate::support::shared_redis()),
             ("REDIS_KEY_PREFIX".to_string(), self.prefix.clone()),
             ("RATE_LIMIT_PER_SEC".to_string(), "1000".to_string()),
             ("RATE_LIMIT_BURST".to_string(), "1000".to_string()),
@@ -82,7 +82,7 @@ impl Replicas {
     }
 
     fn last_seq(&self, room: &str) -> i64 {
-        self.db.query_i64(&format!("SELECT last_seq AS v FROM rooms WHERE name = '{room}'"))
+        self.db.scalar::<i64>(&format!("SELECT last_seq AS v FROM rooms WHERE name = '{room}'"))
     }
 }
 
@@ -101,12 +101,12 @@ async fn verify(label: &str, r: &Replicas, nginx: &TestNginx, clients: &[Client]
         .chunks(500)
         .map(|ids| {
             let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
-            r.db.query_i64(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({list})"))
+            r.db.scalar::<i64>(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({list})"))
         })
         .sum::<i64>() as usize;
     let lost = sent - stored_acked;
     assert_eq!(lost, 0, "{label}: acknowledged messages lost");
-    assert_eq!(r.db.query_i64("SELECT count(*) AS v FROM messages") as usize, sent, "{label}: a send stored twice");
+    assert_eq!(r.db.scalar::<i64>("SELECT count(*) AS v FROM messages") as usize, sent, "{label}: a send stored twice");
 
     let mut reconnects: Vec<Duration> = clients.iter().flat_map(|c| c.reconnects.iter().copied()).collect();
     reconnects.sort();

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 
 on_both_backends! {
 async fn create_list_and_detail() {
@@ -39,12 +39,12 @@ async fn a_newcomer_finds_the_default_room_and_can_use_it_over_http() {
     let (s, m) = app.post("/api/v1/rooms/general/messages", Some(&guest), json!({"body": "hello, anyone?"})).await;
     assert_eq!((s, m["seq"].as_i64()), (201, Some(1)));
     // DEFAULT_ROOMS lists them; empty means none.
-    let custom = crate::helpers::spawn_app_with(&[("DEFAULT_ROOMS", "lobby,help")]).await;
+    let custom = crate::support::spawn_app_with(&[("DEFAULT_ROOMS", "lobby,help")]).await;
     let token = custom.guest("visitor").await;
     let (_, v) = custom.get("/api/v1/rooms", &token).await;
     let names: Vec<&str> = v["rooms"].as_array().expect("an array").iter().map(|r| r["name"].as_str().expect("a name")).collect();
     assert_eq!(names, vec!["help", "lobby"]);
-    let none = crate::helpers::spawn_app_with(&[("DEFAULT_ROOMS", "")]).await;
+    let none = crate::support::spawn_app_with(&[("DEFAULT_ROOMS", "")]).await;
     let token = none.guest("visitor").await;
     let (_, v) = none.get("/api/v1/rooms", &token).await;
     assert_eq!(v["rooms"], json!([]));
@@ -186,7 +186,7 @@ async fn joining_a_missing_public_room_creates_it() {
 
 on_both_backends! {
 async fn the_room_list_pages_by_name_filters_by_prefix_and_by_membership() {
-    let app = crate::helpers::spawn_app_with(&[("DEFAULT_ROOMS", "")]).await;
+    let app = crate::support::spawn_app_with(&[("DEFAULT_ROOMS", "")]).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
     for name in ["alpha", "alps", "al_x", "alxy", "beta", "gamma"] {
@@ -227,7 +227,7 @@ async fn the_room_list_pages_by_name_filters_by_prefix_and_by_membership() {
 }
 }
 
-async fn bob_joins(app: &crate::helpers::TestApp, token: &str, room: &str) {
+async fn bob_joins(app: &crate::support::TestApp, token: &str, room: &str) {
     let mut ws = app.ws(token).await;
     ws.join(room).await;
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, spawn_cluster, Mode, TestApp};
+use crate::support::{spawn_app_with, spawn_cluster, Mode, TestApp};
 
 const ROUNDS: usize = 200;
 
@@ -56,7 +56,7 @@ async fn sign_out_loop(mode: Mode) {
 
 /// Reads what the server says to a send on a socket whose token or
 /// membership was just revoked: true if it was acked.
-async fn socket_accepted_send(ws: &mut crate::helpers::WsClient) -> bool {
+async fn socket_accepted_send(ws: &mut crate::support::WsClient) -> bool {
     loop {
         match ws.next_json_within(Duration::from_secs(5)).await {
             None => return false,
@@ -232,7 +232,7 @@ async fn account_and_guest_creation_are_limited_per_address_across_the_cluster()
     }
     eprintln!("guest flood from one address: {admitted} admitted, {refused} refused in {:?}", started.elapsed());
     assert_eq!(admitted, 30, "GUESTS_PER_MIN for the whole cluster");
-    let stored = cluster.db.query_i64("SELECT count(*) AS v FROM users WHERE guest");
+    let stored = cluster.db.scalar::<i64>("SELECT count(*) AS v FROM users WHERE guest");
     assert_eq!(stored, 30, "refused guests are not stored");
 }
 
@@ -285,16 +285,16 @@ async fn idle_guests_are_retired_their_names_freed_and_their_messages_kept() {
     assert_eq!(s, 201);
     let db = app.db.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while db.query_i64("SELECT count(*) AS v FROM users WHERE username = 'fleeting' AND retired_at IS NOT NULL") == 0 {
+    while db.scalar::<i64>("SELECT count(*) AS v FROM users WHERE username = 'fleeting' AND retired_at IS NOT NULL") == 0 {
         assert!(Instant::now() < deadline, "the idle guest was never retired");
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        db.query_i64("SELECT count(*) AS v FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = 'fleeting'"),
+        db.scalar::<i64>("SELECT count(*) AS v FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = 'fleeting'"),
         0
     );
     assert_eq!(
-        db.query_i64("SELECT count(*) AS v FROM users WHERE username = 'reader' AND retired_at IS NULL"),
+        db.scalar::<i64>("SELECT count(*) AS v FROM users WHERE username = 'reader' AND retired_at IS NULL"),
         1,
         "accounts stay"
     );

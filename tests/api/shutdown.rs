@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::spawn_app_with;
+use crate::support::spawn_app_with;
 
 #[actix_web::test]
 async fn sigterm_with_traffic_in_flight_loses_no_acked_message() {
@@ -70,12 +70,12 @@ async fn sigterm_with_traffic_in_flight_loses_no_acked_message() {
         all.extend(acked);
     }
     let list = all.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
-    let stored = app.db.query_i64(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({list})"));
+    let stored = app.db.scalar::<i64>(&format!("SELECT count(*) AS v FROM messages WHERE id IN ({list})"));
     assert_eq!(stored as usize, all.len(), "every acked message is stored");
     // Seqs stay gap-free.
     let (count, max) = (
-        app.db.query_i64("SELECT count(*) AS v FROM messages"),
-        app.db.query_i64("SELECT coalesce(max(seq), 0) AS v FROM messages"),
+        app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"),
+        app.db.scalar::<i64>("SELECT coalesce(max(seq), 0) AS v FROM messages"),
     );
     assert_eq!(count, max);
 }

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{spawn_app, TestApp, TestDb};
+use crate::support::{spawn_app, TestApp, TestDb};
 
 fn run(env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{spawn_cluster, Mode};
 use crate::otlp::{render, Receiver, Span};
 use crate::services::wait_until;
+use crate::support::{spawn_cluster, Mode};
 
 /// Waits until the receiver holds spans matching `ok`.
 async fn spans_where(receiver: &Receiver, what: &str, ok: impl Fn(&[Span]) -> bool) -> Vec<Span> {
