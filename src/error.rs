@@ -8,7 +8,6 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::domain::ParseError;
-use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -126,22 +125,6 @@ impl ApiError {
 impl From<ParseError> for ApiError {
     fn from(e: ParseError) -> Self {
         ApiError::BadRequest(e.0)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        if e.is_unavailable() {
-            log::warn!("store unavailable: {e}");
-            return ApiError::Unavailable("the database is unavailable, try again".into());
-        }
-        match e {
-            StoreError::Conflict(what) => ApiError::Conflict(what),
-            StoreError::Unsupported(what) => {
-                ApiError::NotFound(format!("{what} needs PostgreSQL; this instance runs on the embedded SQLite database"))
-            }
-            other => ApiError::Internal(other.to_string()),
-        }
     }
 }
 

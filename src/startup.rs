@@ -71,6 +71,10 @@ impl Application {
             }
         );
         crate::telemetry::init(&config.observability.traces, &config.cluster.instance_id).map_err(StartupError::Other)?;
+        // Label sets owned above the metrics registry, at zero from the start.
+        crate::supervisor::expose_metrics();
+        crate::cluster::revocation::expose_metrics();
+        crate::ws::expose_metrics();
         // Migrations block; run them on a plain thread (see store::bootstrap).
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (database, wait) = (config.database.kind.clone(), config.database.startup_wait);

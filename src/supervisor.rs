@@ -122,6 +122,11 @@ pub fn failing() -> Vec<Task> {
     out
 }
 
+/// Every task's restart counter, at zero from start-up.
+pub fn expose_metrics() {
+    METRICS.expose(&METRICS.task_restarts, Task::ALL.map(Task::as_str));
+}
+
 /// Test hook: `task` panics at its next checkpoint.
 pub fn kill(task: Task) {
     if let Some(flag) = KILL.get(&task) {

@@ -86,6 +86,11 @@ crate::label_set! {
     }
 }
 
+/// Every outcome's counter, at zero from start-up.
+pub fn expose_metrics() {
+    METRICS.expose(&METRICS.revocations, Outcome::ALL.map(Outcome::as_str));
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("the revocation could not be published: {0}")]
 pub struct PublishFailed(#[from] pub PublishError);

@@ -8,7 +8,7 @@ use uuid::Uuid;
 /// Bound in queries as the store's `Id` column type (PostgreSQL uuid, SQLite blob).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, diesel::expression::AsExpression)]
 #[serde(transparent)]
-#[diesel(sql_type = crate::store::sql_types::Id)]
+#[diesel(sql_type = crate::domain::sql_types::Id)]
 pub struct UserId(pub Uuid);
 
 /// Internal room key; never shown to clients, who address rooms by name.
@@ -18,7 +18,7 @@ pub struct RoomId(pub i64);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, diesel::expression::AsExpression)]
 #[serde(transparent)]
-#[diesel(sql_type = crate::store::sql_types::Id)]
+#[diesel(sql_type = crate::domain::sql_types::Id)]
 pub struct MessageId(pub Uuid);
 
 impl MessageId {

@@ -5,6 +5,7 @@ mod client_msg_id;
 mod ids;
 mod password;
 mod room_name;
+pub mod sql_types;
 mod token;
 mod topic;
 mod username;

@@ -74,11 +74,14 @@ pub mod plans;
 pub mod pool;
 pub mod replica;
 pub mod schema;
-pub mod sql_types;
+/// The column types of the schema live beside the values they carry.
+pub use crate::domain::sql_types;
 pub mod users;
 pub mod writer;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::error::ApiError;
 
 pub use connection::DbPool;
 pub use pool::Store;
@@ -140,6 +143,23 @@ impl From<DieselError> for StoreError {
     fn from(e: DieselError) -> Self {
         let failure = Failure::by_kind(&e).unwrap_or(Failure::Statement);
         StoreError::failed(e, failure)
+    }
+}
+
+/// The contract's answer to a store failure.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            log::warn!("store unavailable: {e}");
+            return ApiError::Unavailable("the database is unavailable, try again".into());
+        }
+        match e {
+            StoreError::Conflict(what) => ApiError::Conflict(what),
+            StoreError::Unsupported(what) => {
+                ApiError::NotFound(format!("{what} needs PostgreSQL; this instance runs on the embedded SQLite database"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

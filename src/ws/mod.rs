@@ -12,3 +12,9 @@ pub mod test_hooks;
 pub mod upgrade;
 
 pub use connections::Connections;
+
+/// Every error code's counter (`switchboard_ws_errors_total`), at zero from start-up.
+pub fn expose_metrics() {
+    let metrics = &crate::metrics::METRICS;
+    metrics.expose(&metrics.ws_errors, crate::error::ErrorCode::ALL.map(crate::error::ErrorCode::as_str));
+}
