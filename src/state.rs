@@ -19,19 +19,11 @@ use crate::store::writer::Writer;
 use crate::store::Store;
 use crate::ws::Connections;
 
+/// Everything the handlers and actors share: the parts start-up built
+/// (reached through `Deref`, e.g. `state.store`) and what is made from them.
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub writer: Writer,
-    pub registry: Registry,
-    pub connections: Connections,
-    pub bus: Bus,
-    pub redis: Option<RedisPool>,
-    pub liveness: Arc<Liveness>,
-    pub caches: Arc<Caches>,
-    pub stats: Arc<StatsBoard>,
+    parts: Parts,
     pub limits: Arc<Limits>,
-    pub revoker: Arc<Revoker>,
     pub tickets: Tickets,
     pub session_clock: SessionClock,
     pub started_at: Instant,
@@ -53,27 +45,22 @@ pub struct Parts {
     pub revoker: Arc<Revoker>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.parts
+    }
+}
+
 impl AppState {
-    pub fn new(p: Parts) -> Self {
-        let prefixed = p.redis.as_ref().map(|pool| (pool.clone(), p.config.redis.key_prefix.clone()));
-        let limits = Limits::new(&p.config.limits, prefixed.clone());
-        let tickets = Tickets::new(prefixed);
-        let session_clock = SessionClock::new(p.config.accounts.sessions);
+    pub fn new(parts: Parts) -> Self {
+        let prefixed = parts.redis.as_ref().map(|pool| (pool.clone(), parts.config.redis.key_prefix.clone()));
         AppState {
-            config: p.config,
-            store: p.store,
-            writer: p.writer,
-            registry: p.registry,
-            connections: p.connections,
-            bus: p.bus,
-            redis: p.redis,
-            liveness: p.liveness,
-            limits,
-            caches: p.caches,
-            stats: p.stats,
-            revoker: p.revoker,
-            tickets,
-            session_clock,
+            limits: Limits::new(&parts.config.limits, prefixed.clone()),
+            tickets: Tickets::new(prefixed),
+            session_clock: SessionClock::new(parts.config.accounts.sessions),
+            parts,
             started_at: Instant::now(),
             draining: AtomicBool::new(false),
         }

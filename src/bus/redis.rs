@@ -74,32 +74,15 @@ impl RedisTransport {
         // A restarted subscriber starts from a fresh connection: whatever
         // was published meanwhile is treated as lost, as after a reconnect.
         let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let s_prefix = prefix.clone();
-        let s_changed = changed.clone();
+        let side = Listening { prefix: prefix.clone(), subscriptions, changed: changed.clone(), state, listener };
         match subscriber {
             Subscriber::Single(client) => arbiter.spawn(supervisor::supervise(Task::BusSubscriber, move || {
                 let restarted = runs.fetch_add(1, Ordering::AcqRel) > 0;
-                subscribe_loop(
-                    client.clone(),
-                    s_prefix.clone(),
-                    subscriptions.clone(),
-                    s_changed.clone(),
-                    state.clone(),
-                    listener.clone(),
-                    restarted,
-                )
+                subscribe_loop(client.clone(), side.clone(), restarted)
             })),
             Subscriber::Cluster(urls) => arbiter.spawn(supervisor::supervise(Task::BusSubscriber, move || {
                 let restarted = runs.fetch_add(1, Ordering::AcqRel) > 0;
-                super::redis_cluster::subscribe_loop(
-                    urls.clone(),
-                    s_prefix.clone(),
-                    subscriptions.clone(),
-                    s_changed.clone(),
-                    state.clone(),
-                    listener.clone(),
-                    restarted,
-                )
+                super::redis_cluster::subscribe_loop(urls.clone(), side.clone(), restarted)
             })),
         };
         Arc::new(RedisTransport { prefix, pool, queue, changed })
@@ -200,15 +183,19 @@ async fn publish_loop(queue: supervisor::Shared<mpsc::Receiver<Outgoing>>, pool:
     }
 }
 
-async fn subscribe_loop(
-    client: redis::Client,
-    prefix: String,
-    subscriptions: Arc<Subscriptions>,
-    changed: Arc<Notify>,
-    state: Arc<AtomicU8>,
-    listener: Arc<dyn BusListener>,
-    restarted: bool,
-) {
+/// What a subscriber works with, whichever kind of Redis it listens to.
+#[derive(Clone)]
+pub struct Listening {
+    pub prefix: String,
+    pub subscriptions: Arc<Subscriptions>,
+    /// Woken when the rooms to subscribe change.
+    pub changed: Arc<Notify>,
+    pub state: Arc<AtomicU8>,
+    pub listener: Arc<dyn BusListener>,
+}
+
+async fn subscribe_loop(client: redis::Client, side: Listening, restarted: bool) {
+    let Listening { prefix, subscriptions, changed, state, listener } = side;
     let mut backoff = Duration::from_millis(100);
     let mut first_connection = !restarted;
     if restarted {

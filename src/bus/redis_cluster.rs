@@ -5,14 +5,12 @@
 //! followed by a resync of every room from PostgreSQL, as on one server.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bb8_redis::redis::cluster::ClusterClient;
 use bb8_redis::redis::cluster_async::ClusterConnection;
 use bb8_redis::redis::{self, PushInfo, PushKind, Value};
-use tokio::sync::Notify;
 
 use super::channels::{channel_name, parse_channel};
 use super::{BusListener, BusState, Channel, Subscriptions};
@@ -20,15 +18,8 @@ use crate::domain::RoomId;
 use crate::metrics::METRICS;
 use crate::supervisor::{self, Task};
 
-pub async fn subscribe_loop(
-    urls: Vec<String>,
-    prefix: String,
-    subscriptions: Arc<Subscriptions>,
-    changed: Arc<Notify>,
-    state: Arc<AtomicU8>,
-    listener: Arc<dyn BusListener>,
-    restarted: bool,
-) {
+pub async fn subscribe_loop(urls: Vec<String>, side: super::redis::Listening, restarted: bool) {
+    let super::redis::Listening { prefix, subscriptions, changed, state, listener } = side;
     // Pushes (messages, disconnections) arrive on this channel; it is the
     // client library's interface, drained as fast as it fills.
     let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
