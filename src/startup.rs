@@ -47,8 +47,14 @@ pub enum StartupError {
     Database(#[from] BootstrapError),
     #[error("cannot listen on {addr}: {cause}")]
     Bind { addr: SocketAddr, cause: std::io::Error },
-    #[error("start-up failed: {0}")]
-    Other(String),
+    #[error(transparent)]
+    Traces(#[from] crate::telemetry::export::ExportError),
+    #[error("database preparation thread died")]
+    PreparationDied,
+    #[error("cannot create the default room {room}: {cause}")]
+    DefaultRoom { room: String, cause: crate::store::StoreError },
+    #[error("{var} is not usable: {cause}")]
+    Redis { var: &'static str, cause: bb8_redis::redis::RedisError },
 }
 
 pub struct Application {
@@ -70,7 +76,7 @@ impl Application {
                 config.redis.url.as_deref().map(redact_url).unwrap_or_else(|| "off: single-instance mode".into())
             }
         );
-        crate::telemetry::init(&config.observability.traces, &config.cluster.instance_id).map_err(StartupError::Other)?;
+        crate::telemetry::init(&config.observability.traces, &config.cluster.instance_id)?;
         // Label sets owned above the metrics registry, at zero from the start.
         crate::supervisor::expose_metrics();
         crate::cluster::revocation::expose_metrics();
@@ -81,7 +87,7 @@ impl Application {
         std::thread::spawn(move || {
             let _ = tx.send(prepare_database(&database, wait));
         });
-        rx.await.map_err(|_| StartupError::Other("database preparation thread died".into()))??;
+        rx.await.map_err(|_| StartupError::PreparationDied)??;
 
         let store = Store::new(&config);
         store.spawn_replica_monitor();
@@ -91,18 +97,17 @@ impl Application {
             store
                 .ensure_public_room(name, None)
                 .await
-                .map_err(|e| StartupError::Other(format!("cannot create the default room {name}: {e}")))?;
+                .map_err(|cause| StartupError::DefaultRoom { room: name.to_string(), cause })?;
         }
         let redis: Option<(Subscriber, RedisPool)> = if !config.redis.cluster_urls.is_empty() {
             let pool = crate::redis_pool::build_cluster(&config.redis.cluster_urls)
-                .map_err(|e| StartupError::Other(format!("REDIS_CLUSTER_URLS is not usable: {e}")))?;
+                .map_err(|cause| StartupError::Redis { var: "REDIS_CLUSTER_URLS", cause })?;
             Some((Subscriber::Cluster(config.redis.cluster_urls.clone()), pool))
         } else if let Some(url) = &config.redis.url {
-            let client =
-                redis::Client::open(url.as_str()).map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
+            let client = redis::Client::open(url.as_str()).map_err(|cause| StartupError::Redis { var: "REDIS_URL", cause })?;
             // Lazy: Redis may come up after us; readiness says so meanwhile.
             let pool = crate::redis_pool::build(url, config.redis.pool_max)
-                .map_err(|e| StartupError::Other(format!("REDIS_URL is not usable: {e}")))?;
+                .map_err(|cause| StartupError::Redis { var: "REDIS_URL", cause })?;
             Some((Subscriber::Single(client), pool))
         } else {
             None

@@ -20,6 +20,7 @@ use diesel::QueryableByName;
 use parking_lot::Mutex;
 
 use super::connection::{build_pg_pool, ConnectionSettings, PgPool};
+use super::StoreError;
 use crate::config::DatabaseConfig;
 use crate::domain::UserId;
 use crate::metrics::METRICS;
@@ -96,9 +97,14 @@ impl Replica {
             tick.tick().await;
             crate::supervisor::checkpoint(crate::supervisor::Task::ReplicaMonitor);
             let healthy = match tokio::time::timeout(Duration::from_secs(2), self.measure(&primary)).await {
-                Ok(Ok(lag)) => {
+                Ok(Ok(Some(lag))) => {
                     METRICS.db_replica_lag.set(lag.as_secs_f64());
                     lag <= self.max_lag
+                }
+                Ok(Ok(None)) => {
+                    log::debug!("replica check: not a streaming replica");
+                    METRICS.db_replica_lag.set(-1.0);
+                    false
                 }
                 Ok(Err(e)) => {
                     log::debug!("replica check failed: {e}");
@@ -117,30 +123,28 @@ impl Replica {
         }
     }
 
-    async fn measure(&self, primary: &PgPool) -> Result<Duration, String> {
+    /// The replica's lag; `None` when it is not a streaming replica.
+    async fn measure(&self, primary: &PgPool) -> Result<Option<Duration>, StoreError> {
         use diesel_async::RunQueryDsl;
-        let mut p = primary.get().await.map_err(|e| e.to_string())?;
-        let current: Lsn = diesel::sql_query("SELECT (pg_current_wal_flush_lsn() - '0/0')::bigint AS lsn")
-            .get_result(&mut *p)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut p = primary.get().await?;
+        let current: Lsn =
+            diesel::sql_query("SELECT (pg_current_wal_flush_lsn() - '0/0')::bigint AS lsn").get_result(&mut *p).await?;
         drop(p);
-        let mut r = self.pool.get().await.map_err(|e| e.to_string())?;
+        let mut r = self.pool.get().await?;
         let state: ReplayState = diesel::sql_query(
             "SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint AS replayed, \
                     EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 AS age_seconds",
         )
         .get_result(&mut *r)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let (Some(primary_at), Some(replayed)) = (current.lsn, state.replayed) else {
-            return Err("not a streaming replica".into());
+            return Ok(None);
         };
         if replayed >= primary_at {
-            Ok(Duration::ZERO)
+            Ok(Some(Duration::ZERO))
         } else {
             // Behind: as old as the last commit it has replayed.
-            Ok(lag_of(state.age_seconds))
+            Ok(Some(lag_of(state.age_seconds)))
         }
     }
 

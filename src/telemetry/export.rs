@@ -83,11 +83,8 @@ pub struct ExportSettings {
 
 /// Starts the exporter (its own thread; `OTEL_EXPORTER_OTLP_ENDPOINT` and the
 /// other `OTEL_EXPORTER_OTLP_*` variables are read by the exporter itself).
-pub fn start(settings: &ExportSettings) -> Result<(), String> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-        .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT: the trace exporter could not start: {e}"))?;
+pub fn start(settings: &ExportSettings) -> Result<(), ExportError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
     let mut config = BatchConfigBuilder::default();
     // The SDK's default queue (2,048 spans) overflows in bursts of sampled
     // deliveries; the queue is allocated whole (~350 bytes a span), so not
@@ -106,7 +103,15 @@ pub fn start(settings: &ExportSettings) -> Result<(), String> {
         .build();
     processor.set_resource(&resource);
     let scope = InstrumentationScope::builder("switchboard").with_version(env!("CARGO_PKG_VERSION")).build();
-    EXPORT.set(Export { processor, scope }).map_err(|_| "the trace exporter was started twice".to_string())
+    EXPORT.set(Export { processor, scope }).map_err(|_| ExportError::StartedTwice)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: the trace exporter could not start: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("the trace exporter was started twice")]
+    StartedTwice,
 }
 
 /// Sends what is queued; used on shutdown.

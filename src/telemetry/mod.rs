@@ -56,7 +56,7 @@ pub fn slow_delivery() -> Duration {
 /// Applies the configuration and, with an endpoint, starts the exporter.
 /// Once per process; a second call (tests starting several apps in one
 /// process) keeps the first.
-pub fn init(config: &TraceConfig, instance_id: &str) -> Result<(), String> {
+pub fn init(config: &TraceConfig, instance_id: &str) -> Result<(), export::ExportError> {
     if SETTINGS.set(Settings { sampler: config.sampler.clone(), slow_delivery: config.slow_delivery }).is_err() {
         return Ok(());
     }
