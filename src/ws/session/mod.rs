@@ -6,7 +6,11 @@
 //! written is never written again.
 //!
 //! actix-web-actors is deprecated upstream; its use is confined to this module
-//! and `upgrade`.
+//! (with `join`, `send` and `fragments`, its parts) and `upgrade`.
+
+mod fragments;
+mod join;
+mod send;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -20,20 +24,18 @@ use super::connections::{Control, Registration};
 use super::outbound::{Outbound, Reading};
 use super::protocol::{self, ClientFrame};
 use super::rate_limit::TokenBucket;
-use super::streams::{Arrival, JoinStep, SendTarget, Streams};
+use super::streams::{Arrival, Streams};
 use super::test_hooks;
-use crate::access;
 use crate::auth::AuthUser;
-use crate::cache::RoomMeta;
-use crate::chat::room::{Join, Leave, Typing};
+use crate::chat::room::{Leave, Typing};
 use crate::chat::{OutFrame, Room, RoomEvent};
-use crate::domain::{Body, ClientMsgId, RoomId, RoomName, SessionId};
-use crate::error::{ApiError, ErrorCode};
+use crate::domain::{RoomId, RoomName, SessionId};
+use crate::error::ErrorCode;
 use crate::limits::ConnectionSlot;
 use crate::metrics::METRICS;
 use crate::state::AppState;
-use crate::store::writer::{SendRequest, WriteError};
-use crate::telemetry::delivery::DeliveryTrace;
+use fragments::Fragment;
+use send::PendingSend;
 
 /// A client sending this many bad or refused frames within `STRIKE_WINDOW` is
 /// closed with 1008.
@@ -44,21 +46,6 @@ const MAX_DEFERRED: usize = 256;
 const TYPING_INTERVAL: Duration = Duration::from_millis(200);
 /// Messages per catch-up read (several reads while the client keeps up).
 const CATCH_UP_CHUNK: i64 = 200;
-
-/// A send that waits for its room's join to finish.
-#[derive(Debug)]
-struct PendingSend {
-    body: String,
-    client_msg_id: Option<String>,
-    received_at: Instant,
-}
-
-/// Collects a fragmented text message.
-struct Fragment {
-    buf: Vec<u8>,
-    too_large: bool,
-    binary: bool,
-}
 
 pub struct Session {
     id: SessionId,
@@ -252,202 +239,6 @@ impl Session {
         }
     }
 
-    fn handle_join(&mut self, room: String, since: Option<i64>, ctx: &mut ws::WebsocketContext<Self>) {
-        let name = match RoomName::parse(&room) {
-            Ok(n) => n,
-            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&room)),
-        };
-        if since.is_some_and(|s| s < 0) {
-            return self.send_error(ctx, ErrorCode::BadRequest, "since must be >= 0", Some(&room));
-        }
-        let max = self.state.config.sockets.max_rooms_per_connection;
-        let guard = self.registration.guard.clone();
-        match self.streams.request_join(&name, since, max, |room| guard.is_kicked(room)) {
-            JoinStep::Updated => {}
-            JoinStep::TooMany => {
-                let msg = format!("a connection may join at most {max} rooms");
-                self.send_error(ctx, ErrorCode::BadRequest, &msg, Some(&room));
-            }
-            JoinStep::Authorize => self.authorize(name, ctx),
-            // A rejoin restarts the stream from `since` in the same room actor.
-            JoinStep::Rejoin { handle, .. } => self.deliver_join(name, handle, since, ctx),
-        }
-    }
-
-    /// Checks access for a join in progress, then hands it to the room. A
-    /// kick of this user while the check ran makes it check again, so an
-    /// answer from before a removal never lets the user in after it.
-    fn authorize(&mut self, name: RoomName, ctx: &mut ws::WebsocketContext<Self>) {
-        let state = self.state.clone();
-        let auth = self.auth.clone();
-        let lookup_name = name.clone();
-        let generation = self.registration.guard.kick_generation();
-        ctx.spawn(async move { authorize_join(&state, &auth, &lookup_name).await }.into_actor(self).map(
-            move |result, session, ctx| match result {
-                Ok(_) if session.registration.guard.kick_generation() != generation => {
-                    if session.streams.is_authorizing(&name) {
-                        session.authorize(name, ctx);
-                    }
-                }
-                Ok(room) => {
-                    let addr = session.state.registry.get_or_start(room.id, &room.name);
-                    let Some(since) = session.streams.authorized(&name, room.id, addr.clone()) else {
-                        // The client left meanwhile.
-                        return;
-                    };
-                    session.registration.guard.clear_kick(room.id);
-                    session.deliver_join(name, addr, since, ctx);
-                }
-                Err(e) => session.abandon_join(&name, e.code(), &e.public_message(), ctx),
-            },
-        ));
-    }
-
-    fn rejoin_dead_rooms(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        for (name, since) in self.streams.dead(Addr::connected) {
-            log::warn!("session {:?}: room {name} stopped unexpectedly; rejoining from seq {since}", self.id);
-            self.handle_join(name.to_string(), Some(since), ctx);
-        }
-    }
-
-    fn join_message(&self, since: Option<i64>, ctx: &ws::WebsocketContext<Self>) -> Join {
-        Join {
-            session: self.id,
-            user_id: self.auth.user.id,
-            user: self.auth.user.username.clone(),
-            recipient: ctx.address().recipient(),
-            since,
-        }
-    }
-
-    /// Sends `Join` to the room; a room that stopped in between is restarted once.
-    fn deliver_join(&mut self, name: RoomName, addr: Addr<Room>, since: Option<i64>, ctx: &mut ws::WebsocketContext<Self>) {
-        let join = self.join_message(since, ctx);
-        ctx.spawn(async move { addr.send(join).await }.into_actor(self).map(move |result, session, ctx| {
-            if result.is_ok() {
-                return;
-            }
-            let Some((id, since)) = session.streams.joining(&name) else { return };
-            let fresh = session.state.registry.get_or_start(id, &name);
-            session.streams.retarget(&name, fresh.clone());
-            let retry = session.join_message(since, ctx);
-            ctx.spawn(async move { fresh.send(retry).await }.into_actor(session).map(move |result, session, ctx| {
-                if result.is_err() {
-                    session.abandon_join(&name, ErrorCode::Unavailable, "the room is restarting; join again", ctx);
-                }
-            }));
-        }));
-    }
-
-    /// A join that cannot finish: the join and every send queued behind it
-    /// get an error, so nothing is dropped silently.
-    fn abandon_join(&mut self, name: &RoomName, code: ErrorCode, message: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let deferred = self.streams.abandon(name);
-        self.send_error(ctx, code, message, Some(name.as_str()));
-        self.refuse_deferred(name, deferred, code, message, ctx);
-    }
-
-    fn refuse_deferred(
-        &mut self,
-        name: &RoomName,
-        deferred: Vec<PendingSend>,
-        code: ErrorCode,
-        message: &str,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        for send in deferred {
-            let reference = send.client_msg_id.unwrap_or_else(|| name.to_string());
-            self.send_error(ctx, code, message, Some(&reference));
-        }
-    }
-
-    fn handle_leave(&mut self, room: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let Ok(name) = RoomName::parse(room) else { return };
-        let (joined, refused) = self.streams.leave(&name);
-        if let Some(addr) = joined {
-            addr.do_send(Leave { session: self.id });
-        }
-        self.refuse_deferred(&name, refused, ErrorCode::Forbidden, "left the room before the join finished", ctx);
-    }
-
-    fn handle_send(&mut self, room: String, send: PendingSend, ctx: &mut ws::WebsocketContext<Self>) {
-        let reference = send.client_msg_id.clone().unwrap_or_else(|| room.clone());
-        let name = match RoomName::parse(&room) {
-            Ok(n) => n,
-            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
-        };
-        let (room_id, send) = match self.streams.target(&name, send, MAX_DEFERRED) {
-            SendTarget::Deferred => return,
-            SendTarget::TooManyDeferred(_) => {
-                return self.send_error(ctx, ErrorCode::RateLimited, "too many sends while joining", Some(&reference))
-            }
-            SendTarget::NotJoined(_) => {
-                return self.send_error(ctx, ErrorCode::Forbidden, "join the room before sending to it", Some(&reference))
-            }
-            SendTarget::Joined(room_id, _, send) => (room_id, send),
-        };
-        if self.registration.guard.is_kicked(room_id) {
-            self.streams.removed(&name);
-            return self.send_error(ctx, ErrorCode::Forbidden, "you are no longer a member of this room", Some(&reference));
-        }
-        if !self.bucket.try_take() {
-            METRICS.rate_limited.inc();
-            return self.send_error(ctx, ErrorCode::RateLimited, "slow down: too many messages", Some(&reference));
-        }
-        let client_msg_id = match send.client_msg_id.as_deref().map(ClientMsgId::parse).transpose() {
-            Ok(c) => c,
-            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
-        };
-        let body = match Body::parse(&send.body) {
-            Ok(b) => b,
-            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
-        };
-        let trace = DeliveryTrace::local(room_id, &name, send.received_at, None);
-        let request = SendRequest {
-            room_id,
-            room: name,
-            user_id: self.auth.user.id,
-            user: self.auth.user.username.clone(),
-            body,
-            client_msg_id,
-            received_at: send.received_at,
-            trace: trace.clone(),
-        };
-        // Queued here, in frame order: the futures below may be polled in any
-        // order, and a sender's messages must keep the order it sent them in.
-        let queued = self.state.writer.enqueue(request);
-        self.pending_acks += 1;
-        let waiting = async move {
-            match queued {
-                Ok(done) => done.await,
-                Err(e) => Err(e),
-            }
-        };
-        ctx.spawn(waiting.into_actor(self).map(move |result, session, ctx| {
-            session.pending_acks -= 1;
-            if let (Some(trace), Err(e)) = (&trace, &result) {
-                trace.failed(e.reason());
-            }
-            match result {
-                Ok(outcome) => {
-                    let m = &outcome.message;
-                    let ack = protocol::ack(&m.room, m.client_msg_id.as_ref().map(|c| c.as_str()), m.seq, m.id);
-                    session.write(ctx, ack);
-                    if let Some(trace) = &trace {
-                        trace.acked(Instant::now());
-                    }
-                }
-                Err(WriteError::Unavailable(why)) => session.send_error(ctx, ErrorCode::Unavailable, why, Some(&reference)),
-                Err(WriteError::Internal) => {
-                    session.send_error(ctx, ErrorCode::Internal, "the message could not be stored", Some(&reference))
-                }
-            }
-            if session.draining && session.pending_acks == 0 {
-                session.close_for_drain(ctx);
-            }
-        }));
-    }
-
     fn on_joined(&mut self, room: RoomName, after: i64, frame: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
         match self.streams.arrived(&room, after) {
             Arrival::Live(deferred) => {
@@ -492,17 +283,6 @@ impl Session {
         ctx.close(Some(CloseReason { code: CloseCode::Restart, description: Some("server restarting".into()) }));
         ctx.stop();
     }
-}
-
-/// Looks the room up (creating a missing public room) and checks access.
-async fn authorize_join(state: &AppState, auth: &AuthUser, name: &RoomName) -> Result<RoomMeta, ApiError> {
-    let user = &auth.user;
-    let room = access::room_or_create_public(state, name, (!user.guest).then_some(user.id)).await?;
-    access::check_visible(state, &room, user).await?;
-    if !room.private {
-        access::ensure_member(state, room.id, user.id).await?;
-    }
-    Ok(room)
 }
 
 /// When the periodic duties of a session are next due.
@@ -657,45 +437,6 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
             ws::Message::Close(reason) => {
                 ctx.close(reason);
                 ctx.stop();
-            }
-        }
-    }
-}
-
-impl Session {
-    fn handle_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
-        let limit = self.state.config.sockets.max_frame_bytes;
-        let (data, first, last, binary) = match item {
-            actix_http::ws::Item::FirstText(d) => (d, true, false, false),
-            actix_http::ws::Item::FirstBinary(d) => (d, true, false, true),
-            actix_http::ws::Item::Continue(d) => (d, false, false, false),
-            actix_http::ws::Item::Last(d) => (d, false, true, false),
-        };
-        if first {
-            self.fragment = Some(Fragment { buf: Vec::new(), too_large: false, binary });
-        }
-        let Some(fragment) = self.fragment.as_mut() else { return };
-        if !fragment.too_large && !fragment.binary {
-            if fragment.buf.len() + data.len() > limit {
-                fragment.too_large = true;
-                fragment.buf = Vec::new();
-            } else {
-                fragment.buf.extend_from_slice(&data);
-            }
-        }
-        if !last {
-            return;
-        }
-        let Some(done) = self.fragment.take() else { return };
-        if done.binary {
-            self.send_error(ctx, ErrorCode::BadRequest, "binary frames are not supported; send JSON text", None);
-        } else if done.too_large {
-            let msg = format!("frames are limited to {limit} bytes");
-            self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
-        } else {
-            match String::from_utf8(done.buf) {
-                Ok(text) => self.handle_text(&text, ctx),
-                Err(_) => self.send_error(ctx, ErrorCode::BadRequest, "text frames must be valid UTF-8", None),
             }
         }
     }

@@ -1,0 +1,104 @@
+//! Sends: parsed, rate limited, handed to the writer, acked once committed.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+
+use crate::domain::{Body, ClientMsgId, RoomName};
+use crate::error::ErrorCode;
+use crate::metrics::METRICS;
+use crate::store::writer::{SendRequest, WriteError};
+use crate::telemetry::delivery::DeliveryTrace;
+use crate::ws::protocol;
+use crate::ws::streams::SendTarget;
+
+use super::{Session, MAX_DEFERRED};
+
+/// A send that waits for its room's join to finish.
+#[derive(Debug)]
+pub(super) struct PendingSend {
+    pub(super) body: String,
+    pub(super) client_msg_id: Option<String>,
+    pub(super) received_at: Instant,
+}
+
+impl Session {
+    pub(super) fn handle_send(&mut self, room: String, send: PendingSend, ctx: &mut ws::WebsocketContext<Self>) {
+        let reference = send.client_msg_id.clone().unwrap_or_else(|| room.clone());
+        let name = match RoomName::parse(&room) {
+            Ok(n) => n,
+            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
+        };
+        let (room_id, send) = match self.streams.target(&name, send, MAX_DEFERRED) {
+            SendTarget::Deferred => return,
+            SendTarget::TooManyDeferred(_) => {
+                return self.send_error(ctx, ErrorCode::RateLimited, "too many sends while joining", Some(&reference))
+            }
+            SendTarget::NotJoined(_) => {
+                return self.send_error(ctx, ErrorCode::Forbidden, "join the room before sending to it", Some(&reference))
+            }
+            SendTarget::Joined(room_id, _, send) => (room_id, send),
+        };
+        if self.registration.guard.is_kicked(room_id) {
+            self.streams.removed(&name);
+            return self.send_error(ctx, ErrorCode::Forbidden, "you are no longer a member of this room", Some(&reference));
+        }
+        if !self.bucket.try_take() {
+            METRICS.rate_limited.inc();
+            return self.send_error(ctx, ErrorCode::RateLimited, "slow down: too many messages", Some(&reference));
+        }
+        let client_msg_id = match send.client_msg_id.as_deref().map(ClientMsgId::parse).transpose() {
+            Ok(c) => c,
+            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
+        };
+        let body = match Body::parse(&send.body) {
+            Ok(b) => b,
+            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
+        };
+        let trace = DeliveryTrace::local(room_id, &name, send.received_at, None);
+        let request = SendRequest {
+            room_id,
+            room: name,
+            user_id: self.auth.user.id,
+            user: self.auth.user.username.clone(),
+            body,
+            client_msg_id,
+            received_at: send.received_at,
+            trace: trace.clone(),
+        };
+        // Queued here, in frame order: the futures below may be polled in any
+        // order, and a sender's messages must keep the order it sent them in.
+        let queued = self.state.writer.enqueue(request);
+        self.pending_acks += 1;
+        let waiting = async move {
+            match queued {
+                Ok(done) => done.await,
+                Err(e) => Err(e),
+            }
+        };
+        ctx.spawn(waiting.into_actor(self).map(move |result, session, ctx| {
+            session.pending_acks -= 1;
+            if let (Some(trace), Err(e)) = (&trace, &result) {
+                trace.failed(e.reason());
+            }
+            match result {
+                Ok(outcome) => {
+                    let m = &outcome.message;
+                    let ack = protocol::ack(&m.room, m.client_msg_id.as_ref().map(|c| c.as_str()), m.seq, m.id);
+                    session.write(ctx, ack);
+                    if let Some(trace) = &trace {
+                        trace.acked(Instant::now());
+                    }
+                }
+                Err(WriteError::Unavailable(why)) => session.send_error(ctx, ErrorCode::Unavailable, why, Some(&reference)),
+                Err(WriteError::Internal) => {
+                    session.send_error(ctx, ErrorCode::Internal, "the message could not be stored", Some(&reference))
+                }
+            }
+            if session.draining && session.pending_acks == 0 {
+                session.close_for_drain(ctx);
+            }
+        }));
+    }
+}
