@@ -27,7 +27,7 @@ use crate::cluster::lease::Lease;
 use crate::cluster::presence::PresenceStore;
 use crate::cluster::revocation::Revoker;
 use crate::cluster::{run_heartbeats, Liveness};
-use crate::config::{redact_url, Config};
+use crate::config::Config;
 use crate::metrics::METRICS;
 use crate::redis_pool::RedisPool;
 use crate::request_timing::RequestTiming;
@@ -70,11 +70,7 @@ impl Application {
             "starting instance {} (database {}, redis {})",
             config.cluster.instance_id,
             config.database.kind.describe(),
-            if !config.redis.cluster_urls.is_empty() {
-                format!("cluster {}", config.redis.cluster_urls.join(","))
-            } else {
-                config.redis.url.as_deref().map(redact_url).unwrap_or_else(|| "off: single-instance mode".into())
-            }
+            config.redis.describe(),
         );
         crate::telemetry::init(&config.observability.traces, &config.cluster.instance_id)?;
         // Label sets owned above the metrics registry, at zero from the start.

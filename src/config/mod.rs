@@ -112,11 +112,6 @@ impl Config {
             ),
         ))
     }
-
-    /// Whether Redis (one server or a cluster) is configured.
-    pub fn has_redis(&self) -> bool {
-        self.redis.is_set()
-    }
 }
 
 /// The URL with any password replaced, for logs and error messages.

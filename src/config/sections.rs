@@ -133,11 +133,6 @@ impl RedisConfig {
         })
     }
 
-    /// Whether Redis (one server or a cluster) is configured.
-    pub fn is_set(&self) -> bool {
-        self.url.is_some() || !self.cluster_urls.is_empty()
-    }
-
     /// For the start-up line.
     pub fn describe(&self) -> String {
         if !self.cluster_urls.is_empty() {
