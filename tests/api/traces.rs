@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
 
 use crate::otlp::{render, Receiver, Span};
 use crate::services::wait_until;
-use crate::support::{spawn_cluster, Mode};
+use crate::support::{shared_redis, spawn_cluster, spawn_cluster_on, Mode};
 
 /// Waits until the receiver holds spans matching `ok`.
 async fn spans_where(receiver: &Receiver, what: &str, ok: impl Fn(&[Span]) -> bool) -> Vec<Span> {
@@ -109,8 +110,14 @@ async fn unsampled_slow_deliveries_and_requests_are_kept_logged_and_listed() {
         ("SLOW_DELIVERY_MS", "0"),
         ("SLOW_REQUEST_MS", "0"),
     ];
-    let cluster = spawn_cluster(Mode::Redis(1), &env).await;
+    let prefix = format!("sbt{:08x}:", rand::random::<u32>());
+    let cluster = spawn_cluster_on(Mode::Redis(1), &shared_redis(), &prefix, &env).await;
     let app = cluster.app(0);
+    // Each instance publishes its /admin snapshot on the control channel
+    // (about once a second) as it starts serving it: the event to wait for.
+    let redis = redis::Client::open(shared_redis()).expect("the shared Redis URL");
+    let mut control = redis.get_async_pubsub().await.expect("a Redis subscriber");
+    control.subscribe(format!("{prefix}control")).await.expect("subscribed to the control channel");
     let mut carol = app.ws(&app.guest("carol").await).await;
     carol.join("slowpoke").await;
     carol.send_json(json!({"type": "send", "room": "slowpoke", "body": "late", "client_msg_id": "s-1"})).await;
@@ -157,31 +164,38 @@ async fn unsampled_slow_deliveries_and_requests_are_kept_logged_and_listed() {
         log.lines().any(|l| l.contains("slow request") && l.contains(&format!("trace={caller_trace}"))),
         "slow request logged"
     );
-    // /admin lists them with trace ids and stage times.
-    let ok = {
-        let mut found = false;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            let (s, v) = app.get("/api/v1/admin/stats", &admin).await;
-            assert_eq!(s, 200);
-            let slow = v["slow"].as_array().cloned().unwrap_or_default();
-            let delivery = slow.iter().find(|o| o["kind"] == "delivery" && o["trace_id"] == root.trace_id.as_str());
-            let request = slow.iter().find(|o| o["kind"] == "request" && o["trace_id"] == caller_trace);
-            if let (Some(d), Some(_)) = (delivery, request) {
-                for stage in ["queue", "commit", "fanout"] {
-                    assert!(d["stages"][stage].is_number(), "stage {stage} in {d}");
-                }
-                assert_eq!(d["instance"], app.instance.as_str());
-                found = true;
-                break;
+    // /admin lists them with trace ids and stage times, from the first
+    // snapshot published after both (polling would not do: with
+    // SLOW_REQUEST_MS=0 every poll is a slow request and pushes entries out).
+    let lists_both = |slow: &[Value]| {
+        let delivery = slow.iter().find(|o| o["kind"] == "delivery" && o["trace_id"] == root.trace_id.as_str()).cloned();
+        let request = slow.iter().any(|o| o["kind"] == "request" && o["trace_id"] == caller_trace);
+        delivery.filter(|_| request)
+    };
+    let mut snapshots = control.on_message();
+    let published = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(message) = snapshots.next().await {
+            let Ok(envelope) = serde_json::from_slice::<Value>(message.get_payload_bytes()) else { continue };
+            let slow = envelope["event"]["snapshot"]["slow"].as_array().cloned().unwrap_or_default();
+            if envelope["event"]["kind"] == "stats" && lists_both(&slow).is_some() {
+                return;
             }
-            // The list is in each instance's once-a-second snapshot, with no
-            // event to wait on; and with SLOW_REQUEST_MS=0 each poll is itself
-            // a slow request, so polling faster than the list's ten entries a
-            // kind per snapshot would push out the one we look for.
-            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
         }
-        found
+    })
+    .await;
+    assert!(published.is_ok(), "a snapshot listing the slow delivery and the slow request within 10 s");
+    let (s, v) = app.get("/api/v1/admin/stats", &admin).await;
+    assert_eq!(s, 200);
+    let delivery = lists_both(v["slow"].as_array().map(Vec::as_slice).unwrap_or_default());
+    let ok = match delivery {
+        Some(d) => {
+            for stage in ["queue", "commit", "fanout"] {
+                assert!(d["stages"][stage].is_number(), "stage {stage} in {d}");
+            }
+            assert_eq!(d["instance"], app.instance.as_str());
+            true
+        }
+        None => false,
     };
     assert!(ok, "/admin lists the slow delivery and the slow request with their trace ids");
 }
