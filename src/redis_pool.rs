@@ -142,6 +142,16 @@ pub async fn with_conn<T>(
     result
 }
 
+/// `with_conn`, bounded: no answer within `limit` is `RedisFailure::TimedOut`.
+pub async fn with_conn_within<T>(
+    pool: &RedisPool,
+    name: &'static str,
+    limit: Duration,
+    f: impl AsyncFnOnce(&mut AnyConn<'_>) -> RedisResult<T>,
+) -> Result<T, RedisFailure> {
+    tokio::time::timeout(limit, with_conn(pool, name, f)).await.unwrap_or(Err(RedisFailure::TimedOut(limit)))
+}
+
 async fn run_with_conn<T>(pool: &RedisPool, f: impl AsyncFnOnce(&mut AnyConn<'_>) -> RedisResult<T>) -> Result<T, RedisFailure> {
     match pool {
         RedisPool::Single(pool) => {

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::domain::{Token, TokenHash};
 use crate::error::ApiError;
-use crate::redis_pool::{with_conn, RedisFailure, RedisPool};
+use crate::redis_pool::{with_conn_within, RedisFailure, RedisPool};
 
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
 /// Memory bound for the in-process store (expired tickets go first).
@@ -57,14 +57,11 @@ impl Tickets {
             }
             Tickets::Redis { pool, prefix } => {
                 let (name, value, ttl) = (redis_key(prefix, &key), token.to_hex(), TICKET_TTL.as_millis() as u64);
-                let set = with_conn(pool, "ticket_store", async |conn| {
+                with_conn_within(pool, "ticket_store", REDIS_TIMEOUT, async |conn| {
                     redis::cmd("SET").arg(&name).arg(&value).arg("PX").arg(ttl).query_async::<()>(conn).await
-                });
-                match tokio::time::timeout(REDIS_TIMEOUT, set).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(unavailable(&e)),
-                    Err(_) => return Err(unavailable(&RedisFailure::TimedOut(REDIS_TIMEOUT))),
-                }
+                })
+                .await
+                .map_err(|e| unavailable(&e))?;
             }
         }
         Ok(ticket)
@@ -80,14 +77,12 @@ impl Tickets {
             }
             Tickets::Redis { pool, prefix } => {
                 let name = redis_key(prefix, &key);
-                let take = with_conn(pool, "ticket_take", async |conn| {
+                let value = with_conn_within(pool, "ticket_take", REDIS_TIMEOUT, async |conn| {
                     redis::cmd("GETDEL").arg(&name).query_async::<Option<String>>(conn).await
-                });
-                match tokio::time::timeout(REDIS_TIMEOUT, take).await {
-                    Ok(Ok(value)) => Ok(value.as_deref().and_then(TokenHash::from_hex)),
-                    Ok(Err(e)) => Err(unavailable(&e)),
-                    Err(_) => Err(unavailable(&RedisFailure::TimedOut(REDIS_TIMEOUT))),
-                }
+                })
+                .await
+                .map_err(|e| unavailable(&e))?;
+                Ok(value.as_deref().and_then(TokenHash::from_hex))
             }
         }
     }

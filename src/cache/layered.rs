@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::bus::{Bus, BusEvent, Channel};
 use crate::cluster::lease::Lease;
 use crate::metrics::{CacheName, CacheResult, METRICS};
-use crate::redis_pool::{with_conn, RedisFailure, RedisPool};
+use crate::redis_pool::{with_conn_within, RedisFailure, RedisPool};
 use crate::store::StoreError;
 
 /// A cache key with a stable text form (for Redis and the bus).
@@ -195,10 +195,10 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
         self.drop_everywhere(key, false).await;
         if let (Some((pool, l2_key)), Ok(text)) = (self.l2_key(key), serde_json::to_string(&value)) {
             let ttl = self.settings.l2_ttl.as_millis().max(1) as u64;
-            let set = with_conn(&pool, "cache_grant", async |conn| {
+            let set = with_conn_within(&pool, "cache_grant", L2_TIMEOUT, async |conn| {
                 redis::cmd("SET").arg(&l2_key).arg(&text).arg("PX").arg(ttl).query_async::<()>(conn).await
             });
-            let _ = tokio::time::timeout(L2_TIMEOUT, set).await;
+            let _ = set.await;
         }
         self.l1.insert(key.clone(), value).await;
     }
@@ -207,14 +207,15 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
         self.invalidate_local(key).await;
         if let Some((pool, l2_key)) = self.l2_key(key) {
             let ttl = TOMBSTONE_TTL.as_millis() as u64;
-            let write = with_conn(&pool, "cache_invalidate", async |conn| {
+            let write = with_conn_within(&pool, "cache_invalidate", L2_TIMEOUT * 4, async |conn| {
                 if tombstone {
                     redis::cmd("SET").arg(&l2_key).arg(TOMBSTONE).arg("PX").arg(ttl).query_async::<()>(conn).await
                 } else {
                     redis::cmd("DEL").arg(&l2_key).query_async::<()>(conn).await
                 }
             });
-            if let Ok(Err(e)) = tokio::time::timeout(L2_TIMEOUT * 4, write).await {
+            // A timeout is left to the TTL and the broadcast, unlogged as before.
+            if let Err(e @ (RedisFailure::Checkout(_) | RedisFailure::Command(_))) = write.await {
                 log::warn!("cache {}: invalidation in Redis failed: {e}", self.settings.name.as_str());
             }
         }
@@ -237,13 +238,12 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
             if attempt > 0 {
                 actix::clock::sleep(L2_TIMEOUT * attempt).await;
             }
-            let write = with_conn(&pool, "cache_tombstone", async |conn| {
+            let write = with_conn_within(&pool, "cache_tombstone", L2_TIMEOUT * 4, async |conn| {
                 redis::cmd("SET").arg(&l2_key).arg(TOMBSTONE).arg("PX").arg(ttl).query_async::<()>(conn).await
             });
-            match tokio::time::timeout(L2_TIMEOUT * 4, write).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => last = e,
-                Err(_) => last = RedisFailure::TimedOut(L2_TIMEOUT * 4),
+            match write.await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
             }
         }
         Err(last)
@@ -270,9 +270,10 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
 
     async fn l2_get(&self, key: &K) -> Option<V> {
         let (pool, l2_key) = self.l2_key(key)?;
-        let get =
-            with_conn(&pool, "cache_get", async |conn| redis::cmd("GET").arg(&l2_key).query_async::<Option<String>>(conn).await);
-        let text = tokio::time::timeout(L2_TIMEOUT, get).await.ok()?.ok()??;
+        let get = with_conn_within(&pool, "cache_get", L2_TIMEOUT, async |conn| {
+            redis::cmd("GET").arg(&l2_key).query_async::<Option<String>>(conn).await
+        });
+        let text = get.await.ok()??;
         if text == TOMBSTONE {
             return None;
         }
@@ -284,10 +285,10 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
         let Ok(text) = serde_json::to_string(value) else { return };
         let ttl = if value.is_negative() { self.settings.negative_ttl } else { self.settings.l2_ttl };
         let ttl = ttl.as_millis().max(1) as u64;
-        let set = with_conn(&pool, "cache_set", async |conn| {
+        let set = with_conn_within(&pool, "cache_set", L2_TIMEOUT, async |conn| {
             redis::cmd("SET").arg(&l2_key).arg(&text).arg("NX").arg("PX").arg(ttl).query_async::<()>(conn).await
         });
-        let _ = tokio::time::timeout(L2_TIMEOUT, set).await;
+        let _ = set.await;
     }
 
     /// Entries and approximate bytes in L1, for /metrics.

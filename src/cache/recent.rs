@@ -22,7 +22,7 @@ use moka::future::Cache;
 
 use crate::bus::BusMessage;
 use crate::domain::RoomId;
-use crate::redis_pool::{with_conn, RedisPool};
+use crate::redis_pool::{with_conn_within, RedisPool};
 use crate::store::models::StoredMessage;
 use crate::store::Store;
 
@@ -73,8 +73,9 @@ impl RecentLists {
             }
         }
         pipe.ltrim(&key, -(self.size as isize), -1).ignore().pexpire(&key, 3_600_000).ignore();
-        let result = with_conn(pool, "recent_append", async |conn| pipe.query_async::<()>(conn).await);
-        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(200), result).await {
+        let result =
+            with_conn_within(pool, "recent_append", Duration::from_millis(200), async |conn| pipe.query_async::<()>(conn).await);
+        if let Err(e) = result.await {
             log::debug!("recent list append failed: {e}");
         }
     }
@@ -104,10 +105,10 @@ impl RecentLists {
         let (pool, prefix) = self.redis.as_ref()?;
         let key = Self::key(prefix, room);
         let size = self.size as isize;
-        let get = with_conn(pool, "recent_read", async |conn| {
+        let get = with_conn_within(pool, "recent_read", Duration::from_millis(100), async |conn| {
             redis::cmd("LRANGE").arg(&key).arg(-size).arg(-1).query_async::<Vec<String>>(conn).await
         });
-        let items = tokio::time::timeout(Duration::from_millis(100), get).await.ok()?.ok()?;
+        let items = get.await.ok()?;
         let messages: Vec<StoredMessage> = items
             .iter()
             .filter_map(|s| serde_json::from_str::<BusMessage>(s).ok())

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use crate::error::ApiError;
 use crate::metrics::{Limit, METRICS};
-use crate::redis_pool::{with_conn, RedisPool};
+use crate::redis_pool::{with_conn_within, RedisPool};
 
 const WINDOW: Duration = Duration::from_secs(60);
 const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
@@ -123,17 +123,13 @@ impl CreationLimits {
         let key = format!("{prefix}limit:{}:{ip}", kind.as_str());
         let member = uuid::Uuid::new_v4().to_string();
         let limit = self.limit(kind);
-        let run = with_conn(pool, "rate_limit", async |conn| {
+        let run = with_conn_within(pool, "rate_limit", REDIS_TIMEOUT, async |conn| {
             self.script.key(&key).arg(WINDOW.as_millis() as u64).arg(limit).arg(&member).invoke_async::<i64>(conn).await
         });
-        match tokio::time::timeout(REDIS_TIMEOUT, run).await {
-            Ok(Ok(wait_ms)) => Some((wait_ms >= 0).then(|| Duration::from_millis(wait_ms.unsigned_abs()))),
-            Ok(Err(e)) => {
+        match run.await {
+            Ok(wait_ms) => Some((wait_ms >= 0).then(|| Duration::from_millis(wait_ms.unsigned_abs()))),
+            Err(e) => {
                 log::warn!("creation limit: Redis failed ({e}); limiting per instance");
-                None
-            }
-            Err(_) => {
-                log::warn!("creation limit: Redis timed out; limiting per instance");
                 None
             }
         }
