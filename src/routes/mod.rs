@@ -65,9 +65,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
         .app_data(web::PayloadConfig::default().limit(max_body_bytes))
         .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
         .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()));
-    for (method, pattern, status) in ROUTES {
-        crate::metrics::METRICS.initialise_route(method, pattern, status);
-    }
+    // Every worker mounts the routes; their series are exposed once.
+    static EXPOSED: std::sync::Once = std::sync::Once::new();
+    EXPOSED.call_once(|| {
+        for (method, pattern, status) in ROUTES {
+            crate::metrics::METRICS.initialise_route(method, pattern, status);
+        }
+    });
     let mut api = web::scope(API).wrap(actix_web::middleware::Compress::default());
     let mut others = Vec::new();
     for (pattern, route) in table() {
