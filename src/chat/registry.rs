@@ -103,7 +103,7 @@ impl Registry {
         }
         let generation = self.inner.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let host: Arc<dyn RoomHost> = Arc::new(self.clone());
-        let addr = Room::new(id, name.clone(), host, generation, self.inner.store.clone(), self.inner.settings.clone()).start();
+        let addr = Room::new(id, name.clone(), generation, host).start();
         rooms.insert(id, (addr.clone(), generation));
         addr
     }
@@ -128,6 +128,14 @@ impl Registry {
 }
 
 impl RoomHost for Registry {
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn settings(&self) -> &RoomSettings {
+        &self.inner.settings
+    }
+
     fn bus(&self) -> &Bus {
         Registry::bus(self)
     }

@@ -76,29 +76,21 @@ pub struct Room {
 
 impl Room {
     /// Starts at seq 0: `started` reads the room's last_seq from the database.
-    pub fn new(
-        id: RoomId,
-        name: RoomName,
-        host: Arc<dyn RoomHost>,
-        generation: u64,
-        store: Store,
-        settings: RoomSettings,
-    ) -> Self {
-        let window = RecentWindow::new(host.recent().size());
+    pub fn new(id: RoomId, name: RoomName, generation: u64, host: Arc<dyn RoomHost>) -> Self {
         Room {
+            window: RecentWindow::new(host.recent().size()),
+            store: host.store().clone(),
+            settings: host.settings().clone(),
             id,
             name,
             host,
             generation,
-            store,
-            settings,
             members: HashMap::new(),
             roster: Roster::default(),
             sequencer: Sequencer::new(0),
             gap_timer: None,
             idle_timer: None,
             joins: 0,
-            window,
         }
     }
 
