@@ -179,7 +179,13 @@ fn writer_bench(c: &mut Criterion) {
         let username = Username::parse(&format!("w{}", rand::random::<u32>())).expect("name");
         let user = store.create_user(&username, None, true).await.expect("user");
         let writer = Writer::start(
-            WriterConfig { shards: 1, batch_max: 512, queue: 100_000, write_timeout: Duration::from_secs(10) },
+            WriterConfig {
+                shards: 1,
+                batch_max: 512,
+                queue: 100_000,
+                write_timeout: Duration::from_secs(10),
+                stall: Duration::from_secs(2),
+            },
             store.settings().clone(),
             Arc::new(Discard),
         );

@@ -46,9 +46,11 @@ pub async fn check(state: &AppState) -> Readiness {
     // be trusted with traffic while a critical one does.
     let failing = crate::supervisor::failing();
     let tasks_ok = !failing.iter().any(|t| t.critical());
+    // Commits stuck (the writer's breaker): sends are being refused.
+    let writer = state.writer.health().verdict(std::time::Instant::now());
     let status = if draining {
         "draining"
-    } else if database == "ok" && redis.is_none_or(|r| r == "ok") && warm && tasks_ok {
+    } else if database == "ok" && redis.is_none_or(|r| r == "ok") && warm && tasks_ok && !writer.refuses() {
         "ready"
     } else {
         "not_ready"
@@ -56,6 +58,7 @@ pub async fn check(state: &AppState) -> Readiness {
     let mut checks = json!({
         "database": database,
         "draining": draining,
+        "writer": writer.describe(),
         "bus": state.bus.state().as_str(),
         "cache": if warm { "warm" } else { "warming" },
         "tasks": if failing.is_empty() {

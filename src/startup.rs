@@ -179,6 +179,7 @@ impl Application {
                 batch_max: config.writer.batch_max,
                 queue: config.writer.queue,
                 write_timeout: config.writer.write_timeout,
+                stall: config.writer.stall,
             },
             store.settings().clone(),
             Arc::new(crate::chat::fanout::Fanout::new(registry.clone())),
@@ -266,6 +267,7 @@ impl Application {
             shutdown(state, handle).await;
         });
         self.server.await?;
+        supervisor::stopping();
         // Everything accepted is committed (or answered) before exit.
         self.state.writer.flush_and_close().await;
         crate::telemetry::flush();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::expiry::SessionClock;
+use crate::auth::password::Hasher;
 use crate::auth::ticket::Tickets;
 use crate::bus::redis::RedisPool;
 use crate::bus::Bus;
@@ -24,6 +25,7 @@ use crate::ws::Connections;
 pub struct AppState {
     parts: Parts,
     pub limits: Arc<Limits>,
+    pub hasher: Hasher,
     pub tickets: Tickets,
     pub session_clock: SessionClock,
     pub started_at: Instant,
@@ -58,6 +60,7 @@ impl AppState {
         let prefixed = parts.redis.as_ref().map(|pool| (pool.clone(), parts.config.redis.key_prefix.clone()));
         AppState {
             limits: Limits::new(&parts.config.limits, prefixed.clone()),
+            hasher: Hasher::start(parts.config.accounts.hash_workers, parts.config.accounts.hash_queue),
             tickets: Tickets::new(prefixed),
             session_clock: SessionClock::new(parts.config.accounts.sessions),
             parts,

@@ -55,6 +55,15 @@ struct Health {
 
 static HEALTH: LazyLock<Mutex<Health>> = LazyLock::new(|| Mutex::new(Health { restarts: HashMap::new() }));
 
+/// Set once the process is stopping: a task that returns then has simply
+/// finished (the writer's queue closes when the last sender is dropped).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// The process is shutting down: tasks that return are not restarted.
+pub fn stopping() {
+    STOPPING.store(true, Ordering::Release);
+}
+
 /// Test hooks only: a task told to die panics at its next checkpoint.
 static KILL: LazyLock<HashMap<Task, AtomicBool>> =
     LazyLock::new(|| Task::ALL.iter().map(|t| (*t, AtomicBool::new(false))).collect());
@@ -78,6 +87,10 @@ where
     loop {
         let started = Instant::now();
         match AssertUnwindSafe(make()).catch_unwind().await {
+            Ok(()) if STOPPING.load(Ordering::Acquire) => {
+                log::debug!("task {} finished: the process is stopping", task.as_str());
+                return;
+            }
             Ok(()) => log::error!("task {} returned; restarting it in {backoff:?}", task.as_str()),
             Err(panic) => {
                 let why = panic

@@ -235,8 +235,14 @@ mod tests {
     fn bad_values_name_the_variable() {
         let err = config(&[("RATE_LIMIT_PER_SEC", "fast")]).unwrap_err().to_string();
         assert!(err.starts_with("RATE_LIMIT_PER_SEC:"), "{err}");
-        let err = config(&[("BIND_ADDR", "nowhere")]).unwrap_err().to_string();
-        assert!(err.starts_with("BIND_ADDR:"), "{err}");
+        for bad in ["nowhere", "localhost", ":8080", "localhost:http", "localhost:99999"] {
+            let err = config(&[("BIND_ADDR", bad)]).unwrap_err().to_string();
+            assert!(err.starts_with("BIND_ADDR:") && err.contains("address and port"), "{err}");
+        }
+        let c = config(&[("BIND_ADDR", "localhost:8081")]).expect("a host name is resolved");
+        assert_eq!(c.http.bind_addr, std::net::SocketAddr::from(([127, 0, 0, 1], 8081)));
+        let c = config(&[("BIND_ADDR", "[::1]:8082")]).expect("IPv6");
+        assert_eq!(c.http.bind_addr.port(), 8082);
         let err = config(&[("REDIS_URL", "localhost:6379")]).unwrap_err().to_string();
         assert!(err.starts_with("REDIS_URL:"), "{err}");
         let err = config(&[("ALLOW_GUESTS", "maybe")]).unwrap_err().to_string();

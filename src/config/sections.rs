@@ -28,12 +28,7 @@ impl HttpConfig {
         let workers = env.parse("WORKERS", cpus, |v| (1..=256).contains(v), "an integer 1..=256")?;
         env.note_derived("WORKERS", "CPU count");
         Ok(HttpConfig {
-            bind_addr: env.parse(
-                "BIND_ADDR",
-                SocketAddr::from(([0, 0, 0, 0], 8080)),
-                |_| true,
-                "host:port, e.g. 0.0.0.0:8080",
-            )?,
+            bind_addr: bind_addr(env)?,
             workers,
             max_body_bytes: env.parse(
                 "MAX_BODY_BYTES",
@@ -45,6 +40,34 @@ impl HttpConfig {
             keep_alive: env.millis("KEEP_ALIVE_MS", 15_000, 0, 3_600_000)?,
             asset_base_url: asset_base_url(env, "ASSET_BASE_URL")?,
         })
+    }
+}
+
+/// `BIND_ADDR`: an IP address and port, or a host name and port (resolved
+/// once, at start-up: `localhost:8080`).
+fn bind_addr<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let raw = env.string("BIND_ADDR", "0.0.0.0:8080");
+    let raw = raw.trim();
+    if let Ok(addr) = raw.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let expected = "expected an address and port, e.g. 0.0.0.0:8080, [::]:8080 or localhost:8080";
+    if raw.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+        return Err(ConfigError::new("BIND_ADDR", raw.to_string(), expected));
+    }
+    match raw.to_socket_addrs() {
+        // IPv4 first where a name has both (the usual meaning of `localhost:8080`).
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .copied()
+                .ok_or_else(|| ConfigError::new("BIND_ADDR", raw.to_string(), "the host name resolves to no address"))
+        }
+        Err(e) => Err(ConfigError::new("BIND_ADDR", raw.to_string(), format!("cannot resolve the host name: {e}"))),
     }
 }
 
@@ -150,6 +173,8 @@ pub struct WriterConfig {
     pub batch_max: usize,
     pub queue: usize,
     pub write_timeout: Duration,
+    /// A commit outstanding this long means commits are stuck: writes are refused at once.
+    pub stall: Duration,
 }
 
 impl WriterConfig {
@@ -159,6 +184,7 @@ impl WriterConfig {
             batch_max: env.parse("WRITER_BATCH_MAX", 512usize, |v| (1..=10_000).contains(v), "an integer 1..=10000")?,
             queue: env.parse("WRITER_QUEUE", 10_000usize, |v| (1..=1_000_000).contains(v), "an integer 1..=1000000")?,
             write_timeout: env.millis("WRITE_TIMEOUT_MS", 10_000, 100, 600_000)?,
+            stall: env.millis("WRITE_STALL_MS", 2_000, 10, 600_000)?,
         })
     }
 }
@@ -478,6 +504,10 @@ pub struct AccountsConfig {
     pub sessions: SessionPolicy,
     /// How often the housekeeping job looks for expired sessions and idle guests.
     pub cleanup_interval: Duration,
+    /// Threads hashing passwords (each holds argon2's 19 MiB while busy).
+    pub hash_workers: usize,
+    /// Sign-ins and sign-ups waiting for a hashing thread; beyond: 503.
+    pub hash_queue: usize,
 }
 
 impl AccountsConfig {
@@ -491,6 +521,13 @@ impl AccountsConfig {
                 guest_retention: env.days("GUEST_RETENTION_DAYS", 7.0)?,
             },
             cleanup_interval: env.millis("CLEANUP_INTERVAL_MS", 600_000, 100, 86_400_000)?,
+            hash_workers: {
+                let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+                let workers = env.parse("HASH_WORKERS", cpus, |v| (1..=256).contains(v), "an integer 1..=256")?;
+                env.note_derived("HASH_WORKERS", "CPU count");
+                workers
+            },
+            hash_queue: env.parse("HASH_QUEUE", 256usize, |v| (1..=100_000).contains(v), "an integer 1..=100000")?,
         })
     }
 

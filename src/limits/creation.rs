@@ -99,8 +99,8 @@ impl CreationLimits {
         }
     }
 
-    /// Counts one creation from `ip`, or refuses it. No address (a trusted
-    /// proxy speaking for itself, such as a local tool) is not limited.
+    /// Counts one creation from `ip`, or refuses it. No address (a peer whose
+    /// address is unknown, such as a Unix socket) is not limited.
     pub async fn admit(&self, kind: Creation, ip: Option<IpAddr>) -> Result<(), ApiError> {
         let Some(ip) = ip else { return Ok(()) };
         let wait = match self.admit_shared(kind, ip).await {

@@ -4,9 +4,11 @@
 //!
 //! The client IP is the peer address, or — when the peer is a trusted proxy
 //! (`TRUSTED_PROXIES`, loopback by default) — the first address of its
-//! `X-Forwarded-For`. A trusted proxy that sends no `X-Forwarded-For` (local
-//! tools, health checks) is not limited per IP; the instance-wide connection
-//! cap still applies.
+//! `X-Forwarded-For`. A trusted peer that sends no `X-Forwarded-For` is
+//! limited by its own address: behind a TLS terminator or a TCP-mode
+//! balancer on the same host every client arrives from 127.0.0.1 without
+//! the header, and exempting it would switch every per-address limit off.
+//! The first such request is logged once, naming both settings.
 
 pub mod creation;
 
@@ -56,6 +58,26 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// The address a request is limited by: a trusted peer's `X-Forwarded-For`
+/// (its first address), else the peer itself.
+fn client_ip(peer: IpAddr, trusted: &[IpAddr], forwarded: Option<&str>) -> Option<IpAddr> {
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let named = forwarded.and_then(|f| f.split(',').next()).and_then(|first| first.trim().parse().ok());
+    if named.is_none() {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            log::warn!(
+                "a trusted proxy ({peer}) sent a request without a usable X-Forwarded-For: it is limited per address as \
+                 one client. If a proxy on this host serves many clients, have it send X-Forwarded-For; if nothing \
+                 should be trusted, set TRUSTED_PROXIES=none"
+            )
+        });
+    }
+    Some(named.unwrap_or(peer))
+}
+
 impl Limits {
     pub fn new(config: &LimitsConfig, redis: Option<(RedisPool, String)>) -> Arc<Limits> {
         Arc::new(Limits {
@@ -70,14 +92,10 @@ impl Limits {
         })
     }
 
-    /// The client's address for limiting (None: a trusted proxy speaking for itself).
+    /// The client's address for limiting.
     pub fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr()?.ip();
-        if !self.trusted.contains(&peer) {
-            return Some(peer);
-        }
-        let forwarded = req.headers().get("x-forwarded-for")?.to_str().ok()?;
-        forwarded.split(',').next()?.trim().parse().ok()
+        client_ip(peer, &self.trusted, req.headers().get("x-forwarded-for").and_then(|h| h.to_str().ok()))
     }
 
     /// Takes a WebSocket slot, or refuses: 503 when the instance is full,
@@ -131,5 +149,22 @@ impl Limits {
             map.retain(|_, q| q.back().is_some_and(|t| *t >= horizon));
         }
         map.entry(ip).or_default().push_back(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_peer_without_the_header_is_limited_by_its_own_address() {
+        let local: IpAddr = "127.0.0.1".parse().expect("ip");
+        let client: IpAddr = "203.0.113.9".parse().expect("ip");
+        let trusted = [local];
+        assert_eq!(client_ip(local, &trusted, Some("203.0.113.9, 10.0.0.1")), Some(client));
+        assert_eq!(client_ip(local, &trusted, None), Some(local));
+        assert_eq!(client_ip(local, &trusted, Some("garbage")), Some(local));
+        assert_eq!(client_ip(client, &trusted, Some("198.51.100.1")), Some(client), "only trusted peers may name another");
+        assert_eq!(client_ip(local, &[], Some("198.51.100.1")), Some(local), "TRUSTED_PROXIES=none");
     }
 }

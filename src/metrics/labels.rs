@@ -131,6 +131,7 @@ label_set! {
     pub enum Cleanup {
         Sessions = "sessions",
         Guests = "guests",
+        PasswordHashing = "password_hashing",
     }
 }
 
@@ -143,6 +144,7 @@ label_set! {
         Origin = "origin",
         Signups = "signups",
         Guests = "guests",
+        PasswordHashing = "password_hashing",
     }
 }
 

@@ -127,6 +127,10 @@ metrics! {
     writer_commit: Histogram = histogram("switchboard_writer_commit_seconds", "Duration of one group commit", LATENCY_BUCKETS);
     writer_queue_depth: IntGauge = gauge("switchboard_writer_queue_depth", "Sends waiting for the writer");
     writer_retries: IntCounter = counter("switchboard_writer_retries_total", "Group commits retried after an error");
+    writer_refused: IntCounter =
+        counter("switchboard_writer_refused_total", "Sends refused at once because commits were stuck (the breaker)");
+    writer_deadline_missed: IntCounter =
+        counter("switchboard_writer_deadline_missed_total", "Sends answered unavailable because WRITE_TIMEOUT_MS passed first");
     ws_errors: IntCounterVec = counters("switchboard_ws_errors_total", "Error frames sent to clients by code", &["code"]);
     rate_limited: IntCounter = counter("switchboard_rate_limited_total", "Sends refused by the per-connection limit");
     gap_heals: IntCounter = counter("switchboard_room_gap_heals_total", "Seq gaps filled from the database");

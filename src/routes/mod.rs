@@ -9,6 +9,7 @@ pub mod rooms;
 pub mod sessions;
 pub mod static_files;
 pub mod users;
+pub mod write_guard;
 
 use actix_web::{error::JsonPayloadError, http::Method, web, HttpRequest};
 
@@ -72,7 +73,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             crate::metrics::METRICS.initialise_route(method, pattern, status);
         }
     });
-    let mut api = web::scope(API).wrap(actix_web::middleware::Compress::default());
+    let mut api = web::scope(API)
+        .wrap(actix_web::middleware::from_fn(write_guard::guard_writes))
+        .wrap(actix_web::middleware::Compress::default());
     let mut others = Vec::new();
     for (pattern, route) in table() {
         match pattern.strip_prefix(API) {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::users::Credentials;
 use crate::access;
 use crate::auth::ticket::TICKET_TTL;
-use crate::auth::{password, AuthUser};
+use crate::auth::AuthUser;
 use crate::domain::{Token, Username};
 use crate::error::ApiError;
 use crate::limits::creation::Creation;
@@ -53,7 +53,7 @@ pub async fn create_session(
         _ => (None, None),
     };
     let password = if password.chars().count() <= 256 { password } else { String::new() };
-    let ok = password::verify(password, hash).await?;
+    let ok = state.hasher.verify(password, hash).await?;
     match (ok, user) {
         (true, Some(user)) => issue_token(&state, &user).await,
         _ => {

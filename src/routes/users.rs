@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{password, AuthUser};
+use crate::auth::AuthUser;
 use crate::domain::{Password, Username};
 use crate::error::ApiError;
 use crate::limits::creation::Creation;
@@ -35,7 +35,7 @@ pub async fn create_user(
     if state.store.user_by_name(username.as_str()).await?.is_some() {
         return Err(ApiError::Conflict("username is taken".into()));
     }
-    let hash = password::hash(password).await?;
+    let hash = state.hasher.hash(password).await?;
     let user = state.store.create_user(&username, Some(&hash), false).await.map_err(|e| match e {
         StoreError::Conflict(_) => ApiError::Conflict("username is taken".into()),
         other => other.into(),

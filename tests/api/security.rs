@@ -237,6 +237,37 @@ async fn account_and_guest_creation_are_limited_per_address_across_the_cluster()
 }
 
 #[actix_web::test]
+async fn a_local_proxy_without_x_forwarded_for_is_limited_as_one_address() {
+    // The contract's defaults, and loopback trusted (the default): as behind
+    // stunnel or HAProxy in `mode tcp` on the same host.
+    let app = spawn_app_with(&[("SIGNUPS_PER_MIN", "10"), ("GUESTS_PER_MIN", "30")]).await;
+    let mut admitted = 0;
+    let mut first_refusal = None;
+    for n in 0..40 {
+        let (s, v) = app.post("/api/v1/sessions/guest", None, json!({"username": format!("local{n}")})).await;
+        match s {
+            200 => admitted += 1,
+            429 if first_refusal.is_none() => first_refusal = Some((n, v["error"]["code"].as_str().map(String::from))),
+            429 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(admitted, 30, "GUESTS_PER_MIN applies to a trusted peer that names no client");
+    assert_eq!(first_refusal, Some((30, Some("rate_limited".to_string()))));
+    let signups = futures_util::future::join_all(
+        (0..12).map(|n| app.post("/api/v1/users", None, json!({"username": format!("acct{n}"), "password": "correct horse"}))),
+    )
+    .await;
+    assert_eq!(signups.iter().filter(|(s, _)| *s == 201).count(), 10, "SIGNUPS_PER_MIN too");
+    // Named clients behind the same proxy are still told apart.
+    assert_eq!(create_from(&app, "198.51.100.20", "/api/v1/sessions/guest", json!({"username": "named"})).await.0, 200);
+    let log = std::fs::read_to_string(&app.log_path).unwrap_or_default();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("without a usable X-Forwarded-For")).collect();
+    assert_eq!(warnings.len(), 1, "warned once:\n{log}");
+    assert!(warnings[0].contains("TRUSTED_PROXIES") && warnings[0].contains("WARN"), "{}", warnings[0]);
+}
+
+#[actix_web::test]
 async fn sessions_expire_when_idle_or_old_and_an_open_socket_keeps_its_token_alive() {
     // Idle after 3 s, at most 9 s old (fractions of a day).
     let idle = format!("{}", 3.0 / 86_400.0);

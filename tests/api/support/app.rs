@@ -44,7 +44,12 @@ impl TestApp {
             .env("RUST_LOG", "info")
             .env("WORKERS", "2")
             .env("ADMIN_USERNAMES", "admin")
-            .env("DRAIN_GRACE_MS", "500");
+            .env("DRAIN_GRACE_MS", "500")
+            // Every test client comes from 127.0.0.1, which is limited per
+            // address like any client; the tests of the limits set their own.
+            .env("SIGNUPS_PER_MIN", "100000")
+            .env("GUESTS_PER_MIN", "100000")
+            .env("LOGIN_FAILURES_PER_MIN", "100000");
         let mut instance = format!("test-{:06x}", rand::random::<u32>() & 0xffffff);
         for (k, v) in env {
             if *k == "INSTANCE_ID" {

@@ -8,17 +8,30 @@
 //! one shard and so one writer connection. An idle server therefore commits a single
 //! message at once and a busy one hundreds per round trip, with no timer.
 //! Only after the commit are senders acked and rooms told.
+//!
+//! Every send has a deadline, `WRITE_TIMEOUT_MS` after it arrived: its
+//! sender hears `unavailable` then at the latest, wherever the send is
+//! (queued, or in a commit that hangs). A commit that hangs opens the
+//! breaker (`health`): new sends are refused at once until commits go
+//! through again. The decisions are plain data with their own tests:
+//! `batch` (repeats, matching rows to senders), `retry` (when to try
+//! again), `health` (the breaker); this file is the shell that runs them.
 
-use std::collections::HashMap;
+mod batch;
+pub mod health;
+mod retry;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::append::{append_postgres, append_sqlite, AppendInput, AppendRow};
+use self::batch::{Batch, Pending};
+use self::health::Health;
+use self::retry::{AttemptFailure, Next, RetryPolicy};
+use super::append::{append_postgres, append_sqlite, AppendRow};
 use super::connection::{ConnectionSettings, SqliteConn};
 use super::models::StoredMessage;
 use super::Failure;
@@ -54,8 +67,10 @@ pub struct SendOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
-    /// Queue full, database down past the write timeout, or shutting down.
-    /// The send was not stored; the client may retry with the same client_msg_id.
+    /// Queue full, commits stuck, the deadline passed, or shutting down.
+    /// The send was not stored (or, when an attempt was under way at the
+    /// deadline, may have been): the client retries with the same
+    /// client_msg_id and gets the original if it was.
     #[error("{0}")]
     Unavailable(&'static str),
     #[error("the message could not be stored")]
@@ -99,15 +114,8 @@ pub trait CommitListener: Send + Sync + 'static {
     fn committed(&self, batch: Vec<Committed>);
 }
 
-struct SendJob {
-    req: SendRequest,
-    id: MessageId,
-    sent_at: DateTime<Utc>,
-    reply: oneshot::Sender<Result<SendOutcome, WriteError>>,
-}
-
 enum Job {
-    Send(SendJob),
+    Send(Pending),
     /// Everything queued before this is committed before the reply.
     Flush(oneshot::Sender<()>),
 }
@@ -116,6 +124,8 @@ enum Job {
 pub struct Writer {
     shards: Arc<[mpsc::Sender<Job>]>,
     closed: Arc<AtomicBool>,
+    health: Arc<Health>,
+    write_timeout: Duration,
 }
 
 pub use crate::config::WriterConfig;
@@ -129,21 +139,23 @@ impl Writer {
         if matches!(settings.database, Database::Sqlite { .. }) {
             config.shards = 1;
         }
+        let health = Arc::new(Health::new(config.shards, config.stall));
         let per_shard_queue = (config.queue / config.shards).max(1);
         let mut shards = Vec::with_capacity(config.shards);
         for index in 0..config.shards {
             let (tx, rx) = mpsc::channel(per_shard_queue);
             // The queue outlives a crashed shard: the restarted one drains it.
             let rx = supervisor::shared(rx);
-            let (settings, listener, config) = (settings.clone(), listener.clone(), config);
+            let (settings, listener, health) = (settings.clone(), listener.clone(), health.clone());
             arbiter.spawn(supervisor::supervise(Task::Writer, move || {
                 let shard = Shard {
                     index,
                     rx: rx.clone(),
                     settings: settings.clone(),
                     listener: listener.clone(),
+                    health: health.clone(),
                     batch_max: config.batch_max,
-                    write_timeout: config.write_timeout,
+                    retry: RetryPolicy::default(),
                     conn: None,
                     last_query: None,
                 };
@@ -151,7 +163,17 @@ impl Writer {
             }));
             shards.push(tx);
         }
-        Writer { shards: shards.into(), closed: Arc::new(AtomicBool::new(false)) }
+        Writer { shards: shards.into(), closed: Arc::new(AtomicBool::new(false)), health, write_timeout: config.write_timeout }
+    }
+
+    /// Whether commits are going through (the breaker; `/readyz` shows it).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// How long a write may take before its caller hears `unavailable`.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
     }
 
     /// Stores one send; resolves once it is committed (or refused).
@@ -161,7 +183,8 @@ impl Writer {
 
     /// Queues a send now (so one sender's sends keep their order, whatever
     /// order their futures are polled in); the returned future resolves once
-    /// it is committed (or refused).
+    /// it is committed, refused, or its deadline (`WRITE_TIMEOUT_MS` after
+    /// it was received) has passed.
     pub fn enqueue(
         &self,
         req: SendRequest,
@@ -169,15 +192,30 @@ impl Writer {
         if self.closed.load(Ordering::Acquire) {
             return Err(WriteError::Unavailable("the server is shutting down"));
         }
+        let now = Instant::now();
+        if self.health.verdict(now).refuses() {
+            METRICS.writer_refused.inc();
+            return Err(WriteError::Unavailable("the database is not committing; try again shortly"));
+        }
+        let deadline = req.received_at + self.write_timeout;
         let shard = &self.shards[(req.room_id.0.unsigned_abs() as usize) % self.shards.len()];
         let (reply, rx) = oneshot::channel();
-        let job = Job::Send(SendJob { req, id: MessageId::new(), sent_at: now_millis(), reply });
+        let job = Job::Send(Pending { req, id: MessageId::new(), sent_at: now_millis(), deadline, reply });
         shard.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => WriteError::Unavailable("too many messages waiting to be stored"),
             mpsc::error::TrySendError::Closed(_) => WriteError::Unavailable("the writer has stopped"),
         })?;
         METRICS.writer_queue_depth.inc();
-        Ok(async move { rx.await.unwrap_or(Err(WriteError::Unavailable("the writer has stopped"))) })
+        Ok(async move {
+            match tokio::time::timeout_at(deadline.into(), rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(WriteError::Unavailable("the writer has stopped")),
+                Err(_) => {
+                    METRICS.writer_deadline_missed.inc();
+                    Err(WriteError::Unavailable("the database did not answer in time"))
+                }
+            }
+        })
     }
 
     /// Refuses new sends, then waits until everything accepted is committed or
@@ -202,8 +240,9 @@ struct Shard {
     rx: supervisor::Shared<mpsc::Receiver<Job>>,
     settings: ConnectionSettings,
     listener: Arc<dyn CommitListener>,
+    health: Arc<Health>,
     batch_max: usize,
-    write_timeout: Duration,
+    retry: RetryPolicy,
     conn: Option<WriterConn>,
     /// The last append query's (start, end), for the delivery traces.
     last_query: Option<(Instant, Instant)>,
@@ -216,6 +255,25 @@ enum WriterConn {
     Sqlite(SqliteConn),
 }
 
+/// Why an attempt produced no rows.
+enum AttemptError {
+    /// Cut at the batch's deadline: its outcome is unknown.
+    Abandoned,
+    /// No connection could be made.
+    Connect(diesel::ConnectionError),
+    Query(diesel::result::Error),
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptError::Abandoned => f.write_str("no answer before the batch's deadline"),
+            AttemptError::Connect(e) => write!(f, "cannot connect: {e}"),
+            AttemptError::Query(e) => e.fmt(f),
+        }
+    }
+}
+
 impl Shard {
     async fn run(mut self) {
         let mut flushes = Vec::new();
@@ -223,18 +281,21 @@ impl Shard {
         let mut rx = queue.lock().await;
         while let Some(first) = rx.recv().await {
             supervisor::checkpoint(Task::Writer);
-            let mut batch = Vec::new();
+            let mut sends = Vec::new();
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
-                    Job::Send(s) => batch.push(s),
+                    Job::Send(s) => sends.push(s),
                     Job::Flush(done) => flushes.push(done),
                 }
-                if batch.len() < self.batch_max {
+                if sends.len() < self.batch_max {
                     next = rx.try_recv().ok();
                 }
             }
-            METRICS.writer_queue_depth.sub(batch.len() as i64);
+            METRICS.writer_queue_depth.sub(sends.len() as i64);
+            let mut batch = Batch::new(sends);
+            // Senders whose deadline passed while queued were answered already.
+            batch.drop_abandoned();
             if !batch.is_empty() {
                 self.commit(batch).await;
             }
@@ -244,204 +305,135 @@ impl Shard {
         }
     }
 
-    /// Commits a batch, retrying through connection loss until the write
-    /// timeout; then answers every sender.
-    async fn commit(&mut self, batch: Vec<SendJob>) {
+    /// Commits a batch, retrying through failures until its last sender's
+    /// deadline; then answers every sender still waiting.
+    async fn commit(&mut self, mut batch: Batch) {
         let started = Instant::now();
-        // A repeated (room, user, client_msg_id) inside one batch is stored
-        // once; the repeats share the first one's outcome.
-        let mut first_of: HashMap<(RoomId, UserId, &str), usize> = HashMap::new();
-        let mut unique: Vec<usize> = Vec::with_capacity(batch.len());
-        let mut alias: Vec<usize> = Vec::with_capacity(batch.len());
-        for (i, job) in batch.iter().enumerate() {
-            let slot = match &job.req.client_msg_id {
-                Some(c) => *first_of.entry((job.req.room_id, job.req.user_id, c.as_str())).or_insert_with(|| {
-                    unique.push(i);
-                    i
-                }),
-                None => {
-                    unique.push(i);
-                    i
-                }
-            };
-            alias.push(slot);
-        }
-        let jobs: Vec<&SendJob> = unique.iter().map(|&i| &batch[i]).collect();
-
-        // Every attempt (connect included) is bounded by what is left of the
-        // write timeout: a primary whose machine vanished never answers, and
-        // a sender must still hear `unavailable` in time. An attempt cut
-        // short has an unknown outcome; the retry carries the same ids, so
-        // the `(room_id, id)` key makes it safe.
+        let deadline = batch.deadline().unwrap_or(started);
+        // An attempt cut short has an unknown outcome; the retry carries the
+        // same ids, so the `(room_id, id)` key makes it safe.
         let mut attempt = 0u32;
         let rows = loop {
             attempt += 1;
-            let left = self.write_timeout.saturating_sub(started.elapsed());
-            let result = match actix::clock::timeout(left, self.append(&jobs)).await {
+            let attempt_started = Instant::now();
+            self.health.attempt_started(self.index, attempt_started);
+            let result = match tokio::time::timeout_at(deadline.into(), self.append(&batch)).await {
                 Ok(result) => result,
-                Err(_) => Err(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UnableToSendCommand,
-                    Box::new(format!("no answer from the database within {left:?}")),
-                )),
+                Err(_) => Err(AttemptError::Abandoned),
             };
-            match result {
+            self.health.attempt_ended(self.index, result.is_ok());
+            let e = match result {
                 Ok(rows) => break Ok(rows),
-                Err(e) => {
-                    let failure = self.failure(&e).await;
-                    let transient = failure != Failure::Statement || crate::store::is_unique_violation(&e);
-                    if failure == Failure::ConnectionLost {
-                        // Gone, or now a standby: the next connect finds the primary.
-                        self.conn = None;
+                Err(e) => e,
+            };
+            let failure = self.failure(&e).await;
+            if failure == AttemptFailure::ConnectionLost || failure == AttemptFailure::Abandoned {
+                // Gone, a standby now, or in an unknown state mid-statement:
+                // the next attempt connects afresh.
+                self.conn = None;
+            }
+            match self.retry.after(attempt, failure, deadline.saturating_duration_since(Instant::now())) {
+                Next::GiveUp(err) => {
+                    log::error!("writer shard {}: giving up on {} messages: {e}", self.index, batch.len());
+                    if err != WriteError::Internal {
+                        self.health.ran_out_of_time(Instant::now());
                     }
-                    let left = self.write_timeout.saturating_sub(started.elapsed());
-                    if !transient && attempt >= 2 || left.is_zero() {
-                        log::error!("writer shard {}: giving up on {} messages: {e}", self.index, jobs.len());
-                        break Err(if transient {
-                            WriteError::Unavailable("the database is unavailable")
-                        } else {
-                            WriteError::Internal
-                        });
-                    }
+                    break Err(err);
+                }
+                Next::RetryAfter(pause) => {
                     METRICS.writer_retries.inc();
-                    let backoff = Duration::from_millis(20u64 << attempt.min(6)).min(Duration::from_secs(1)).min(left);
-                    log::warn!("writer shard {}: commit failed (attempt {attempt}), retrying in {backoff:?}: {e}", self.index);
-                    actix::clock::sleep(backoff).await;
+                    log::warn!("writer shard {}: commit failed (attempt {attempt}), retrying in {pause:?}: {e}", self.index);
+                    actix::clock::sleep(pause).await;
+                    // Senders answered meanwhile (deadline) are not stored behind their backs.
+                    batch.drop_abandoned();
+                    if batch.is_empty() {
+                        break Err(WriteError::Unavailable("the database did not answer in time"));
+                    }
                 }
             }
         };
         METRICS.writer_commit.observe(started.elapsed().as_secs_f64());
-        METRICS.writer_batch_size.observe(jobs.len() as f64);
+        METRICS.writer_batch_size.observe(batch.len() as f64);
 
         let rows = match rows {
             Ok(rows) => rows,
-            Err(err) => {
-                for job in batch {
-                    let _ = job.reply.send(Err(err.clone()));
-                }
-                return;
-            }
+            Err(err) => return batch.fail(err),
         };
         // Stages `queue` (received -> this batch's commit starts) and
         // `commit` (the commit, retries included), per message.
         let done = Instant::now();
         let commit_seconds = done.duration_since(started).as_secs_f64();
         let (queue, commit) = (METRICS.stage(DeliveryStage::Queue), METRICS.stage(DeliveryStage::Commit));
-        for job in &jobs {
-            queue.observe(started.saturating_duration_since(job.req.received_at).as_secs_f64());
+        for req in batch.requests() {
+            queue.observe(started.saturating_duration_since(req.received_at).as_secs_f64());
             commit.observe(commit_seconds);
+            METRICS.ack_latency.observe(req.received_at.elapsed().as_secs_f64());
         }
         let backend = if matches!(self.settings.database, Database::Sqlite { .. }) { "sqlite" } else { "postgresql" };
-
-        // ord is 1-based over `jobs`.
-        let mut by_ord: Vec<Option<(Arc<StoredMessage>, bool)>> = vec![None; jobs.len()];
-        let mut committed = Vec::with_capacity(jobs.len());
-        let mut new_count = 0u64;
-        for row in rows {
-            // The ordinal comes back from PostgreSQL: checked, never trusted as an index.
-            let Some((ord, job)) =
-                row.out_ord.checked_sub(1).and_then(|i| usize::try_from(i).ok()).and_then(|i| Some((i, jobs.get(i)?)))
-            else {
-                continue;
-            };
-            // Found by our own id: an earlier attempt committed it after all.
-            let duplicate = row.out_existed && row.out_id != job.id.0;
-            let message = Arc::new(StoredMessage {
-                room_id: job.req.room_id,
-                room: job.req.room.clone(),
-                seq: row.out_seq,
-                id: MessageId(row.out_id),
-                user_id: job.req.user_id,
-                user: job.req.user.clone(),
-                body: row.out_body,
-                sent_at: row.out_sent_at,
-                client_msg_id: job.req.client_msg_id.clone(),
-            });
-            if let Some(trace) = &job.req.trace {
-                trace.committed(row.out_seq, started, done, jobs.len(), attempt);
-                if let Some((start, end)) = self.last_query {
+        let (size, last_query) = (batch.len(), self.last_query);
+        let settled = batch.settle(rows, done, |req, seq| {
+            if let Some(trace) = &req.trace {
+                trace.committed(seq, started, done, size, attempt);
+                if let Some((start, end)) = last_query {
                     trace.queried(start, end, backend);
                 }
             }
-            if !duplicate {
-                new_count += u64::from(!row.out_existed);
-                committed.push(Committed {
-                    message: message.clone(),
-                    received_at: job.req.received_at,
-                    available_at: done,
-                    trace: job.req.trace.clone(),
-                });
-            }
-            if let Some(slot) = by_ord.get_mut(ord) {
-                *slot = Some((message, duplicate));
-            }
+        });
+        if settled.missing > 0 {
+            log::error!("writer shard {}: no row returned for {} sends", self.index, settled.missing);
         }
-        METRICS.messages_total.inc_by(new_count);
-        committed.sort_by_key(|c| (c.message.room_id, c.message.seq));
-        if !committed.is_empty() {
-            self.listener.committed(committed);
-        }
-
-        let slot_of: HashMap<usize, usize> = unique.iter().enumerate().map(|(k, &i)| (i, k)).collect();
-        for (i, job) in batch.into_iter().enumerate() {
-            let first = alias[i];
-            let outcome = slot_of.get(&first).and_then(|&k| by_ord[k].clone());
-            let result = match outcome {
-                // A repeat inside the batch is a duplicate of the first.
-                Some((message, duplicate)) => Ok(SendOutcome { message, duplicate: duplicate || first != i }),
-                None => {
-                    log::error!("writer shard {}: no row returned for a send to room {}", self.index, job.req.room_id);
-                    Err(WriteError::Internal)
-                }
-            };
-            METRICS.ack_latency.observe(job.req.received_at.elapsed().as_secs_f64());
-            let _ = job.reply.send(result);
+        METRICS.messages_total.inc_by(settled.new_rows);
+        if !settled.committed.is_empty() {
+            self.listener.committed(settled.committed);
         }
     }
 
-    /// What a failed append says about the writer's connection.
-    async fn failure(&mut self, e: &diesel::result::Error) -> Failure {
+    /// What a failed attempt says about the writer's connection.
+    async fn failure(&mut self, e: &AttemptError) -> AttemptFailure {
+        let e = match e {
+            AttemptError::Abandoned => return AttemptFailure::Abandoned,
+            AttemptError::Connect(_) => return AttemptFailure::ConnectionLost,
+            AttemptError::Query(e) => e,
+        };
+        if crate::store::is_unique_violation(e) {
+            return AttemptFailure::Conflict;
+        }
         let out_of_time = self.last_query.is_some_and(|(start, end)| end - start >= self.settings.statement_timeout);
-        match self.conn.as_mut() {
+        let failure = match self.conn.as_mut() {
             Some(WriterConn::Postgres(conn)) => Failure::of(e, conn, out_of_time).await,
             Some(WriterConn::Sqlite(conn)) => Failure::of(e, conn, out_of_time).await,
             None => Failure::by_kind(e).unwrap_or(Failure::ConnectionLost),
+        };
+        match failure {
+            Failure::Statement => AttemptFailure::Statement,
+            Failure::ConnectionLost => AttemptFailure::ConnectionLost,
+            Failure::TimedOut => AttemptFailure::TimedOut,
         }
     }
 
-    async fn append(&mut self, jobs: &[&SendJob]) -> Result<Vec<AppendRow>, diesel::result::Error> {
-        let lost = |e: diesel::ConnectionError| {
-            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ClosedConnection, Box::new(e.to_string()))
-        };
+    async fn append(&mut self, batch: &Batch) -> Result<Vec<AppendRow>, AttemptError> {
         if self.conn.is_none() {
             self.conn = Some(match self.settings.database {
-                Database::Postgres { .. } => WriterConn::Postgres(self.settings.connect().await.map_err(lost)?),
-                Database::Sqlite { .. } => WriterConn::Sqlite(self.settings.connect_sqlite().await.map_err(lost)?),
+                Database::Postgres { .. } => WriterConn::Postgres(self.settings.connect().await.map_err(AttemptError::Connect)?),
+                Database::Sqlite { .. } => {
+                    WriterConn::Sqlite(self.settings.connect_sqlite().await.map_err(AttemptError::Connect)?)
+                }
             });
         }
-        let inputs: Vec<AppendInput> = jobs
-            .iter()
-            .map(|j| AppendInput {
-                room_id: j.req.room_id.0,
-                user_id: j.req.user_id.0,
-                id: j.id.0,
-                body: j.req.body.as_str(),
-                client_msg_id: j.req.client_msg_id.as_ref().map(|c| c.as_str()),
-                sent_at: j.sent_at,
-            })
-            .collect();
+        let inputs = batch.inputs();
         let start = Instant::now();
         let result = match self.conn.as_mut() {
             Some(WriterConn::Postgres(conn)) => append_postgres(conn, &inputs).await,
             Some(WriterConn::Sqlite(conn)) => append_sqlite(conn, &inputs).await,
-            None => Err(lost(diesel::ConnectionError::BadConnection("no writer connection".into()))),
+            None => return Err(AttemptError::Connect(diesel::ConnectionError::BadConnection("no writer connection".into()))),
         };
         let elapsed = start.elapsed();
         self.last_query = Some((start, start + elapsed));
         if METRICS.observe_query(QueryName::AppendMessages, elapsed, result.is_ok(), self.settings.slow_query) {
             let rows = result.as_ref().map(Vec::len).unwrap_or(0);
-            let traces = delivery::trace_ids(jobs.iter().filter_map(|j| j.req.trace.as_ref()));
+            let traces = delivery::trace_ids(batch.requests().filter_map(|r| r.trace.as_ref()));
             log::warn!("slow query append_messages: {:.1} ms, {rows} rows{traces}", elapsed.as_secs_f64() * 1000.0);
         }
-        result
+        result.map_err(AttemptError::Query)
     }
 }
