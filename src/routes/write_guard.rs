@@ -13,7 +13,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, Error, ResponseError};
+use actix_web::{web, Error};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -36,12 +36,10 @@ pub async fn guard_writes<B: MessageBody>(req: ServiceRequest, next: Next<B>) ->
         let err = ApiError::Unavailable(format!("the database is not committing ({}); try again shortly", verdict.describe()));
         return Ok(req.error_response(err).map_into_right_body());
     }
-    let request = req.request().clone();
+    // (The request cannot be kept for the answer: routing needs it unshared.
+    // An error is turned into its response further out.)
     match tokio::time::timeout(state.writer.write_timeout() + MARGIN, next.call(req)).await {
         Ok(response) => response.map(ServiceResponse::map_into_left_body),
-        Err(_) => {
-            let err = ApiError::Unavailable("the database did not answer in time".into());
-            Ok(ServiceResponse::new(request, err.error_response()).map_into_right_body())
-        }
+        Err(_) => Err(ApiError::Unavailable("the database did not answer in time".into()).into()),
     }
 }

@@ -6,10 +6,12 @@ mod app;
 mod cluster;
 mod db;
 mod tools;
+mod wait;
 mod ws;
 
 pub use app::*;
 pub use cluster::*;
 pub use db::*;
 pub use tools::*;
+pub use wait::*;
 pub use ws::*;
