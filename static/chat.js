@@ -52,6 +52,8 @@ async function enterChat(user) {
   $("auth-view").hidden = true;
   $("chat-view").hidden = false;
   $("logout").hidden = false;
+  $("show-rooms").hidden = false;
+  $("show-members").hidden = false;
   $("private-label").hidden = !!user.guest;
   $("room-private").hidden = !!user.guest;
   if ("Notification" in window && Notification.permission === "default") $("notify").hidden = false;
@@ -64,7 +66,7 @@ async function enterChat(user) {
   // A newcomer lands in `general` (the server's default room), if it exists.
   else if (await api("GET", "/rooms?q=general&limit=1").then((p) => p.rooms.some((r) => r.name === "general"), () => false)) {
     joinRoom("general");
-  } else $("room-input").focus();
+  } else moveFocus($("room-input"), false);
 }
 
 async function logout() {
@@ -188,7 +190,7 @@ function notify(m) {
   if (!("Notification" in window) || Notification.permission !== "granted" || m.user === state.user.username) return;
   try {
     const n = new Notification(`#${m.room}`, { body: `${m.user}: ${m.body}`.slice(0, 200), tag: `sb-${m.room}` });
-    n.onclick = () => { window.focus(); openRoom(m.room); n.close(); };
+    n.onclick = () => { window.focus(); openRoom(m.room, { byUser: true }); n.close(); };
   } catch (_) { /* not allowed in this context */ }
 }
 
@@ -248,7 +250,7 @@ function dropRoom(name) {
   renderRooms();
 }
 
-async function joinRoom(name, { makePrivate = false } = {}) {
+async function joinRoom(name, { makePrivate = false, byUser = false } = {}) {
   name = name.trim().toLowerCase();
   if (!validRoomName(name)) {
     showError("Room names are 1-64 of a-z, 0-9, _ and -");
@@ -277,10 +279,28 @@ async function joinRoom(name, { makePrivate = false } = {}) {
     const info = await api("GET", `/rooms/${name}`).catch(() => null);
     r.private = !!(info && info.private);
   }
-  openRoom(name);
+  openRoom(name, { byUser });
 }
 
-function openRoom(name) {
+// Focus moves only on the user's own action (opening or joining a room),
+// and never out of another field that holds text: a join that completes
+// while the user types a room name must not split it into the composer.
+function moveFocus(target, byUser) {
+  const active = document.activeElement;
+  const elsewhere = active && active !== document.body && active !== target;
+  if (elsewhere && !byUser) return;
+  if (elsewhere && active.matches("input, textarea") && active.value) return;
+  target.focus();
+}
+
+// On a phone one pane shows at a time: the room list, the log or the members.
+function setPane(pane) {
+  $("chat-view").dataset.pane = pane;
+  $("show-rooms").setAttribute("aria-expanded", String(pane === "rooms"));
+  $("show-members").setAttribute("aria-expanded", String(pane === "members"));
+}
+
+function openRoom(name, { byUser = false } = {}) {
   const r = state.rooms.get(name);
   if (!r) return;
   const switching = state.current !== name;
@@ -297,7 +317,8 @@ function openRoom(name) {
   renderTyping();
   drawOutbox();
   scheduleRender();
-  $("message-input").focus();
+  if (byUser) setPane("log");
+  moveFocus($("message-input"), byUser);
 }
 
 async function loadMembers(r) {
@@ -362,7 +383,7 @@ async function browse(more) {
   try {
     const page = await api("GET", `/rooms?${params}`);
     browseNext = page.next;
-    renderBrowser(page.rooms.filter((r) => !state.rooms.has(r.name)), page.next, more, (name) => joinRoom(name));
+    renderBrowser(page.rooms.filter((r) => !state.rooms.has(r.name)), page.next, more, (name) => joinRoom(name, { byUser: true }));
   } catch (e) {
     if (e.status === 401) logout();
   }
@@ -376,14 +397,16 @@ $("logout").addEventListener("click", logout);
 $("join-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const makePrivate = $("room-private").checked;
-  joinRoom($("room-input").value, { makePrivate });
+  joinRoom($("room-input").value, { makePrivate, byUser: true });
   $("room-input").value = "";
   $("room-private").checked = false;
 });
 $("room-list").addEventListener("click", (e) => {
   const b = e.target.closest("button[data-room]");
-  if (b) openRoom(b.dataset.room);
+  if (b) openRoom(b.dataset.room, { byUser: true });
 });
+$("show-rooms").addEventListener("click", () => setPane($("chat-view").dataset.pane === "rooms" ? "log" : "rooms"));
+$("show-members").addEventListener("click", () => setPane($("chat-view").dataset.pane === "members" ? "log" : "members"));
 $("leave").addEventListener("click", leaveRoom);
 $("add-member").addEventListener("submit", (e) => { e.preventDefault(); addMember(); });
 $("browse-form").addEventListener("submit", (e) => { e.preventDefault(); browse(false); });

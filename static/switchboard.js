@@ -53,6 +53,24 @@ function newId() {
   return s;
 }
 
+function baseUrl(url) {
+  const base = url || (globalThis.location && globalThis.location.origin);
+  if (!base) throw new TypeError("Switchboard: pass the server's base URL as `url` (there is no page origin here)");
+  return base.replace(/\/$/, "");
+}
+
+async function call(base, token, method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(`${base}/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = res.status === 204 ? null : await res.json().catch(() => null);
+  if (!res.ok) {
+    const e = data && data.error;
+    throw new SwitchboardError(e ? e.code : "http_" + res.status, e ? e.message : res.statusText, res.status);
+  }
+  return data;
+}
+
 export class Switchboard extends EventTarget {
   /**
    * @param {object} o
@@ -66,7 +84,7 @@ export class Switchboard extends EventTarget {
   constructor(o) {
     super();
     this.token = o.token;
-    this.url = (o.url || globalThis.location.origin).replace(/\/$/, "");
+    this.url = baseUrl(o.url);
     this.WebSocket = o.WebSocket || globalThis.WebSocket;
     this.backoffMin = o.backoffMin ?? 500;
     this.backoffMax = o.backoffMax ?? 15000;
@@ -86,16 +104,26 @@ export class Switchboard extends EventTarget {
   // ---------- HTTP ----------
 
   /** One API call; throws SwitchboardError with the server's code and message. */
-  async request(method, path, body) {
-    const headers = { "Content-Type": "application/json" };
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    const res = await fetch(`${this.url}/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const data = res.status === 204 ? null : await res.json().catch(() => null);
-    if (!res.ok) {
-      const e = data && data.error;
-      throw new SwitchboardError(e ? e.code : "http_" + res.status, e ? e.message : res.statusText, res.status);
-    }
-    return data;
+  request(method, path, body) {
+    return call(this.url, this.token, method, path, body);
+  }
+
+  /**
+   * Signs in as a guest: `{token, user}`. `url` is the server's base URL
+   * (default: this page's origin), as for the constructor.
+   */
+  static guest(username, { url } = {}) {
+    return call(baseUrl(url), null, "POST", "/sessions/guest", { username });
+  }
+
+  /** Signs in with a password: `{token, user}`. */
+  static signIn(username, password, { url } = {}) {
+    return call(baseUrl(url), null, "POST", "/sessions", { username, password });
+  }
+
+  /** Creates an account (`{id, username}`); sign in with `signIn` after. */
+  static signUp(username, password, { url } = {}) {
+    return call(baseUrl(url), null, "POST", "/users", { username, password });
   }
 
   /** A page of a room's history: `{messages (ascending seq), has_more}`. */

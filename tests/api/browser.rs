@@ -215,3 +215,41 @@ async fn chat_page_v2_retry_private_rooms_leave_and_day_dividers() {
         assert!(size > 20_000, "screenshot {shots}/{name} is missing or blank ({size} bytes)");
     }
 }
+
+/// Both pages at a laptop's size and a phone's, and keyboard focus
+/// (tests/browser/layout.mjs): no horizontal overflow, every control the
+/// contract names reachable by role and name, a slowly typed room name
+/// kept whole while the default room's join arrives. Screenshots:
+/// target/screenshots/{chat,admin}-{1280x800,390x844}.png (and the phone's
+/// room and member panes).
+#[actix_web::test]
+async fn both_pages_fit_a_laptop_and_a_phone_and_focus_stays_where_the_user_types() {
+    let app = spawn_app().await;
+    app.register("admin").await;
+    let shots = screenshot_path("layout");
+    let shots = shots.trim_end_matches("/layout").to_string();
+    let names = [
+        "chat-1280x800.png",
+        "chat-390x844.png",
+        "chat-390x844-rooms.png",
+        "chat-390x844-members.png",
+        "admin-1280x800.png",
+        "admin-390x844.png",
+    ];
+    for name in names {
+        let _ = std::fs::remove_file(format!("{shots}/{name}"));
+    }
+    let out = run_browser_script(
+        "layout.mjs",
+        &app.address,
+        &[("SCREENSHOT_DIR", &shots), ("ADMIN_USER", "admin"), ("ADMIN_PASSWORD", "correct horse")],
+    )
+    .await;
+    let report: Value = serde_json::from_str(out.trim().lines().last().unwrap_or("")).expect("report JSON");
+    assert_eq!(report["ok"], true, "{report}");
+    println!("{report}");
+    for name in names {
+        let size = std::fs::metadata(format!("{shots}/{name}")).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "screenshot {shots}/{name} is missing or blank ({size} bytes)");
+    }
+}

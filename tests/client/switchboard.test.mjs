@@ -5,7 +5,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
 import { once } from "node:events";
 import WebSocket from "ws";
 
@@ -46,7 +46,9 @@ class Server {
     this.child = spawn(process.env.SB_BIN, [], {
       env: {
         PATH: process.env.PATH, DATABASE_URL: process.env.SB_DATABASE_URL, BIND_ADDR: `127.0.0.1:${this.port}`,
-        RUST_LOG: "info", WORKERS: "2", DRAIN_GRACE_MS: "200", DRAIN_JITTER_MS: "100", INSTANCE_ID: `node-${this.port}`, ...this.env,
+        RUST_LOG: "info", WORKERS: "2", DRAIN_GRACE_MS: "200", DRAIN_JITTER_MS: "100", INSTANCE_ID: `node-${this.port}`,
+        // Every client here comes from 127.0.0.1, one address to the limits.
+        GUESTS_PER_MIN: "100000", SIGNUPS_PER_MIN: "100000", ...this.env,
       },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -231,4 +233,47 @@ test("a refused send is failed, retried with back-off, and stored once", async (
   assert.equal(frank.outbox.size, 0);
   frank.close();
   await strict.stop();
+});
+
+// The package: `switchboard-client` (static/package.json) resolves by name
+// to this same module, and every call its type declarations promise exists.
+test("the package resolves by name and its declarations match the module", async () => {
+  const byName = await import("switchboard-client");
+  assert.equal(byName.Switchboard, Switchboard, "one module, however it is imported");
+  const dts = readFileSync(new URL("../../static/switchboard.d.ts", import.meta.url), "utf8");
+  const body = dts.slice(dts.indexOf("export class Switchboard "));
+  const declared = [...body.matchAll(/^ {2}(static )?(\w+)(<[^>]*>)?\(/gm)].map((m) => [m[1] ? "static" : "method", m[2]]);
+  assert.ok(declared.length >= 15, `declarations found: ${declared.length}`);
+  for (const [kind, name] of declared) {
+    const target = kind === "static" ? Switchboard : Switchboard.prototype;
+    assert.equal(typeof target[name], "function", `${kind} ${name} is declared in switchboard.d.ts but not in switchboard.js`);
+  }
+  for (const name of ["connect", "close", "join", "leave", "typing", "send", "retry", "discard", "history"]) {
+    assert.ok(declared.some(([, n]) => n === name), `${name} is not declared`);
+  }
+});
+
+// docs/client.md's Node example, run as written (by package name, with `ws`).
+test("the documented Node example runs as written", async () => {
+  const doc = readFileSync(new URL("../../docs/client.md", import.meta.url), "utf8");
+  const start = doc.indexOf('```js title="node-example.mjs"');
+  assert.ok(start >= 0, "docs/client.md has the Node example");
+  const code = doc.slice(doc.indexOf("\n", start) + 1, doc.indexOf("\n```", start));
+  // Bare imports resolve from the working directory for code on stdin.
+  const child = spawn(process.execPath, ["--input-type=module"], {
+    cwd: new URL(".", import.meta.url).pathname,
+    env: { PATH: process.env.PATH, SWITCHBOARD_URL: main.url },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d) => { out += d; });
+  child.stderr.on("data", (d) => { out += d; });
+  child.stdin.end(code);
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20000);
+  const [code_] = await once(child, "exit");
+  clearTimeout(timer);
+  assert.equal(code_, 0, `the example failed:\n${out}`);
+  assert.match(out, /joined general at seq \d+/);
+  assert.match(out, /stored as seq \d+/);
+  assert.match(out, /: hello from Node/, "its own message came back");
 });

