@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 4 ] && [ "$4" = "--" ] || { echo "usage: $0 OLD_BIN NEW_BIN RUNS -- LOADGEN_ARGS..." >&2; exit 2; }
 old=$1 new=$2 runs=$3; shift 4
-loadgen=$(ls -t target/release/deps/load-* 2>/dev/null | grep -v '\.d$' | head -n 1)
+loadgen=$(ls -t target/release/deps/load-* 2>/dev/null | grep -Ev '\.(d|dwp)$' | head -n 1)
 [ -x "$loadgen" ] || { echo "build the load generator first: cargo bench --no-run --bench load" >&2; exit 2; }
 mkdir -p target/ab
 server=""

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-check}
 command -v valgrind >/dev/null || scripts/test-deps.sh valgrind >/dev/null
 cargo bench --no-run --bench instructions >/dev/null 2>&1
-bin=$(ls -t target/release/deps/instructions-* | grep -v '\.d$' | head -n 1)
+bin=$(ls -t target/release/deps/instructions-* | grep -Ev '\.(d|dwp)$' | head -n 1)
 
 count() { # op iterations -> instructions of the whole run
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 \

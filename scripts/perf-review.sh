@@ -21,7 +21,7 @@ scripts/versus.sh "$runs" W1 W2 ramp > target/review/versus.md
 cp target/versus/*.json target/review/ 2>/dev/null || true
 
 # W4 on a fresh database.
-loadgen=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -n 1)
+loadgen=$(ls -t target/release/deps/load-* | grep -Ev '\.(d|dwp)$' | head -n 1)
 db="sbrev_$(date +%s)"
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
   RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \

@@ -25,7 +25,7 @@ workloads=("$@")
 
 cargo build --release --bin switchboard >/dev/null
 cargo bench --no-run --bench load >/dev/null 2>&1
-loadgen=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -n 1)
+loadgen=$(ls -t target/release/deps/load-* | grep -Ev '\.(d|dwp)$' | head -n 1)
 if [ ! -d benches/peers/socketio/node_modules/socket.io ]; then
   (cd benches/peers/socketio && npm install --no-audit --no-fund >/dev/null)
 fi

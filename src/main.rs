@@ -1,5 +1,11 @@
 use std::process::ExitCode;
 
+/// jemalloc instead of glibc's malloc: RSS returns to the working set after
+/// bursts, fewer KiB per idle connection, less CPU per delivery (measured
+/// against glibc and mimalloc: docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use switchboard::config::Config;
 use switchboard::startup::Application;
 

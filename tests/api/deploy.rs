@@ -145,6 +145,36 @@ async fn image_healthcheck_command_probes_the_server() {
     assert!(!probe(free_port()).success());
 }
 
+/// The autoscaling chain as shipped names one metric at every link, and
+/// the server exposes it: the HPA's per-pod metric, the prometheus-adapter
+/// rule that serves it from Prometheus's series, the Kubernetes scrape job
+/// that gives those series their `namespace` and `pod` labels (valid for
+/// promtool), and `/metrics`.
+#[actix_web::test]
+async fn autoscaling_chain_scales_on_a_metric_the_server_exposes() {
+    let validate = ensure_tool("kubernetes-validate"); // brings PyYAML
+    let python = if validate.starts_with(TOOLS_VENV) { format!("{TOOLS_VENV}/bin/python3") } else { "python3".to_string() };
+    let (ok, out) = run(Command::new(python).arg(format!("{ROOT}/scripts/check-autoscaling.py")).arg(ROOT));
+    assert!(ok, "the autoscaling chain is broken:\n{out}");
+    let chain: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or("")).expect("chain JSON");
+    let metric = chain["hpa_metric"].as_str().expect("the HPA's metric").to_string();
+    assert_eq!(chain["adapter_serves"][&metric], metric.as_str(), "the adapter serves it from the series of that name: {chain}");
+    assert_eq!(chain["hpa_target"]["averageValue"], "20000", "the per-pod target docs/scaling.md states: {chain}");
+    let promtool = ensure_tool("promtool");
+    let (ok, out) = run(Command::new(promtool)
+        .args(["check", "config", "prometheus-k8s.yml"])
+        .current_dir(format!("{ROOT}/deploy/prometheus")));
+    assert!(ok, "promtool check config prometheus-k8s.yml:\n{out}");
+    let app = spawn_app().await;
+    let mut resp = app.client.get(app.url("/metrics")).send().await.expect("metrics");
+    let exposed = String::from_utf8(resp.body().await.expect("body").to_vec()).expect("utf8");
+    assert!(exposed.contains(&format!("# TYPE {metric} gauge")), "/metrics does not expose {metric} as a gauge");
+    let scaling = std::fs::read_to_string(format!("{ROOT}/docs/scaling.md")).expect("docs/scaling.md");
+    for link in ["deploy/k8s/prometheus-adapter.yaml", "deploy/prometheus/prometheus-k8s.yml", "deploy/k8s/hpa.yaml", &metric] {
+        assert!(scaling.contains(link), "docs/scaling.md does not name {link}");
+    }
+}
+
 #[test]
 fn alert_rules_pass_promtool_checks_and_unit_tests() {
     ensure_tool("promtool");
