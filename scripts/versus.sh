@@ -7,10 +7,13 @@
 #
 #   scripts/versus.sh [RUNS] [WORKLOAD...]      (default: 2 W1 W2 ramp)
 #
-# Three servers take turns: Switchboard on PostgreSQL ("switchboard"), the
+# Four servers take turns: Switchboard on PostgreSQL ("switchboard"), the
 # same binary on its embedded SQLite default ("sqlite": no DATABASE_URL, a
-# fresh DATA_DIR; its database CPU is inside the server's), and Socket.IO.
-# SERVERS="switchboard socketio" picks a subset.
+# fresh DATA_DIR; its database CPU is inside the server's), Socket.IO, and
+# the floor (benches/peers/floor: a minimal Rust fan-out that speaks our
+# frames and stores nothing). SERVERS="switchboard socketio" picks a subset.
+# The sitting also records this disk's fdatasync (pg_test_fsync), so each
+# row can be read as "the floor plus one fsync".
 #
 # Switchboard runs with RATE_LIMIT_PER_SEC=1000 (the load sends faster than
 # a person), single instance. Needs node (the peer) and the release build;
@@ -25,6 +28,7 @@ workloads=("$@")
 
 cargo build --release --bin switchboard >/dev/null
 cargo bench --no-run --bench load >/dev/null 2>&1
+cargo build --release --quiet --manifest-path benches/peers/floor/Cargo.toml --target-dir target/floor
 loadgen=$(ls -t target/release/deps/load-* | grep -Ev '\.(d|dwp)$' | head -n 1)
 if [ ! -d benches/peers/socketio/node_modules/socket.io ]; then
   (cd benches/peers/socketio && npm install --no-audit --no-fund >/dev/null)
@@ -89,7 +93,27 @@ start_peer() {
 
 stop_peer() { kill "$peer_pid" 2>/dev/null || true; wait "$peer_pid" 2>/dev/null || true; }
 
-servers=${SERVERS:-switchboard sqlite socketio}
+start_floor() {
+  local port=$((20000 + RANDOM % 20000))
+  PORT=$port target/floor/release/switchboard-floor >"$out/floor.log" 2>&1 &
+  pids+=($!)
+  floor_pid=$!
+  floor_url="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do curl -sf "$floor_url/metrics" >/dev/null && return; sleep 0.1; done
+}
+
+# One fdatasync of this disk, in the same sitting (the median of
+# pg_test_fsync's "one 8kB write" fdatasync figure, three runs of 2 s).
+pg_fsync=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)/pg_test_fsync
+fsync_us=
+if [ -x "$pg_fsync" ]; then
+  fsync_us=$(for _ in 1 2 3; do "$pg_fsync" -s 2 -f "$out/fsync.probe" 2>/dev/null \
+      | awk '/one 8kB write/ {f=1} f && /^[ \t]+fdatasync/ {print $(NF-1); exit}'; done | sort -n | sed -n 2p)
+  rm -f "$out/fsync.probe"
+fi
+echo "${fsync_us:-unknown}" > "$out/fsync_us"
+
+servers=${SERVERS:-switchboard sqlite socketio floor}
 for w in "${workloads[@]}"; do
   for n in $(seq 1 "$runs"); do
     for server in $servers; do
@@ -100,6 +124,11 @@ for w in "${workloads[@]}"; do
           # shellcheck disable=SC2046
           "$loadgen" --url "$sb_url" --label "$server $w" $(args_for "$w") >"$out/$w-$server-$n.json" || true
           stop_switchboard ;;
+        floor)
+          start_floor
+          # shellcheck disable=SC2046
+          "$loadgen" --url "$floor_url" --label "floor $w" $(args_for "$w") >"$out/$w-floor-$n.json" || true
+          kill "$floor_pid" 2>/dev/null || true; wait "$floor_pid" 2>/dev/null || true ;;
         socketio)
           start_peer
           # shellcheck disable=SC2046
@@ -140,7 +169,7 @@ print("| workload | server | runs | delivery p50 ms | p99 ms | lost/dup/order | 
 print("|---|---|---|---|---|---|---|---|---|")
 for w in workloads:
     meds = {}
-    for server in ["switchboard", "sqlite", "socketio"]:
+    for server in ["switchboard", "sqlite", "socketio", "floor"]:
         if not glob.glob(f"{out}/{w}-{server}-*.json"):
             continue
         rows = load(w, server)
@@ -155,10 +184,11 @@ for w in workloads:
         p99 = med([r["delivery_ms"]["p99"] for r in runs])
         cpu = med([r["server_cpu_us_per_delivery"] for r in runs])
         # SQLite runs inside the server: its CPU is the server's.
-        db = None if server == "sqlite" else med([r.get("db_cpu_us_per_delivery") for r in runs])
+        db = None if server in ("sqlite", "socketio", "floor") else med([r.get("db_cpu_us_per_delivery") for r in runs])
         bad = sum(r["lost"] + r["duplicates"] + r["order_violations"] for r in runs)
         ranges = lambda key, sub=None: "/".join(fmt(r[key][sub] if sub else r[key]) for r in runs)
-        print(f"| {w} | {server} | {len(runs)} | {ranges('delivery_ms','p50')} | {ranges('delivery_ms','p99')} | {bad} | {ranges('server_cpu_us_per_delivery')} | {'in the server' if server == 'sqlite' else '/'.join(fmt(r.get('db_cpu_us_per_delivery')) for r in runs)} | – |")
+        dbcol = {"sqlite": "in the server", "socketio": "none", "floor": "none"}.get(server) or "/".join(fmt(r.get("db_cpu_us_per_delivery")) for r in runs)
+        print(f"| {w} | {server} | {len(runs)} | {ranges('delivery_ms','p50')} | {ranges('delivery_ms','p99')} | {bad} | {ranges('server_cpu_us_per_delivery')} | {dbcol} | – |")
         meds[server] = {"p50": p50, "p99": p99, "cpu": cpu, "db": db}
     b = meds.get("socketio", {})
     for name in ["switchboard", "sqlite"]:
@@ -166,5 +196,6 @@ for w in workloads:
         if not a or not b:
             continue
         ratio_row(w, name, a, b)
-
+fsync = open(f"{out}/fsync_us").read().strip()
+print(f"\nOne fdatasync of this disk in the same sitting (pg_test_fsync, median of 3): {fsync} µs")
 EOF

@@ -95,6 +95,13 @@ label_set! {
     }
 }
 
+impl QueryName {
+    /// The readiness probes, run every second whatever the load.
+    pub fn is_probe(self) -> bool {
+        matches!(self, QueryName::HealthCheck | QueryName::PrimaryCheck)
+    }
+}
+
 label_set! {
     /// Which pool served a database call.
     pub enum PoolRole {

@@ -62,6 +62,11 @@ async fn sigterm_with_traffic_in_flight_loses_no_acked_message() {
     };
     let (results, status) = futures_util::join!(traffic, terminate);
     assert!(status.success(), "exit status {status}");
+    // A clean shutdown is not an error: background tasks that end because
+    // the process stops are not reported as failures.
+    let log = std::fs::read_to_string(&app.log_path).unwrap_or_default();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "a clean shutdown logged errors:\n{}", errors.join("\n"));
 
     let mut all = Vec::new();
     for (acked, reconnect) in results {
