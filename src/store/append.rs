@@ -2,14 +2,19 @@
 //! already stored (idempotency), allocate consecutive seqs per room, insert
 //! the rest. Both return one `AppendRow` per input, by 1-based ordinal.
 //!
-//! - PostgreSQL: one call of the `append_messages` function (one round
-//!   trip; see `migrations/postgres`).
+//! - PostgreSQL: a batch for one room (the usual case below saturation)
+//!   goes straight into the room's leaf partition with one statement
+//!   prepared per connection; a batch over several rooms is one call of the
+//!   `append_messages` function (`migrations/postgres`). Either is one round
+//!   trip.
 //! - SQLite: the same steps in Rust inside one `IMMEDIATE` transaction (the
 //!   write lock is taken up front, so a batch never fails half-way on a lock
 //!   upgrade); in-process statements cost microseconds, so a statement per
 //!   message is cheap.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as PgUuid};
 use diesel::QueryableByName;
 use diesel_async::AsyncPgConnection;
@@ -70,24 +75,224 @@ pub struct AppendRow {
     pub out_existed: bool,
 }
 
-pub async fn append_postgres(conn: &mut AsyncPgConnection, jobs: &[AppendInput<'_>]) -> diesel::QueryResult<Vec<AppendRow>> {
+/// The batch in one round trip: a batch for one room goes straight into the
+/// room's leaf partition with one prepared statement (`leaf`); a batch over
+/// several rooms calls `append_messages`, whose generic plan locks and opens
+/// every partition (worth it only when the batch touches many of them).
+pub async fn append_postgres(
+    conn: &mut AsyncPgConnection,
+    leaves: &mut Leaves,
+    jobs: &[AppendInput<'_>],
+) -> diesel::QueryResult<Vec<AppendRow>> {
     use diesel_async::RunQueryDsl;
-    let room_ids: Vec<i64> = jobs.iter().map(|j| j.room_id).collect();
-    let user_ids: Vec<Uuid> = jobs.iter().map(|j| j.user_id).collect();
-    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-    let bodies: Vec<&str> = jobs.iter().map(|j| j.body).collect();
-    let client_ids: Vec<Option<&str>> = jobs.iter().map(|j| j.client_msg_id).collect();
-    let sent_ats: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.sent_at).collect();
-    diesel::sql_query("SELECT * FROM append_messages($1, $2, $3, $4, $5, $6)")
-        .bind::<Array<BigInt>, _>(room_ids)
-        .bind::<Array<PgUuid>, _>(user_ids)
-        .bind::<Array<PgUuid>, _>(ids)
-        .bind::<Array<Text>, _>(bodies)
-        .bind::<Array<Nullable<Text>>, _>(client_ids)
-        .bind::<Array<Timestamptz>, _>(sent_ats)
-        .load::<AppendRow>(conn)
-        .await
+    let Some(first) = jobs.first() else { return Ok(Vec::new()) };
+    if jobs.iter().all(|j| j.room_id == first.room_id) {
+        if let Some(leaf) = leaves.of(conn, first.room_id).await? {
+            return LeafAppend { sql: leaf, room_id: first.room_id, columns: Columns::of(jobs) }.load::<AppendRow>(conn).await;
+        }
+    }
+    FunctionAppend { columns: Columns::of(jobs) }.load::<AppendRow>(conn).await
 }
+
+/// Which leaf partition of `messages` holds each room, found once per room
+/// (PostgreSQL routes a row by `satisfies_hash_partition`; asking it keeps
+/// the hash function its own), with the leaf's append statement.
+#[derive(Default)]
+pub struct Leaves {
+    by_room: std::collections::HashMap<i64, Option<std::sync::Arc<LeafSql>>>,
+    by_leaf: std::collections::HashMap<String, std::sync::Arc<LeafSql>>,
+}
+
+impl Leaves {
+    /// Forgets every room's leaf (after a failed statement: the table may
+    /// have been repartitioned).
+    pub fn forget(&mut self) {
+        self.by_room.clear();
+        self.by_leaf.clear();
+    }
+
+    async fn of(&mut self, conn: &mut AsyncPgConnection, room_id: i64) -> diesel::QueryResult<Option<std::sync::Arc<LeafSql>>> {
+        use diesel_async::RunQueryDsl;
+        if let Some(found) = self.by_room.get(&room_id) {
+            return Ok(found.clone());
+        }
+        #[derive(QueryableByName)]
+        struct Leaf {
+            #[diesel(sql_type = Text)]
+            leaf: String,
+        }
+        // Every leaf's bound is `FOR VALUES WITH (modulus m, remainder r)`;
+        // a table that is not hash-partitioned yields no row.
+        let found = diesel::sql_query(
+            "SELECT c.oid::regclass::text AS leaf FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'messages'::regclass AND c.relkind = 'r' \
+               AND pg_get_expr(c.relpartbound, c.oid) LIKE 'FOR VALUES WITH (modulus %' \
+               AND satisfies_hash_partition('messages'::regclass, \
+                     (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'modulus (\\d+)'))[1]::int, \
+                     (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'remainder (\\d+)'))[1]::int, $1)",
+        )
+        .bind::<BigInt, _>(room_id)
+        .get_results::<Leaf>(conn)
+        .await?;
+        let sql = match found.as_slice() {
+            [one] => {
+                Some(self.by_leaf.entry(one.leaf.clone()).or_insert_with(|| std::sync::Arc::new(LeafSql::new(&one.leaf))).clone())
+            }
+            _ => None,
+        };
+        self.by_room.insert(room_id, sql.clone());
+        Ok(sql)
+    }
+}
+
+/// One leaf's append statement, split where its parameters go (diesel
+/// numbers them). Its text is fixed per leaf, so each connection prepares it
+/// once and reuses it.
+pub struct LeafSql {
+    segments: [String; 7],
+}
+
+impl LeafSql {
+    fn new(leaf: &str) -> LeafSql {
+        // The same steps as `append_messages`, for one room and straight into
+        // its leaf: repeats by (room, user, client_msg_id) or by id (a retry
+        // after an unknown outcome), then consecutive seqs from one UPDATE of
+        // rooms.last_seq (which also serialises writers of the room), then the
+        // insert. The unique keys stand behind the look-up: anything that
+        // slipped past it fails the statement and the writer retries.
+        let parts = [
+            "WITH room AS (SELECT ",
+            "::bigint AS id), input AS (\
+               SELECT t.ord::int AS ord, t.user_id, t.id, t.body, t.client_msg_id, t.sent_at \
+               FROM unnest(",
+            "::uuid[], ",
+            "::uuid[], ",
+            "::text[], ",
+            "::text[], ",
+        ];
+        let tail = format!(
+            "::timestamptz[]) WITH ORDINALITY AS t (user_id, id, body, client_msg_id, sent_at, ord)), \
+             existing AS (\
+               SELECT i.ord, e.seq, e.id, e.body, e.sent_at FROM input i CROSS JOIN LATERAL (\
+                 SELECT m.seq, m.id, m.body, m.sent_at FROM (\
+                   (SELECT m1.seq, m1.id, m1.body, m1.sent_at FROM {leaf} m1 \
+                     WHERE i.client_msg_id IS NOT NULL AND m1.room_id = (SELECT id FROM room) \
+                       AND m1.user_id = i.user_id AND m1.client_msg_id = i.client_msg_id LIMIT 1) \
+                   UNION ALL \
+                   (SELECT m2.seq, m2.id, m2.body, m2.sent_at FROM {leaf} m2 \
+                     WHERE m2.room_id = (SELECT id FROM room) AND m2.id = i.id LIMIT 1)) m \
+                 LIMIT 1) e), \
+             fresh AS (\
+               SELECT i.*, row_number() OVER (ORDER BY i.ord) AS n FROM input i \
+               WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.ord = i.ord)), \
+             bumped AS (\
+               UPDATE rooms r SET last_seq = r.last_seq + c.k \
+                 FROM (SELECT count(*) AS k FROM fresh) c \
+                WHERE r.id = (SELECT id FROM room) AND c.k > 0 \
+               RETURNING r.last_seq - c.k AS base), \
+             inserted AS (\
+               INSERT INTO {leaf} (room_id, seq, id, user_id, body, client_msg_id, sent_at) \
+               SELECT (SELECT id FROM room), b.base + f.n, f.id, f.user_id, f.body, f.client_msg_id, f.sent_at \
+                 FROM fresh f, bumped b RETURNING 1) \
+             SELECT f.ord AS out_ord, b.base + f.n AS out_seq, f.id AS out_id, f.body AS out_body, \
+                    f.sent_at AS out_sent_at, false AS out_existed FROM fresh f, bumped b \
+             UNION ALL \
+             SELECT x.ord, x.seq, x.id, x.body, x.sent_at, true FROM existing x"
+        );
+        LeafSql { segments: [parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], &tail].map(String::from) }
+    }
+}
+
+/// A batch's columns, as the statements bind them.
+pub struct Columns<'a> {
+    room_ids: Vec<i64>,
+    user_ids: Vec<Uuid>,
+    ids: Vec<Uuid>,
+    bodies: Vec<&'a str>,
+    client_msg_ids: Vec<Option<&'a str>>,
+    sent_ats: Vec<DateTime<Utc>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(jobs: &[AppendInput<'a>]) -> Columns<'a> {
+        Columns {
+            room_ids: jobs.iter().map(|j| j.room_id).collect(),
+            user_ids: jobs.iter().map(|j| j.user_id).collect(),
+            ids: jobs.iter().map(|j| j.id).collect(),
+            bodies: jobs.iter().map(|j| j.body).collect(),
+            client_msg_ids: jobs.iter().map(|j| j.client_msg_id).collect(),
+            sent_ats: jobs.iter().map(|j| j.sent_at).collect(),
+        }
+    }
+}
+
+/// A batch for one room, into its leaf.
+pub struct LeafAppend<'a> {
+    sql: std::sync::Arc<LeafSql>,
+    room_id: i64,
+    columns: Columns<'a>,
+}
+
+impl QueryFragment<Pg> for LeafAppend<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        let (s, c) = (&self.sql.segments, &self.columns);
+        out.push_sql(&s[0]);
+        out.push_bind_param::<BigInt, _>(&self.room_id)?;
+        out.push_sql(&s[1]);
+        out.push_bind_param::<Array<PgUuid>, _>(&c.user_ids)?;
+        out.push_sql(&s[2]);
+        out.push_bind_param::<Array<PgUuid>, _>(&c.ids)?;
+        out.push_sql(&s[3]);
+        out.push_bind_param::<Array<Text>, _>(&c.bodies)?;
+        out.push_sql(&s[4]);
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.client_msg_ids)?;
+        out.push_sql(&s[5]);
+        out.push_bind_param::<Array<Timestamptz>, _>(&c.sent_ats)?;
+        out.push_sql(&s[6]);
+        Ok(())
+    }
+}
+
+/// A batch over several rooms: one call of `append_messages`.
+pub struct FunctionAppend<'a> {
+    columns: Columns<'a>,
+}
+
+impl QueryFragment<Pg> for FunctionAppend<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        let c = &self.columns;
+        out.push_sql("SELECT * FROM append_messages(");
+        out.push_bind_param::<Array<BigInt>, _>(&c.room_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<PgUuid>, _>(&c.user_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<PgUuid>, _>(&c.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&c.bodies)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&c.client_msg_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&c.sent_ats)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// Both statements' texts are fixed (per leaf), so diesel keeps them
+/// prepared per connection, keyed by their text: no Parse round trip.
+macro_rules! cached_statement {
+    ($($t:ident),*) => {$(
+        impl QueryId for $t<'_> {
+            type QueryId = ();
+            const HAS_STATIC_QUERY_ID: bool = false;
+        }
+
+        impl Query for $t<'_> {
+            type SqlType = diesel::sql_types::Untyped;
+        }
+    )*};
+}
+cached_statement!(LeafAppend, FunctionAppend);
 
 pub async fn append_sqlite(conn: &mut SqliteConn, jobs: &[AppendInput<'_>]) -> diesel::QueryResult<Vec<AppendRow>> {
     let jobs: Vec<OwnedInput> = jobs.iter().map(OwnedInput::from).collect();

@@ -117,6 +117,18 @@ impl ConnectionSettings {
         Ok(conn)
     }
 
+    /// The writer's connection: its statements have one shape whatever the
+    /// batch, so one generic plan serves them all; a custom plan per call
+    /// (PostgreSQL's choice when the array parameters make the generic
+    /// plan look dearer) would be planned anew on every commit.
+    pub async fn connect_writer(&self) -> Result<AsyncPgConnection, ConnectionError> {
+        let mut conn = self.connect().await?;
+        conn.batch_execute("SET plan_cache_mode = force_generic_plan")
+            .await
+            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        Ok(conn)
+    }
+
     /// Opens one SQLite connection. `synchronous = FULL` in WAL mode syncs
     /// the log on every commit, so an ack still means the message is on
     /// disk; a writer waits for the lock up to the statement timeout instead

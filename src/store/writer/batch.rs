@@ -50,7 +50,9 @@ impl Entry {
     }
 }
 
-/// What a settled batch hands on.
+/// What a settled batch hands on. The rooms are told (`committed`) before
+/// the senders are answered (`answer`): once a sender has its ack, a join
+/// sees the message.
 pub(super) struct Settled {
     /// New messages for the rooms, by (room, seq).
     pub committed: Vec<Committed>,
@@ -58,6 +60,16 @@ pub(super) struct Settled {
     pub new_rows: u64,
     /// Entries the database returned no row for (answered `Internal`).
     pub missing: usize,
+    answers: Vec<(Reply, Result<SendOutcome, WriteError>)>,
+}
+
+impl Settled {
+    /// Answers every sender of the batch.
+    pub fn answer(self) {
+        for (reply, result) in self.answers {
+            let _ = reply.send(result);
+        }
+    }
 }
 
 pub(super) struct Batch {
@@ -144,15 +156,18 @@ impl Batch {
                 *slot = Some(row);
             }
         }
-        let mut settled = Settled { committed: Vec::with_capacity(self.entries.len()), new_rows: 0, missing: 0 };
+        let mut settled = Settled {
+            committed: Vec::with_capacity(self.entries.len()),
+            new_rows: 0,
+            missing: 0,
+            answers: Vec::with_capacity(self.entries.len()),
+        };
         for (entry, row) in self.entries.into_iter().zip(found) {
             let Entry { first, repeats } = entry;
             let Some(row) = row else {
                 settled.missing += 1;
-                let _ = first.reply.send(Err(WriteError::Internal));
-                for repeat in repeats {
-                    let _ = repeat.send(Err(WriteError::Internal));
-                }
+                settled.answers.push((first.reply, Err(WriteError::Internal)));
+                settled.answers.extend(repeats.into_iter().map(|r| (r, Err(WriteError::Internal))));
                 continue;
             };
             on_row(&first.req, row.out_seq);
@@ -180,10 +195,10 @@ impl Batch {
                     trace: req.trace,
                 });
             }
-            for repeat in repeats {
-                let _ = repeat.send(Ok(SendOutcome { message: message.clone(), duplicate: true }));
-            }
-            let _ = first.reply.send(Ok(SendOutcome { message, duplicate }));
+            settled.answers.push((first.reply, Ok(SendOutcome { message: message.clone(), duplicate })));
+            settled
+                .answers
+                .extend(repeats.into_iter().map(|r| (r, Ok(SendOutcome { message: message.clone(), duplicate: true }))));
         }
         settled.committed.sort_by_key(|c| (c.message.room_id, c.message.seq));
         settled
@@ -289,7 +304,7 @@ mod tests {
                     let mut i = 0;
                     rows.retain(|_| { i += 1; !drop_rows.get(i - 1).copied().unwrap_or(false) });
                     drop(inputs);
-                    batch.settle(rows, now, |_, _| {});
+                    batch.settle(rows, now, |_, _| {}).answer();
                 }
                 End::Fail => batch.fail(WriteError::Unavailable("test")),
                 End::Dropped => drop(batch),
@@ -313,6 +328,8 @@ mod tests {
         let rows = rows_for(&batch.inputs(), &[]);
         let settled = batch.settle(rows, now, |_, _| {});
         assert_eq!(settled.committed.len(), 2);
+        assert!(rx_a.try_recv().is_err(), "not answered before the rooms are told");
+        settled.answer();
         let first = rx_a.try_recv().expect("answered").expect("stored");
         let repeat = rx_b.try_recv().expect("answered").expect("stored");
         assert!(!first.duplicate && repeat.duplicate);
@@ -328,6 +345,7 @@ mod tests {
         let rows = rows_for(&batch.inputs(), &[true]);
         let settled = batch.settle(rows, now, |_, _| {});
         assert!(settled.committed.is_empty());
+        settled.answer();
         assert!(rx.try_recv().expect("answered").expect("stored").duplicate);
     }
 
@@ -352,6 +370,7 @@ mod tests {
         rows[0].out_ord = 5;
         let settled = batch.settle(rows, now, |_, _| {});
         assert_eq!(settled.missing, 1);
+        settled.answer();
         assert!(matches!(rx.try_recv().expect("answered"), Err(WriteError::Internal)));
     }
 }

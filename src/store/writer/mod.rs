@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::batch::{Batch, Pending};
 use self::health::Health;
 use self::retry::{AttemptFailure, Next, RetryPolicy};
-use super::append::{append_postgres, append_sqlite, AppendRow};
+use super::append::{append_postgres, append_sqlite, AppendRow, Leaves};
 use super::connection::{ConnectionSettings, SqliteConn};
 use super::models::StoredMessage;
 use super::Failure;
@@ -157,6 +157,7 @@ impl Writer {
                     batch_max: config.batch_max,
                     retry: RetryPolicy::default(),
                     conn: None,
+                    leaves: Leaves::default(),
                     last_query: None,
                 };
                 shard.run()
@@ -244,6 +245,8 @@ struct Shard {
     batch_max: usize,
     retry: RetryPolicy,
     conn: Option<WriterConn>,
+    /// Each room's leaf partition (PostgreSQL), found once.
+    leaves: Leaves,
     /// The last append query's (start, end), for the delivery traces.
     last_query: Option<(Instant, Instant)>,
 }
@@ -383,9 +386,13 @@ impl Shard {
             log::error!("writer shard {}: no row returned for {} sends", self.index, settled.missing);
         }
         METRICS.messages_total.inc_by(settled.new_rows);
-        if !settled.committed.is_empty() {
-            self.listener.committed(settled.committed);
+        let mut settled = settled;
+        let committed = std::mem::take(&mut settled.committed);
+        if !committed.is_empty() {
+            self.listener.committed(committed);
         }
+        // Only now the acks: a join that follows an ack sees the message.
+        settled.answer();
     }
 
     /// What a failed attempt says about the writer's connection.
@@ -398,6 +405,8 @@ impl Shard {
         if crate::store::is_unique_violation(e) {
             return AttemptFailure::Conflict;
         }
+        // Whatever failed, find the rooms' partitions afresh next time.
+        self.leaves.forget();
         let out_of_time = self.last_query.is_some_and(|(start, end)| end - start >= self.settings.statement_timeout);
         let failure = match self.conn.as_mut() {
             Some(WriterConn::Postgres(conn)) => Failure::of(e, conn, out_of_time).await,
@@ -414,7 +423,9 @@ impl Shard {
     async fn append(&mut self, batch: &Batch) -> Result<Vec<AppendRow>, AttemptError> {
         if self.conn.is_none() {
             self.conn = Some(match self.settings.database {
-                Database::Postgres { .. } => WriterConn::Postgres(self.settings.connect().await.map_err(AttemptError::Connect)?),
+                Database::Postgres { .. } => {
+                    WriterConn::Postgres(self.settings.connect_writer().await.map_err(AttemptError::Connect)?)
+                }
                 Database::Sqlite { .. } => {
                     WriterConn::Sqlite(self.settings.connect_sqlite().await.map_err(AttemptError::Connect)?)
                 }
@@ -423,7 +434,7 @@ impl Shard {
         let inputs = batch.inputs();
         let start = Instant::now();
         let result = match self.conn.as_mut() {
-            Some(WriterConn::Postgres(conn)) => append_postgres(conn, &inputs).await,
+            Some(WriterConn::Postgres(conn)) => append_postgres(conn, &mut self.leaves, &inputs).await,
             Some(WriterConn::Sqlite(conn)) => append_sqlite(conn, &inputs).await,
             None => return Err(AttemptError::Connect(diesel::ConnectionError::BadConnection("no writer connection".into()))),
         };
