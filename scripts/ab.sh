@@ -8,6 +8,7 @@
 # e.g. scripts/ab.sh /tmp/old/switchboard target/release/switchboard 3 -- --workload W4 --duration 20
 #
 # Extra server environment: AB_ENV="REDIS_URL=redis://127.0.0.1:6379 RATE_LIMIT_PER_SEC=1000".
+# AB_BACKEND=sqlite: the embedded database instead (a fresh DATA_DIR per run).
 # Each run's JSON line goes to target/ab/<label>-<n>.json; the human summary
 # to stderr. The load generator is target/release/deps/load-* (built by
 # `cargo bench --no-run --bench load`).
@@ -25,8 +26,10 @@ trap cleanup EXIT
 run_one() { # label binary n loadgen-args...
   local label=$1 bin=$2 n=$3; shift 3
   local db="sbab_$(date +%s)_$RANDOM" log="target/ab/$label-$n.log"
+  local database="DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db"
+  [ "${AB_BACKEND:-}" = sqlite ] && database="DATA_DIR=target/ab/data-$db"
   # shellcheck disable=SC2086
-  env $AB_ENV DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR=127.0.0.1:0 \
+  env -u DATABASE_URL $AB_ENV "$database" BIND_ADDR=127.0.0.1:0 \
     REDIS_KEY_PREFIX="ab$RANDOM:" RUST_LOG=warn "$bin" >"$log.out" 2>"$log" &
   server=$!
   local url=""
@@ -40,7 +43,9 @@ run_one() { # label binary n loadgen-args...
   echo "== $label run $n ($bin)" >&2
   "$loadgen" --url "$url" --label "$label" "$@" >"target/ab/$label-$n.json"
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
-  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" postgres >/dev/null
+  if [ "${AB_BACKEND:-}" = sqlite ]; then rm -rf "target/ab/data-$db"; else
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" postgres >/dev/null
+  fi
 }
 
 AB_ENV=${AB_ENV:-}

@@ -87,6 +87,7 @@ impl Application {
 
         let store = Store::new(&config);
         store.spawn_replica_monitor();
+        store.spawn_checkpointer();
         // Somewhere to talk from the start (several instances may do this at
         // once: creation is insert-if-missing).
         for name in &config.rooms.default_rooms {

@@ -32,6 +32,7 @@ crate::label_set! {
         Readiness = "readiness",
         ReplicaMonitor = "replica_monitor",
         Housekeeping = "housekeeping",
+        Checkpointer = "checkpointer",
     }
 }
 

@@ -127,6 +127,12 @@ metrics! {
     writer_commit: Histogram = histogram("switchboard_writer_commit_seconds", "Duration of one group commit", LATENCY_BUCKETS);
     writer_queue_depth: IntGauge = gauge("switchboard_writer_queue_depth", "Sends waiting for the writer");
     writer_retries: IntCounter = counter("switchboard_writer_retries_total", "Group commits retried after an error");
+    sqlite_checkpoint: Histogram = histogram(
+        "switchboard_sqlite_checkpoint_seconds",
+        "Background WAL checkpoints of the embedded database (off the commit path)",
+        LATENCY_BUCKETS
+    );
+    sqlite_wal_pages: IntGauge = gauge("switchboard_sqlite_wal_pages", "Pages in the embedded database's WAL at the last checkpoint");
     writer_refused: IntCounter =
         counter("switchboard_writer_refused_total", "Sends refused at once because commits were stuck (the breaker)");
     writer_deadline_missed: IntCounter =

@@ -164,9 +164,13 @@ fn with_connect_timeout(url: &str) -> String {
 }
 
 /// Per-connection SQLite settings (WAL itself is set once, in the file).
+/// `wal_autocheckpoint = 0`: no commit checkpoints; `store::checkpointer`
+/// does, in the background. `journal_size_limit`: a WAL started over is
+/// trimmed to 64 MiB.
 pub fn sqlite_pragmas(busy: Duration) -> String {
     format!(
-        "PRAGMA busy_timeout = {}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY",
+        "PRAGMA busy_timeout = {}; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864",
         busy.as_millis().max(1000)
     )
 }

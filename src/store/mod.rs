@@ -63,6 +63,7 @@ macro_rules! db_read {
 
 pub mod append;
 pub mod bootstrap;
+pub mod checkpointer;
 pub mod cleanup;
 pub mod connection;
 #[macro_use]

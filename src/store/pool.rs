@@ -63,6 +63,16 @@ impl Store {
         self.replica.as_ref()
     }
 
+    /// Starts the embedded database's WAL checkpointer (no-op on PostgreSQL).
+    pub fn spawn_checkpointer(&self) {
+        if matches!(self.pool, DbPool::Sqlite(_)) {
+            let settings = self.settings.clone();
+            crate::supervisor::spawn(crate::supervisor::Task::Checkpointer, move || {
+                super::checkpointer::run(settings.as_ref().clone())
+            });
+        }
+    }
+
     /// Starts measuring the replica's lag (no-op without a replica).
     pub fn spawn_replica_monitor(&self) {
         if let (Some(r), DbPool::Postgres(primary)) = (&self.replica, &self.pool) {
