@@ -4,12 +4,13 @@
 //! changes an answer goes through here too, so it invalidates the cache on
 //! every instance.
 
-use crate::cache::{Membership, RoomMeta};
+use crate::cache::{BanUntil, Membership, RoomMeta};
 use crate::cluster::revocation::AccessChange;
 use crate::domain::{RoomId, RoomName, TokenHash, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::models::{SessionInfo, User};
+use crate::store::moderation::BanEnd;
 
 pub async fn session_for_token(state: &AppState, token: &TokenHash) -> Result<Option<SessionInfo>, ApiError> {
     Ok(state.caches.tokens.get_or_load(token, state.store.session_by_token(token)).await?)
@@ -109,12 +110,72 @@ pub async fn visible_room(state: &AppState, user: &User, name: &str) -> Result<R
 }
 
 /// A private room is seen by its members only: guests never, non-members
-/// never; both are told it does not exist.
+/// never; both are told it does not exist. A user banned from a public room
+/// is told so (from a private one the ban also took their membership).
 pub async fn check_visible(state: &AppState, room: &RoomMeta, user: &User) -> Result<(), ApiError> {
     if room.private && (user.guest || !is_member(state, room.id, user.id).await?) {
         return Err(ApiError::not_found_room());
     }
+    if is_banned(state, room.id, user.id).await? {
+        return Err(if room.private {
+            ApiError::not_found_room()
+        } else {
+            ApiError::Forbidden("you are banned from this room".into())
+        });
+    }
     Ok(())
+}
+
+/// Whether a ban keeps `user` out of `room` now (it ends by itself: the
+/// cached answer carries its end).
+pub async fn is_banned(state: &AppState, room: RoomId, user: UserId) -> Result<bool, ApiError> {
+    let key = Membership(room, user);
+    let load = async {
+        let end = state.store.ban_of(room, user).await?;
+        Ok(end.map(|e| {
+            BanUntil(match e {
+                BanEnd::Lifted => i64::MAX,
+                BanEnd::At(t) => t.timestamp_millis(),
+            })
+        }))
+    };
+    Ok(state.caches.bans.get_or_load(&key, load).await?.is_some_and(BanUntil::holds))
+}
+
+/// Bans `user` from `room`, on every instance at once: once this returns,
+/// no instance lets them read, join or send there, and their sockets have
+/// left the room.
+pub async fn ban(state: &AppState, room: &RoomMeta, user: UserId, end: BanEnd, by: UserId) -> Result<(), ApiError> {
+    let key = Membership(room.id, user);
+    // The Redis copies go first: no instance may reload "not banned" or
+    // "a member" from there once the rows have changed.
+    state.caches.bans.tombstone(&key).await.map_err(revocation_unavailable)?;
+    state.caches.members.tombstone(&key).await.map_err(revocation_unavailable)?;
+    state.store.ban(room.id, user, end, by).await?;
+    state.revoker.apply_everywhere(AccessChange::MemberRemoved { room: room.id, user }).await.map_err(revocation_unavailable)?;
+    Ok(())
+}
+
+/// Lifts a ban; true when there was one. (Letting someone in is not urgent
+/// the way keeping them out is: every instance drops its answer, none is
+/// waited for.)
+pub async fn lift_ban(state: &AppState, room: &RoomMeta, user: UserId) -> Result<bool, ApiError> {
+    let lifted = state.store.lift_ban(room.id, user).await?;
+    state.caches.bans.invalidate(&Membership(room.id, user)).await;
+    state.revoker.apply_everywhere(AccessChange::MemberAdded { room: room.id, user }).await.map_err(revocation_unavailable)?;
+    Ok(lifted)
+}
+
+/// Suspends an account: every session of it is revoked everywhere at once,
+/// and signing in answers 403 until `reinstate`.
+pub async fn suspend(state: &AppState, user: UserId) -> Result<bool, ApiError> {
+    if !state.store.set_suspended(user, true).await? {
+        return Ok(false);
+    }
+    for token in state.store.sessions_of(user).await? {
+        revoke_token(state, &token).await?;
+    }
+    Ok(true)
 }
 
 pub async fn set_topic(state: &AppState, room: &RoomMeta, topic: &crate::domain::Topic) -> Result<(), ApiError> {

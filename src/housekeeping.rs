@@ -1,4 +1,4 @@
-//! The housekeeping job: deletes expired sessions and retires idle guests,
+//! The housekeeping job: deletes expired sessions and ended bans, and retires idle guests,
 //! every `CLEANUP_INTERVAL_MS` (with jitter, so instances spread out), in
 //! small batches (see store::cleanup for why several instances may run it at
 //! once). Tokens it deletes are revoked everywhere too: caches drop them and
@@ -36,6 +36,10 @@ pub async fn run(state: web::Data<AppState>) {
         let jitter = rand::thread_rng().gen_range(0..=every.as_millis() as u64 / 4);
         actix::clock::sleep(every + Duration::from_millis(jitter)).await;
         crate::supervisor::checkpoint(crate::supervisor::Task::Housekeeping);
+        // Ended bans already ban nobody (their end is checked); the rows go.
+        if let Err(e) = state.store.delete_ended_bans().await {
+            log::warn!("housekeeping: ended bans not deleted: {e}");
+        }
         match sweep(&state).await {
             Ok(swept) if swept != Swept::default() => {
                 log::info!("housekeeping: {} expired sessions deleted, {} idle guests retired", swept.sessions, swept.guests)

@@ -96,10 +96,31 @@ impl CacheValue for bool {
     }
 }
 
+/// A ban still in force: until when (ms since the epoch; `i64::MAX` until
+/// lifted). `None`: no ban.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanUntil(pub i64);
+
+impl BanUntil {
+    pub fn holds(self) -> bool {
+        self.0 > chrono::Utc::now().timestamp_millis()
+    }
+}
+
+impl CacheValue for Option<BanUntil> {
+    fn is_negative(&self) -> bool {
+        self.is_none()
+    }
+    fn weight(&self) -> u32 {
+        16
+    }
+}
+
 pub struct Caches {
     pub tokens: Arc<Layered<TokenHash, Option<SessionInfo>>>,
     pub rooms: Arc<Layered<RoomName, Option<RoomMeta>>>,
     pub members: Arc<Layered<Membership, bool>>,
+    pub bans: Arc<Layered<Membership, Option<BanUntil>>>,
 }
 
 impl Caches {
@@ -118,7 +139,8 @@ impl Caches {
         Caches {
             tokens: Layered::new(settings(CacheName::Token, 4), l2(), Some(lease.clone())),
             rooms: Layered::new(settings(CacheName::Room, 2), l2(), None),
-            members: Layered::new(settings(CacheName::Membership, 2), l2(), Some(lease)),
+            members: Layered::new(settings(CacheName::Membership, 2), l2(), Some(lease.clone())),
+            bans: Layered::new(settings(CacheName::Ban, 1), l2(), Some(lease)),
         }
     }
 
@@ -126,12 +148,14 @@ impl Caches {
         self.tokens.attach_bus(bus.clone());
         self.rooms.attach_bus(bus.clone());
         self.members.attach_bus(bus.clone());
+        self.bans.attach_bus(bus.clone());
     }
 
     /// Drops every cached token and membership (see `Layered::flush`).
     pub fn flush_revocable(&self) {
         self.tokens.flush();
         self.members.flush();
+        self.bans.flush();
     }
 
     /// Applies an invalidation broadcast by another instance.
@@ -140,6 +164,7 @@ impl Caches {
             Some(CacheName::Token) => self.tokens.invalidate_encoded(key).await,
             Some(CacheName::Room) => self.rooms.invalidate_encoded(key).await,
             Some(CacheName::Membership) => self.members.invalidate_encoded(key).await,
+            Some(CacheName::Ban) => self.bans.invalidate_encoded(key).await,
             Some(CacheName::History) | None => log::debug!("invalidation for a cache without shared entries: {cache}"),
         }
     }
@@ -150,6 +175,7 @@ impl Caches {
             (CacheName::Token, self.tokens.sizes()),
             (CacheName::Room, self.rooms.sizes()),
             (CacheName::Membership, self.members.sizes()),
+            (CacheName::Ban, self.bans.sizes()),
         ] {
             METRICS.cache_entries.with_label_values(&[name.as_str()]).set(entries as i64);
             METRICS.cache_bytes.with_label_values(&[name.as_str()]).set(bytes as i64);

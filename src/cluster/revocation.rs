@@ -48,7 +48,8 @@ const LEASE_MARGIN: Duration = Duration::from_millis(250);
 pub enum AccessChange {
     /// A token: no request, upgrade, join or send with it any more.
     TokenRevoked(TokenHash),
-    /// A member of a private room: no read, join or send there any more.
+    /// A member of a private room removed, or anyone banned from a room: no
+    /// read, join or send there any more.
     MemberRemoved { room: RoomId, user: UserId },
     /// A member added to a private room: no instance answers "not a member"
     /// from its cache any more.
@@ -157,14 +158,18 @@ impl Revoker {
                 self.connections.revoke(&token);
             }
             AccessChange::MemberRemoved { room, user } => {
+                // A removal or a ban: both caches' answers for the pair go.
                 self.caches.members.invalidate_local(&Membership(room, user)).await;
+                self.caches.bans.invalidate_local(&Membership(room, user)).await;
                 self.connections.kick(user, room);
                 if let Some(addr) = self.registry.get(room) {
                     addr.do_send(Kick { user_id: user });
                 }
             }
             AccessChange::MemberAdded { room, user } => {
+                // An addition or a lifted ban.
                 self.caches.members.invalidate_local(&Membership(room, user)).await;
+                self.caches.bans.invalidate_local(&Membership(room, user)).await;
             }
         }
     }

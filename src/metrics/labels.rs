@@ -36,6 +36,8 @@ label_set! {
         Token = "token",
         Room = "room",
         Membership = "membership",
+        /// Room bans still in force (a leased cache, like memberships).
+        Ban = "ban",
         /// The newest page of a running room (its window), not a `Layered` cache.
         History = "history",
     }
@@ -78,6 +80,12 @@ label_set! {
         MemberAdd = "member_add",
         MemberRemove = "member_remove",
         MemberList = "member_list",
+        BanSet = "ban_set",
+        BanLift = "ban_lift",
+        BanCheck = "ban_check",
+        SuspensionSet = "suspension_set",
+        SuspensionCheck = "suspension_check",
+        SessionsOfUser = "sessions_of_user",
         HistoryNewest = "history_newest",
         HistoryBefore = "history_before",
         HistoryAfter = "history_after",

@@ -17,7 +17,7 @@ pub use deliveries::record_delivery;
 pub use labels::{CacheName, CacheResult, Cleanup, DeliveryStage, Direction, Limit, PoolRole, PoolState, QueryName};
 
 /// The caches whose lookups skip L1 while the cluster lease has lapsed.
-pub const LEASED_CACHES: [CacheName; 2] = [CacheName::Token, CacheName::Membership];
+pub const LEASED_CACHES: [CacheName; 3] = [CacheName::Token, CacheName::Membership, CacheName::Ban];
 
 /// Latency buckets from 100 µs to 5 s: the interesting range for chat delivery.
 pub const LATENCY_BUCKETS: &[f64] =

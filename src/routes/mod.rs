@@ -5,6 +5,7 @@ pub mod admin;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod moderation;
 pub mod rooms;
 pub mod sessions;
 pub mod static_files;
@@ -44,6 +45,10 @@ route_table! {
     POST "/api/v1/rooms/{name}/members" 204 => rooms::add_member,
     GET "/api/v1/rooms/{name}/members" 200 => rooms::list_members,
     DELETE "/api/v1/rooms/{name}/members/{username}" 204 => rooms::remove_member,
+    POST "/api/v1/rooms/{name}/bans" 204 => moderation::ban_user,
+    DELETE "/api/v1/rooms/{name}/bans/{username}" 204 => moderation::lift_ban,
+    POST "/api/v1/admin/users/{username}/suspension" 204 => moderation::suspend_user,
+    DELETE "/api/v1/admin/users/{username}/suspension" 204 => moderation::reinstate_user,
     GET "/api/v1/rooms/{name}/messages" 200 => messages::list_messages,
     POST "/api/v1/rooms/{name}/messages" 201 => messages::post_message,
     GET "/api/v1/admin/stats" 200 => admin::get_stats,

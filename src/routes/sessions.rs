@@ -55,6 +55,9 @@ pub async fn create_session(
     let password = if password.chars().count() <= 256 { password } else { String::new() };
     let ok = state.hasher.verify(password, hash).await?;
     match (ok, user) {
+        (true, Some(user)) if state.store.is_suspended(user.id).await? => {
+            Err(ApiError::Forbidden("this account is suspended".into()))
+        }
         (true, Some(user)) => issue_token(&state, &user).await,
         _ => {
             state.limits.record_login_failure(ip);

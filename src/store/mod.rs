@@ -68,6 +68,7 @@ pub mod cleanup;
 pub mod connection;
 #[macro_use]
 pub mod messages;
+pub mod moderation;
 #[macro_use]
 pub mod rooms;
 pub mod models;

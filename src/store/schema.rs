@@ -13,6 +13,7 @@ diesel::table! {
         guest -> Bool,
         created_at -> Moment,
         retired_at -> Nullable<Moment>,
+        suspended_at -> Nullable<Moment>,
     }
 }
 
@@ -70,9 +71,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::{Id, Moment};
+
+    room_bans (room_id, user_id) {
+        room_id -> Int8,
+        user_id -> Id,
+        until -> Nullable<Moment>,
+        banned_by -> Nullable<Id>,
+        created_at -> Moment,
+    }
+}
+
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(room_members -> rooms (room_id));
 diesel::joinable!(room_members -> users (user_id));
 diesel::joinable!(messages -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, sessions, rooms, room_members, messages);
+diesel::joinable!(room_bans -> rooms (room_id));
+diesel::allow_tables_to_appear_in_same_query!(users, sessions, rooms, room_members, messages, room_bans);

@@ -41,6 +41,7 @@ mod frames;
 mod fuzz;
 mod memory;
 mod messages;
+mod moderation;
 mod observability;
 mod otlp;
 mod pages;
