@@ -49,6 +49,10 @@ pub async fn room_or_create_public(state: &AppState, name: &RoomName, creator: O
     if let Some(room) = room(state, name).await? {
         return Ok(room);
     }
+    // Direct-message rooms are opened with POST /api/v1/dms, never by a join.
+    if name.as_str().starts_with(crate::store::rooms::DM_PREFIX) {
+        return Err(ApiError::not_found_room());
+    }
     let created = state.store.ensure_public_room(name, creator).await?;
     // Drops the negative entry here and on every other instance.
     state.caches.rooms.invalidate_grant(name).await;

@@ -19,7 +19,7 @@ use crate::config::CacheConfig;
 use crate::domain::{RoomId, RoomName, TokenHash, UserId};
 use crate::metrics::{CacheName, METRICS};
 use crate::redis_pool::RedisPool;
-use crate::store::models::{Room, SessionInfo};
+use crate::store::models::{Room, RoomKind, SessionInfo};
 
 /// Room facts that do not change with every message (no `last_seq`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,11 +29,21 @@ pub struct RoomMeta {
     pub topic: String,
     pub private: bool,
     pub owner_id: Option<UserId>,
+    /// (Absent in entries cached by an earlier release: an ordinary room.)
+    #[serde(default)]
+    pub kind: RoomKind,
 }
 
 impl From<&Room> for RoomMeta {
     fn from(r: &Room) -> Self {
-        RoomMeta { id: r.id, name: r.name.clone(), topic: r.topic.clone(), private: r.private, owner_id: r.owner_id }
+        RoomMeta {
+            id: r.id,
+            name: r.name.clone(),
+            topic: r.topic.clone(),
+            private: r.private,
+            owner_id: r.owner_id,
+            kind: r.kind,
+        }
     }
 }
 

@@ -40,6 +40,7 @@ route_table! {
     POST "/api/v1/sessions/ticket" 200 => sessions::create_ticket,
     GET "/api/v1/rooms" 200 => rooms::list_rooms,
     POST "/api/v1/rooms" 201 => rooms::create_room,
+    POST "/api/v1/dms" 201 => rooms::open_dm,
     GET "/api/v1/rooms/{name}" 200 => rooms::get_room,
     PATCH "/api/v1/rooms/{name}" 200 => rooms::update_room,
     POST "/api/v1/rooms/{name}/members" 204 => rooms::add_member,

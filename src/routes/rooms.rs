@@ -10,8 +10,8 @@ use crate::cache::RoomMeta;
 use crate::domain::{RoomId, RoomName, RoomNamePrefix, Topic, UserId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::models::Room;
-use crate::store::rooms::RoomFilter;
+use crate::store::models::{Room, RoomKind};
+use crate::store::rooms::{RoomFilter, DM_PREFIX};
 
 #[derive(Serialize)]
 pub struct RoomView<'a> {
@@ -21,6 +21,10 @@ pub struct RoomView<'a> {
     member_count: i64,
     online_count: usize,
     last_seq: i64,
+    kind: RoomKind,
+    /// A direct-message room: the other person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    with: Option<Username>,
 }
 
 #[derive(Serialize)]
@@ -39,12 +43,36 @@ pub struct RoomListQuery {
     limit: Option<i64>,
 }
 
-fn view(room: &Room, member_count: i64, online_count: usize) -> RoomView<'_> {
-    RoomView { name: &room.name, topic: &room.topic, private: room.private, member_count, online_count, last_seq: room.last_seq }
+fn view(room: &Room, member_count: i64, online_count: usize, with: Option<Username>) -> RoomView<'_> {
+    RoomView {
+        name: &room.name,
+        topic: &room.topic,
+        private: room.private,
+        member_count,
+        online_count,
+        last_seq: room.last_seq,
+        kind: room.kind,
+        with,
+    }
 }
 
-fn meta_view(room: &RoomMeta, member_count: i64, online_count: usize, last_seq: i64) -> RoomView<'_> {
-    RoomView { name: &room.name, topic: &room.topic, private: room.private, member_count, online_count, last_seq }
+fn meta_view(room: &RoomMeta, member_count: i64, online_count: usize, last_seq: i64, with: Option<Username>) -> RoomView<'_> {
+    RoomView {
+        name: &room.name,
+        topic: &room.topic,
+        private: room.private,
+        member_count,
+        online_count,
+        last_seq,
+        kind: room.kind,
+        with,
+    }
+}
+
+/// The other person of each direct-message room among `rooms` (others are absent).
+async fn partners(state: &AppState, user: UserId, rooms: &[(RoomId, RoomKind)]) -> Result<HashMap<RoomId, Username>, ApiError> {
+    let dms: Vec<RoomId> = rooms.iter().filter(|(_, kind)| *kind == RoomKind::Dm).map(|(id, _)| *id).collect();
+    Ok(state.store.dm_partners(user, &dms).await?.into_iter().collect())
 }
 
 /// Users online in each room, cluster-wide: from the local room actor when the
@@ -89,7 +117,11 @@ pub async fn list_rooms(
     rooms.truncate(limit as usize);
     let visible: Vec<_> = rooms.iter().filter(|s| !(auth.user.guest && s.room.private)).collect();
     let online = online_counts(&state, &visible.iter().map(|s| s.room.id).collect::<Vec<_>>()).await;
-    let views = visible.iter().map(|s| view(&s.room, s.member_count, online.get(&s.room.id).copied().unwrap_or(0))).collect();
+    let mut with = partners(&state, auth.user.id, &visible.iter().map(|s| (s.room.id, s.room.kind)).collect::<Vec<_>>()).await?;
+    let views = visible
+        .iter()
+        .map(|s| view(&s.room, s.member_count, online.get(&s.room.id).copied().unwrap_or(0), with.remove(&s.room.id)))
+        .collect();
     let next = more.then(|| rooms.last().map(|s| &s.room.name)).flatten();
     Ok(HttpResponse::Ok().json(RoomList { rooms: views, next }))
 }
@@ -108,18 +140,56 @@ pub async fn create_room(state: web::Data<AppState>, auth: AuthUser, body: web::
         return Err(ApiError::Forbidden("guests cannot create rooms".into()));
     }
     let name = RoomName::parse(&body.name)?;
+    if name.as_str().starts_with(DM_PREFIX) {
+        return Err(ApiError::BadRequest(format!("room names starting with {DM_PREFIX} are kept for direct messages")));
+    }
     let topic = Topic::parse(body.topic.as_deref().unwrap_or(""))?;
     let room = state.store.create_room(&name, &topic, body.private.unwrap_or(false), auth.user.id).await?;
     // A negative entry from an earlier lookup of this name must go everywhere.
     state.caches.rooms.invalidate_grant(&name).await;
-    Ok(HttpResponse::Created().json(view(&room, 1, 0)))
+    Ok(HttpResponse::Created().json(view(&room, 1, 0, None)))
 }
 
 pub async fn get_room(state: web::Data<AppState>, auth: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let room = visible_room(&state, &auth.user, &path).await?;
     let (last_seq, members) = state.store.room_counts(room.id).await?;
     let online = online_counts(&state, &[room.id]).await.get(&room.id).copied().unwrap_or(0);
-    Ok(HttpResponse::Ok().json(meta_view(&room, members, online, last_seq)))
+    let with = partners(&state, auth.user.id, &[(room.id, room.kind)]).await?.remove(&room.id);
+    Ok(HttpResponse::Ok().json(meta_view(&room, members, online, last_seq, with)))
+}
+
+#[derive(Deserialize)]
+pub struct NewDm {
+    username: String,
+}
+
+/// `POST /api/v1/dms` `{"username"}`: the direct-message room of the caller
+/// and that user (201 when this created it, 200 when it existed). Guests
+/// neither start nor receive one.
+pub async fn open_dm(state: web::Data<AppState>, auth: AuthUser, body: web::Json<NewDm>) -> Result<HttpResponse, ApiError> {
+    if auth.user.guest {
+        return Err(ApiError::Forbidden("guests cannot send direct messages".into()));
+    }
+    let username = Username::parse(&body.username)?;
+    let (other, _) =
+        state.store.user_by_name(username.as_str()).await?.ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    if other.guest {
+        return Err(ApiError::Forbidden("guests cannot receive direct messages".into()));
+    }
+    if other.id == auth.user.id {
+        return Err(ApiError::BadRequest("a direct message needs another user".into()));
+    }
+    let (room, created) = state.store.open_dm(auth.user.id, other.id).await?;
+    // Earlier answers for this name or these memberships (none, for a new
+    // room, unless a lookup raced it) go everywhere.
+    state.caches.rooms.invalidate_grant(&room.name).await;
+    for user in [auth.user.id, other.id] {
+        state.caches.members.grant(&crate::cache::Membership(room.id, user), true).await;
+    }
+    let (last_seq, members) = state.store.room_counts(room.id).await?;
+    let online = online_counts(&state, &[room.id]).await.get(&room.id).copied().unwrap_or(0);
+    let mut answer = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
+    Ok(answer.json(view(&Room { last_seq, ..room.clone() }, members, online, Some(other.username))))
 }
 
 #[derive(Deserialize)]
@@ -143,7 +213,7 @@ pub async fn update_room(
     let (last_seq, members) = state.store.room_counts(room.id).await?;
     let online = online_counts(&state, &[room.id]).await.get(&room.id).copied().unwrap_or(0);
     let updated = RoomMeta { topic: topic.as_str().to_string(), ..room };
-    Ok(HttpResponse::Ok().json(meta_view(&updated, members, online, last_seq)))
+    Ok(HttpResponse::Ok().json(meta_view(&updated, members, online, last_seq, None)))
 }
 
 /// Most members listed (the page shows who is in a room, not a directory).
@@ -199,6 +269,9 @@ pub async fn add_member(
     body: web::Json<NewMember>,
 ) -> Result<HttpResponse, ApiError> {
     let room = visible_room(&state, &auth.user, &path).await?;
+    if room.kind == RoomKind::Dm {
+        return Err(ApiError::Forbidden("a direct-message room keeps its two members".into()));
+    }
     if room.owner_id != Some(auth.user.id) {
         return Err(ApiError::Forbidden("only the room's owner can add members".into()));
     }
@@ -225,6 +298,9 @@ pub async fn remove_member(
 ) -> Result<HttpResponse, ApiError> {
     let (room_name, username) = path.into_inner();
     let room = visible_room(&state, &auth.user, &room_name).await?;
+    if room.kind == RoomKind::Dm {
+        return Err(ApiError::Forbidden("a direct-message room keeps its two members".into()));
+    }
     let username = Username::parse(&username)?;
     let (user, _) =
         state.store.user_by_name(username.as_str()).await?.ok_or_else(|| ApiError::NotFound("user not found".into()))?;

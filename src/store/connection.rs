@@ -276,6 +276,12 @@ impl<A, B, C, D, E, F> Rows for (A, B, C, D, E, F) {
     }
 }
 
+impl<A, B, C, D, E, F, G> Rows for (A, B, C, D, E, F, G) {
+    fn rows(&self) -> usize {
+        1
+    }
+}
+
 impl Rows for i64 {
     fn rows(&self) -> usize {
         1

@@ -29,6 +29,34 @@ pub struct Room {
     pub private: bool,
     pub owner_id: Option<UserId>,
     pub last_seq: i64,
+    pub kind: RoomKind,
+}
+
+/// A room anyone may be added to, or the direct-message room of two users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    #[default]
+    Room,
+    Dm,
+}
+
+impl RoomKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomKind::Room => "room",
+            RoomKind::Dm => "dm",
+        }
+    }
+
+    /// As stored (`rooms.kind`); anything unknown is an ordinary room.
+    pub fn from_stored(s: &str) -> RoomKind {
+        if s == "dm" {
+            RoomKind::Dm
+        } else {
+            RoomKind::Room
+        }
+    }
 }
 
 /// A committed message. Serialises as the contract's message object.

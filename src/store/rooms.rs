@@ -8,7 +8,7 @@ use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::Room;
+use super::models::{Room, RoomKind};
 use super::schema::{room_members, rooms, users};
 use super::{is_unique_violation, Store, StoreError};
 use crate::domain::{RoomId, RoomName, Topic, UserId, Username};
@@ -45,13 +45,29 @@ macro_rules! room_list_query {
     }};
 }
 
-type RoomRow = (i64, String, String, bool, Option<Uuid>, i64);
+type RoomRow = (i64, String, String, bool, Option<Uuid>, i64, String);
 
-pub(crate) const ROOM_COLUMNS: (rooms::id, rooms::name, rooms::topic, rooms::private, rooms::owner_id, rooms::last_seq) =
-    (rooms::id, rooms::name, rooms::topic, rooms::private, rooms::owner_id, rooms::last_seq);
+#[allow(clippy::type_complexity)]
+pub(crate) const ROOM_COLUMNS: (
+    rooms::id,
+    rooms::name,
+    rooms::topic,
+    rooms::private,
+    rooms::owner_id,
+    rooms::last_seq,
+    rooms::kind,
+) = (rooms::id, rooms::name, rooms::topic, rooms::private, rooms::owner_id, rooms::last_seq, rooms::kind);
 
-fn to_room((id, name, topic, private, owner, last_seq): RoomRow) -> Room {
-    Room { id: RoomId(id), name: RoomName::from_trusted(name), topic, private, owner_id: owner.map(UserId), last_seq }
+fn to_room((id, name, topic, private, owner, last_seq, kind): RoomRow) -> Room {
+    Room {
+        id: RoomId(id),
+        name: RoomName::from_trusted(name),
+        topic,
+        private,
+        owner_id: owner.map(UserId),
+        last_seq,
+        kind: RoomKind::from_stored(&kind),
+    }
 }
 
 /// A room as listed, with its stored member count.
@@ -103,6 +119,69 @@ impl Store {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The direct-message room of `a` and `b`, created with both as members
+    /// if missing (by either, in either order, on any instance: the pair's
+    /// key is unique); true when this call created it.
+    pub async fn open_dm(&self, a: UserId, b: UserId) -> Result<(Room, bool), StoreError> {
+        let (low, high) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+        let key = format!("{}:{}", low.0, high.0);
+        let name = dm_room_name(&key);
+        self.note_membership_write(a);
+        let created = db_run!(self, QueryName::DmOpen, async |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let inserted = diesel::insert_into(rooms::table)
+                    .values((
+                        rooms::name.eq(name.as_str()),
+                        rooms::private.eq(true),
+                        rooms::kind.eq(RoomKind::Dm.as_str()),
+                        rooms::dm_key.eq(key.as_str()),
+                    ))
+                    // The pair's key and the name derived from it are both
+                    // unique: a racing opener conflicts on either.
+                    .on_conflict_do_nothing()
+                    .returning(rooms::id)
+                    .get_result::<i64>(conn)
+                    .await
+                    .optional()?;
+                let id = match inserted {
+                    Some(id) => id,
+                    None => rooms::table.filter(rooms::dm_key.eq(key.as_str())).select(rooms::id).get_result::<i64>(conn).await?,
+                };
+                for user in [low, high] {
+                    diesel::insert_into(room_members::table)
+                        .values((room_members::room_id.eq(id), room_members::user_id.eq(user)))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(inserted.is_some())
+            })
+            .await
+        })
+        .await?;
+        let room = self.room_by_name(&name).await?.ok_or(StoreError::Vanished("direct-message room"))?;
+        Ok((room, created))
+    }
+
+    /// The other member of each of these direct-message rooms of `user`.
+    pub async fn dm_partners(&self, user: UserId, rooms_: &[RoomId]) -> Result<Vec<(RoomId, Username)>, StoreError> {
+        if rooms_.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = rooms_.iter().map(|r| r.0).collect();
+        let rows = db_run!(self, QueryName::DmPartners, async |conn| {
+            room_members::table
+                .inner_join(users::table)
+                .filter(room_members::room_id.eq_any(&ids))
+                .filter(room_members::user_id.ne(user))
+                .select((room_members::room_id, users::username))
+                .load::<(i64, String)>(conn)
+                .await
+        })
+        .await?;
+        Ok(rows.into_iter().map(|(room, name)| (RoomId(room), Username::from_trusted(name))).collect())
     }
 
     /// The named room, created as a public room if it does not exist yet.
@@ -227,7 +306,7 @@ use diesel::query_builder::{Query, QueryFragment, QueryId};
 use diesel::sql_types::{Int8, Nullable as Null, Text as SqlText};
 use diesel::sqlite::Sqlite;
 
-type RoomSql = (Int8, SqlText, SqlText, diesel::sql_types::Bool, Null<SqlUuid>, Int8);
+type RoomSql = (Int8, SqlText, SqlText, diesel::sql_types::Bool, Null<SqlUuid>, Int8, SqlText);
 
 /// Room by its unique name (also used by `plans`).
 pub(crate) fn room_by_name_query(
@@ -243,6 +322,18 @@ pub(crate) fn member_check_query(
 ) -> impl Query<SqlType = diesel::sql_types::Bool> + QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send {
     diesel::select(exists(room_members::table.filter(room_members::room_id.eq(room.0)).filter(room_members::user_id.eq(user))))
 }
+
+/// A direct-message room's name: `dm-` and 20 hex digits of the pair's key
+/// (ordinary rooms may not start with `dm-`).
+pub fn dm_room_name(key: &str) -> RoomName {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+    RoomName::from_trusted(format!("{DM_PREFIX}{hex}"))
+}
+
+/// Reserved for direct-message rooms.
+pub const DM_PREFIX: &str = "dm-";
 
 /// Which page of the room list to read.
 #[derive(Debug, Clone, Default)]

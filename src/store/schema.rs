@@ -42,6 +42,8 @@ diesel::table! {
         last_seq -> Int8,
         created_at -> Moment,
         member_count -> Int8,
+        kind -> Text,
+        dm_key -> Nullable<Text>,
     }
 }
 

@@ -35,6 +35,7 @@ mod cluster;
 mod database;
 mod delivery;
 mod deploy;
+mod dms;
 mod failover;
 mod fleet;
 mod frames;

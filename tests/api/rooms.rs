@@ -10,7 +10,10 @@ async fn create_list_and_detail() {
     let alice = app.register("alice").await;
     let (s, room) = app.post("/api/v1/rooms", Some(&alice), json!({"name": "rust", "topic": "crabs"})).await;
     assert_eq!(s, 201);
-    assert_eq!(room, json!({"name": "rust", "topic": "crabs", "private": false, "member_count": 1, "online_count": 0, "last_seq": 0}));
+    assert_eq!(
+        room,
+        json!({"name": "rust", "topic": "crabs", "private": false, "member_count": 1, "online_count": 0, "last_seq": 0, "kind": "room"})
+    );
     let (s, v) = app.post("/api/v1/rooms", Some(&alice), json!({"name": "rust"})).await;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("conflict")));
     for bad in ["Rust", "a b", "../x", "", &"x".repeat(65)] {
