@@ -20,6 +20,7 @@ pub mod housekeeping;
 pub mod limits;
 pub mod metrics;
 pub mod readiness;
+pub mod reads;
 pub mod redis_pool;
 pub mod request_timing;
 pub mod routes;

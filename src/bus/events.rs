@@ -75,6 +75,14 @@ pub enum BusEvent {
         cache: String,
         key: String,
     },
+    /// A user's read marker moved: their sockets on every other instance
+    /// get a `read` frame.
+    Read {
+        user_id: Uuid,
+        room: String,
+        last_read: i64,
+        unread: i64,
+    },
     /// The origin is alive (sent every INSTANCE_HEARTBEAT_MS).
     Heartbeat,
     /// The origin's figures for /admin (about once a second).

@@ -67,3 +67,17 @@ pub fn presence(room: &RoomName, user: &Username, online: bool) -> ByteString {
 pub fn typing(room: &RoomName, user: &Username) -> ByteString {
     to_text(&TypingFrame { kind: "typing", room, user })
 }
+
+#[derive(Serialize)]
+struct ReadFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    last_read: i64,
+    unread: i64,
+}
+
+/// A user's read marker moved (to their other connections).
+pub fn read(room: &str, last_read: i64, unread: i64) -> ByteString {
+    to_text(&ReadFrame { kind: "read", room, last_read, unread })
+}

@@ -145,6 +145,11 @@ impl Revoker {
         let _ = self.bus.set(bus);
     }
 
+    /// This instance's sockets (for frames other instances ask for).
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
     pub fn lease(&self) -> &Arc<Lease> {
         &self.lease
     }

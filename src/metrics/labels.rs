@@ -80,6 +80,8 @@ label_set! {
         MemberAdd = "member_add",
         MemberRemove = "member_remove",
         MemberList = "member_list",
+        ReadMark = "read_mark",
+        ReadStates = "read_states",
         DmOpen = "dm_open",
         DmPartners = "dm_partners",
         BanSet = "ban_set",

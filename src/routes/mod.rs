@@ -51,6 +51,7 @@ route_table! {
     POST "/api/v1/admin/users/{username}/suspension" 204 => moderation::suspend_user,
     DELETE "/api/v1/admin/users/{username}/suspension" 204 => moderation::reinstate_user,
     GET "/api/v1/rooms/{name}/messages" 200 => messages::list_messages,
+    PUT "/api/v1/rooms/{name}/read" 204 => rooms::mark_read,
     POST "/api/v1/rooms/{name}/messages" 201 => messages::post_message,
     GET "/api/v1/admin/stats" 200 => admin::get_stats,
     GET "/ws" 101 => crate::ws::upgrade::connect,

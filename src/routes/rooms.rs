@@ -11,6 +11,7 @@ use crate::domain::{RoomId, RoomName, RoomNamePrefix, Topic, UserId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::models::{Room, RoomKind};
+use crate::store::reads::ReadState;
 use crate::store::rooms::{RoomFilter, DM_PREFIX};
 
 #[derive(Serialize)]
@@ -25,6 +26,12 @@ pub struct RoomView<'a> {
     /// A direct-message room: the other person.
     #[serde(skip_serializing_if = "Option::is_none")]
     with: Option<Username>,
+    /// For rooms the caller is a member of: their read marker, and messages
+    /// by others after it (up to `UNREAD_CAP`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_read: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unread: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -53,6 +60,8 @@ fn view(room: &Room, member_count: i64, online_count: usize, with: Option<Userna
         last_seq: room.last_seq,
         kind: room.kind,
         with,
+        last_read: None,
+        unread: None,
     }
 }
 
@@ -66,6 +75,8 @@ fn meta_view(room: &RoomMeta, member_count: i64, online_count: usize, last_seq: 
         last_seq,
         kind: room.kind,
         with,
+        last_read: None,
+        unread: None,
     }
 }
 
@@ -118,9 +129,22 @@ pub async fn list_rooms(
     let visible: Vec<_> = rooms.iter().filter(|s| !(auth.user.guest && s.room.private)).collect();
     let online = online_counts(&state, &visible.iter().map(|s| s.room.id).collect::<Vec<_>>()).await;
     let mut with = partners(&state, auth.user.id, &visible.iter().map(|s| (s.room.id, s.room.kind)).collect::<Vec<_>>()).await?;
+    let reads: HashMap<RoomId, ReadState> = state
+        .store
+        .read_states(auth.user.id, &visible.iter().map(|s| s.room.id).collect::<Vec<_>>())
+        .await?
+        .into_iter()
+        .map(|r| (RoomId(r.room_id), r))
+        .collect();
     let views = visible
         .iter()
-        .map(|s| view(&s.room, s.member_count, online.get(&s.room.id).copied().unwrap_or(0), with.remove(&s.room.id)))
+        .map(|s| {
+            let mut v = view(&s.room, s.member_count, online.get(&s.room.id).copied().unwrap_or(0), with.remove(&s.room.id));
+            if let Some(r) = reads.get(&s.room.id) {
+                (v.last_read, v.unread) = (Some(r.last_read), Some(r.unread));
+            }
+            v
+        })
         .collect();
     let next = more.then(|| rooms.last().map(|s| &s.room.name)).flatten();
     Ok(HttpResponse::Ok().json(RoomList { rooms: views, next }))
@@ -314,5 +338,22 @@ pub async fn remove_member(
     if !crate::access::remove_member(&state, &room, user.id).await? {
         return Err(ApiError::NotFound("not a member".into()));
     }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct ReadUpTo {
+    seq: i64,
+}
+
+/// `PUT /api/v1/rooms/{name}/read` `{"seq"}`: the caller has read the room
+/// up to `seq` (see `reads::mark`).
+pub async fn mark_read(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<ReadUpTo>,
+) -> Result<HttpResponse, ApiError> {
+    crate::reads::mark(&state, &auth.user, &path, body.seq, None).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -74,6 +74,7 @@ pub mod rooms;
 pub mod models;
 pub mod plans;
 pub mod pool;
+pub mod reads;
 pub mod replica;
 pub mod schema;
 /// The column types of the schema live beside the values they carry.

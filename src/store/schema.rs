@@ -55,6 +55,7 @@ diesel::table! {
         room_id -> Int8,
         user_id -> Id,
         joined_at -> Moment,
+        last_read -> Int8,
     }
 }
 

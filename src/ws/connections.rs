@@ -26,6 +26,8 @@ pub enum Control {
     Revoked,
     /// The instance is draining: send `reconnect` and close after a grace period.
     Drain { after_ms: u64 },
+    /// A frame for this user's sockets (their read marker moved elsewhere).
+    Frame(bytestring::ByteString),
 }
 
 /// What outside code may change about a session at once, without waiting for
@@ -147,6 +149,19 @@ impl Connections {
             entry.guard.revoked.store(true, Ordering::Release);
             if let Some(recipient) = &entry.recipient {
                 recipient.do_send(Control::Revoked);
+            }
+        }
+    }
+
+    /// Writes `frame` to every socket of `user` here, but `except`.
+    pub fn tell_user(&self, user: UserId, frame: &bytestring::ByteString, except: Option<SessionId>) {
+        let index = self.inner.lock();
+        for (id, token) in index.by_user.get(&user).into_iter().flat_map(HashMap::iter) {
+            if Some(*id) == except {
+                continue;
+            }
+            if let Some(recipient) = index.by_token.get(token).and_then(|s| s.get(id)).and_then(|e| e.recipient.as_ref()) {
+                recipient.do_send(Control::Frame(frame.clone()));
             }
         }
     }

@@ -33,6 +33,11 @@ pub enum ClientFrame {
         #[serde(default)]
         ts: Option<Value>,
     },
+    /// The client has read `room` up to `seq`.
+    Read {
+        room: String,
+        seq: i64,
+    },
 }
 
 crate::label_set! {
@@ -44,6 +49,7 @@ crate::label_set! {
         Send = "send",
         Typing = "typing",
         Ping = "ping",
+        Read = "read",
     }
 }
 
@@ -62,6 +68,7 @@ impl ClientFrame {
             ClientFrame::Send { .. } => FrameType::Send,
             ClientFrame::Typing { .. } => FrameType::Typing,
             ClientFrame::Ping { .. } => FrameType::Ping,
+            ClientFrame::Read { .. } => FrameType::Read,
         }
     }
 
@@ -191,7 +198,7 @@ mod tests {
         // A type the enum lacks would be "unknown"; one whose variant is
         // renamed would not come back as its kind.
         for t in FrameType::ALL {
-            let minimal = format!(r#"{{"type":"{}","room":"a","body":"b"}}"#, t.as_str());
+            let minimal = format!(r#"{{"type":"{}","room":"a","body":"b","seq":1}}"#, t.as_str());
             assert_eq!(ClientFrame::parse(&minimal).map(|f| f.kind()), Ok(t), "{}", t.as_str());
         }
     }

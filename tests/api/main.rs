@@ -48,6 +48,7 @@ mod otlp;
 mod pages;
 mod plans;
 mod proxy;
+mod reads;
 mod reliability;
 mod rolling;
 mod rooms;

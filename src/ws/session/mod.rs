@@ -231,6 +231,7 @@ impl Session {
                     addr.do_send(Typing { session: self.id });
                 }
             }
+            Ok(ClientFrame::Read { room, seq }) => self.handle_read(room, seq, ctx),
             Ok(ClientFrame::Ping { ts }) => {
                 let ts = ts.unwrap_or_else(|| serde_json::Value::from(chrono::Utc::now().timestamp_millis()));
                 self.write(ctx, protocol::pong(&ts));
@@ -388,6 +389,7 @@ impl Handler<Control> for Session {
     fn handle(&mut self, control: Control, ctx: &mut Self::Context) {
         match control {
             Control::Revoked => self.close_revoked("this session was signed out", ctx),
+            Control::Frame(frame) => self.write(ctx, frame),
             Control::Drain { after_ms } => {
                 if self.draining {
                     return;

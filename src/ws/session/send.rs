@@ -102,3 +102,19 @@ impl Session {
         }));
     }
 }
+
+impl Session {
+    /// `{"type":"read","room","seq"}`: moves the read marker; the user's
+    /// other sockets hear of it, this one only of a refusal.
+    pub(super) fn handle_read(&mut self, room: String, seq: i64, ctx: &mut ws::WebsocketContext<Self>) {
+        let (state, user, id) = (self.state.clone(), self.auth.user.clone(), self.id);
+        let reference = room.clone();
+        ctx.spawn(async move { crate::reads::mark(&state, &user, &room, seq, Some(id)).await }.into_actor(self).map(
+            move |result, session, ctx| {
+                if let Err(e) = result {
+                    session.send_error(ctx, e.code(), &e.public_message(), Some(&reference));
+                }
+            },
+        ));
+    }
+}

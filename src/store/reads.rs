@@ -1,0 +1,90 @@
+//! Read markers and unread counts.
+//!
+//! A member's marker is a seq that only moves forward. The unread count of
+//! a room is the messages by others after it, read per request by a range
+//! scan of the messages' primary key `(room_id, seq)` from the marker,
+//! bounded at `UNREAD_CAP` rows: a room someone never opens costs no more
+//! than that, and the page shows "999+".
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_async::RunQueryDsl;
+
+use super::schema::room_members;
+use super::sql_types::Id as SqlUuid;
+use super::{DbPool, Store, StoreError};
+use crate::domain::{RoomId, UserId};
+use crate::metrics::QueryName;
+
+/// Unread counts stop here: `UNREAD_CAP` means that many or more.
+pub const UNREAD_CAP: i64 = 1000;
+
+/// A member's read state in one room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct ReadState {
+    #[diesel(sql_type = BigInt)]
+    pub room_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub last_read: i64,
+    #[diesel(sql_type = BigInt)]
+    pub unread: i64,
+}
+
+/// The bounded count, for one member row `rm` (both dialects).
+const UNREAD: &str = "(SELECT count(*) FROM (SELECT 1 FROM messages m \
+     WHERE m.room_id = rm.room_id AND m.seq > rm.last_read AND m.user_id <> rm.user_id ORDER BY m.seq LIMIT 1000) u)";
+
+impl Store {
+    /// Moves `user`'s marker in `room` forward to `seq` (never back, never
+    /// past the room's newest seq); the new marker when it moved. Only
+    /// members have markers.
+    pub async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<Option<i64>, StoreError> {
+        use super::schema::rooms;
+        let moved = db_run!(self, QueryName::ReadMark, async |conn| {
+            let exists_up_to = diesel::dsl::exists(rooms::table.filter(rooms::id.eq(room.0)).filter(rooms::last_seq.ge(seq)));
+            diesel::update(
+                room_members::table
+                    .filter(room_members::room_id.eq(room.0))
+                    .filter(room_members::user_id.eq(user))
+                    .filter(room_members::last_read.lt(seq))
+                    .filter(exists_up_to),
+            )
+            .set(room_members::last_read.eq(seq))
+            .execute(conn)
+            .await
+        })
+        .await?;
+        Ok((moved > 0).then_some(seq))
+    }
+
+    /// `user`'s read state in each of these rooms they are a member of.
+    pub async fn read_states(&self, user: UserId, rooms: &[RoomId]) -> Result<Vec<ReadState>, StoreError> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = rooms.iter().map(|r| r.0).collect();
+        match self.pool() {
+            DbPool::Postgres(_) => {
+                let sql = format!(
+                    "SELECT rm.room_id, rm.last_read, {UNREAD} AS unread FROM room_members rm \
+                     WHERE rm.user_id = $1 AND rm.room_id = ANY($2)"
+                );
+                self.run_pg(QueryName::ReadStates, async |conn| {
+                    diesel::sql_query(&sql).bind::<SqlUuid, _>(user).bind::<Array<BigInt>, _>(&ids).load::<ReadState>(conn).await
+                })
+                .await
+            }
+            DbPool::Sqlite(_) => {
+                let sql = format!(
+                    "SELECT rm.room_id, rm.last_read, {UNREAD} AS unread FROM room_members rm \
+                     WHERE rm.user_id = ? AND rm.room_id IN (SELECT value FROM json_each(?))"
+                );
+                let list = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+                db_run!(self, QueryName::ReadStates, async |conn| {
+                    diesel::sql_query(&sql).bind::<SqlUuid, _>(user).bind::<Text, _>(&list).load::<ReadState>(conn).await
+                })
+                .await
+            }
+        }
+    }
+}
