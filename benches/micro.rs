@@ -39,6 +39,9 @@ fn sample_message(seq: i64) -> StoredMessage {
         body: "a message of about the size people type in a chat, give or take".into(),
         sent_at: chrono::Utc::now(),
         client_msg_id: Some(ClientMsgId::parse("c-123").expect("id")),
+        kind: Default::default(),
+        edited_at: None,
+        deleted: false,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod domain;
+pub mod edits;
 pub mod error;
 pub mod housekeeping;
 pub mod limits;

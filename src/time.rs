@@ -18,6 +18,14 @@ pub mod rfc3339_millis {
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format(t))
     }
+
+    /// For an `Option` skipped when `None`.
+    pub fn serialize_some<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
-use crate::store::models::StoredMessage;
+use crate::store::models::{EventKind, StoredMessage};
+
+fn is_message(kind: &EventKind) -> bool {
+    *kind == EventKind::Message
+}
 use crate::telemetry::delivery::DeliveryTrace;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +109,13 @@ pub struct BusMessage {
     pub body: String,
     pub sent_at: DateTime<Utc>,
     pub client_msg_id: Option<String>,
+    /// A message, or an edit or delete of message `id`.
+    #[serde(default, skip_serializing_if = "is_message")]
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
     pub received_at_unix_us: u64,
     /// When the origin's commit finished (wall clock), for the `bus` stage.
     #[serde(default)]
@@ -136,6 +147,9 @@ impl BusMessage {
             body: m.body.clone(),
             sent_at: m.sent_at,
             client_msg_id: m.client_msg_id.as_ref().map(|c| c.as_str().to_string()),
+            kind: m.kind,
+            edited_at: m.edited_at,
+            deleted: m.deleted,
             received_at_unix_us: unix_us(received_at),
             committed_at_unix_us: unix_us(committed_at),
             traceparent: trace.map(DeliveryTrace::traceparent),
@@ -170,6 +184,9 @@ impl BusMessage {
                 body: self.body,
                 sent_at: self.sent_at,
                 client_msg_id,
+                kind: self.kind,
+                edited_at: self.edited_at,
+                deleted: self.deleted,
             },
             received_at,
         ))

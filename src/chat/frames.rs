@@ -3,8 +3,11 @@
 use bytestring::ByteString;
 use serde::Serialize;
 
-use crate::domain::{RoomName, Username};
-use crate::store::models::StoredMessage;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{MessageId, RoomName, Username};
+use crate::store::models::{EventKind, StoredMessage};
+use crate::time::rfc3339_millis;
 
 #[derive(Serialize)]
 struct MessageFrame<'a> {
@@ -49,6 +52,44 @@ fn to_text<T: Serialize>(value: &T) -> ByteString {
 
 pub fn message(message: &StoredMessage) -> ByteString {
     to_text(&MessageFrame { kind: "message", message })
+}
+
+#[derive(Serialize)]
+struct EditedFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a RoomName,
+    seq: i64,
+    id: MessageId,
+    body: &'a str,
+    #[serde(serialize_with = "rfc3339_millis::serialize")]
+    edited_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct DeletedFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a RoomName,
+    seq: i64,
+    id: MessageId,
+}
+
+/// The frame of any room event: `message`, `message_edited` or
+/// `message_deleted`.
+pub fn event(event: &StoredMessage) -> ByteString {
+    match event.kind {
+        EventKind::Message => message(event),
+        EventKind::Edit => to_text(&EditedFrame {
+            kind: "message_edited",
+            room: &event.room,
+            seq: event.seq,
+            id: event.id,
+            body: &event.body,
+            edited_at: event.edited_at.unwrap_or(event.sent_at),
+        }),
+        EventKind::Delete => to_text(&DeletedFrame { kind: "message_deleted", room: &event.room, seq: event.seq, id: event.id }),
+    }
 }
 
 pub fn joined<'a>(

@@ -26,6 +26,11 @@ impl MessageId {
     pub fn new() -> Self {
         MessageId(Uuid::now_v7())
     }
+
+    /// A message id as clients write it (a UUID).
+    pub fn parse(s: &str) -> Result<Self, super::ParseError> {
+        Uuid::parse_str(s.trim()).map(MessageId).map_err(|_| super::ParseError("a message id is a UUID".into()))
+    }
 }
 
 impl Default for MessageId {

@@ -81,6 +81,8 @@ label_set! {
         MemberRemove = "member_remove",
         MemberList = "member_list",
         ReadMark = "read_mark",
+        MessageAmend = "message_amend",
+        MessageById = "message_by_id",
         ReadStates = "read_states",
         DmOpen = "dm_open",
         DmPartners = "dm_partners",

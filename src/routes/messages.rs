@@ -9,13 +9,16 @@ use serde::{Deserialize, Serialize};
 use super::rooms::visible_room;
 use crate::auth::AuthUser;
 use crate::chat::room::NewestPage;
-use crate::domain::{Body, ClientMsgId};
+use crate::domain::{Body, ClientMsgId, MessageId};
+use crate::edits;
 use crate::error::ApiError;
 use crate::metrics::{CacheName, CacheResult, METRICS};
 use crate::state::AppState;
+use crate::store::amend::Change;
 use crate::store::messages::HistoryPage;
 use crate::store::models::StoredMessage;
 use crate::store::writer::{SendRequest, WriteError};
+use crate::store::StoreError;
 use crate::telemetry::delivery::DeliveryTrace;
 
 #[derive(Serialize)]
@@ -124,6 +127,45 @@ pub async fn post_message(
     })?;
     let mut response = if outcome.duplicate { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(response.json(outcome.message.as_ref()))
+}
+
+#[derive(Deserialize)]
+pub struct EditedMessage {
+    body: String,
+    #[serde(default)]
+    client_msg_id: Option<String>,
+}
+
+/// `PATCH /api/v1/rooms/{name}/messages/{id}` `{"body"}`: the author edits
+/// a message; the answer is the message as it is now.
+pub async fn edit_message(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<(String, String)>,
+    body: web::Json<EditedMessage>,
+) -> Result<HttpResponse, ApiError> {
+    let (room, id) = path.into_inner();
+    let id = MessageId::parse(&id)?;
+    let EditedMessage { body, client_msg_id } = body.into_inner();
+    let change = Change::Edit(Body::parse(&body)?);
+    let client_msg_id = client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?;
+    let (name, _) = edits::amend(&state, &auth.user, auth.admin, &room, id, change, client_msg_id).await?;
+    let room = visible_room(&state, &auth.user, name.as_str()).await?;
+    let message = state.store.message(room.id, &room.name, id).await?.ok_or(StoreError::Vanished("edited message"))?;
+    Ok(HttpResponse::Ok().json(&message))
+}
+
+/// `DELETE /api/v1/rooms/{name}/messages/{id}`: the author, the room's
+/// owner or an admin deletes a message; a second delete is 204 again.
+pub async fn delete_message(
+    state: web::Data<AppState>,
+    auth: AuthUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (room, id) = path.into_inner();
+    let id = MessageId::parse(&id)?;
+    edits::amend(&state, &auth.user, auth.admin, &room, id, Change::Delete, None).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ route_table! {
     GET "/api/v1/rooms/{name}/messages" 200 => messages::list_messages,
     PUT "/api/v1/rooms/{name}/read" 204 => rooms::mark_read,
     POST "/api/v1/rooms/{name}/messages" 201 => messages::post_message,
+    PATCH "/api/v1/rooms/{name}/messages/{id}" 200 => messages::edit_message,
+    DELETE "/api/v1/rooms/{name}/messages/{id}" 204 => messages::delete_message,
     GET "/api/v1/admin/stats" 200 => admin::get_stats,
     GET "/ws" 101 => crate::ws::upgrade::connect,
     GET "/healthz" 200 => health::healthz,

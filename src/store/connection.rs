@@ -240,6 +240,13 @@ impl<T> Rows for Option<T> {
     }
 }
 
+/// An outcome with a refusal (edits and deletes): one row when it went through.
+impl<T, E> Rows for Result<T, E> {
+    fn rows(&self) -> usize {
+        usize::from(self.is_ok())
+    }
+}
+
 impl Rows for usize {
     fn rows(&self) -> usize {
         *self

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::StoredMessage;
+use super::models::{EventKind, StoredMessage};
 use super::schema::{messages, users};
 use super::{Store, StoreError};
 use crate::domain::{ClientMsgId, MessageId, RoomId, RoomName, UserId, Username};
@@ -24,6 +24,8 @@ macro_rules! history_query {
         let query = messages::table
             .inner_join(users::table)
             .filter(messages::room_id.eq($room_id.0))
+            // Messages only: the seqs of edits and deletes are not listed.
+            .filter(messages::kind.eq(0i16))
             .select(MESSAGE_COLUMNS)
             .limit($limit + 1)
             .into_boxed();
@@ -38,7 +40,8 @@ macro_rules! history_query {
     }};
 }
 
-type MessageRow = (i64, Uuid, Uuid, String, String, Option<String>, DateTime<Utc>);
+type MessageRow =
+    (i64, Uuid, Uuid, String, String, Option<String>, DateTime<Utc>, i16, Option<Uuid>, Option<DateTime<Utc>>, bool);
 
 pub(crate) const MESSAGE_COLUMNS: (
     messages::seq,
@@ -48,7 +51,23 @@ pub(crate) const MESSAGE_COLUMNS: (
     messages::body,
     messages::client_msg_id,
     messages::sent_at,
-) = (messages::seq, messages::id, messages::user_id, users::username, messages::body, messages::client_msg_id, messages::sent_at);
+    messages::kind,
+    messages::target_id,
+    messages::edited_at,
+    messages::deleted,
+) = (
+    messages::seq,
+    messages::id,
+    messages::user_id,
+    users::username,
+    messages::body,
+    messages::client_msg_id,
+    messages::sent_at,
+    messages::kind,
+    messages::target_id,
+    messages::edited_at,
+    messages::deleted,
+);
 
 /// Which page of a room's history to read. Pages are always returned in
 /// ascending `seq`.
@@ -64,18 +83,24 @@ pub enum HistoryPage {
     Between { after: i64, before: i64 },
 }
 
+/// A row as the room event it is; an edit or delete is told by the id of
+/// the message it changes (its own row id is only a key).
 fn to_message(room_id: RoomId, room: &RoomName, row: MessageRow) -> StoredMessage {
-    let (seq, id, user_id, username, body, client_msg_id, sent_at) = row;
+    let (seq, id, user_id, username, body, client_msg_id, sent_at, kind, target_id, edited_at, deleted) = row;
+    let kind = EventKind::from_code(kind).unwrap_or(EventKind::Message);
     StoredMessage {
         room_id,
         room: room.clone(),
         seq,
-        id: MessageId(id),
+        id: MessageId(target_id.unwrap_or(id)),
         user_id: UserId(user_id),
         user: Username::from_trusted(username),
         body,
         sent_at,
         client_msg_id: client_msg_id.map(ClientMsgId::from_trusted),
+        kind,
+        edited_at: if kind == EventKind::Edit { Some(sent_at) } else { edited_at },
+        deleted,
     }
 }
 
@@ -127,8 +152,9 @@ impl Store {
         Ok((rows.into_iter().map(|r| to_message(room_id, room, r)).collect(), has_more))
     }
 
-    /// Messages with `after < seq <= upto`, ascending, at most `limit`: the
-    /// replay after `since` and the filling of gaps.
+    /// Room events (messages, edits, deletes) with `after < seq <= upto`,
+    /// ascending, at most `limit`: the replay after `since` and the filling
+    /// of gaps.
     pub async fn messages_between(
         &self,
         room_id: RoomId,
@@ -151,5 +177,22 @@ impl Store {
         })
         .await?;
         Ok(rows.into_iter().map(|r| to_message(room_id, room, r)).collect())
+    }
+
+    /// One message as it is now (edits and deletes applied), by id.
+    pub async fn message(&self, room_id: RoomId, room: &RoomName, id: MessageId) -> Result<Option<StoredMessage>, StoreError> {
+        let row = db_run!(self, QueryName::MessageById, async |conn| {
+            messages::table
+                .inner_join(users::table)
+                .filter(messages::room_id.eq(room_id.0))
+                .filter(messages::id.eq(id))
+                .filter(messages::kind.eq(EventKind::Message.code()))
+                .select(MESSAGE_COLUMNS)
+                .first::<MessageRow>(conn)
+                .await
+                .optional()
+        })
+        .await?;
+        Ok(row.map(|r| to_message(room_id, room, r)))
     }
 }

@@ -61,6 +61,7 @@ macro_rules! db_read {
     }};
 }
 
+pub mod amend;
 pub mod append;
 pub mod bootstrap;
 pub mod checkpointer;

@@ -1,7 +1,8 @@
 //! Read markers and unread counts.
 //!
 //! A member's marker is a seq that only moves forward. The unread count of
-//! a room is the messages by others after it, read per request by a range
+//! a room is the messages by others after it (not edits or deletes, not
+//! deleted messages), read per request by a range
 //! scan of the messages' primary key `(room_id, seq)` from the marker,
 //! bounded at `UNREAD_CAP` rows: a room someone never opens costs no more
 //! than that, and the page shows "999+".
@@ -32,7 +33,8 @@ pub struct ReadState {
 
 /// The bounded count, for one member row `rm` (both dialects).
 const UNREAD: &str = "(SELECT count(*) FROM (SELECT 1 FROM messages m \
-     WHERE m.room_id = rm.room_id AND m.seq > rm.last_read AND m.user_id <> rm.user_id ORDER BY m.seq LIMIT 1000) u)";
+     WHERE m.room_id = rm.room_id AND m.seq > rm.last_read AND m.user_id <> rm.user_id \
+       AND m.kind = 0 AND NOT m.deleted ORDER BY m.seq LIMIT 1000) u)";
 
 impl Store {
     /// Moves `user`'s marker in `room` forward to `seq` (never back, never

@@ -71,6 +71,10 @@ diesel::table! {
         body -> Text,
         client_msg_id -> Nullable<Text>,
         sent_at -> Moment,
+        kind -> SmallInt,
+        target_id -> Nullable<Id>,
+        edited_at -> Nullable<Moment>,
+        deleted -> Bool,
     }
 }
 

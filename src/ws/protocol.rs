@@ -38,6 +38,21 @@ pub enum ClientFrame {
         room: String,
         seq: i64,
     },
+    /// The author edits message `id`.
+    Edit {
+        room: String,
+        id: String,
+        body: String,
+        #[serde(default)]
+        client_msg_id: Option<String>,
+    },
+    /// The author, the room's owner or an admin deletes message `id`.
+    Delete {
+        room: String,
+        id: String,
+        #[serde(default)]
+        client_msg_id: Option<String>,
+    },
 }
 
 crate::label_set! {
@@ -50,6 +65,8 @@ crate::label_set! {
         Typing = "typing",
         Ping = "ping",
         Read = "read",
+        Edit = "edit",
+        Delete = "delete",
     }
 }
 
@@ -69,6 +86,8 @@ impl ClientFrame {
             ClientFrame::Typing { .. } => FrameType::Typing,
             ClientFrame::Ping { .. } => FrameType::Ping,
             ClientFrame::Read { .. } => FrameType::Read,
+            ClientFrame::Edit { .. } => FrameType::Edit,
+            ClientFrame::Delete { .. } => FrameType::Delete,
         }
     }
 

@@ -36,6 +36,7 @@ mod database;
 mod delivery;
 mod deploy;
 mod dms;
+mod edits;
 mod failover;
 mod fleet;
 mod frames;

@@ -107,7 +107,7 @@ impl Room {
             for c in released {
                 ready.push(OutFrame {
                     seq: c.message.seq,
-                    text: frames::message(&c.message),
+                    text: frames::event(&c.message),
                     received_at: Some(c.received_at),
                     available_at: Some(c.available_at),
                     trace: c.trace,
@@ -156,7 +156,7 @@ impl Room {
     /// The replay after `since` from memory, when the window covers it.
     fn replay_from_window(&self, since: i64) -> Option<Arc<[OutFrame]>> {
         let held = self.window.replay_after(since, self.sequencer.delivered())?;
-        Some(held.iter().map(|m| OutFrame::replayed(m.seq, frames::message(m))).collect())
+        Some(held.iter().map(|m| OutFrame::replayed(m.seq, frames::event(m))).collect())
     }
 
     fn fan_out(&mut self, frames: Arc<[OutFrame]>) {
@@ -307,7 +307,7 @@ impl Room {
         };
         match result {
             Ok(messages) => {
-                let replay: Arc<[OutFrame]> = messages.iter().map(|m| OutFrame::replayed(m.seq, frames::message(m))).collect();
+                let replay: Arc<[OutFrame]> = messages.iter().map(|m| OutFrame::replayed(m.seq, frames::event(m))).collect();
                 let buffered = member.catching_up.take().unwrap_or_default();
                 if !replay.is_empty() {
                     member.recipient.do_send(RoomEvent::Messages { room: self.id, frames: replay });

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use super::{Committed, SendOutcome, SendRequest, WriteError};
 use crate::domain::{MessageId, RoomId, UserId};
 use crate::store::append::{AppendInput, AppendRow};
-use crate::store::models::StoredMessage;
+use crate::store::models::{EventKind, StoredMessage};
 
 pub(super) type Reply = oneshot::Sender<Result<SendOutcome, WriteError>>;
 
@@ -185,6 +185,9 @@ impl Batch {
                 body: row.out_body,
                 sent_at: row.out_sent_at,
                 client_msg_id: req.client_msg_id,
+                kind: EventKind::Message,
+                edited_at: None,
+                deleted: false,
             });
             if !duplicate {
                 settled.new_rows += u64::from(!row.out_existed);

@@ -141,7 +141,7 @@ impl Session {
                     .map(move |result, session, ctx| match result {
                         Ok(messages) => {
                             let frames: Vec<OutFrame> =
-                                messages.iter().map(|m| OutFrame::replayed(m.seq, crate::chat::frames::message(m))).collect();
+                                messages.iter().map(|m| OutFrame::replayed(m.seq, crate::chat::frames::event(m))).collect();
                             let budget = session.outbound.room_left();
                             let out: Vec<ByteString> =
                                 session.streams.caught_up(room_id, &frames, budget).into_iter().map(|f| f.text.clone()).collect();
@@ -232,6 +232,10 @@ impl Session {
                 }
             }
             Ok(ClientFrame::Read { room, seq }) => self.handle_read(room, seq, ctx),
+            Ok(ClientFrame::Edit { room, id, body, client_msg_id }) => {
+                self.handle_amend(room, id, Some(body), client_msg_id, ctx)
+            }
+            Ok(ClientFrame::Delete { room, id, client_msg_id }) => self.handle_amend(room, id, None, client_msg_id, ctx),
             Ok(ClientFrame::Ping { ts }) => {
                 let ts = ts.unwrap_or_else(|| serde_json::Value::from(chrono::Utc::now().timestamp_millis()));
                 self.write(ctx, protocol::pong(&ts));

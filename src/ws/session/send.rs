@@ -5,9 +5,11 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix_web_actors::ws;
 
-use crate::domain::{Body, ClientMsgId, RoomName};
+use crate::domain::{Body, ClientMsgId, MessageId, RoomName};
+use crate::edits;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
+use crate::store::amend::Change;
 use crate::store::writer::{SendRequest, WriteError};
 use crate::telemetry::delivery::DeliveryTrace;
 use crate::ws::protocol;
@@ -116,5 +118,54 @@ impl Session {
                 }
             },
         ));
+    }
+}
+
+impl Session {
+    /// `edit` (with `body`) or `delete`: acked with the event's seq once it
+    /// is stored, refused with an `error` frame whose `ref` is the
+    /// `client_msg_id` (else the room). Rate limited like sends.
+    pub(super) fn handle_amend(
+        &mut self,
+        room: String,
+        id: String,
+        body: Option<String>,
+        client_msg_id: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let reference = client_msg_id.clone().unwrap_or_else(|| room.clone());
+        if !self.bucket.try_take() {
+            METRICS.rate_limited.inc();
+            return self.send_error(ctx, ErrorCode::RateLimited, "slow down: too many messages", Some(&reference));
+        }
+        let parsed = (|| -> Result<_, crate::domain::ParseError> {
+            let id = MessageId::parse(&id)?;
+            let change = match body {
+                Some(body) => Change::Edit(Body::parse(&body)?),
+                None => Change::Delete,
+            };
+            let client_msg_id = client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?;
+            Ok((id, change, client_msg_id))
+        })();
+        let (id, change, client_msg_id) = match parsed {
+            Ok(p) => p,
+            Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
+        };
+        let (state, auth) = (self.state.clone(), self.auth.clone());
+        let cmid = client_msg_id.clone();
+        self.pending_acks += 1;
+        let amend = async move { edits::amend(&state, &auth.user, auth.admin, &room, id, change, client_msg_id).await };
+        ctx.spawn(amend.into_actor(self).map(move |result, session, ctx| {
+            session.pending_acks -= 1;
+            match result {
+                Ok((room, ack)) => {
+                    session.write(ctx, protocol::ack(&room, cmid.as_ref().map(|c| c.as_str()), ack.seq, ack.id));
+                }
+                Err(e) => session.send_error(ctx, e.code(), &e.public_message(), Some(&reference)),
+            }
+            if session.draining && session.pending_acks == 0 {
+                session.close_for_drain(ctx);
+            }
+        }));
     }
 }

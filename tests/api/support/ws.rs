@@ -77,7 +77,14 @@ impl WsClient {
 
     /// The next frame of `kind`; frames of other kinds stay queued.
     pub async fn expect(&mut self, kind: &str) -> Value {
-        if let Some(i) = self.backlog.iter().position(|v| v["type"] == kind) {
+        self.expect_any(&[kind]).await
+    }
+
+    /// The next frame of any of `kinds`; frames of other kinds stay queued,
+    /// in the order they came.
+    pub async fn expect_any(&mut self, kinds: &[&str]) -> Value {
+        let wanted = |v: &Value| v["type"].as_str().is_some_and(|t| kinds.contains(&t));
+        if let Some(i) = self.backlog.iter().position(wanted) {
             return self.backlog.remove(i);
         }
         let deadline = Instant::now() + FRAME_WAIT;
@@ -88,13 +95,13 @@ impl WsClient {
             let got = self.next_json_within(left).await;
             self.backlog = saved;
             match got {
-                Some(v) if v["type"] == kind => {
+                Some(v) if wanted(&v) => {
                     // Older unread frames first, then those skipped now.
                     self.backlog.extend(skipped);
                     return v;
                 }
                 Some(v) => skipped.push(v),
-                None => panic!("no {kind:?} frame; got {skipped:?}"),
+                None => panic!("no {kinds:?} frame; got {skipped:?}"),
             }
         }
     }
@@ -137,6 +144,51 @@ impl WsClient {
             got.push(m);
         }
         got
+    }
+
+    /// Reads the room events of `room` (`message`, `message_edited`,
+    /// `message_deleted`) until seq `last`, asserting each seq is the
+    /// previous one plus one, starting after `after`; other frames stay queued.
+    pub async fn events_until(&mut self, room: &str, after: i64, last: i64) -> Vec<Value> {
+        let mut got = Vec::new();
+        let mut expected = after + 1;
+        while expected <= last {
+            let m = self.expect_event().await;
+            if m["room"] != room {
+                continue;
+            }
+            let seq = m["seq"].as_i64().unwrap();
+            assert_eq!(seq, expected, "gap or duplicate in {room}: expected seq {expected}, got {seq}: {m}");
+            expected += 1;
+            got.push(m);
+        }
+        got
+    }
+
+    /// A room event already here or arriving within `wait`; other frames
+    /// stay queued.
+    pub async fn next_event_within(&mut self, wait: Duration) -> Option<Value> {
+        let is_event = |v: &Value| matches!(v["type"].as_str(), Some("message" | "message_edited" | "message_deleted"));
+        if let Some(i) = self.backlog.iter().position(is_event) {
+            return Some(self.backlog.remove(i));
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let saved = std::mem::take(&mut self.backlog);
+            let got = self.next_json_within(left).await;
+            self.backlog = saved;
+            match got {
+                Some(v) if is_event(&v) => return Some(v),
+                Some(v) => self.backlog.push(v),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next frame that carries a seq (a room event).
+    pub async fn expect_event(&mut self) -> Value {
+        self.expect_any(&["message", "message_edited", "message_deleted"]).await
     }
 
     /// Sends n messages (client_msg_id `tag-i`) and waits for their acks.
