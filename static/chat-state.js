@@ -18,13 +18,17 @@ export const state = {
 };
 
 // The rendered window of the open room: seqs of its first and last nodes.
-export const view = { first: -1, last: -1, follow: true, rebuild: true, unseen: 0 };
+// `editing`: the id of the message whose edit form is open, `editText` what
+// is typed in it (kept when the window is drawn again).
+export const view = { first: -1, last: -1, follow: true, rebuild: true, unseen: 0, editing: null, editText: null };
 
 export function newRoom(name) {
   return {
     // synced: the history's newest page is loaded (the client tracks `since`).
-    name, synced: false, messages: [], seqs: new Set(), unread: 0, hasMore: true, loadingOlder: false,
+    name, synced: false, messages: [], seqs: new Set(), byId: new Map(), unread: 0, hasMore: true, loadingOlder: false,
     online: new Set(), typing: new Map(), members: null, owner: null, private: false,
+    // kind "dm": a direct-message room, shown as `with` (the other person).
+    kind: "room", with: null,
   };
 }
 
@@ -46,12 +50,19 @@ export function lowerBound(list, seq) {
   return lo;
 }
 
-/** Adds messages once each, in seq order; returns how many were new. */
+/** Adds messages once each, in seq order; returns how many were new. A
+ * message already held takes the state history now gives it (edited,
+ * deleted). */
 export function insert(r, msgs) {
   let added = 0;
   for (const m of msgs) {
-    if (r.seqs.has(m.seq)) continue;
+    if (r.seqs.has(m.seq)) {
+      const held = r.byId.get(m.id);
+      if (held) Object.assign(held, { body: m.body, edited_at: m.edited_at, deleted: m.deleted });
+      continue;
+    }
     r.seqs.add(m.seq);
+    r.byId.set(m.id, m);
     const list = r.messages;
     if (list.length === 0 || m.seq > list[list.length - 1].seq) list.push(m);
     else list.splice(lowerBound(list, m.seq), 0, m);
@@ -64,8 +75,21 @@ export function insert(r, msgs) {
 export function trimMemory(r, reading) {
   const excess = r.messages.length - MAX_KEPT;
   if (excess <= TRIM_SLACK || reading) return;
-  for (const m of r.messages.splice(0, excess)) r.seqs.delete(m.seq);
+  for (const m of r.messages.splice(0, excess)) { r.seqs.delete(m.seq); r.byId.delete(m.id); }
   r.hasMore = true;
 }
+
+/** An edit or delete of a held message; true when it changed one. (One
+ * not held is older than memory: history shows it as it is now.) */
+export function amend(r, event) {
+  const m = r.byId.get(event.id);
+  if (!m) return false;
+  if (event.type === "message_deleted") Object.assign(m, { body: "", deleted: true });
+  else if (!m.deleted) Object.assign(m, { body: event.body, edited_at: event.edited_at });
+  return true;
+}
+
+/** The name a room is listed under: the other person, for a DM. */
+export const displayName = (r) => (r.kind === "dm" && r.with ? r.with : r.name);
 
 export const validRoomName = (name) => /^[a-z0-9_-]{1,64}$/.test(name);

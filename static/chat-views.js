@@ -4,7 +4,7 @@
 // rendered once per animation frame. Text is only ever set with textContent
 // (no HTML injection).
 
-import { state, view, currentRoom, lowerBound } from "./chat-state.js";
+import { state, view, currentRoom, lowerBound, displayName } from "./chat-state.js";
 
 const WINDOW = 100; // message nodes rendered when following the newest (fills any screen)
 const STEP = 100; // nodes added per scroll step
@@ -15,7 +15,9 @@ export const $ = (id) => document.getElementById(id);
 
 function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
-  Object.assign(e, props);
+  const { dataset, ...rest } = props;
+  Object.assign(e, rest);
+  if (dataset) Object.assign(e.dataset, dataset);
   e.append(...children);
   return e;
 }
@@ -279,16 +281,55 @@ function dividerNode(iso) {
 function messageNode(r, i) {
   const m = r.messages[i];
   const div = messageTemplate.cloneNode(true);
-  if (m.user === (state.user && state.user.username)) div.classList.add("mine");
+  const me = state.user && state.user.username;
+  const mine = m.user === me;
+  if (mine) div.classList.add("mine");
   div.dataset.seq = m.seq;
+  div.dataset.id = m.id;
   const [who, time, body] = div.children;
   who.textContent = m.user;
   time.dateTime = m.sent_at;
   time.textContent = clock(m.sent_at);
   time.title = fullFormat.format(new Date(m.sent_at));
   body.textContent = m.body;
+  if (m.deleted) div.append(" ", el("span", { className: "mark", textContent: "deleted" }));
+  else if (m.edited_at) {
+    const mark = el("span", { className: "mark", textContent: "edited" });
+    mark.title = fullFormat.format(new Date(m.edited_at));
+    div.append(" ", mark);
+  }
+  if (!m.deleted && view.editing === m.id) div.append(editForm(m));
+  else if (!m.deleted && (mine || r.owner === me)) {
+    const actions = el("span", { className: "actions" });
+    if (mine) actions.append(el("button", { type: "button", className: "quiet", textContent: "Edit", dataset: { action: "edit" } }), " ");
+    actions.append(el("button", { type: "button", className: "quiet", textContent: "Delete", dataset: { action: "delete" } }));
+    div.append(" ", actions);
+  }
   if (startsDay(r, i)) div.prepend(dividerNode(m.sent_at));
   return div;
+}
+
+// Editing one's message in place: textbox "Edit message", Save, Cancel.
+function editForm(m) {
+  const form = el("form", { className: "edit" });
+  form.dataset.action = "save";
+  const label = el("label", { className: "visually-hidden", textContent: "Edit message", htmlFor: `edit-${m.id}` });
+  const input = el("textarea", { id: `edit-${m.id}`, rows: 2, maxLength: 4000, value: m.body });
+  input.value = view.editText ?? m.body;
+  const save = el("button", { type: "submit", textContent: "Save" });
+  const cancel = el("button", { type: "button", className: "quiet", textContent: "Cancel", dataset: { action: "cancel" } });
+  form.append(label, input, save, " ", cancel);
+  return form;
+}
+
+/** Draws one held message again (edited, deleted, or its edit form opened
+ * or closed), if it is in the rendered window. */
+export function refreshMessage(r, id) {
+  if (!r || r.name !== state.current) return;
+  const node = $("messages").querySelector(`.msg[data-id="${CSS.escape(id)}"]`);
+  if (!node) return;
+  const i = lowerBound(r.messages, Number(node.dataset.seq));
+  if (r.messages[i] && r.messages[i].id === id) node.replaceWith(messageNode(r, i));
 }
 
 // After older messages were loaded, the node that was first may no longer
@@ -310,7 +351,8 @@ export function renderOutbox(entries, onRetry, onDiscard) {
     if (m.room !== state.current || m.state === "sent") continue;
     const li = el("li", { className: m.state === "failed" ? "out failed" : "out pending" });
     li.dataset.id = m.id;
-    li.append(el("span", { className: "body", textContent: m.body }), " ");
+    const what = m.kind === "edit" ? `Edit: ${m.body}` : m.kind === "delete" ? "Delete a message" : m.body;
+    li.append(el("span", { className: "body", textContent: what }), " ");
     if (m.state === "failed") {
       const why = m.error ? ` (${m.error.message})` : "";
       li.append(el("span", { className: "state", textContent: "Not sent" }), el("span", { className: "why", textContent: why }), " ");
@@ -339,27 +381,33 @@ export function scheduleRoomsRender() {
 
 export function renderRooms() {
   const frag = document.createDocumentFragment();
-  for (const r of [...state.rooms.values()].sort((a, b) => a.name.localeCompare(b.name))) {
-    const b = el("button", { type: "button", textContent: r.name });
+  const dms = document.createDocumentFragment();
+  const all = [...state.rooms.values()].sort((a, b) => displayName(a).localeCompare(displayName(b)));
+  for (const r of all) {
+    // A DM is listed apart, under the other person's name.
+    const b = el("button", { type: "button", textContent: displayName(r) });
     b.dataset.room = r.name;
     if (r.name === state.current) { b.className = "current"; b.setAttribute("aria-current", "page"); }
-    if (r.private) {
-      // Outside the accessible name, like the badge.
+    if (r.private && r.kind !== "dm") {
+      // Outside the accessible name.
       const lock = el("span", { className: "lock", textContent: "private" });
       lock.setAttribute("aria-hidden", "true");
       b.appendChild(lock);
       b.setAttribute("aria-description", "private");
     }
+    const li = el("li", {}, b);
     if (r.unread) {
-      // Outside the accessible name (which stays the room name).
-      const badge = el("span", { className: "badge", textContent: r.unread > 99 ? "99+" : String(r.unread) });
-      badge.setAttribute("aria-hidden", "true");
-      b.appendChild(badge);
-      b.setAttribute("aria-description", `${r.private ? "private, " : ""}${r.unread} unread`);
+      // Beside the button: its accessible name stays the room's name.
+      const text = `${r.unread > 999 ? "999+" : r.unread} unread`;
+      li.append(el("span", { className: "badge", textContent: text }));
+      // Said when the button is focused, too.
+      b.setAttribute("aria-description", `${r.private && r.kind !== "dm" ? "private, " : ""}${text}`);
     }
-    frag.appendChild(el("li", {}, b));
+    (r.kind === "dm" ? dms : frag).appendChild(li);
   }
   $("room-list").replaceChildren(frag);
+  $("dm-list").replaceChildren(dms);
+  $("dms").hidden = !$("dm-list").childElementCount;
   renderTitle();
 }
 
@@ -369,11 +417,15 @@ export function renderTitle() {
   document.title = unread ? `(${unread > 999 ? "999+" : unread}) Switchboard` : "Switchboard";
 }
 
-/** The open room's members with online state; the owner of a private room manages them. */
-export function renderMembers(onRemove) {
+/** The open room's members with online state; the owner of a private room
+ * manages them, the owner of any room bans; anyone signed in may message
+ * a member directly. */
+export function renderMembers({ onRemove, onMessage, onBan }) {
   const r = currentRoom();
   const me = state.user && state.user.username;
-  const manage = !!(r && r.private && r.owner === me);
+  const manage = !!(r && r.private && r.owner === me && r.kind !== "dm");
+  const moderate = !!(r && r.owner === me && r.kind !== "dm");
+  const canDm = !!(state.user && !state.user.guest && r && r.kind !== "dm");
   $("add-member").hidden = !manage;
   const frag = document.createDocumentFragment();
   // The member list as last fetched, plus whoever came online since (a
@@ -386,11 +438,15 @@ export function renderMembers(onRemove) {
     li.append(el("span", { className: "name", textContent: m.username }));
     li.append(el("span", { className: "presence", textContent: online ? " online" : " offline" }));
     if (m.owner) li.append(el("span", { className: "owner", textContent: " (owner)" }));
-    if (manage && m.username !== me) {
-      const b = el("button", { type: "button", className: "quiet", textContent: `Remove ${m.username}` });
-      b.addEventListener("click", () => onRemove(m.username));
+    const other = m.username !== me;
+    const button = (text, run) => {
+      const b = el("button", { type: "button", className: "quiet", textContent: text });
+      b.addEventListener("click", () => run(m.username));
       li.append(" ", b);
-    }
+    };
+    if (canDm && other) button(`Message ${m.username}`, onMessage);
+    if (manage && other) button(`Remove ${m.username}`, onRemove);
+    if (moderate && other) button(`Ban ${m.username}`, onBan);
     frag.appendChild(li);
   }
   $("members").replaceChildren(frag);

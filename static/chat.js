@@ -3,13 +3,15 @@
 // draws it (chat-views.js). No build step.
 
 import { Switchboard } from "./switchboard.js";
-import { state, view, room, currentRoom, insert, trimMemory, validRoomName } from "./chat-state.js";
+import { state, view, room, currentRoom, insert, amend, trimMemory, validRoomName, displayName } from "./chat-state.js";
 import {
   $, setStatus, showError, scheduleRender, flush, setOlderLoader, onScroll, jumpToLatest, renderRooms,
   scheduleRoomsRender, renderTitle, renderOutbox, renderMembers, renderBrowser, renderTyping, fillViewport, extendUp,
+  refreshMessage,
 } from "./chat-views.js";
 
 const BROWSE_PAGE = 20;
+const ROOMS_POLL_MS = 20000; // new DMs and private rooms one was added to show up by themselves
 
 // ---------- HTTP ----------
 async function api(method, path, body) {
@@ -59,6 +61,7 @@ async function enterChat(user) {
   if ("Notification" in window && Notification.permission === "default") $("notify").hidden = false;
   startClient();
   await loadJoinedRooms();
+  setInterval(loadJoinedRooms, ROOMS_POLL_MS);
   browse(false);
   const last = localStorage.getItem("sb_room");
   const first = last && state.rooms.has(last) ? last : [...state.rooms.keys()].sort()[0];
@@ -82,6 +85,9 @@ function startClient() {
   c.addEventListener("status", (e) => onStatus(e.detail));
   c.addEventListener("joined", (e) => onJoined(e.detail));
   c.addEventListener("message", (e) => onMessage(e.detail));
+  c.addEventListener("message_edited", (e) => onAmend(e.detail));
+  c.addEventListener("message_deleted", (e) => onAmend(e.detail));
+  c.addEventListener("read", (e) => onRead(e.detail));
   c.addEventListener("outbox", () => drawOutbox());
   c.addEventListener("presence", (e) => {
     const f = e.detail;
@@ -120,6 +126,7 @@ async function onJoined(f) {
     r.synced = true;
     await loadNewest(r, f.last_seq);
   }
+  if (f.room === state.current) markRead();
 }
 
 function onMessage(m) {
@@ -128,6 +135,40 @@ function onMessage(m) {
   r.typing.delete(m.user);
   addMessages(r, [m], true);
   if (m.room !== state.current || document.hidden) notify(m);
+  else markRead();
+}
+
+// An edit or delete: the message changes where it is.
+function onAmend(f) {
+  const r = state.rooms.get(f.room);
+  if (!r || !amend(r, f)) return;
+  if (f.room === state.current) refreshMessage(r, f.id);
+}
+
+// The marker moved on another device: its count stands here too.
+function onRead(f) {
+  const r = state.rooms.get(f.room);
+  if (!r || (f.room === state.current && !document.hidden)) return;
+  r.unread = f.unread;
+  renderRooms();
+}
+
+// The open, visible room is read up to its newest message (once per change,
+// a little after a burst).
+let markTimer = null;
+function markRead() {
+  clearTimeout(markTimer);
+  markTimer = setTimeout(() => {
+    const name = state.current;
+    const r = currentRoom();
+    const joined = name && state.client.rooms.get(name);
+    if (!r || !joined || document.hidden) return;
+    const seq = joined.lastSeq;
+    if (seq > 0 && seq > (r.readSeq || 0)) {
+      r.readSeq = seq;
+      state.client.markRead(name, seq).catch(() => { r.readSeq = 0; });
+    }
+  }, 300);
 }
 
 function onError(f) {
@@ -220,15 +261,20 @@ async function loadJoinedRooms() {
       after = page.next || "";
     } while (after);
     renderRooms();
+    if (state.current && !state.rooms.has(state.current)) dropRoom(state.current);
   } catch (e) {
     if (e.status === 401) logout();
   }
 }
 
 function addRoom(info) {
+  const known = state.rooms.has(info.name);
   const r = room(info.name);
   r.private = !!info.private;
-  state.client.join(info.name).catch(() => {});
+  r.kind = info.kind || "room";
+  r.with = info.with || null;
+  if (info.name !== state.current && info.unread !== undefined) r.unread = info.unread;
+  if (!known) state.client.join(info.name).catch(() => {});
   return r;
 }
 
@@ -307,7 +353,9 @@ function openRoom(name, { byUser = false } = {}) {
   state.current = name;
   localStorage.setItem("sb_room", name);
   r.unread = 0;
-  $("room-title").textContent = "#" + name + (r.private ? " (private)" : "");
+  $("room-title").textContent = r.kind === "dm" ? `@${displayName(r)}` : "#" + name + (r.private ? " (private)" : "");
+  if (switching) view.editing = null;
+  markRead();
   $("message-input").disabled = false;
   $("send").disabled = false;
   $("leave").hidden = false;
@@ -336,7 +384,51 @@ async function loadMembers(r) {
 }
 
 function drawMembers() {
-  renderMembers(removeMember);
+  renderMembers({ onRemove: removeMember, onMessage: openDm, onBan: banMember });
+}
+
+// Opens (creating it the first time) the direct-message room with a member.
+async function openDm(username) {
+  try {
+    const info = await state.client.dm(username);
+    addRoom(info);
+    await state.client.join(info.name);
+    renderRooms();
+    openRoom(info.name, { byUser: true });
+  } catch (e) { showError(e.message); }
+}
+
+async function banMember(username) {
+  const r = currentRoom();
+  if (!r) return;
+  try {
+    await api("POST", `/rooms/${r.name}/bans`, { username });
+    await loadMembers(r);
+  } catch (e) { showError(e.message); }
+}
+
+// Edit and Delete on a message, and its edit form.
+function messageAction(action, id, form) {
+  const name = state.current;
+  if (!name) return;
+  if (action === "edit") {
+    Object.assign(view, { editing: id, editText: null });
+    refreshMessage(currentRoom(), id);
+    const input = document.getElementById(`edit-${id}`);
+    if (input) { input.focus(); input.select(); }
+  } else if (action === "cancel") {
+    view.editing = null;
+    refreshMessage(currentRoom(), id);
+  } else if (action === "delete") {
+    state.client.delete(name, id).catch(() => {});
+  } else if (action === "save") {
+    const body = form.querySelector("textarea").value;
+    if (!body.trim()) { showError("A message cannot be empty: use Delete to remove it"); return; }
+    view.editing = null;
+    refreshMessage(currentRoom(), id);
+    // The outbox holds it until stored, like a send.
+    state.client.edit(name, id, body).catch(() => {});
+  }
 }
 
 async function removeMember(username) {
@@ -401,10 +493,12 @@ $("join-form").addEventListener("submit", (e) => {
   $("room-input").value = "";
   $("room-private").checked = false;
 });
-$("room-list").addEventListener("click", (e) => {
-  const b = e.target.closest("button[data-room]");
-  if (b) openRoom(b.dataset.room, { byUser: true });
-});
+for (const list of ["room-list", "dm-list"]) {
+  $(list).addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-room]");
+    if (b) openRoom(b.dataset.room, { byUser: true });
+  });
+}
 $("show-rooms").addEventListener("click", () => setPane($("chat-view").dataset.pane === "rooms" ? "log" : "rooms"));
 $("show-members").addEventListener("click", () => setPane($("chat-view").dataset.pane === "members" ? "log" : "members"));
 $("leave").addEventListener("click", leaveRoom);
@@ -432,18 +526,37 @@ $("message-input").addEventListener("input", (e) => {
   }
 });
 $("messages").addEventListener("scroll", onScroll, { passive: true });
+$("messages").addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-action]");
+  const msg = b && b.closest(".msg");
+  if (msg) messageAction(b.dataset.action, msg.dataset.id, b.closest("form"));
+});
+$("messages").addEventListener("submit", (e) => {
+  const msg = e.target.closest(".msg");
+  if (!msg) return;
+  e.preventDefault();
+  messageAction("save", msg.dataset.id, e.target);
+});
+$("messages").addEventListener("input", (e) => { if (e.target.closest("form.edit")) view.editText = e.target.value; });
+$("messages").addEventListener("keydown", (e) => {
+  const form = e.target.closest("form.edit");
+  if (!form) return;
+  if (e.key === "Escape") messageAction("cancel", form.closest(".msg").dataset.id);
+  else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+});
 $("jump").addEventListener("click", jumpToLatest);
 window.addEventListener("online", () => state.client && state.client.reconnectNow());
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) return;
   state.hiddenUnread = 0;
   renderTitle();
+  markRead();
   if (state.client) state.client.reconnectNow();
 });
 setInterval(renderTyping, 1000);
 
 // For tests and the curious: the page's model and hot paths.
-window.switchboardPage = { state, view, flush, onMessage };
+window.switchboardPage = { state, view, flush, onMessage, onAmend };
 
 (async function start() {
   if (!state.token) { $("username").focus(); return; }

@@ -17,6 +17,52 @@ export interface Message {
   body: string;
   sent_at: string;
   client_msg_id: string | null;
+  /** Present once the message was edited: when, and `body` is the latest text. */
+  edited_at?: string;
+  /** Present (true) once the message was deleted; `body` is then empty. */
+  deleted?: boolean;
+}
+
+/** An edit of message `id`: its own seq in the room's sequence. */
+export interface MessageEdited {
+  type: "message_edited";
+  room: string;
+  seq: number;
+  id: string;
+  body: string;
+  edited_at: string;
+}
+
+/** A delete of message `id`: its own seq in the room's sequence. */
+export interface MessageDeleted {
+  type: "message_deleted";
+  room: string;
+  seq: number;
+  id: string;
+}
+
+/** The user's read marker moved on another of their connections. */
+export interface ReadState {
+  type: "read";
+  room: string;
+  last_read: number;
+  unread: number;
+}
+
+/** A room as the HTTP API describes it. */
+export interface Room {
+  name: string;
+  topic: string;
+  private: boolean;
+  member_count: number;
+  online_count: number;
+  last_seq: number;
+  kind: "room" | "dm";
+  /** The other person, for a direct-message room. */
+  with?: string;
+  /** For rooms the caller is a member of. */
+  last_read?: number;
+  unread?: number;
 }
 
 /** What `send` resolves with once the message is stored. */
@@ -41,11 +87,15 @@ export interface Session {
   user: User;
 }
 
-/** A send in the outbox: pending until acked, sent once stored, failed when refused. */
+/** A send, edit or delete in the outbox: pending until acked, sent once stored, failed when refused. */
 export interface Outgoing {
   readonly id: string;
   readonly room: string;
+  /** The text sent, or the edit's new text ("" for a delete). */
   readonly body: string;
+  readonly kind: "send" | "edit" | "delete";
+  /** The id of the message edited or deleted; null for a send. */
+  readonly target: string | null;
   readonly state: "pending" | "sent" | "failed";
   /** The last refusal, while failed. */
   readonly error: { code: string; message: string } | null;
@@ -78,6 +128,9 @@ export type ConnectionState = "idle" | "connecting" | "connected" | "reconnectin
 
 export interface SwitchboardEvents {
   message: CustomEvent<Message>;
+  message_edited: CustomEvent<MessageEdited>;
+  message_deleted: CustomEvent<MessageDeleted>;
+  read: CustomEvent<ReadState>;
   joined: CustomEvent<Joined>;
   presence: CustomEvent<{ type: "presence"; room: string; user: string; state: "online" | "offline" }>;
   typing: CustomEvent<{ type: "typing"; room: string; user: string }>;
@@ -115,6 +168,14 @@ export class Switchboard extends EventTarget {
   leave(room: string): void;
   typing(room: string): void;
   send(room: string, body: string, options?: { clientMsgId?: string }): Promise<Ack>;
+  /** The author edits a message; the ack carries the edit's seq. */
+  edit(room: string, id: string, body: string, options?: { clientMsgId?: string }): Promise<Ack>;
+  /** Deletes a message (the author; the room's owner or an admin: anyone's). */
+  delete(room: string, id: string, options?: { clientMsgId?: string }): Promise<Ack>;
+  /** Opens the direct-message room with `username` (join it to talk). */
+  dm(username: string): Promise<Room>;
+  /** Marks the room read up to `seq`; the marker never moves back. */
+  markRead(room: string, seq: number): Promise<void>;
   retry(id: string): void;
   discard(id: string): void;
   history(room: string, page?: { before?: number; after?: number; limit?: number }): Promise<{ messages: Omit<Message, "type">[]; has_more: boolean }>;

@@ -15,16 +15,21 @@
 // history, delivering each room's messages once and in seq order, and an
 // outbox: every send has a `client_msg_id`, is resent after a reconnect until
 // acked, and a refused one is retried with back-off; each says whether it is
-// pending, sent or failed.
+// pending, sent or failed. Edits and deletes go through the same outbox.
+// Messages, edits and deletes of a room are its events, delivered once each
+// in seq order (`message`, `message_edited`, `message_deleted`).
 
 const RETRYABLE = new Set(["unavailable", "rate_limited", "internal"]);
 
-/** A send in the outbox. */
+/** A send, edit or delete in the outbox. */
 class Outgoing {
-  constructor(id, room, body) {
+  constructor(id, room, body, kind = "send", target = null) {
     this.id = id;
     this.room = room;
     this.body = body;
+    /** "send", "edit" or "delete"; `target` is the id of the message edited or deleted. */
+    this.kind = kind;
+    this.target = target;
     /** "pending" (not acked yet), "sent" (acked: stored), "failed" (refused; see `error`). */
     this.state = "pending";
     this.error = null; // {code, message} of the last refusal
@@ -124,6 +129,25 @@ export class Switchboard extends EventTarget {
   /** Creates an account (`{id, username}`); sign in with `signIn` after. */
   static signUp(username, password, { url } = {}) {
     return call(baseUrl(url), null, "POST", "/users", { username, password });
+  }
+
+  /**
+   * Opens the direct-message room with `username` (the same room every
+   * time, from either side): resolves with the room object
+   * (`kind: "dm"`, `with`); `join` it to talk.
+   */
+  dm(username) {
+    return this.request("POST", "/dms", { username });
+  }
+
+  /**
+   * Marks `room` read up to `seq` (the marker never moves back). The user's
+   * other connections get a `read` event.
+   */
+  markRead(room, seq) {
+    const r = this.rooms.get(room);
+    if (r && r.live && this.frame({ type: "read", room, seq })) return Promise.resolve();
+    return this.request("PUT", `/rooms/${encodeURIComponent(room)}/read`, { seq }).then(() => {});
   }
 
   /** A page of a room's history: `{messages (ascending seq), has_more}`. */
@@ -286,7 +310,24 @@ export class Switchboard extends EventTarget {
    * is in `outbox` until then, with its state.
    */
   send(room, body, { clientMsgId } = {}) {
-    const m = new Outgoing(clientMsgId || newId(), room, body);
+    return this.enqueue(new Outgoing(clientMsgId || newId(), room, body));
+  }
+
+  /**
+   * Edits one of the user's messages: like `send`, it waits in the outbox
+   * until acked (`{seq, id}`: the edit's own seq) and is resent after a
+   * reconnect with the same client_msg_id.
+   */
+  edit(room, id, body, { clientMsgId } = {}) {
+    return this.enqueue(new Outgoing(clientMsgId || newId(), room, body, "edit", id));
+  }
+
+  /** Deletes a message (the user's own; the room's owner or an admin: anyone's), through the outbox. */
+  delete(room, id, { clientMsgId } = {}) {
+    return this.enqueue(new Outgoing(clientMsgId || newId(), room, "", "delete", id));
+  }
+
+  enqueue(m) {
     this.outbox.set(m.id, m);
     this.changed(m);
     this.transmit(m);
@@ -322,7 +363,9 @@ export class Switchboard extends EventTarget {
       return;
     }
     m.attempts++;
-    this.frame({ type: "send", room: m.room, body: m.body, client_msg_id: m.id });
+    if (m.kind === "edit") this.frame({ type: "edit", room: m.room, id: m.target, body: m.body, client_msg_id: m.id });
+    else if (m.kind === "delete") this.frame({ type: "delete", room: m.room, id: m.target, client_msg_id: m.id });
+    else this.frame({ type: "send", room: m.room, body: m.body, client_msg_id: m.id });
   }
 
   changed(m) {
@@ -354,7 +397,12 @@ export class Switchboard extends EventTarget {
         for (const r of this.rooms.values()) this.frame(this.joinFrame(r));
         break;
       case "joined": this.onJoined(f); break;
-      case "message": this.onMessage(f); break;
+      case "message":
+      case "message_edited":
+      case "message_deleted":
+        this.onMessage(f);
+        break;
+      case "read": this.dispatchEvent(new CustomEvent("read", { detail: f })); break;
       case "ack": {
         const m = this.outbox.get(f.client_msg_id);
         if (!m) break;
@@ -421,6 +469,8 @@ export class Switchboard extends EventTarget {
     } catch (e) {
       this.dispatchEvent(new CustomEvent("error", { detail: { code: e.code || "unavailable", message: e.message, ref: r.name } }));
     }
+    // History showed every message as it is now, edits up to `upto` included.
+    r.lastSeq = Math.max(r.lastSeq, upto);
     r.healing = false;
     for (const m of r.buffered.splice(0)) this.deliver(r, m);
   }
@@ -432,11 +482,12 @@ export class Switchboard extends EventTarget {
     this.deliver(r, f);
   }
 
-  // Once per seq, in order: replays and the live stream may overlap.
+  // Once per seq, in order: replays and the live stream may overlap. The
+  // event is named by the frame: message, message_edited, message_deleted.
   deliver(r, m) {
     if (m.seq <= r.lastSeq) return;
     r.lastSeq = m.seq;
-    this.dispatchEvent(new CustomEvent("message", { detail: m }));
+    this.dispatchEvent(new CustomEvent(m.type || "message", { detail: m }));
   }
 
   onError(f) {

@@ -94,6 +94,8 @@ struct Shared {
     /// end the wait before that ack (and its expected deliveries) is counted.
     sent: AtomicU64,
     answered: AtomicU64,
+    /// `read` frames sent (--mark-read).
+    marks: AtomicU64,
     stats: Mutex<Stats>,
 }
 
@@ -216,6 +218,7 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
         answered: AtomicU64::new(0),
         members_per_room: (0..args.rooms).map(|_| AtomicU64::new(0)).collect(),
         received: AtomicU64::new(0),
+        marks: AtomicU64::new(0),
         stats: Mutex::new(Stats::new()),
     });
     let mut handles = Vec::new();
@@ -251,6 +254,9 @@ fn run(args: &Args, rate: f64, duration: Duration) -> RunResult {
     }
     let mut stats = std::mem::replace(&mut *shared.stats.lock().expect("stats"), Stats::new());
     stats.expected = shared.expected();
+    if args.mark_read {
+        eprintln!("read markers sent: {}", shared.marks.load(Ordering::Relaxed));
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     RunResult {
         stats,
@@ -366,6 +372,7 @@ async fn client(
 
     // Receiver: checks order per room and measures latency from the intended time.
     let mut seen_seq = last_seq;
+    let mut unmarked = false;
     // Socket.IO nodes number each room on their own, so against the peer
     // order is checked per sender, by the sender's own count.
     let mut seen_from: HashMap<usize, u64> = HashMap::new();
@@ -373,7 +380,23 @@ async fn client(
         if shared.stop_all.load(Ordering::Acquire) {
             break;
         }
-        let next = actix_rt::time::timeout(Duration::from_millis(200), stream.next()).await;
+        // --mark-read: once nothing more is waiting (a batch was read), the
+        // room is marked read up to the newest seq seen, as a page does.
+        let ready = if unmarked { futures_util::FutureExt::now_or_never(stream.next()) } else { None };
+        let next = match ready {
+            Some(item) => Ok(item),
+            None => {
+                if unmarked {
+                    unmarked = false;
+                    let frame = json!({"type": "read", "room": room, "seq": seen_seq}).to_string();
+                    if sink.lock().await.send(Message::Text(frame.into())).await.is_err() {
+                        break;
+                    }
+                    shared.marks.fetch_add(1, Ordering::Relaxed);
+                }
+                actix_rt::time::timeout(Duration::from_millis(200), stream.next()).await
+            }
+        };
         let frame = match next {
             Err(_) => continue,
             Ok(None) | Ok(Some(Err(_))) => break,
@@ -454,6 +477,7 @@ async fn client(
                     }
                     seen_seq = seq;
                 }
+                unmarked = args.mark_read;
                 let (intended, sender, _) = body_fields(v.body.as_deref().unwrap_or_default());
                 if let Some(intended) = intended {
                     let us = (now_ns.saturating_sub(intended) / 1000).max(1);

@@ -56,6 +56,9 @@ pub struct Args {
     pub no_seed: bool,
     /// Storm mode: pause after the first visits so the server can be restarted.
     pub restart_pause: bool,
+    /// Chat modes: each client marks its room read after every batch of
+    /// messages it receives (a `read` frame up to the newest seq).
+    pub mark_read: bool,
     /// Which server the chat modes talk to.
     pub protocol: Protocol,
 }
@@ -155,6 +158,7 @@ fn parse_args() -> Args {
         connect_rate: 2000.0,
         no_seed: false,
         restart_pause: false,
+        mark_read: false,
         protocol: Protocol::Switchboard,
     };
     let mut it = std::env::args().skip(1);
@@ -196,6 +200,7 @@ fn parse_args() -> Args {
             "--connect-rate" => a.connect_rate = val().parse().unwrap_or_else(|_| usage()),
             "--no-seed" => a.no_seed = true,
             "--restart-pause" => a.restart_pause = true,
+            "--mark-read" => a.mark_read = true,
             "--protocol" => {
                 a.protocol = match val().as_str() {
                     "switchboard" => Protocol::Switchboard,

@@ -49,6 +49,8 @@ pub struct PlanSample {
     pub client_msg_id: ClientMsgId,
     pub message_id: MessageId,
     pub last_seq: i64,
+    /// Rooms `user` is a member of, for the read states (unread counts).
+    pub rooms: Vec<RoomId>,
 }
 
 pub struct Plan {
@@ -83,6 +85,13 @@ impl Store {
         explain!(QueryName::HistoryAfter, history_query!(s.room_id, HistoryPage::After(mid), 50));
         let everything = super::rooms::RoomFilter { limit: 101, ..Default::default() };
         explain!(QueryName::RoomListForUser, room_list_query!(s.user, &everything));
+        let rooms: Vec<i64> = s.rooms.iter().map(|r| r.0).collect();
+        explain!(
+            QueryName::ReadStates,
+            diesel::sql_query(super::reads::read_states_pg())
+                .bind::<SqlUuid, _>(s.user.0)
+                .bind::<diesel::sql_types::Array<BigInt>, _>(rooms)
+        );
         // append_messages: the repeat lookups, as the function writes them.
         explain!(
             QueryName::IdempotencyLookup,

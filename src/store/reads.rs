@@ -36,6 +36,15 @@ const UNREAD: &str = "(SELECT count(*) FROM (SELECT 1 FROM messages m \
      WHERE m.room_id = rm.room_id AND m.seq > rm.last_read AND m.user_id <> rm.user_id \
        AND m.kind = 0 AND NOT m.deleted ORDER BY m.seq LIMIT 1000) u)";
 
+/// The read states of user `$1` in rooms `$2` (PostgreSQL; also explained
+/// by `plans`).
+pub(crate) fn read_states_pg() -> String {
+    format!(
+        "SELECT rm.room_id, rm.last_read, {UNREAD} AS unread FROM room_members rm \
+         WHERE rm.user_id = $1 AND rm.room_id = ANY($2)"
+    )
+}
+
 impl Store {
     /// Moves `user`'s marker in `room` forward to `seq` (never back, never
     /// past the room's newest seq); the new marker when it moved. Only
@@ -67,10 +76,7 @@ impl Store {
         let ids: Vec<i64> = rooms.iter().map(|r| r.0).collect();
         match self.pool() {
             DbPool::Postgres(_) => {
-                let sql = format!(
-                    "SELECT rm.room_id, rm.last_read, {UNREAD} AS unread FROM room_members rm \
-                     WHERE rm.user_id = $1 AND rm.room_id = ANY($2)"
-                );
+                let sql = read_states_pg();
                 self.run_pg(QueryName::ReadStates, async |conn| {
                     diesel::sql_query(&sql).bind::<SqlUuid, _>(user).bind::<Array<BigInt>, _>(&ids).load::<ReadState>(conn).await
                 })

@@ -217,7 +217,7 @@ mod tests {
         // A type the enum lacks would be "unknown"; one whose variant is
         // renamed would not come back as its kind.
         for t in FrameType::ALL {
-            let minimal = format!(r#"{{"type":"{}","room":"a","body":"b","seq":1}}"#, t.as_str());
+            let minimal = format!(r#"{{"type":"{}","room":"a","body":"b","seq":1,"id":"x"}}"#, t.as_str());
             assert_eq!(ClientFrame::parse(&minimal).map(|f| f.kind()), Ok(t), "{}", t.as_str());
         }
     }

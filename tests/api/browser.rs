@@ -253,3 +253,28 @@ async fn both_pages_fit_a_laptop_and_a_phone_and_focus_stays_where_the_user_type
         assert!(size > 10_000, "screenshot {shots}/{name} is missing or blank ({size} bytes)");
     }
 }
+
+/// The v1.2 controls (tests/browser/essentials.mjs): Edit/Save and Delete
+/// with their `edited`/`deleted` marks on every page, `<n> unread` beside a
+/// room until it is opened, `Message <username>` opening a DM listed apart
+/// under the other person's name, and `Ban <username>` dropping the room
+/// from the banned user's page. Screenshots: target/screenshots/
+/// essentials-{edited,unread,dm}.png.
+#[actix_web::test]
+async fn chat_page_v12_edit_delete_unread_dms_and_bans() {
+    let app = spawn_app().await;
+    let shots = screenshot_path("essentials");
+    let shots = shots.trim_end_matches("/essentials").to_string();
+    let names = ["essentials-edited.png", "essentials-unread.png", "essentials-dm.png"];
+    for name in names {
+        let _ = std::fs::remove_file(format!("{shots}/{name}"));
+    }
+    let out = run_browser_script("essentials.mjs", &app.address, &[("SCREENSHOT_DIR", &shots)]).await;
+    let report: Value = serde_json::from_str(out.trim().lines().last().unwrap_or("")).expect("report JSON");
+    assert_eq!(report["ok"], true, "{report}");
+    println!("{report}");
+    for name in names {
+        let size = std::fs::metadata(format!("{shots}/{name}")).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "screenshot {shots}/{name} is missing or blank ({size} bytes)");
+    }
+}
