@@ -9,6 +9,8 @@
 #
 # Extra server environment: AB_ENV="REDIS_URL=redis://127.0.0.1:6379 RATE_LIMIT_PER_SEC=1000".
 # AB_BACKEND=sqlite: the embedded database instead (a fresh DATA_DIR per run).
+# AB_B_ARGS="--mark-read": load-generator arguments for B's runs only (one
+# binary, two client behaviours: pass it as both OLD and NEW).
 # Each run's JSON line goes to target/ab/<label>-<n>.json; the human summary
 # to stderr. The load generator is target/release/deps/load-* (built by
 # `cargo bench --no-run --bench load`).
@@ -51,6 +53,7 @@ run_one() { # label binary n loadgen-args...
 AB_ENV=${AB_ENV:-}
 for n in $(seq 1 "$runs"); do
   run_one A "$old" "$n" "$@"
-  run_one B "$new" "$n" "$@"
+  # shellcheck disable=SC2086
+  run_one B "$new" "$n" "$@" ${AB_B_ARGS:-}
 done
 echo "results: target/ab/{A,B}-{1..$runs}.json" >&2

@@ -90,7 +90,8 @@ fn usage() -> ! {
         "usage: cargo bench --bench load -- [--workload W1|W2|W3|W4|smoke] [--url URL]... [--clients N] [--rooms R]\n\
          \x20      [--rate R] [--senders N] [--duration SECS] [--threads T] [--login-concurrency C] [--body-bytes B]\n\
          \x20      [--mode fixed|ramp|soak|idle|http|smoke|storm] [--ramp-factor F] [--ramp-steps N] [--slo-ms MS]\n\
-         \x20      [--source-ips 127.0.0.1,127.0.0.2] [--connect-rate PER_SEC] [--label NAME] [--protocol switchboard|socketio]"
+         \x20      [--source-ips 127.0.0.1,127.0.0.2] [--connect-rate PER_SEC] [--label NAME] [--protocol switchboard|socketio]\n\
+         \x20      [--mark-read]"
     );
     std::process::exit(2)
 }
