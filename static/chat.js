@@ -358,7 +358,8 @@ function openRoom(name, { byUser = false } = {}) {
   markRead();
   $("message-input").disabled = false;
   $("send").disabled = false;
-  $("leave").hidden = false;
+  // A DM has no members to change: nobody leaves it.
+  $("leave").hidden = r.kind === "dm";
   if (switching) Object.assign(view, { first: -1, last: -1, follow: true, rebuild: true, unseen: 0 });
   renderRooms();
   loadMembers(r);
