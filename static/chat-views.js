@@ -398,7 +398,7 @@ export function renderRooms() {
     const li = el("li", {}, b);
     if (r.unread) {
       // Beside the button: its accessible name stays the room's name.
-      const text = `${r.unread > 999 ? "999+" : r.unread} unread`;
+      const text = `${r.unread > 99 ? "99+" : r.unread} unread`;
       li.append(el("span", { className: "badge", textContent: text }));
       // Said when the button is focused, too.
       b.setAttribute("aria-description", `${r.private && r.kind !== "dm" ? "private, " : ""}${text}`);

@@ -36,7 +36,7 @@ const LARGE: &[&str] = &["messages", "users", "sessions", "room_members"];
 /// Rows a scan may read beyond what the query returns.
 const SLACK: f64 = 128.0;
 /// Unread counts stop here (store::reads).
-const UNREAD_CAP: f64 = 1000.0;
+const UNREAD_CAP: f64 = 100.0;
 
 fn nodes<'a>(plan: &'a Value, out: &mut Vec<&'a Value>) {
     out.push(plan);
