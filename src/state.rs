@@ -15,6 +15,7 @@ use crate::cluster::revocation::Revoker;
 use crate::cluster::Liveness;
 use crate::config::Config;
 use crate::limits::Limits;
+use crate::reads::ReadMarks;
 use crate::stats::StatsBoard;
 use crate::store::writer::Writer;
 use crate::store::Store;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub tickets: Tickets,
     pub session_clock: SessionClock,
     pub started_at: Instant,
+    /// WebSocket read markers on their way to the database (reads.rs).
+    pub read_marks: Arc<ReadMarks>,
     draining: AtomicBool,
 }
 
@@ -63,6 +66,7 @@ impl AppState {
             hasher: Hasher::start(parts.config.accounts.hash_workers, parts.config.accounts.hash_queue),
             tickets: Tickets::new(prefixed),
             session_clock: SessionClock::new(parts.config.accounts.sessions),
+            read_marks: ReadMarks::new(parts.store.clone(), parts.connections.clone(), parts.bus.clone()),
             parts,
             started_at: Instant::now(),
             draining: AtomicBool::new(false),

@@ -354,6 +354,6 @@ pub async fn mark_read(
     path: web::Path<String>,
     body: web::Json<ReadUpTo>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::reads::mark(&state, &auth.user, &path, body.seq, None).await?;
+    crate::reads::mark(&state, &auth.user, &path, body.seq).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -11,7 +11,7 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::schema::room_members;
 use super::sql_types::Id as SqlUuid;
@@ -25,6 +25,19 @@ pub const UNREAD_CAP: i64 = 100;
 /// A member's read state in one room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
 pub struct ReadState {
+    #[diesel(sql_type = BigInt)]
+    pub room_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub last_read: i64,
+    #[diesel(sql_type = BigInt)]
+    pub unread: i64,
+}
+
+/// A marker that moved, and the unread count after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct ReadMoved {
+    #[diesel(sql_type = SqlUuid)]
+    pub user_id: uuid::Uuid,
     #[diesel(sql_type = BigInt)]
     pub room_id: i64,
     #[diesel(sql_type = BigInt)]
@@ -71,6 +84,65 @@ impl Store {
         })
         .await?;
         Ok((moved > 0).then_some(seq))
+    }
+
+    /// Moves many markers at once (each `(user, room, seq)` once): forward
+    /// only, never past the room's newest seq. The markers that moved, with
+    /// their new unread counts. One statement on PostgreSQL; one
+    /// transaction on SQLite.
+    pub async fn mark_read_many(&self, marks: &[(UserId, RoomId, i64)]) -> Result<Vec<ReadMoved>, StoreError> {
+        if marks.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.pool() {
+            DbPool::Postgres(_) => {
+                let users: Vec<uuid::Uuid> = marks.iter().map(|m| m.0 .0).collect();
+                let rooms: Vec<i64> = marks.iter().map(|m| m.1 .0).collect();
+                let seqs: Vec<i64> = marks.iter().map(|m| m.2).collect();
+                self.run_pg(QueryName::ReadMark, async |conn| {
+                    MarkMany { users: &users, rooms: &rooms, seqs: &seqs }.load::<ReadMoved>(conn).await
+                })
+                .await
+            }
+            DbPool::Sqlite(_) => {
+                let marks = marks.to_vec();
+                db_run!(self, QueryName::ReadMark, async |conn| {
+                    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                        let mut moved = Vec::new();
+                        for (user, room, seq) in &marks {
+                            use super::schema::rooms;
+                            let exists_up_to =
+                                diesel::dsl::exists(rooms::table.filter(rooms::id.eq(room.0)).filter(rooms::last_seq.ge(*seq)));
+                            let n = diesel::update(
+                                room_members::table
+                                    .filter(room_members::room_id.eq(room.0))
+                                    .filter(room_members::user_id.eq(*user))
+                                    .filter(room_members::last_read.lt(*seq))
+                                    .filter(exists_up_to),
+                            )
+                            .set(room_members::last_read.eq(*seq))
+                            .execute(conn)
+                            .await?;
+                            if n > 0 {
+                                let sql = format!(
+                                    "SELECT rm.user_id, rm.room_id, rm.last_read, {UNREAD} AS unread FROM room_members rm \
+                                     WHERE rm.user_id = ? AND rm.room_id = ?"
+                                );
+                                let row = diesel::sql_query(sql)
+                                    .bind::<SqlUuid, _>(*user)
+                                    .bind::<BigInt, _>(room.0)
+                                    .get_result::<ReadMoved>(conn)
+                                    .await?;
+                                moved.push(row);
+                            }
+                        }
+                        Ok(moved)
+                    })
+                    .await
+                })
+                .await
+            }
+        }
     }
 
     /// `user`'s read state in each of these rooms they are a member of.
@@ -130,6 +202,44 @@ impl diesel::query_builder::QueryId for ReadStatesPg<'_> {
 }
 
 impl diesel::query_builder::Query for ReadStatesPg<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+/// `mark_read_many` on PostgreSQL: the markers as three arrays; the
+/// update and the counts after it in one statement, kept prepared.
+struct MarkMany<'a> {
+    users: &'a [uuid::Uuid],
+    rooms: &'a [i64],
+    seqs: &'a [i64],
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for MarkMany<'_> {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        out.push_sql("WITH v AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<diesel::sql_types::Uuid>, _>(self.users)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<BigInt>, _>(self.rooms)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<BigInt>, _>(self.seqs)?;
+        out.push_sql(
+            "::bigint[]) AS v (u, r, s)), \
+             moved AS (UPDATE room_members rm SET last_read = v.s FROM v, rooms ro \
+               WHERE rm.user_id = v.u AND rm.room_id = v.r AND ro.id = v.r AND rm.last_read < v.s AND v.s <= ro.last_seq \
+               RETURNING rm.user_id, rm.room_id, rm.last_read) \
+             SELECT rm.user_id, rm.room_id, rm.last_read, ",
+        );
+        out.push_sql(UNREAD);
+        out.push_sql(" AS unread FROM moved rm");
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryId for MarkMany<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for MarkMany<'_> {
     type SqlType = diesel::sql_types::Untyped;
 }
 

@@ -109,9 +109,20 @@ impl Session {
     /// `{"type":"read","room","seq"}`: moves the read marker; the user's
     /// other sockets hear of it, this one only of a refusal.
     pub(super) fn handle_read(&mut self, room: String, seq: i64, ctx: &mut ws::WebsocketContext<Self>) {
+        // A room this socket has joined was checked then (and a removal or
+        // ban since shows in the guard): straight to the coalescer, with no
+        // look-ups. A client may send one per batch it reads.
+        if let Some(name) = RoomName::parse(&room).ok().filter(|_| seq >= 0) {
+            if let Some((room_id, _)) = self.streams.joined(&name) {
+                if !self.registration.guard.is_kicked(room_id) {
+                    self.state.read_marks.queue(self.auth.user.id, room_id, name, seq, Some(self.id));
+                    return;
+                }
+            }
+        }
         let (state, user, id) = (self.state.clone(), self.auth.user.clone(), self.id);
         let reference = room.clone();
-        ctx.spawn(async move { crate::reads::mark(&state, &user, &room, seq, Some(id)).await }.into_actor(self).map(
+        ctx.spawn(async move { crate::reads::mark_soon(&state, &user, &room, seq, id).await }.into_actor(self).map(
             move |result, session, ctx| {
                 if let Err(e) = result {
                     session.send_error(ctx, e.code(), &e.public_message(), Some(&reference));
