@@ -1,4 +1,4 @@
-//! Configuration from the environment (PROTOCOL.md's table plus documented
+//! Configuration from the environment (the contract's variables plus documented
 //! knobs), in sections: each module is handed the section it uses.
 //!
 //! Every variable has a safe default; a bad value is a one-line error naming the

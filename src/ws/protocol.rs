@@ -1,4 +1,4 @@
-//! WebSocket frames, as in PROTOCOL.md. Client frames parse into `ClientFrame`;
+//! WebSocket frames, as docs/api.md lists them. Client frames parse into `ClientFrame`;
 //! server frames other than room traffic are built here.
 
 use bytestring::ByteString;
