@@ -6,8 +6,9 @@
 
 use std::time::Instant;
 
+use crate::cache::RoomMeta;
 use crate::chat::fanout::Fanout;
-use crate::domain::{ClientMsgId, MessageId, RoomName};
+use crate::domain::{ClientMsgId, MessageId};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::amend::{AmendRequest, Amended, Change, Refusal};
@@ -33,7 +34,7 @@ pub async fn amend(
     id: MessageId,
     change: Change,
     client_msg_id: Option<ClientMsgId>,
-) -> Result<(RoomName, EventAck), ApiError> {
+) -> Result<(RoomMeta, EventAck), ApiError> {
     let received_at = Instant::now();
     let room = crate::access::visible_room(state, user, room).await?;
     if state.writer.health().verdict(received_at).refuses() {
@@ -56,7 +57,7 @@ pub async fn amend(
         (Refusal::Deleted, _) => ApiError::Conflict("a deleted message cannot be edited".into()),
     })?;
     let event = match outcome {
-        Amended::Earlier { seq, id } => return Ok((room.name, EventAck { seq, id, new: false })),
+        Amended::Earlier { seq, id } => return Ok((room, EventAck { seq, id, new: false })),
         Amended::Applied(event) => event,
     };
     let body = match &change {
@@ -86,5 +87,5 @@ pub async fn amend(
         available_at: now,
         trace: None,
     }]);
-    Ok((room.name, EventAck { seq: event.seq, id, new: true }))
+    Ok((room, EventAck { seq: event.seq, id, new: true }))
 }

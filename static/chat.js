@@ -415,8 +415,10 @@ function messageAction(action, id, form) {
   if (action === "edit") {
     Object.assign(view, { editing: id, editText: null });
     refreshMessage(currentRoom(), id);
+    // The user's own click: the one focus policy (moveFocus) still keeps
+    // it out of another field that holds text.
     const input = document.getElementById(`edit-${id}`);
-    if (input) { input.focus(); input.select(); }
+    if (input) moveFocus(input, true);
   } else if (action === "cancel") {
     view.editing = null;
     refreshMessage(currentRoom(), id);

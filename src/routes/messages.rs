@@ -149,8 +149,7 @@ pub async fn edit_message(
     let EditedMessage { body, client_msg_id } = body.into_inner();
     let change = Change::Edit(Body::parse(&body)?);
     let client_msg_id = client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?;
-    let (name, _) = edits::amend(&state, &auth.user, auth.admin, &room, id, change, client_msg_id).await?;
-    let room = visible_room(&state, &auth.user, name.as_str()).await?;
+    let (room, _) = edits::amend(&state, &auth.user, auth.admin, &room, id, change, client_msg_id).await?;
     let message = state.store.message(room.id, &room.name, id).await?.ok_or(StoreError::Vanished("edited message"))?;
     Ok(HttpResponse::Ok().json(&message))
 }

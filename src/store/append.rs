@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as PgUuid};
 use diesel::QueryableByName;
 use diesel_async::AsyncPgConnection;
@@ -278,20 +278,8 @@ impl QueryFragment<Pg> for FunctionAppend<'_> {
     }
 }
 
-/// Both statements' texts are fixed (per leaf), so diesel keeps them
-/// prepared per connection, keyed by their text: no Parse round trip.
-macro_rules! cached_statement {
-    ($($t:ident),*) => {$(
-        impl QueryId for $t<'_> {
-            type QueryId = ();
-            const HAS_STATIC_QUERY_ID: bool = false;
-        }
-
-        impl Query for $t<'_> {
-            type SqlType = diesel::sql_types::Untyped;
-        }
-    )*};
-}
+// Both statements' texts are fixed (per leaf), so diesel keeps them
+// prepared per connection, keyed by their text: no Parse round trip.
 cached_statement!(LeafAppend, FunctionAppend);
 
 pub async fn append_sqlite(conn: &mut SqliteConn, jobs: &[AppendInput<'_>]) -> diesel::QueryResult<Vec<AppendRow>> {

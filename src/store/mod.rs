@@ -61,6 +61,22 @@ macro_rules! db_read {
     }};
 }
 
+/// A hand-written PostgreSQL statement (a `QueryFragment<Pg>` over a
+/// struct with one lifetime) whose text is fixed: diesel keeps it prepared
+/// per connection, keyed by its text (`sql_query` is never kept).
+macro_rules! cached_statement {
+    ($($t:ident),*) => {$(
+        impl diesel::query_builder::QueryId for $t<'_> {
+            type QueryId = ();
+            const HAS_STATIC_QUERY_ID: bool = false;
+        }
+
+        impl diesel::query_builder::Query for $t<'_> {
+            type SqlType = diesel::sql_types::Untyped;
+        }
+    )*};
+}
+
 pub mod amend;
 pub mod append;
 pub mod bootstrap;

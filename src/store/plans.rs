@@ -86,12 +86,7 @@ impl Store {
         let everything = super::rooms::RoomFilter { limit: 101, ..Default::default() };
         explain!(QueryName::RoomListForUser, room_list_query!(s.user, &everything));
         let rooms: Vec<i64> = s.rooms.iter().map(|r| r.0).collect();
-        explain!(
-            QueryName::ReadStates,
-            diesel::sql_query(super::reads::read_states_pg())
-                .bind::<SqlUuid, _>(s.user.0)
-                .bind::<diesel::sql_types::Array<BigInt>, _>(rooms)
-        );
+        explain!(QueryName::ReadStates, super::reads::ReadStatesPg { user: s.user.0, rooms: &rooms });
         // append_messages: the repeat lookups, as the function writes them.
         explain!(
             QueryName::IdempotencyLookup,

@@ -170,7 +170,7 @@ impl Session {
             session.pending_acks -= 1;
             match result {
                 Ok((room, ack)) => {
-                    session.write(ctx, protocol::ack(&room, cmid.as_ref().map(|c| c.as_str()), ack.seq, ack.id));
+                    session.write(ctx, protocol::ack(&room.name, cmid.as_ref().map(|c| c.as_str()), ack.seq, ack.id));
                 }
                 Err(e) => session.send_error(ctx, e.code(), &e.public_message(), Some(&reference)),
             }

@@ -34,6 +34,9 @@ pub struct WsClient {
 /// How long a test waits for a frame it expects.
 pub const FRAME_WAIT: Duration = Duration::from_secs(10);
 
+/// The frames that carry a room's seq.
+const EVENTS: [&str; 3] = ["message", "message_edited", "message_deleted"];
+
 impl WsClient {
     pub async fn send_json(&mut self, v: Value) {
         self.send_text(&v.to_string()).await;
@@ -131,29 +134,21 @@ impl WsClient {
     /// Reads `message` frames of `room` until seq `last`, asserting each seq
     /// is the previous one plus one, starting after `after`.
     pub async fn collect_until(&mut self, room: &str, after: i64, last: i64) -> Vec<Value> {
-        let mut got = Vec::new();
-        let mut expected = after + 1;
-        while expected <= last {
-            let m = self.expect("message").await;
-            if m["room"] != room {
-                continue;
-            }
-            let seq = m["seq"].as_i64().unwrap();
-            assert_eq!(seq, expected, "gap or duplicate in {room}: expected seq {expected}, got {seq}");
-            expected += 1;
-            got.push(m);
-        }
-        got
+        self.seq_frames_until(&["message"], room, after, last).await
     }
 
     /// Reads the room events of `room` (`message`, `message_edited`,
     /// `message_deleted`) until seq `last`, asserting each seq is the
     /// previous one plus one, starting after `after`; other frames stay queued.
     pub async fn events_until(&mut self, room: &str, after: i64, last: i64) -> Vec<Value> {
+        self.seq_frames_until(&EVENTS, room, after, last).await
+    }
+
+    async fn seq_frames_until(&mut self, kinds: &[&str], room: &str, after: i64, last: i64) -> Vec<Value> {
         let mut got = Vec::new();
         let mut expected = after + 1;
         while expected <= last {
-            let m = self.expect_event().await;
+            let m = self.expect_any(kinds).await;
             if m["room"] != room {
                 continue;
             }
@@ -168,7 +163,7 @@ impl WsClient {
     /// A room event already here or arriving within `wait`; other frames
     /// stay queued.
     pub async fn next_event_within(&mut self, wait: Duration) -> Option<Value> {
-        let is_event = |v: &Value| matches!(v["type"].as_str(), Some("message" | "message_edited" | "message_deleted"));
+        let is_event = |v: &Value| v["type"].as_str().is_some_and(|t| EVENTS.contains(&t));
         if let Some(i) = self.backlog.iter().position(is_event) {
             return Some(self.backlog.remove(i));
         }
@@ -184,11 +179,6 @@ impl WsClient {
                 None => return None,
             }
         }
-    }
-
-    /// The next frame that carries a seq (a room event).
-    pub async fn expect_event(&mut self) -> Value {
-        self.expect_any(&["message", "message_edited", "message_deleted"]).await
     }
 
     /// Sends n messages (client_msg_id `tag-i`) and waits for their acks.
