@@ -9,6 +9,10 @@
 #
 # Extra server environment: AB_ENV="REDIS_URL=redis://127.0.0.1:6379 RATE_LIMIT_PER_SEC=1000".
 # AB_BACKEND=sqlite: the embedded database instead (a fresh DATA_DIR per run).
+# AB_INSTANCES=2: that many instances of each build, sharing the run's
+# database and a Redis prefix (REDIS_URL, default redis://127.0.0.1:6379);
+# each instance's /metrics is kept as target/ab/<label>-<n>-<i>.prom
+# (scripts/stages.py reads the delivery stages from them).
 # AB_B_ARGS="--mark-read": load-generator arguments for B's runs only (one
 # binary, two client behaviours: pass it as both OLD and NEW).
 # Each run's JSON line goes to target/ab/<label>-<n>.json; the human summary
@@ -21,30 +25,41 @@ old=$1 new=$2 runs=$3; shift 4
 loadgen=$(ls -t target/release/deps/load-* 2>/dev/null | grep -Ev '\.(d|dwp)$' | head -n 1)
 [ -x "$loadgen" ] || { echo "build the load generator first: cargo bench --no-run --bench load" >&2; exit 2; }
 mkdir -p target/ab
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true; }
+servers=()
+instances=${AB_INSTANCES:-1}
+[ "$instances" -gt 1 ] && AB_ENV="${AB_ENV:-} REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}"
+cleanup() { [ ${#servers[@]} -gt 0 ] && kill "${servers[@]}" 2>/dev/null && wait "${servers[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
 
 run_one() { # label binary n loadgen-args...
   local label=$1 bin=$2 n=$3; shift 3
-  local db="sbab_$(date +%s)_$RANDOM" log="target/ab/$label-$n.log"
-  local database="DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db"
+  local db="sbab_$(date +%s)_$RANDOM" log="target/ab/$label-$n.log" prefix="ab$RANDOM:"
+  local database="DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db" urls=() i url
   [ "${AB_BACKEND:-}" = sqlite ] && database="DATA_DIR=target/ab/data-$db"
-  # shellcheck disable=SC2086
-  env -u DATABASE_URL $AB_ENV "$database" BIND_ADDR=127.0.0.1:0 \
-    REDIS_KEY_PREFIX="ab$RANDOM:" RUST_LOG=warn "$bin" >"$log.out" 2>"$log" &
-  server=$!
-  local url=""
-  for _ in $(seq 1 200); do
-    url=$(sed -n 's/^switchboard listening on //p' "$log.out" | head -n 1)
-    [ -n "$url" ] && break
-    sleep 0.1
+  for i in $(seq 1 "$instances"); do
+    # shellcheck disable=SC2086
+    env -u DATABASE_URL $AB_ENV "$database" BIND_ADDR=127.0.0.1:0 INSTANCE_ID="ab-$i" \
+      REDIS_KEY_PREFIX="$prefix" RUST_LOG=warn "$bin" >"$log.$i.out" 2>"$log.$i" &
+    servers+=($!)
+    url=""
+    for _ in $(seq 1 200); do
+      url=$(sed -n 's/^switchboard listening on //p' "$log.$i.out" | head -n 1)
+      [ -n "$url" ] && break
+      sleep 0.1
+    done
+    [ -n "$url" ] || { echo "server $label did not start; see $log.$i" >&2; exit 1; }
+    for _ in $(seq 1 100); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
+    urls+=(--url "$url")
   done
-  [ -n "$url" ] || { echo "server $label did not start; see $log" >&2; exit 1; }
-  for _ in $(seq 1 100); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
   echo "== $label run $n ($bin)" >&2
-  "$loadgen" --url "$url" --label "$label" "$@" >"target/ab/$label-$n.json"
-  kill "$server"; wait "$server" 2>/dev/null || true; server=""
+  "$loadgen" "${urls[@]}" --label "$label" "$@" >"target/ab/$label-$n.json"
+  i=0
+  for url in "${urls[@]}"; do
+    [ "$url" = --url ] && continue
+    i=$((i + 1))
+    curl -sf "$url/metrics" >"target/ab/$label-$n-$i.prom" || true
+  done
+  kill "${servers[@]}"; wait "${servers[@]}" 2>/dev/null || true; servers=()
   if [ "${AB_BACKEND:-}" = sqlite ]; then rm -rf "target/ab/data-$db"; else
     psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" postgres >/dev/null
   fi

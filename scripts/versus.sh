@@ -19,6 +19,11 @@
 # a person), single instance. Needs node (the peer) and the release build;
 # installs the peer's npm packages when missing. Everything runs on
 # 127.0.0.1 and stops by itself. Results: target/versus/*.json.
+#
+# W1x2 is W1 on two instances: two Switchboard instances sharing one
+# PostgreSQL database and Redis (a room's members alternate between them, so
+# half the deliveries cross the bus), and two Socket.IO nodes joined by
+# @socket.io/redis-adapter. SQLite and the floor have no bus and sit it out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-2}
@@ -35,7 +40,7 @@ if [ ! -d benches/peers/socketio/node_modules/socket.io ]; then
 fi
 out=target/versus
 mkdir -p "$out"
-rm -f "$out"/*.json
+rm -f "$out"/*.json "$out"/*.prom
 
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -45,53 +50,79 @@ args_for() { # workload -> load generator arguments
   case $1 in
     W1) echo "--workload W1 --duration 20" ;;
     W2) echo "--workload W2 --duration 20" ;;
+    W1x2) echo "--workload W1 --duration 20" ;;
     ramp) echo "--mode ramp --clients 1000 --rooms 50 --rate 4 --ramp-factor 1.5 --ramp-steps 8 --duration 10" ;;
     *) echo "unknown workload $1" >&2; exit 2 ;;
   esac
 }
 
-start_switchboard() { # pg | sqlite
-  local db="sbvs_$(date +%s)_$RANDOM"
-  sb_data=
-  if [ "$1" = sqlite ]; then
-    sb_data="$out/data-$db"
-    env -u DATABASE_URL -u REDIS_URL DATA_DIR="$sb_data" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
-      RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \
-      target/release/switchboard >"$out/sb.out" 2>"$out/sb.log" &
-  else
-    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
-      RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \
-      target/release/switchboard >"$out/sb.out" 2>"$out/sb.log" &
-  fi
-  pids+=($!)
-  sb_pid=$!
-  sb_db=$db
-  for _ in $(seq 1 200); do
-    sb_url=$(sed -n 's/^switchboard listening on //p' "$out/sb.out" | head -n 1)
-    [ -n "$sb_url" ] && break
-    sleep 0.1
+instances_for() { [ "$1" = W1x2 ] && echo 2 || echo 1; }
+
+start_switchboard() { # pg | sqlite [INSTANCES]
+  local db="sbvs_$(date +%s)_$RANDOM" instances=${2:-1} prefix="sbvs$RANDOM:"
+  sb_data= sb_pids=() sb_urls=()
+  for i in $(seq 1 "$instances"); do
+    if [ "$1" = sqlite ]; then
+      sb_data="$out/data-$db"
+      env -u DATABASE_URL -u REDIS_URL DATA_DIR="$sb_data" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
+        RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \
+        target/release/switchboard >"$out/sb-$i.out" 2>"$out/sb-$i.log" &
+    elif [ "$instances" -gt 1 ]; then
+      # Several instances: one database, one Redis prefix, distinct ids.
+      env DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" REDIS_URL=redis://127.0.0.1:6379 \
+        REDIS_KEY_PREFIX="$prefix" INSTANCE_ID="vs-$i" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
+        RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \
+        target/release/switchboard >"$out/sb-$i.out" 2>"$out/sb-$i.log" &
+    else
+      env -u REDIS_URL DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR=127.0.0.1:0 RUST_LOG=warn \
+        RATE_LIMIT_PER_SEC=1000 RATE_LIMIT_BURST=1000 MAX_CONNECTIONS_PER_IP=100000 \
+        target/release/switchboard >"$out/sb-$i.out" 2>"$out/sb-$i.log" &
+    fi
+    pids+=($!)
+    sb_pids+=($!)
+    local url=
+    for _ in $(seq 1 200); do
+      url=$(sed -n 's/^switchboard listening on //p' "$out/sb-$i.out" | head -n 1)
+      [ -n "$url" ] && break
+      sleep 0.1
+    done
+    for _ in $(seq 1 100); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
+    sb_urls+=(--url "$url")
   done
-  for _ in $(seq 1 100); do curl -sf "$sb_url/readyz" >/dev/null && return; sleep 0.1; done
+  sb_db=$db
 }
 
-stop_switchboard() {
-  kill "$sb_pid" 2>/dev/null || true
-  wait "$sb_pid" 2>/dev/null || true
+stop_switchboard() { # [SAVE_AS]: each instance's /metrics (delivery stages) kept as SAVE_AS-<i>.prom
+  if [ -n "${1:-}" ]; then
+    local i=0 url
+    for url in "${sb_urls[@]}"; do
+      [ "$url" = --url ] && continue
+      i=$((i + 1))
+      curl -sf "$url/metrics" >"$1-$i.prom" || true
+    done
+  fi
+  kill "${sb_pids[@]}" 2>/dev/null || true
+  wait "${sb_pids[@]}" 2>/dev/null || true
   if [ -n "$sb_data" ]; then rm -rf "$sb_data"; else
     psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS \"$sb_db\" WITH (FORCE)" postgres >/dev/null
   fi
 }
 
-start_peer() {
-  local port=$((20000 + RANDOM % 20000))
-  (cd benches/peers/socketio && PORT=$port exec node server.js) >"$out/peer.log" 2>&1 &
-  pids+=($!)
-  peer_pid=$!
-  peer_url="http://127.0.0.1:$port"
-  for _ in $(seq 1 100); do curl -sf "$peer_url/metrics" >/dev/null && return; sleep 0.1; done
+start_peer() { # [INSTANCES]: several nodes share rooms through @socket.io/redis-adapter
+  local instances=${1:-1} redis=
+  [ "$instances" -gt 1 ] && redis=redis://127.0.0.1:6379
+  peer_pids=() peer_urls=()
+  for i in $(seq 1 "$instances"); do
+    local port=$((20000 + RANDOM % 20000))
+    (cd benches/peers/socketio && PORT=$port REDIS_URL=$redis exec node server.js) >"$out/peer-$i.log" 2>&1 &
+    pids+=($!)
+    peer_pids+=($!)
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
+    peer_urls+=(--url "http://127.0.0.1:$port")
+  done
 }
 
-stop_peer() { kill "$peer_pid" 2>/dev/null || true; wait "$peer_pid" 2>/dev/null || true; }
+stop_peer() { kill "${peer_pids[@]}" 2>/dev/null || true; wait "${peer_pids[@]}" 2>/dev/null || true; }
 
 start_floor() {
   local port=$((20000 + RANDOM % 20000))
@@ -124,19 +155,21 @@ for w in "${workloads[@]}"; do
       echo "== $w run $n: $server" >&2
       case $server in
         switchboard|sqlite)
-          start_switchboard "$([ "$server" = sqlite ] && echo sqlite || echo pg)"
+          [ "$w" = W1x2 ] && [ "$server" = sqlite ] && continue # one instance only
+          start_switchboard "$([ "$server" = sqlite ] && echo sqlite || echo pg)" "$(instances_for "$w")"
           # shellcheck disable=SC2046
-          "$loadgen" --url "$sb_url" --label "$server $w" $(args_for "$w") >"$out/$w-$server-$n.json" || true
-          stop_switchboard ;;
+          "$loadgen" "${sb_urls[@]}" --label "$server $w" $(args_for "$w") >"$out/$w-$server-$n.json" || true
+          stop_switchboard "$out/$w-$server-$n" ;;
         floor)
+          [ "$w" = W1x2 ] && continue # a single process; it has no bus
           start_floor
           # shellcheck disable=SC2046
           "$loadgen" --url "$floor_url" --label "floor $w" $(args_for "$w") >"$out/$w-floor-$n.json" || true
           kill "$floor_pid" 2>/dev/null || true; wait "$floor_pid" 2>/dev/null || true ;;
         socketio)
-          start_peer
+          start_peer "$(instances_for "$w")"
           # shellcheck disable=SC2046
-          "$loadgen" --url "$peer_url" --protocol socketio --label "socket.io $w" $(args_for "$w") >"$out/$w-socketio-$n.json" || true
+          "$loadgen" "${peer_urls[@]}" --protocol socketio --label "socket.io $w" $(args_for "$w") >"$out/$w-socketio-$n.json" || true
           stop_peer ;;
       esac
     done

@@ -40,7 +40,7 @@ impl LocalHub {
 }
 
 impl Transport for LocalTransport {
-    fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>) {
+    fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>, _companion: super::Companion) {
         let now = std::time::Instant::now();
         for t in &traces {
             t.published(now, now, 1);
@@ -67,7 +67,7 @@ impl Transport for LocalTransport {
         channel: Channel,
         payload: Vec<u8>,
     ) -> futures_util::future::BoxFuture<'static, Result<(), RedisFailure>> {
-        self.publish(channel, payload, Vec::new());
+        self.publish(channel, payload, Vec::new(), Vec::new());
         Box::pin(async { Ok(()) })
     }
 
@@ -104,9 +104,9 @@ mod tests {
         let a = make(1, subs_a);
         let _b = make(2, subs_b);
 
-        a.publish(Channel::Room(RoomId(7)), b"m".to_vec(), Vec::new());
-        a.publish(Channel::Room(RoomId(8)), b"x".to_vec(), Vec::new());
-        a.publish(Channel::Control, b"c".to_vec(), Vec::new());
+        a.publish(Channel::Room(RoomId(7)), b"m".to_vec(), Vec::new(), Vec::new());
+        a.publish(Channel::Room(RoomId(8)), b"x".to_vec(), Vec::new(), Vec::new());
+        a.publish(Channel::Control, b"c".to_vec(), Vec::new(), Vec::new());
         let got = got.lock().clone();
         assert_eq!(got, vec![(2, Channel::Room(RoomId(7)), b"m".to_vec()), (2, Channel::Control, b"c".to_vec())]);
     }

@@ -33,13 +33,19 @@ pub enum Channel {
     Control,
 }
 
+/// Redis writes that ride in the same pipeline as a publish (a room's recent
+/// list beside its messages), so a commit costs one round trip to Redis. A
+/// transport without Redis drops them: nothing reads them there.
+pub type Companion = Vec<bb8_redis::redis::Cmd>;
+
 /// What a transport must do. Publishing never blocks and never fails the
 /// caller: an event that cannot be sent is counted and dropped, and the
 /// database-backed resync covers it.
 pub trait Transport: Send + Sync + 'static {
     /// `traces`: the delivery traces of the messages in `payload`, told when
-    /// the broker has taken it (empty unless tracing is on).
-    fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>);
+    /// the broker has taken it (empty unless tracing is on); `companion`:
+    /// writes sent in the same pipeline, before the publish.
+    fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>, companion: Companion);
     /// Publishes now, outside the queue, and resolves once the broker has
     /// taken the event (for revocations, whose timing matters).
     fn publish_now(&self, channel: Channel, payload: Vec<u8>) -> BoxFuture<'static, Result<(), RedisFailure>>;
@@ -131,17 +137,18 @@ impl Bus {
     }
 
     pub fn publish(&self, channel: Channel, event: BusEvent) {
-        self.publish_traced(channel, event, Vec::new());
+        self.publish_with(channel, event, Vec::new(), Vec::new());
     }
 
-    /// Publishes messages whose delivery traces want the publish's timing.
-    pub fn publish_traced(&self, channel: Channel, event: BusEvent, traces: Vec<Arc<DeliveryTrace>>) {
+    /// Publishes messages whose delivery traces want the publish's timing,
+    /// with the Redis writes that go with them (see `Companion`).
+    pub fn publish_with(&self, channel: Channel, event: BusEvent, traces: Vec<Arc<DeliveryTrace>>, companion: Companion) {
         if let BusEvent::Messages { messages, .. } = &event {
             METRICS.bridge(Direction::Out).inc_by(messages.len() as u64);
         }
         let envelope = Envelope { origin: self.instance.to_string(), event };
         match serde_json::to_vec(&envelope) {
-            Ok(payload) => self.transport.publish(channel, payload, traces),
+            Ok(payload) => self.transport.publish(channel, payload, traces, companion),
             Err(e) => log::error!("bus: cannot encode an event: {e}"),
         }
     }

@@ -1,7 +1,9 @@
 //! Redis pub/sub transport.
 //!
 //! - Publishing: a task drains a bounded queue and sends whatever has queued
-//!   as one pipeline of PUBLISH commands on a pooled (multiplexed) connection.
+//!   as one pipeline of PUBLISH commands on a pooled (multiplexed) connection,
+//!   with the writes that go with them (the rooms' recent lists), so a commit
+//!   costs one round trip to Redis.
 //! - Subscribing: one dedicated connection per instance (a pooled connection
 //!   cannot SUBSCRIBE), subscribed to the control channel and to every room
 //!   with local members. It reconnects with jittered backoff; after a
@@ -18,7 +20,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
 use super::channels::{channel_name, parse_channel};
-use super::{BusListener, BusState, Channel, Subscriptions, Transport};
+use super::{BusListener, BusState, Channel, Companion, Subscriptions, Transport};
 use crate::domain::RoomId;
 use crate::metrics::METRICS;
 use crate::supervisor::{self, Task};
@@ -32,8 +34,14 @@ use crate::redis_pool::{with_conn, RedisFailure};
 const PUBLISH_QUEUE: usize = 65_536;
 const PUBLISH_BATCH: usize = 512;
 
-/// An event waiting to be published, with the delivery traces of its messages.
-type Outgoing = (Channel, Vec<u8>, Vec<Arc<DeliveryTrace>>);
+/// An event waiting to be published, with the delivery traces of its
+/// messages and the writes that go with it.
+struct Outgoing {
+    channel: Channel,
+    payload: Vec<u8>,
+    traces: Vec<Arc<DeliveryTrace>>,
+    companion: Companion,
+}
 
 /// Where the subscriber connects: one server, or the nodes of a cluster
 /// (sharded pub/sub).
@@ -90,8 +98,8 @@ impl RedisTransport {
 }
 
 impl Transport for RedisTransport {
-    fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>) {
-        if self.queue.try_send((channel, payload, traces)).is_err() {
+    fn publish(&self, channel: Channel, payload: Vec<u8>, traces: Vec<Arc<DeliveryTrace>>, companion: Companion) {
+        if self.queue.try_send(Outgoing { channel, payload, traces, companion }).is_err() {
             METRICS.bridge_dropped.inc();
         }
     }
@@ -150,13 +158,21 @@ async fn publish_loop(queue: supervisor::Shared<mpsc::Receiver<Outgoing>>, pool:
         }
         let started = std::time::Instant::now();
         let events = batch.len();
-        let traces: Vec<Arc<DeliveryTrace>> = batch.iter_mut().flat_map(|(_, _, t)| std::mem::take(t)).collect();
+        let traces: Vec<Arc<DeliveryTrace>> = batch.iter_mut().flat_map(|o| std::mem::take(&mut o.traces)).collect();
         let sent = if pool.is_cluster() {
-            // Sharded pub/sub: each channel lives on its slot's node.
-            let sends = batch.drain(..).map(|(channel, payload, _)| {
+            // Sharded pub/sub: each channel lives on its slot's node, and a
+            // companion's keys on theirs (one key per companion: one node).
+            let sends = batch.drain(..).map(|Outgoing { channel, payload, companion, .. }| {
                 let name = channel_name(&prefix, channel);
                 let pool = &pool;
                 async move {
+                    if !companion.is_empty() {
+                        let mut pipe = redis::pipe();
+                        for cmd in companion {
+                            pipe.add_command(cmd).ignore();
+                        }
+                        with_conn(pool, "publish", async |conn| pipe.query_async::<()>(conn).await).await?;
+                    }
                     with_conn(pool, "publish", async |conn| {
                         redis::cmd("SPUBLISH").arg(&name).arg(&payload).query_async::<()>(conn).await
                     })
@@ -166,7 +182,10 @@ async fn publish_loop(queue: supervisor::Shared<mpsc::Receiver<Outgoing>>, pool:
             futures_util::future::join_all(sends).await.into_iter().find(Result::is_err).unwrap_or(Ok(()))
         } else {
             let mut pipe = redis::pipe();
-            for (channel, payload, _) in batch.drain(..) {
+            for Outgoing { channel, payload, companion, .. } in batch.drain(..) {
+                for cmd in companion {
+                    pipe.add_command(cmd).ignore();
+                }
                 pipe.publish(channel_name(&prefix, channel), payload).ignore();
             }
             with_conn(&pool, "publish", async |conn| pipe.query_async::<()>(conn).await).await

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bb8_redis::redis;
 use moka::future::Cache;
 
-use crate::bus::BusMessage;
+use crate::bus::{BusMessage, Companion};
 use crate::domain::RoomId;
 use crate::redis_pool::{with_conn_within, RedisPool};
 use crate::store::models::StoredMessage;
@@ -59,25 +59,33 @@ impl RecentLists {
         format!("{prefix}recent:{}", room.0)
     }
 
-    /// Appends committed messages to the room's Redis list (write-through).
-    pub async fn append(&self, room: RoomId, messages: Vec<BusMessage>) {
-        let Some((pool, prefix)) = &self.redis else { return };
+    /// The writes that append committed messages to the room's Redis list
+    /// (write-through). They ride in the bus's publish pipeline, so the list
+    /// costs no round trip of its own; empty without Redis.
+    pub fn append(&self, room: RoomId, messages: &[BusMessage]) -> Companion {
+        let Some((_, prefix)) = &self.redis else { return Companion::new() };
         if self.size == 0 || messages.is_empty() {
-            return;
+            return Companion::new();
         }
         let key = Self::key(prefix, room);
-        let mut pipe = redis::pipe();
-        for m in &messages {
-            if let Ok(json) = serde_json::to_string(m) {
-                pipe.rpush(&key, json).ignore();
-            }
+        let mut push = redis::cmd("RPUSH");
+        push.arg(&key);
+        for m in messages {
+            // The list is read by joins later: no trace context in it.
+            let m = BusMessage { traceparent: None, ..m.clone() };
+            match serde_json::to_string(&m) {
+                Ok(json) => push.arg(json),
+                Err(e) => {
+                    log::error!("recent list: cannot encode a message: {e}");
+                    return Companion::new();
+                }
+            };
         }
-        pipe.ltrim(&key, -(self.size as isize), -1).ignore().pexpire(&key, 3_600_000).ignore();
-        let result =
-            with_conn_within(pool, "recent_append", Duration::from_millis(200), async |conn| pipe.query_async::<()>(conn).await);
-        if let Err(e) = result.await {
-            log::debug!("recent list append failed: {e}");
-        }
+        let mut trim = redis::cmd("LTRIM");
+        trim.arg(&key).arg(-(self.size as isize)).arg(-1);
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(&key).arg(3_600_000);
+        vec![push, trim, expire]
     }
 
     /// The window ending at `last_seq`: warmed copy, else Redis, else

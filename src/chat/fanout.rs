@@ -3,7 +3,8 @@
 //! The writer hands every committed batch here (it is the writer's
 //! `CommitListener`). Each room's part goes to the room actor on this
 //! instance, and, when other instances may exist, onto the bus (one event per
-//! room per batch) and into the room's recent-message list in Redis. On the
+//! room per batch), with the writes to the room's recent-message list in
+//! Redis in the same pipeline. On the
 //! other instances, `chat::inbound` hands the same messages to their rooms.
 
 use std::collections::HashMap;
@@ -44,15 +45,10 @@ impl CommitListener for Fanout {
                     .iter()
                     .map(|c| BusMessage::from_stored(&c.message, c.received_at, c.available_at, c.trace.as_deref()))
                     .collect();
-                let recent = self.registry.recent().clone();
-                let (room, mut for_list) = (*id, wire.clone());
-                // The recent list is read by joins later: no trace context in it.
-                for m in &mut for_list {
-                    m.traceparent = None;
-                }
-                actix::spawn(async move { recent.append(room, for_list).await });
+                let companion = self.registry.recent().append(*id, &wire);
                 let traces = messages.iter().filter_map(|c| c.trace.clone()).collect();
-                bus.publish_traced(Channel::Room(*id), BusEvent::Messages { room_id: id.0, messages: wire }, traces);
+                let event = BusEvent::Messages { room_id: id.0, messages: wire };
+                bus.publish_with(Channel::Room(*id), event, traces, companion);
             }
         }
         let running: HashMap<RoomId, _> = self.registry.running(by_room.keys().copied()).into_iter().collect();
