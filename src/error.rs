@@ -34,48 +34,26 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The contract's machine-readable error codes: the one list (the wire
-/// name, the metric label and `ALL` all come from here).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    Conflict,
-    TooLarge,
-    RateLimited,
-    Unavailable,
-    Internal,
+crate::label_set! {
+    /// The contract's machine-readable error codes: the one list (the wire
+    /// name, the metric label and `ALL` all come from here).
+    pub enum ErrorCode {
+        BadRequest = "bad_request",
+        Unauthorized = "unauthorized",
+        Forbidden = "forbidden",
+        NotFound = "not_found",
+        Conflict = "conflict",
+        TooLarge = "too_large",
+        RateLimited = "rate_limited",
+        Unavailable = "unavailable",
+        Internal = "internal",
+    }
 }
 
-impl ErrorCode {
-    pub const ALL: [ErrorCode; 9] = [
-        ErrorCode::BadRequest,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::NotFound,
-        ErrorCode::Conflict,
-        ErrorCode::TooLarge,
-        ErrorCode::RateLimited,
-        ErrorCode::Unavailable,
-        ErrorCode::Internal,
-    ];
-
-    /// The wire name (`"bad_request"`…), also the `code` label of metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
+/// On the wire an error code is its label (`"bad_request"`…).
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

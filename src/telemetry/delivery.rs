@@ -5,7 +5,8 @@
 //! are known: the spans go out if the trace is sampled or the delivery was
 //! slow, and a slow delivery is logged and listed on `/admin` either way.
 //!
-//! Stage boundaries are those of `switchboard_delivery_stage_seconds`:
+//! Stages are `DeliveryStage`s, with the boundaries of
+//! `switchboard_delivery_stage_seconds`:
 //! queue (received -> commit starts), commit, bus (committed on the origin ->
 //! arrived here), fanout (available here -> written to a socket).
 
@@ -22,6 +23,7 @@ use super::export::{self, SpanRecord};
 use super::ids::{RemoteParent, SpanId, TraceId};
 use super::slow::{self, SlowKind, SlowOp};
 use crate::domain::{RoomId, RoomName};
+use crate::metrics::DeliveryStage;
 
 pub struct DeliveryTrace {
     trace: TraceId,
@@ -209,10 +211,10 @@ impl Drop for DeliveryTrace {
                 root.attributes.extend(seq.clone());
                 root.error = marks.error.map(Cow::Borrowed);
                 if let Some((start, end, batch, attempts)) = marks.commit {
-                    stages.push(("queue".into(), slow::ms(start.saturating_duration_since(received))));
-                    stages.push(("commit".into(), slow::ms(end.saturating_duration_since(start))));
-                    spans.push(SpanRecord::new("queue", Some(self.root), received, start));
-                    let commit = SpanRecord::new("commit", Some(self.root), start, end)
+                    stages.push((DeliveryStage::Queue.as_str().into(), slow::ms(start.saturating_duration_since(received))));
+                    stages.push((DeliveryStage::Commit.as_str().into(), slow::ms(end.saturating_duration_since(start))));
+                    spans.push(SpanRecord::new(DeliveryStage::Queue.as_str(), Some(self.root), received, start));
+                    let commit = SpanRecord::new(DeliveryStage::Commit.as_str(), Some(self.root), start, end)
                         .attr(KeyValue::new("switchboard.batch_size", batch as i64))
                         .attr(KeyValue::new("switchboard.attempts", i64::from(attempts)));
                     if let Some((qs, qe, backend)) = marks.query {
@@ -229,7 +231,7 @@ impl Drop for DeliveryTrace {
                         spans.push(SpanRecord::new("ack", Some(self.root), end, ack));
                     }
                     if let Some(last) = last_write {
-                        stages.push(("fanout".into(), slow::ms(last.saturating_duration_since(end))));
+                        stages.push((DeliveryStage::Fanout.as_str().into(), slow::ms(last.saturating_duration_since(end))));
                         spans.push(self.fanout(end, first_write, last, writes));
                     }
                 }
@@ -246,7 +248,7 @@ impl Drop for DeliveryTrace {
                 last_write.map(|l| l.saturating_duration_since(received))
             }
             Origin::Bus { parent, arrived, bus, origin_received } => {
-                stages.push(("bus".into(), slow::ms(bus)));
+                stages.push((DeliveryStage::Bus.as_str().into(), slow::ms(bus)));
                 let committed = arrived.checked_sub(bus).unwrap_or(arrived);
                 let mut receive = SpanRecord::new("bus.receive", (parent.0 != 0).then_some(parent), committed, arrived)
                     .id(self.root)
@@ -257,7 +259,7 @@ impl Drop for DeliveryTrace {
                 receive.attributes.extend(seq.clone());
                 spans.push(receive);
                 if let Some(last) = last_write {
-                    stages.push(("fanout".into(), slow::ms(last.saturating_duration_since(arrived))));
+                    stages.push((DeliveryStage::Fanout.as_str().into(), slow::ms(last.saturating_duration_since(arrived))));
                     spans.push(self.fanout(arrived, first_write, last, writes));
                 }
                 last_write.map(|l| l.saturating_duration_since(origin_received))
@@ -297,7 +299,7 @@ impl Drop for DeliveryTrace {
 
 impl DeliveryTrace {
     fn fanout(&self, available: Instant, first: Option<Instant>, last: Instant, writes: u32) -> SpanRecord {
-        let mut span = SpanRecord::new("fanout", Some(self.root), available, last)
+        let mut span = SpanRecord::new(DeliveryStage::Fanout.as_str(), Some(self.root), available, last)
             .attr(KeyValue::new("switchboard.recipients", i64::from(writes)));
         if let Some(first) = first {
             span.attributes
