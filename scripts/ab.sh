@@ -13,6 +13,8 @@
 # database and a Redis prefix (REDIS_URL, default redis://127.0.0.1:6379);
 # each instance's /metrics is kept as target/ab/<label>-<n>-<i>.prom
 # (scripts/stages.py reads the delivery stages from them).
+# AB_B_DB_PARAMS="options=-c%20commit_delay%3D100": a query string for B's
+# DATABASE_URL only (one binary, two PostgreSQL session settings).
 # AB_B_ARGS="--mark-read": load-generator arguments for B's runs only (one
 # binary, two client behaviours: pass it as both OLD and NEW).
 # Each run's JSON line goes to target/ab/<label>-<n>.json; the human summary
@@ -35,6 +37,7 @@ run_one() { # label binary n loadgen-args...
   local label=$1 bin=$2 n=$3; shift 3
   local db="sbab_$(date +%s)_$RANDOM" log="target/ab/$label-$n.log" prefix="ab$RANDOM:"
   local database="DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db" urls=() i url
+  [ "$label" = B ] && [ -n "${AB_B_DB_PARAMS:-}" ] && database="$database?$AB_B_DB_PARAMS"
   [ "${AB_BACKEND:-}" = sqlite ] && database="DATA_DIR=target/ab/data-$db"
   for i in $(seq 1 "$instances"); do
     # shellcheck disable=SC2086
