@@ -64,7 +64,7 @@ impl AppState {
         AppState {
             limits: Limits::new(&parts.config.limits, prefixed.clone()),
             hasher: Hasher::start(parts.config.accounts.hash_workers, parts.config.accounts.hash_queue),
-            tickets: Tickets::new(prefixed),
+            tickets: Tickets::new(prefixed, parts.config.sockets.ticket_ttl),
             session_clock: SessionClock::new(parts.config.accounts.sessions),
             read_marks: ReadMarks::new(parts.store.clone(), parts.connections.clone(), parts.bus.clone()),
             parts,

@@ -252,6 +252,8 @@ pub struct SocketConfig {
     pub max_outbound_bytes: usize,
     pub rate_limit_per_sec: f64,
     pub rate_limit_burst: f64,
+    /// How long a WebSocket ticket stays valid.
+    pub ticket_ttl: Duration,
 }
 
 impl SocketConfig {
@@ -288,6 +290,7 @@ impl SocketConfig {
                 "a positive number",
             )?,
             rate_limit_burst: env.parse("RATE_LIMIT_BURST", 40.0, |v: &f64| *v >= 1.0 && v.is_finite(), "a number >= 1")?,
+            ticket_ttl: env.millis("WS_TICKET_TTL_MS", 30_000, 1_000, 600_000)?,
         })
     }
 }

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use super::users::Credentials;
 use crate::access;
-use crate::auth::ticket::TICKET_TTL;
 use crate::auth::AuthUser;
 use crate::domain::{Token, Username};
 use crate::error::ApiError;
@@ -104,6 +103,7 @@ pub async fn delete_session(state: web::Data<AppState>, auth: AuthUser) -> Resul
 #[derive(Serialize)]
 struct TicketIssued<'a> {
     ticket: &'a str,
+    /// Seconds (at least 1: a shorter lifetime is for tests).
     expires_in: u64,
 }
 
@@ -113,5 +113,5 @@ pub async fn create_ticket(state: web::Data<AppState>, auth: AuthUser) -> Result
     let ticket = state.tickets.issue(&auth.token).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(TicketIssued { ticket: ticket.as_str(), expires_in: TICKET_TTL.as_secs() }))
+        .json(TicketIssued { ticket: ticket.as_str(), expires_in: state.tickets.ttl().as_secs().max(1) }))
 }
