@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::support::{spawn_cluster, spawn_cluster_on, Mode, TestNginx, TestRedis, WsClient};
+use crate::support::{eventually, spawn_cluster, spawn_cluster_on, Mode, TestNginx, TestRedis, WsClient};
 
 /// Runs in every mode: one test per mode below, so one failure does not
 /// hide the others.
@@ -109,15 +109,11 @@ async fn presence_and_typing_cross_instances(mode: Mode) {
         // The snapshot is written by the instance where bob left, right
         // after it told the bus: wait (bounded) for that write.
         let c = cluster.app(2);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
+        eventually(Duration::from_secs(5), "online_count 1 seen from an instance without the room", || async {
             let (_, room) = c.get("/api/v1/rooms/hall", &alice).await;
-            if room["online_count"] == 1 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "seen from an instance without the room: {room}");
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
+            (room["online_count"] == 1).then_some(())
+        })
+        .await;
         let (_, list) = c.get("/api/v1/rooms", &alice).await;
         let hall = list["rooms"]
             .as_array()

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::services::PrivatePostgres;
-use crate::support::{off_runtime, spawn_app_with, TestApp, TestDb};
+use crate::support::{eventually, off_runtime, spawn_app_with, TestApp, TestDb};
 
 /// Holds an ACCESS EXCLUSIVE lock on `rooms` for `hold`, from another
 /// connection, so queries touching rooms wait.
@@ -41,13 +41,12 @@ async fn pool_exhaustion_answers_fast_with_unavailable() {
     // the other two wait for.
     let db = app.db.clone();
     let taken = async move {
-        let deadline = Instant::now() + Duration::from_secs(5);
         let sql =
             format!("SELECT count(*) AS v FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'", db.name);
-        while db.scalar::<i64>(&sql) < 1 {
-            assert!(Instant::now() < deadline, "the blocked request never reached the lock");
-            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(Duration::from_secs(5), "the blocked request to reach the lock", || async {
+            (db.scalar::<i64>(&sql) >= 1).then_some(())
+        })
+        .await;
     };
     let after_taken = async {
         taken.await;
@@ -94,18 +93,17 @@ async fn lost_database_connections_are_replaced_without_a_restart() {
     terminate_connections(&app.db);
     // Reads and the writer come back by themselves; a request racing the
     // termination may see one 503, never a hang or a crash.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut failures = 0;
-    loop {
+    let failures = std::cell::Cell::new(0);
+    eventually(Duration::from_secs(10), "reads to recover", || async {
         let (s, _) = app.get("/api/v1/rooms/phoenix/messages", &token).await;
-        if s == 200 {
-            break;
+        if s != 200 {
+            assert_eq!(s, 503);
+            failures.set(failures.get() + 1);
         }
-        assert_eq!(s, 503);
-        failures += 1;
-        assert!(Instant::now() < deadline, "reads never recovered");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+        (s == 200).then_some(())
+    })
+    .await;
+    let failures = failures.get();
     assert!(failures <= 4, "{failures} failed reads after the restart");
     let acks = ws.send_n("phoenix", "after", 3).await;
     let mut seqs: Vec<i64> = acks.iter().map(|a| a["seq"].as_i64().expect("an integer")).collect();
@@ -117,15 +115,11 @@ async fn lost_database_connections_are_replaced_without_a_restart() {
 /// Bounded generously: a replica that has just been started (or is replaying
 /// another test's bulk writes) catches up at its own pace.
 async fn wait_for_replica_state(app: &TestApp, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    eventually(Duration::from_secs(120), &format!("the replica to become {want}"), || async {
         let (_, v) = app.request("GET", "/readyz", None, None).await;
-        if v["checks"]["replica"] == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replica never became {want}: {v}");
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
+        (v["checks"]["replica"] == want).then_some(())
+    })
+    .await;
 }
 
 #[actix_web::test]
@@ -157,16 +151,12 @@ async fn reads_use_the_replica_fall_back_and_always_see_own_writes() {
         }
     }
     // Older pages are served by the replica once it has caught up.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), "the replica to serve a read", || async {
         let page = app.history("mirror", &token, "before=20&limit=10").await;
         assert_eq!(page.len(), 10);
-        if app.metric(r#"switchboard_db_reads_total{pool="replica"}"#).await > 0.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the replica served no reads");
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
+        (app.metric(r#"switchboard_db_reads_total{pool="replica"}"#).await > 0.0).then_some(())
+    })
+    .await;
 
     // Replica down: reads fall back to the primary and stay correct.
     off_runtime(move || drop(replica));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::services::{wait_until, PgAutoFailover, PrivatePostgres};
-use crate::support::{off_runtime, shared_redis, TestApp, TestDb, WsClient};
+use crate::support::{eventually, off_runtime, shared_redis, TestApp, TestDb, WsClient};
 
 fn psql(pg: &PrivatePostgres, sql: &str) -> String {
     psql_in(&pg.bin, pg.port, "postgres", sql)
@@ -83,11 +83,10 @@ async fn a_lost_primary_fails_over_to_its_synchronous_standby_without_losing_an_
         let lost = Instant::now();
         // Promote once the loss is seen (the instance's writer has failed a
         // commit and is retrying), as an HA manager would after detecting it.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while instance.metric("switchboard_writer_retries_total").await < 1.0 {
-            assert!(Instant::now() < deadline, "the instance never noticed the lost primary");
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(Duration::from_secs(20), "the instance to notice the lost primary", || async {
+            (instance.metric("switchboard_writer_retries_total").await >= 1.0).then_some(())
+        })
+        .await;
         off_runtime(move || sp.tool("pg_ctl", &["promote", "-w", "-D", &sp.data().display().to_string()]));
         (lost, Instant::now())
     };
@@ -192,11 +191,8 @@ async fn fail_over_under_traffic(
     );
     let fault = async {
         // The primary is lost under traffic: once commits are flowing.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while acked_so_far.get() < 40 {
-            assert!(Instant::now() < deadline, "traffic never started");
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(Duration::from_secs(20), "traffic to start (40 acks)", || async { (acked_so_far.get() >= 40).then_some(()) })
+            .await;
         fault(&a).await
     };
     let (outcomes, (lost_at, promoted_at)) = futures_util::join!(traffic, fault);

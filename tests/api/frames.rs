@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{spawn_app, spawn_app_with};
+use crate::support::{eventually, spawn_app, spawn_app_with};
 
 on_both_backends! {
 async fn bad_frames_get_errors_and_the_socket_stays_usable() {
@@ -205,11 +205,10 @@ async fn dead_peers_are_dropped_and_idle_rooms_stop() {
 
     // Once the last member leaves, the room actor stops after ROOM_IDLE_MS.
     watcher.send_json(json!({"type": "leave", "room": "beat"})).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while app.metric("switchboard_rooms_active").await > 0.0 {
-        assert!(std::time::Instant::now() < deadline, "room actor still running");
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(std::time::Duration::from_secs(5), "the idle room actor to stop", || async {
+        (app.metric("switchboard_rooms_active").await == 0.0).then_some(())
+    })
+    .await;
     // And a later join starts it again with the right state.
     let joined = watcher.join("beat").await;
     assert_eq!(joined["last_seq"], 0);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use switchboard::routes::ROUTES;
 
-use crate::support::{spawn_app, spawn_app_with, spawn_cluster, Mode, TestApp};
+use crate::support::{eventually, spawn_app, spawn_app_with, spawn_cluster, Mode, TestApp};
 
 /// Every `name{labels} value` line of an exposition, as (name, labels).
 fn series(text: &str) -> Vec<(String, BTreeMap<String, String>)> {
@@ -128,11 +128,10 @@ async fn metrics_carry_bounded_labels_and_every_request_is_timed() {
     for stage in ["queue", "commit", "fanout"] {
         // Socket-side figures are flushed per thread every 100 ms.
         let name = format!(r#"switchboard_delivery_stage_seconds_count{{stage="{stage}"}}"#);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while app.metric(&name).await < 3.0 {
-            assert!(std::time::Instant::now() < deadline, "stage {stage}: fewer than 3 samples");
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        eventually(Duration::from_secs(5), &format!("3 samples of stage {stage}"), || async {
+            (app.metric(&name).await >= 3.0).then_some(())
+        })
+        .await;
     }
     assert!(all.iter().any(|(n, l)| n == "switchboard_http_request_duration_seconds_count"
         && l.get("route").map(String::as_str) == Some("/api/v1/rooms/{name}/messages")

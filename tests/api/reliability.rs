@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::proxy::ChaosProxy;
-use crate::support::{spawn_app_with, spawn_cluster_on, Mode, TestApp, TestDb, WsClient};
+use crate::support::{eventually, spawn_app_with, spawn_cluster_on, Mode, TestApp, TestDb, WsClient};
 
 #[actix_web::test]
 async fn a_client_that_stops_reading_is_disconnected_and_recovers_with_since() {
@@ -248,11 +248,10 @@ async fn a_panic_in_an_actor_does_not_take_the_instance_down() {
     o.assert_usable().await;
     let (s, _) = app.request("GET", "/healthz", None, None).await;
     assert_eq!(s, 200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while app.metric("switchboard_ws_connections").await != 1.0 {
-        assert!(Instant::now() < deadline, "the panicked session was never cleaned up");
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(5), "the panicked session to be cleaned up", || async {
+        (app.metric("switchboard_ws_connections").await == 1.0).then_some(())
+    })
+    .await;
 }
 
 /// Sends `n` messages at `every`, keeping acks and refusals by client_msg_id.

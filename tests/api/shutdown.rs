@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::support::spawn_app_with;
+use crate::support::{eventually, spawn_app_with};
 
 #[actix_web::test]
 async fn sigterm_with_traffic_in_flight_loses_no_acked_message() {
@@ -53,11 +53,10 @@ async fn sigterm_with_traffic_in_flight_loses_no_acked_message() {
     let traffic = join_all(run);
     let terminate = async {
         // SIGTERM once traffic is flowing (messages are being stored).
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while app.metric("switchboard_messages_total").await < 20.0 {
-            assert!(std::time::Instant::now() < deadline, "no traffic reached the server");
-            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(Duration::from_secs(10), "traffic to reach the server (20 messages)", || async {
+            (app.metric("switchboard_messages_total").await >= 20.0).then_some(())
+        })
+        .await;
         app.terminate().await
     };
     let (results, status) = futures_util::join!(traffic, terminate);
