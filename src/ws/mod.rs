@@ -2,6 +2,7 @@
 //! the frame types, and the index of live connections (for revocation and
 //! draining).
 
+pub mod admission;
 pub mod connections;
 pub mod outbound;
 pub mod protocol;

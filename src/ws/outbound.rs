@@ -37,6 +37,9 @@ pub struct Outbound {
     /// The last time the client proved it reads (a pong acknowledging more
     /// bytes), or was within the bound.
     last_progress: Instant,
+    /// Past the bound: live messages are not written until the backlog is
+    /// down to half of it (the client is caught up from the database then).
+    paused: bool,
 }
 
 /// What the accounting says about the client.
@@ -60,7 +63,31 @@ impl Outbound {
             in_flight: VecDeque::new(),
             at_last_ping: 0,
             last_progress: Instant::now(),
+            paused: false,
         }
+    }
+
+    /// Pauses live writing past the bound; true when this call paused it.
+    pub fn pause_if_over(&mut self) -> bool {
+        if self.paused || !self.over_limit() {
+            return false;
+        }
+        self.paused = true;
+        true
+    }
+
+    /// Resumes live writing once the backlog is down to half the bound;
+    /// true when this call resumed it (the client must be caught up).
+    pub fn resume_if_drained(&mut self) -> bool {
+        if !self.paused || !self.drained() {
+            return false;
+        }
+        self.paused = false;
+        true
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused
     }
 
     /// Counts a write; true when a ping should go out now (an eighth of the
@@ -158,6 +185,25 @@ mod tests {
         assert_eq!(o.reading(t1 + GRACE * 2 - Duration::from_millis(1)), Reading::Keeping, "progress restarts the grace");
         o.pong(b"junk", t1);
         assert_eq!(o.backlog(), 900);
+    }
+
+    #[test]
+    fn live_writing_pauses_past_the_bound_and_resumes_at_half() {
+        let t0 = Instant::now();
+        let mut o = Outbound::new(1000);
+        o.wrote(900);
+        assert!(!o.pause_if_over(), "within the bound");
+        let ping = o.ping(t0);
+        o.wrote(200);
+        assert!(o.pause_if_over(), "over the bound: paused");
+        assert!(!o.pause_if_over(), "paused once");
+        assert!(o.paused());
+        assert!(!o.resume_if_drained(), "nothing read yet");
+        o.pong(&ping, t0);
+        assert_eq!(o.backlog(), 200);
+        assert!(o.resume_if_drained(), "down to half the bound");
+        assert!(!o.paused());
+        assert!(!o.resume_if_drained(), "resumed once");
     }
 
     #[test]

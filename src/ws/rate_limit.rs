@@ -14,12 +14,8 @@ impl TokenBucket {
         TokenBucket { rate, burst, tokens: burst, last: Instant::now() }
     }
 
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self) -> bool {
-        self.try_take_at(Instant::now())
-    }
-
-    fn try_take_at(&mut self, now: Instant) -> bool {
+    /// Takes one token if there is one at `now`.
+    pub fn try_take_at(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);

@@ -12,7 +12,6 @@ mod fragments;
 mod join;
 mod send;
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -20,10 +19,10 @@ use actix_web::web;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use bytestring::ByteString;
 
+use super::admission::{Admission, AfterError};
 use super::connections::{Control, Registration};
 use super::outbound::{Outbound, Reading};
 use super::protocol::{self, ClientFrame};
-use super::rate_limit::TokenBucket;
 use super::streams::{Arrival, Streams};
 use super::test_hooks;
 use crate::auth::AuthUser;
@@ -37,13 +36,8 @@ use crate::state::AppState;
 use fragments::Fragment;
 use send::PendingSend;
 
-/// A client sending this many bad or refused frames within `STRIKE_WINDOW` is
-/// closed with 1008.
-const STRIKE_LIMIT: usize = 300;
-const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// Sends queued behind a join still in progress.
 const MAX_DEFERRED: usize = 256;
-const TYPING_INTERVAL: Duration = Duration::from_millis(200);
 /// Messages per catch-up read (several reads while the client keeps up).
 const CATCH_UP_CHUNK: i64 = 200;
 
@@ -53,25 +47,32 @@ pub struct Session {
     state: web::Data<AppState>,
     /// Per room: authorising, joining or joined (with the last seq written).
     streams: Streams<Addr<Room>, PendingSend>,
-    bucket: TokenBucket,
+    /// The send rate, the typing throttle and strikes (ws::admission).
+    admission: Admission,
     last_heard: Instant,
-    strikes: VecDeque<Instant>,
     fragment: Option<Fragment>,
     pending_acks: usize,
-    draining: bool,
-    last_typing: Instant,
     /// Held for the socket's life: the connection limits count it.
     _slot: ConnectionSlot,
     /// This socket's entry in the connection index (dropped with it); its
     /// guard carries revocations that must hold before the mailbox is read.
     registration: Registration,
+    /// Unread bytes, and whether live writing is paused for a slow reader
+    /// (it is caught up once the backlog drains; ws::streams).
     outbound: Outbound,
-    /// Closed (revoked, too slow): write nothing more.
-    closed: bool,
-    /// The client reads slower than its rooms produce: live messages are not
-    /// written until the backlog drains; then it is caught up (ws::streams).
-    paused: bool,
+    lifecycle: Lifecycle,
     timers: Timers,
+}
+
+/// Where a socket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Open,
+    /// Told to reconnect elsewhere (the instance is restarting): it closes
+    /// once its sends are acked, or after the drain grace.
+    Draining,
+    /// Closed (revoked, too slow, drained): nothing more is written.
+    Closed,
 }
 
 impl Session {
@@ -80,19 +81,15 @@ impl Session {
         Session {
             id: registration.guard.id,
             registration,
-            bucket: TokenBucket::new(c.rate_limit_per_sec, c.rate_limit_burst),
+            admission: Admission::new(c.rate_limit_per_sec, c.rate_limit_burst),
             auth,
             streams: Streams::default(),
             last_heard: Instant::now(),
-            strikes: VecDeque::new(),
             fragment: None,
             pending_acks: 0,
-            draining: false,
-            last_typing: Instant::now() - TYPING_INTERVAL,
             _slot: slot,
             outbound: Outbound::new(c.max_outbound_bytes as u64),
-            closed: false,
-            paused: false,
+            lifecycle: Lifecycle::Open,
             timers: Timers { expires: Instant::now(), next_ping: Instant::now(), next_touch: Instant::now() },
             state,
         }
@@ -100,7 +97,7 @@ impl Session {
 
     /// Every frame to the client goes through here, for the slow-consumer bound.
     fn write(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: ByteString) {
-        if self.closed {
+        if self.lifecycle == Lifecycle::Closed {
             return;
         }
         let ping_due = self.outbound.wrote(text.len());
@@ -108,10 +105,9 @@ impl Session {
         if ping_due {
             self.send_ping(ctx);
         }
-        if !self.paused && self.outbound.over_limit() {
-            // Guarantee 6: stop queuing live messages past the bound; what
+        if self.outbound.pause_if_over() {
+            // Guarantee 6: no more live messages queued past the bound; what
             // the rooms send meanwhile is read back once the client has read.
-            self.paused = true;
             METRICS.catchups.inc();
         }
         self.check_backlog(ctx);
@@ -121,8 +117,7 @@ impl Session {
     /// bound, writing resumes with what it missed.
     fn on_pong(&mut self, payload: &[u8], ctx: &mut ws::WebsocketContext<Self>) {
         self.outbound.pong(payload, Instant::now());
-        if self.paused && self.outbound.drained() {
-            self.paused = false;
+        if self.outbound.resume_if_drained() {
             self.catch_up(ctx);
         }
     }
@@ -130,7 +125,7 @@ impl Session {
     /// Reads what paused rooms missed, from the database, a chunk at a time,
     /// and writes it in order; a room goes live again when nothing is left.
     fn catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.paused || self.closed {
+        if self.outbound.paused() || self.lifecycle == Lifecycle::Closed {
             return;
         }
         for (room_id, name, after) in self.streams.start_catch_up() {
@@ -161,10 +156,10 @@ impl Session {
 
     /// Closes a client that stopped reading (see ws::outbound).
     fn check_backlog(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.closed || self.outbound.reading(Instant::now()) != Reading::Stopped {
+        if self.lifecycle == Lifecycle::Closed || self.outbound.reading(Instant::now()) != Reading::Stopped {
             return;
         }
-        self.closed = true;
+        self.lifecycle = Lifecycle::Closed;
         METRICS.slow_consumers.inc();
         log::info!("session {:?}: client stopped reading ({} bytes unread); closing", self.id, self.outbound.backlog());
         ctx.close(Some(CloseReason {
@@ -182,16 +177,7 @@ impl Session {
     fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, message: &str, reference: Option<&str>) {
         METRICS.ws_errors.with_label_values(&[code.as_str()]).inc();
         self.write(ctx, protocol::error(code, message, reference));
-        // Failures of our own (database down) are not the client's fault.
-        if matches!(code, ErrorCode::Unavailable | ErrorCode::Internal) {
-            return;
-        }
-        let now = Instant::now();
-        self.strikes.push_back(now);
-        while self.strikes.front().is_some_and(|t| now.duration_since(*t) > STRIKE_WINDOW) {
-            self.strikes.pop_front();
-        }
-        if self.strikes.len() > STRIKE_LIMIT {
+        if self.admission.errored(code, Instant::now()) == AfterError::Close {
             ctx.close(Some(CloseReason {
                 code: CloseCode::Policy,
                 description: Some("too many invalid or refused frames".into()),
@@ -220,15 +206,10 @@ impl Session {
                 self.handle_send(room, PendingSend { body, client_msg_id, received_at }, ctx)
             }
             Ok(ClientFrame::Typing { room }) => {
-                // Typing notices fan out to the whole room: at most one per
-                // TYPING_INTERVAL per connection, the rest are dropped (they
-                // carry no data).
-                if received_at.duration_since(self.last_typing) < TYPING_INTERVAL {
-                    return;
-                }
                 if let Some((_, addr)) = RoomName::parse(&room).ok().and_then(|n| self.streams.joined(&n)) {
-                    self.last_typing = received_at;
-                    addr.do_send(Typing { session: self.id });
+                    if self.admission.typing(received_at) {
+                        addr.do_send(Typing { session: self.id });
+                    }
                 }
             }
             Ok(ClientFrame::Read { room, seq }) => self.handle_read(room, seq, ctx),
@@ -261,7 +242,7 @@ impl Session {
         if self.registration.guard.is_kicked(room) {
             return;
         }
-        let (out, jump) = self.streams.deliver(room, frames, !self.paused);
+        let (out, jump) = self.streams.deliver(room, frames, !self.outbound.paused());
         if let Some((from, to)) = jump {
             log::error!("session {:?}: room {room} jumped from seq {from} to {to}", self.id);
         }
@@ -275,16 +256,27 @@ impl Session {
     }
 
     fn close_revoked(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.closed {
+        if self.lifecycle == Lifecycle::Closed {
             return;
         }
-        self.closed = true;
+        self.lifecycle = Lifecycle::Closed;
         ctx.text(protocol::error(ErrorCode::Unauthorized, why, None));
         ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("token revoked".into()) }));
         ctx.stop();
     }
 
+    /// The drain's close, once nothing is waiting for an ack.
+    fn drained(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.lifecycle == Lifecycle::Draining && self.pending_acks == 0 {
+            self.close_for_drain(ctx);
+        }
+    }
+
     fn close_for_drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.lifecycle == Lifecycle::Closed {
+            return;
+        }
+        self.lifecycle = Lifecycle::Closed;
         ctx.close(Some(CloseReason { code: CloseCode::Restart, description: Some("server restarting".into()) }));
         ctx.stop();
     }
@@ -310,7 +302,7 @@ impl Session {
         self.rejoin_dead_rooms(ctx);
         self.check_backlog(ctx);
         // A catch-up read that failed is tried again.
-        if !self.paused && self.streams.any_behind() {
+        if !self.outbound.paused() && self.streams.any_behind() {
             self.catch_up(ctx);
         }
         let c = &self.state.config.sockets;
@@ -395,10 +387,10 @@ impl Handler<Control> for Session {
             Control::Revoked => self.close_revoked("this session was signed out", ctx),
             Control::Frame(frame) => self.write(ctx, frame),
             Control::Drain { after_ms } => {
-                if self.draining {
+                if self.lifecycle != Lifecycle::Open {
                     return;
                 }
-                self.draining = true;
+                self.lifecycle = Lifecycle::Draining;
                 ctx.text(protocol::reconnect("server is restarting", after_ms));
                 if self.pending_acks == 0 {
                     self.close_for_drain(ctx);

@@ -46,7 +46,7 @@ impl Session {
             self.streams.removed(&name);
             return self.send_error(ctx, ErrorCode::Forbidden, "you are no longer a member of this room", Some(&reference));
         }
-        if !self.bucket.try_take() {
+        if !self.admission.send(Instant::now()) {
             METRICS.rate_limited.inc();
             return self.send_error(ctx, ErrorCode::RateLimited, "slow down: too many messages", Some(&reference));
         }
@@ -98,9 +98,7 @@ impl Session {
                     session.send_error(ctx, ErrorCode::Internal, "the message could not be stored", Some(&reference))
                 }
             }
-            if session.draining && session.pending_acks == 0 {
-                session.close_for_drain(ctx);
-            }
+            session.drained(ctx);
         }));
     }
 }
@@ -145,7 +143,7 @@ impl Session {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         let reference = client_msg_id.clone().unwrap_or_else(|| room.clone());
-        if !self.bucket.try_take() {
+        if !self.admission.send(Instant::now()) {
             METRICS.rate_limited.inc();
             return self.send_error(ctx, ErrorCode::RateLimited, "slow down: too many messages", Some(&reference));
         }
@@ -174,9 +172,7 @@ impl Session {
                 }
                 Err(e) => session.send_error(ctx, e.code(), &e.public_message(), Some(&reference)),
             }
-            if session.draining && session.pending_acks == 0 {
-                session.close_for_drain(ctx);
-            }
+            session.drained(ctx);
         }));
     }
 }
