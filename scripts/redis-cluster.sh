@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local Redis Cluster of three masters on 127.0.0.1:7101-7103, for the
 # trying the bus and the caches on a cluster (sharded pub/sub) by hand. The
-# tests start their own (tests/api/services.rs).
+# tests start their own (tests/api/support/services.rs).
 #   scripts/redis-cluster.sh start   (idempotent)
 #   scripts/redis-cluster.sh stop
 set -euo pipefail

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::services::PrivatePostgres;
+use crate::support::services::PrivatePostgres;
 use crate::support::{eventually, off_runtime, spawn_app_with, TestApp, TestDb};
 
 /// Holds an ACCESS EXCLUSIVE lock on `rooms` for `hold`, from another

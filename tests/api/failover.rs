@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::services::{wait_until, PgAutoFailover, PrivatePostgres};
+use crate::support::services::{wait_until, PgAutoFailover, PrivatePostgres};
 use crate::support::{eventually, off_runtime, shared_redis, TestApp, TestDb, WsClient};
 
 fn psql(pg: &PrivatePostgres, sql: &str) -> String {

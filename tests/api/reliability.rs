@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::proxy::ChaosProxy;
+use crate::support::proxy::ChaosProxy;
 use crate::support::{eventually, spawn_app_with, spawn_cluster_on, Mode, TestApp, TestDb, WsClient};
 
 #[actix_web::test]

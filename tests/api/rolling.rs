@@ -1,6 +1,6 @@
 //! Rolling restarts and scaling behind the shipped load-balancer config:
 //! deploy/nginx.conf with only addresses, ports and paths changed, 200
-//! clients that reconnect as the contract asks (tests/api/fleet.rs), and
+//! clients that reconnect as the contract asks (tests/api/support/fleet.rs), and
 //! restarts spaced both closer and further apart than a passive health
 //! check's fail timeout (the old config's 5 s).
 //!
@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::fleet::{history_via, Answers, Client, Fleet, FleetSettings};
+use crate::support::fleet::{history_via, Answers, Client, Fleet, FleetSettings};
 use crate::support::{free_port, TestApp, TestDb, TestNginx};
 
 /// How long a client may take to get back in: `reconnect` asks it to wait up

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::services::PrivatePostgres;
+use crate::support::services::PrivatePostgres;
 use crate::support::*;
 
 const WRITE_TIMEOUT: Duration = Duration::from_millis(3_000);

@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::otlp::{render, Receiver, Span};
-use crate::services::wait_until;
+use crate::support::otlp::{render, Receiver, Span};
+use crate::support::services::wait_until;
 use crate::support::{shared_redis, spawn_cluster, spawn_cluster_on, Mode};
 
 /// Waits until the receiver holds spans matching `ok`.

@@ -45,7 +45,7 @@ pub async fn spawn_cluster_on(mode: Mode, redis_url: &str, prefix: &str, env: &[
             n
         }
         Mode::RedisCluster(n) => {
-            vars.push(("REDIS_CLUSTER_URLS", crate::services::redis_cluster_urls()));
+            vars.push(("REDIS_CLUSTER_URLS", crate::support::services::redis_cluster_urls()));
             vars.push(("REDIS_KEY_PREFIX", prefix));
             n
         }

@@ -13,7 +13,7 @@ type SyncConn = AsyncConnectionWrapper<AsyncPgConnection>;
 
 /// The PostgreSQL of this run (found or started by `services`).
 pub fn pg_base() -> String {
-    crate::services::services().pg_base.clone()
+    crate::support::services::services().pg_base.clone()
 }
 
 /// host:port of this run's PostgreSQL and Redis (for proxies in front of them).
@@ -27,7 +27,7 @@ pub fn redis_addr() -> String {
 
 /// The shared Redis of this run.
 pub fn shared_redis() -> String {
-    crate::services::services().redis_url.clone()
+    crate::support::services::services().redis_url.clone()
 }
 
 fn admin_conn(base: &str) -> SyncConn {

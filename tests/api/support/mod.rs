@@ -5,6 +5,10 @@
 mod app;
 mod cluster;
 mod db;
+pub mod fleet;
+pub mod otlp;
+pub mod proxy;
+pub mod services;
 mod tools;
 mod wait;
 mod ws;
