@@ -71,9 +71,13 @@ impl RecentLists {
         let mut push = redis::cmd("RPUSH");
         push.arg(&key);
         for m in messages {
-            // The list is read by joins later: no trace context in it.
-            let m = BusMessage { traceparent: None, ..m.clone() };
-            match serde_json::to_string(&m) {
+            // The list is read by joins later: no trace context in it (a copy
+            // only while tracing is on).
+            let json = match &m.traceparent {
+                None => serde_json::to_string(m),
+                Some(_) => serde_json::to_string(&BusMessage { traceparent: None, ..m.clone() }),
+            };
+            match json {
                 Ok(json) => push.arg(json),
                 Err(e) => {
                     log::error!("recent list: cannot encode a message: {e}");
