@@ -9,6 +9,7 @@ pub mod frames;
 pub mod host;
 pub mod inbound;
 pub mod registry;
+pub mod replay;
 pub mod room;
 pub mod roster;
 pub mod sequencer;
