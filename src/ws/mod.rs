@@ -10,6 +10,7 @@ pub mod rate_limit;
 pub mod session;
 pub mod streams;
 pub mod test_hooks;
+pub mod timers;
 pub mod upgrade;
 
 pub use connections::Connections;

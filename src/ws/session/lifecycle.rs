@@ -1,0 +1,88 @@
+//! A session's start, its periodic duties (ws::timers decides when) and its
+//! ends: signed out, expired, drained for a restart.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web_actors::ws::{self, CloseCode, CloseReason};
+
+use super::{Lifecycle, Session};
+use crate::error::ErrorCode;
+use crate::metrics::METRICS;
+use crate::ws::protocol;
+use crate::ws::timers::Duty;
+
+impl Actor for Session {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        METRICS.ws_connections.inc();
+        let c = &self.state.config.sockets;
+        ctx.text(protocol::hello(
+            &self.auth.user,
+            &self.state.config.cluster.instance_id,
+            c.heartbeat_interval.as_millis() as u64,
+        ));
+        self.state.connections.attach(&self.registration, self.auth.user.id, ctx.address().recipient());
+        if self.registration.guard.is_revoked() {
+            return self.close_revoked("this session was signed out", ctx);
+        }
+        ctx.run_interval(self.timers.tick_every(), |session, ctx| session.tick(ctx));
+    }
+}
+
+impl Session {
+    pub(super) fn tick(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let (ping, touch) = match self.timers.due(Instant::now(), self.last_heard) {
+            Duty::Expire => return self.close_revoked("the session has expired; sign in again", ctx),
+            Duty::TimeOut => {
+                log::debug!("session {:?}: heartbeat timed out", self.id);
+                ctx.close(Some(CloseReason { code: CloseCode::Away, description: Some("heartbeat timeout".into()) }));
+                return ctx.stop();
+            }
+            Duty::Run { ping, touch } => (ping, touch),
+        };
+        // Supervision: a room actor that died (a panic) is replaced, and this
+        // session rejoins it from the last seq it wrote, losing nothing.
+        self.rejoin_dead_rooms(ctx);
+        self.check_backlog(ctx);
+        // A catch-up read that failed is tried again.
+        if !self.outbound.paused() && self.streams.any_behind() {
+            self.catch_up(ctx);
+        }
+        if ping {
+            self.send_ping(ctx);
+        }
+        if touch {
+            // An open socket is use: it keeps its token from idling out.
+            let (state, token) = (self.state.clone(), self.auth.token);
+            actix::spawn(async move { state.session_clock.touch(&state.store, &token, chrono::Utc::now()).await });
+        }
+    }
+
+    pub(super) fn close_revoked(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.lifecycle == Lifecycle::Closed {
+            return;
+        }
+        self.lifecycle = Lifecycle::Closed;
+        ctx.text(protocol::error(ErrorCode::Unauthorized, why, None));
+        ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("token revoked".into()) }));
+        ctx.stop();
+    }
+
+    /// The drain's close, once nothing is waiting for an ack.
+    pub(super) fn drained(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.lifecycle == Lifecycle::Draining && self.pending_acks == 0 {
+            self.close_for_drain(ctx);
+        }
+    }
+
+    pub(super) fn close_for_drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.lifecycle == Lifecycle::Closed {
+            return;
+        }
+        self.lifecycle = Lifecycle::Closed;
+        ctx.close(Some(CloseReason { code: CloseCode::Restart, description: Some("server restarting".into()) }));
+        ctx.stop();
+    }
+}
