@@ -87,7 +87,7 @@ fn main() {
                 l2_ttl: std::time::Duration::from_secs(600),
                 enabled: true,
             };
-            let cache: std::sync::Arc<Layered<Membership, bool>> = Layered::new(settings, None, None);
+            let cache: std::sync::Arc<Layered<Membership, bool>> = Layered::new(settings, None, None, None);
             let key = Membership(RoomId(1), UserId(uuid::Uuid::from_u128(7)));
             actix_rt::System::new().block_on(async move {
                 cache.put(&key, true).await;

@@ -6,15 +6,14 @@
 //! The fan-out and writer benches need PostgreSQL (DATABASE_URL, default
 //! postgres://postgres@127.0.0.1:5432/switchboard_bench, created if missing).
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use switchboard::bus::local::LocalHub;
-use switchboard::bus::{Bus, BusListener, BusState, Channel, Subscriptions};
+use switchboard::bus::{Bus, Medium};
 use switchboard::cache::recent::RecentLists;
 use switchboard::chat::room::RoomSettings;
 use switchboard::chat::room::{Deliver, Join};
@@ -84,13 +83,6 @@ impl Handler<RoomEvent> for Sink {
     }
 }
 
-struct Nobody;
-
-impl BusListener for Nobody {
-    fn received(&self, _: Channel, _: &[u8]) {}
-    fn resubscribed(&self, _: Option<&[RoomId]>) {}
-}
-
 fn fanout_bench(c: &mut Criterion) {
     let config = bench_config();
     if let Err(e) = prepare_database(&config.database.kind, Duration::from_secs(5)) {
@@ -108,10 +100,9 @@ fn fanout_bench(c: &mut Criterion) {
             gap_heal: Duration::from_millis(40),
             resync: Duration::from_secs(3600),
         };
-        let registry = Registry::new(store.clone(), settings, presence, RecentLists::new(0, None));
-        let subs = Arc::new(Subscriptions::default());
-        let transport = Arc::new(LocalHub::default().join(subs.clone(), Arc::new(Nobody)));
-        registry.attach_bus(Bus::new("bench", transport, subs, Arc::new(AtomicU8::new(BusState::Local as u8))));
+        // One instance: nobody to hear the bus, so its intake never starts.
+        let (bus, _intake) = Bus::build("bench", Medium::Local);
+        let registry = Registry::new(store.clone(), settings, presence, RecentLists::new(0, None), bus);
         let name = RoomName::parse(&format!("fanout-{}", rand::random::<u32>())).expect("name");
         let model = store.ensure_public_room(&name, None).await.expect("room");
         let room = registry.get_or_start(model.id, &model.name);

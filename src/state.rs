@@ -21,10 +21,20 @@ use crate::store::writer::Writer;
 use crate::store::Store;
 use crate::ws::Connections;
 
-/// Everything the handlers and actors share: the parts start-up built
-/// (reached through `Deref`, e.g. `state.store`) and what is made from them.
+/// Everything the handlers and actors share: the parts start-up built and
+/// what is made from them.
 pub struct AppState {
-    parts: Parts,
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub writer: Writer,
+    pub registry: Registry,
+    pub connections: Connections,
+    pub bus: Bus,
+    pub redis: Option<RedisPool>,
+    pub liveness: Arc<Liveness>,
+    pub caches: Arc<Caches>,
+    pub stats: Arc<StatsBoard>,
+    pub revoker: Arc<Revoker>,
     pub limits: Arc<Limits>,
     pub hasher: Hasher,
     pub tickets: Tickets,
@@ -35,7 +45,7 @@ pub struct AppState {
     draining: AtomicBool,
 }
 
-/// The parts `AppState` is made of.
+/// What start-up built, from which `AppState` makes the rest.
 pub struct Parts {
     pub config: Arc<Config>,
     pub store: Store,
@@ -50,24 +60,27 @@ pub struct Parts {
     pub revoker: Arc<Revoker>,
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Parts;
-
-    fn deref(&self) -> &Parts {
-        &self.parts
-    }
-}
-
 impl AppState {
     pub fn new(parts: Parts) -> Self {
-        let prefixed = parts.redis.as_ref().map(|pool| (pool.clone(), parts.config.redis.key_prefix.clone()));
+        let Parts { config, store, writer, registry, connections, bus, redis, liveness, caches, stats, revoker } = parts;
+        let prefixed = redis.as_ref().map(|pool| (pool.clone(), config.redis.key_prefix.clone()));
         AppState {
-            limits: Limits::new(&parts.config.limits, prefixed.clone()),
-            hasher: Hasher::start(parts.config.accounts.hash_workers, parts.config.accounts.hash_queue),
-            tickets: Tickets::new(prefixed, parts.config.sockets.ticket_ttl),
-            session_clock: SessionClock::new(parts.config.accounts.sessions),
-            read_marks: ReadMarks::new(parts.store.clone(), parts.connections.clone(), parts.bus.clone()),
-            parts,
+            limits: Limits::new(&config.limits, prefixed.clone()),
+            hasher: Hasher::start(config.accounts.hash_workers, config.accounts.hash_queue),
+            tickets: Tickets::new(prefixed, config.sockets.ticket_ttl),
+            session_clock: SessionClock::new(config.accounts.sessions),
+            read_marks: ReadMarks::new(store.clone(), connections.clone(), bus.clone()),
+            config,
+            store,
+            writer,
+            registry,
+            connections,
+            bus,
+            redis,
+            liveness,
+            caches,
+            stats,
+            revoker,
             started_at: Instant::now(),
             draining: AtomicBool::new(false),
         }

@@ -3,11 +3,12 @@
 //! nothing is delivered, and nothing needs to be: the writer already hands
 //! committed messages to the local rooms.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{BusListener, Channel, Subscriptions, Transport};
+use super::{BusListener, Channel, Intake, Subscriptions, Transport};
 use crate::redis_pool::RedisFailure;
 use crate::telemetry::delivery::DeliveryTrace;
 
@@ -23,6 +24,7 @@ struct Member {
 #[derive(Default, Clone)]
 pub struct LocalHub {
     members: Arc<Mutex<Vec<Member>>>,
+    next_id: Arc<AtomicU64>,
 }
 
 pub struct LocalTransport {
@@ -31,11 +33,12 @@ pub struct LocalTransport {
 }
 
 impl LocalHub {
-    pub fn join(&self, subscriptions: Arc<Subscriptions>, handler: Handler) -> LocalTransport {
-        let mut members = self.members.lock();
-        let id = members.iter().map(|m| m.id + 1).max().unwrap_or(1);
-        members.push(Member { id, subscriptions, handler });
-        LocalTransport { id, hub: self.clone() }
+    /// An instance on the hub; it hears the others once its intake starts.
+    pub fn join(&self, subscriptions: Arc<Subscriptions>) -> (LocalTransport, Intake) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let members = self.members.clone();
+        let intake = Intake::new(move |handler| members.lock().push(Member { id, subscriptions, handler }));
+        (LocalTransport { id, hub: self.clone() }, intake)
     }
 }
 
@@ -97,7 +100,11 @@ mod tests {
             fn resubscribed(&self, _: Option<&[RoomId]>) {}
         }
         let got: Got = Arc::default();
-        let make = |n: u64, subs: Arc<Subscriptions>| hub.join(subs, Arc::new(Recorder(n, got.clone())));
+        let make = |n: u64, subs: Arc<Subscriptions>| {
+            let (transport, intake) = hub.join(subs);
+            intake.start(Arc::new(Recorder(n, got.clone())));
+            transport
+        };
         let subs_a = Arc::new(Subscriptions::default());
         let subs_b = Arc::new(Subscriptions::default());
         subs_b.rooms.lock().insert(RoomId(7));

@@ -12,6 +12,7 @@ pub mod events;
 pub mod local;
 pub mod redis;
 pub mod redis_cluster;
+pub mod subscriber;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -106,6 +107,31 @@ pub enum PublishError {
     Redis(#[from] RedisFailure),
 }
 
+/// The bus's receiving side. The `Bus` is built first, so that everything
+/// that publishes gets it when it is made; what listens (the inbound router)
+/// is made from those parts last, and starts the intake.
+pub struct Intake {
+    start: Box<dyn FnOnce(Arc<dyn BusListener>) + Send>,
+}
+
+impl Intake {
+    pub fn new(start: impl FnOnce(Arc<dyn BusListener>) + Send + 'static) -> Intake {
+        Intake { start: Box::new(start) }
+    }
+
+    /// From now on, what arrives is handed to `listener`.
+    pub fn start(self, listener: Arc<dyn BusListener>) {
+        (self.start)(listener)
+    }
+}
+
+/// Where the bus runs: in process (one instance) or over Redis.
+#[allow(clippy::large_enum_variant)] // made once, at start-up
+pub enum Medium {
+    Local,
+    Redis { subscriber: redis::Subscriber, pool: redis::RedisPool, prefix: String },
+}
+
 #[derive(Clone)]
 pub struct Bus {
     instance: Arc<str>,
@@ -115,8 +141,25 @@ pub struct Bus {
 }
 
 impl Bus {
-    pub fn new(instance: &str, transport: Arc<dyn Transport>, subscriptions: Arc<Subscriptions>, state: Arc<AtomicU8>) -> Bus {
-        Bus { instance: instance.into(), transport, subscriptions, state }
+    /// The bus, publishing from now on, and its intake, to start once its
+    /// listener exists.
+    pub fn build(instance: &str, medium: Medium) -> (Bus, Intake) {
+        let subscriptions = Arc::new(Subscriptions::default());
+        let (transport, intake, state): (Arc<dyn Transport>, _, _) = match medium {
+            Medium::Local => {
+                let (transport, intake) = local::LocalHub::default().join(subscriptions.clone());
+                (Arc::new(transport), intake, BusState::Local)
+            }
+            Medium::Redis { subscriber, pool, prefix } => {
+                let state = Arc::new(AtomicU8::new(BusState::Disconnected as u8));
+                let (transport, intake) =
+                    redis::RedisTransport::start(subscriber, pool, prefix, subscriptions.clone(), state.clone());
+                let bus = Bus { instance: instance.into(), transport, subscriptions, state };
+                return (bus, intake);
+            }
+        };
+        let state = Arc::new(AtomicU8::new(state as u8));
+        (Bus { instance: instance.into(), transport, subscriptions, state }, intake)
     }
 
     pub fn instance(&self) -> &str {

@@ -20,7 +20,8 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
 use super::channels::{channel_name, parse_channel};
-use super::{BusListener, BusState, Channel, Companion, Subscriptions, Transport};
+use super::subscriber::{Link, Listening};
+use super::{Channel, Companion, Intake, Subscriptions, Transport};
 use crate::domain::RoomId;
 use crate::metrics::METRICS;
 use crate::supervisor::{self, Task};
@@ -62,15 +63,15 @@ pub struct RedisTransport {
 const PUBLISH_NOW_BUDGET: Duration = Duration::from_secs(2);
 
 impl RedisTransport {
-    /// Starts the publisher and subscriber on their own arbiter.
+    /// Starts the publisher on its own arbiter; the subscriber starts there
+    /// with the intake.
     pub fn start(
         subscriber: Subscriber,
         pool: RedisPool,
         prefix: String,
         subscriptions: Arc<Subscriptions>,
         state: Arc<AtomicU8>,
-        listener: Arc<dyn BusListener>,
-    ) -> Arc<RedisTransport> {
+    ) -> (Arc<RedisTransport>, Intake) {
         let (queue, rx) = mpsc::channel(PUBLISH_QUEUE);
         let changed = Arc::new(Notify::new());
         let arbiter = actix::Arbiter::new();
@@ -82,18 +83,21 @@ impl RedisTransport {
         // A restarted subscriber starts from a fresh connection: whatever
         // was published meanwhile is treated as lost, as after a reconnect.
         let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let side = Listening { prefix: prefix.clone(), subscriptions, changed: changed.clone(), state, listener };
-        match subscriber {
-            Subscriber::Single(client) => arbiter.spawn(supervisor::supervise(Task::BusSubscriber, move || {
-                let restarted = runs.fetch_add(1, Ordering::AcqRel) > 0;
-                subscribe_loop(client.clone(), side.clone(), restarted)
-            })),
-            Subscriber::Cluster(urls) => arbiter.spawn(supervisor::supervise(Task::BusSubscriber, move || {
-                let restarted = runs.fetch_add(1, Ordering::AcqRel) > 0;
-                super::redis_cluster::subscribe_loop(urls.clone(), side.clone(), restarted)
-            })),
-        };
-        Arc::new(RedisTransport { prefix, pool, queue, changed })
+        let (s_prefix, s_changed, arbiter) = (prefix.clone(), changed.clone(), arbiter.handle());
+        let intake = Intake::new(move |listener| {
+            let side = Listening { prefix: s_prefix, subscriptions, changed: s_changed, state, listener };
+            match subscriber {
+                Subscriber::Single(client) => arbiter.spawn(supervisor::supervise(Task::BusSubscriber, move || {
+                    let restarted = runs.fetch_add(1, Ordering::AcqRel) > 0;
+                    subscribe_loop(client.clone(), side.clone(), restarted)
+                })),
+                Subscriber::Cluster(urls) => arbiter.spawn(supervisor::supervise(Task::BusSubscriber, move || {
+                    let restarted = runs.fetch_add(1, Ordering::AcqRel) > 0;
+                    super::redis_cluster::subscribe_loop(urls.clone(), side.clone(), restarted)
+                })),
+            };
+        });
+        (Arc::new(RedisTransport { prefix, pool, queue, changed }), intake)
     }
 }
 
@@ -202,30 +206,14 @@ async fn publish_loop(queue: supervisor::Shared<mpsc::Receiver<Outgoing>>, pool:
     }
 }
 
-/// What a subscriber works with, whichever kind of Redis it listens to.
-#[derive(Clone)]
-pub struct Listening {
-    pub prefix: String,
-    pub subscriptions: Arc<Subscriptions>,
-    /// Woken when the rooms to subscribe change.
-    pub changed: Arc<Notify>,
-    pub state: Arc<AtomicU8>,
-    pub listener: Arc<dyn BusListener>,
-}
-
 async fn subscribe_loop(client: redis::Client, side: Listening, restarted: bool) {
-    let Listening { prefix, subscriptions, changed, state, listener } = side;
+    let (mut link, told) = Link::new(restarted);
+    side.apply(&link, told);
     let mut backoff = Duration::from_millis(100);
-    let mut first_connection = !restarted;
-    if restarted {
-        state.store(BusState::Disconnected as u8, Ordering::Release);
-        listener.subscription_lost();
-    }
     loop {
         let pubsub = match client.get_async_pubsub().await {
             Ok(p) => p,
             Err(e) => {
-                state.store(BusState::Disconnected as u8, Ordering::Release);
                 log::warn!("bus: cannot connect the subscriber ({e}); retrying in {backoff:?}");
                 let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
                 actix::clock::sleep(backoff + jitter).await;
@@ -234,72 +222,72 @@ async fn subscribe_loop(client: redis::Client, side: Listening, restarted: bool)
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        let control = channel_name(&prefix, Channel::Control);
-        if let Err(e) = sink.subscribe(&control).await {
-            log::warn!("bus: subscribe to control failed: {e}");
-            continue;
-        }
+        let control = channel_name(&side.prefix, Channel::Control);
         let mut subscribed: HashSet<RoomId> = HashSet::new();
-        backoff = Duration::from_millis(100);
-        state.store(BusState::Connected as u8, Ordering::Release);
-        if !first_connection {
-            METRICS.bridge_reconnects.inc();
-            log::info!("bus: subscriber reconnected");
-            listener.control_restored();
+        // Rooms first, then the link is up: rooms resync once their channels
+        // are live.
+        let quiet = link.rooms_resync_anyway();
+        let ok = match sink.subscribe(&control).await {
+            Ok(()) => reconcile(&mut sink, &side, &mut subscribed, quiet).await,
+            Err(e) => {
+                log::warn!("bus: subscribe to control failed: {e}");
+                false
+            }
+        };
+        if ok {
+            backoff = Duration::from_millis(100);
+            let told = link.subscribed(true);
+            side.apply(&link, told);
+            listen(&mut sink, &mut stream, &side, &mut subscribed).await;
         }
-        // Catch up first, so rooms resync once their channels are live.
-        let ok = reconcile(&mut sink, &prefix, &subscriptions, &mut subscribed, &*listener, !first_connection).await;
-        if ok && !first_connection {
-            listener.resubscribed(None);
-        }
-        first_connection = false;
+        let told = link.lost();
+        side.apply(&link, told);
+    }
+}
 
-        let ping_every = Duration::from_secs(5);
-        let mut ping = actix::clock::interval_at(actix::clock::Instant::now() + ping_every, ping_every);
-        loop {
-            supervisor::checkpoint(Task::BusSubscriber);
-            tokio::select! {
-                msg = stream.next() => match msg {
-                    Some(msg) => {
-                        if let Some(channel) = parse_channel(&prefix, msg.get_channel_name()) {
-                            listener.received(channel, msg.get_payload_bytes());
-                        }
-                    }
-                    None => break,
-                },
-                _ = changed.notified() => {
-                    if !reconcile(&mut sink, &prefix, &subscriptions, &mut subscribed, &*listener, false).await {
-                        break;
+/// Hands on what arrives until the connection fails.
+async fn listen(
+    sink: &mut redis::aio::PubSubSink,
+    stream: &mut redis::aio::PubSubStream,
+    side: &Listening,
+    subscribed: &mut HashSet<RoomId>,
+) {
+    let ping_every = Duration::from_secs(5);
+    let mut ping = actix::clock::interval_at(actix::clock::Instant::now() + ping_every, ping_every);
+    loop {
+        supervisor::checkpoint(Task::BusSubscriber);
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => {
+                    if let Some(channel) = parse_channel(&side.prefix, msg.get_channel_name()) {
+                        side.listener.received(channel, msg.get_payload_bytes());
                     }
                 }
-                _ = ping.tick() => {
-                    // Detects a connection that died without a FIN. In
-                    // subscribed mode the reply is an array, hence Value.
-                    let alive = tokio::time::timeout(Duration::from_secs(3), sink.ping::<redis::Value>()).await;
-                    if !matches!(alive, Ok(Ok(_))) {
-                        break;
-                    }
+                None => return,
+            },
+            _ = side.changed.notified() => {
+                if !reconcile(sink, side, subscribed, false).await {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                // Detects a connection that died without a FIN. In
+                // subscribed mode the reply is an array, hence Value.
+                let alive = tokio::time::timeout(Duration::from_secs(3), sink.ping::<redis::Value>()).await;
+                if !matches!(alive, Ok(Ok(_))) {
+                    return;
                 }
             }
         }
-        state.store(BusState::Disconnected as u8, Ordering::Release);
-        listener.subscription_lost();
-        log::warn!("bus: subscriber connection lost; reconnecting");
     }
 }
 
 /// Brings the live subscriptions in line with the wanted set. Newly
 /// subscribed rooms resync (they may have missed messages before the
 /// subscription took effect). False when the connection failed.
-async fn reconcile(
-    sink: &mut redis::aio::PubSubSink,
-    prefix: &str,
-    subscriptions: &Subscriptions,
-    subscribed: &mut HashSet<RoomId>,
-    listener: &dyn BusListener,
-    quiet: bool,
-) -> bool {
-    let wanted = subscriptions.snapshot();
+async fn reconcile(sink: &mut redis::aio::PubSubSink, side: &Listening, subscribed: &mut HashSet<RoomId>, quiet: bool) -> bool {
+    let prefix = side.prefix.as_str();
+    let wanted = side.subscriptions.snapshot();
     let add: Vec<RoomId> = wanted.difference(subscribed).copied().collect();
     let drop: Vec<RoomId> = subscribed.difference(&wanted).copied().collect();
     for chunk in add.chunks(256) {
@@ -321,7 +309,7 @@ async fn reconcile(
         }
     }
     if !add.is_empty() && !quiet {
-        listener.resubscribed(Some(&add));
+        side.listener.resubscribed(Some(&add));
     }
     true
 }

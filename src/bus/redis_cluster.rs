@@ -5,7 +5,6 @@
 //! followed by a resync of every room from PostgreSQL, as on one server.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bb8_redis::redis::cluster::ClusterClient;
@@ -13,13 +12,14 @@ use bb8_redis::redis::cluster_async::ClusterConnection;
 use bb8_redis::redis::{self, PushInfo, PushKind, Value};
 
 use super::channels::{channel_name, parse_channel};
-use super::{BusListener, BusState, Channel, Subscriptions};
+use super::subscriber::{Link, Listening};
+use super::Channel;
 use crate::domain::RoomId;
-use crate::metrics::METRICS;
 use crate::supervisor::{self, Task};
 
-pub async fn subscribe_loop(urls: Vec<String>, side: super::redis::Listening, restarted: bool) {
-    let super::redis::Listening { prefix, subscriptions, changed, state, listener } = side;
+pub async fn subscribe_loop(urls: Vec<String>, side: Listening, restarted: bool) {
+    let (mut link, told) = Link::new(restarted);
+    side.apply(&link, told);
     // Pushes (messages, disconnections) arrive on this channel; it is the
     // client library's interface, drained as fast as it fills.
     let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
@@ -40,74 +40,48 @@ pub async fn subscribe_loop(urls: Vec<String>, side: super::redis::Listening, re
         match client.get_async_connection().await {
             Ok(c) => break c,
             Err(e) => {
-                state.store(BusState::Disconnected as u8, Ordering::Release);
                 log::warn!("bus: cannot reach the Redis Cluster ({e}); retrying in {backoff:?}");
                 actix::clock::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     };
-    let control = channel_name(&prefix, Channel::Control);
+    let control = channel_name(&side.prefix, Channel::Control);
     while let Err(e) = conn.ssubscribe(&control).await {
         log::warn!("bus: SSUBSCRIBE control failed ({e}); retrying");
         actix::clock::sleep(Duration::from_millis(500)).await;
     }
-    state.store(BusState::Connected as u8, Ordering::Release);
-    if restarted {
-        // A fresh start after a crash: what was published meanwhile is lost.
-        listener.control_restored();
-        listener.resubscribed(None);
-    }
     let mut subscribed: HashSet<RoomId> = HashSet::new();
-    reconcile(&mut conn, &prefix, &subscriptions, &mut subscribed, &*listener).await;
-    let mut lost = false;
-    // Whether the control channel may have lost its subscription: a
-    // disconnection push does not say which node it was.
-    let mut control_lost = false;
+    reconcile(&mut conn, &side, &mut subscribed, link.rooms_resync_anyway()).await;
+    let told = link.subscribed(true);
+    side.apply(&link, told);
+    // The connection resubscribes by itself after a node comes back; the
+    // confirmations tell the link (a disconnection push does not say which
+    // node it was, so the control channel counts as lost with the rest).
     loop {
         supervisor::checkpoint(Task::BusSubscriber);
         tokio::select! {
             push = pushes.recv() => {
                 let Some(push) = push else { return };
-                match push.kind {
+                let told = match push.kind {
                     PushKind::SMessage | PushKind::Message => {
                         if let [Value::BulkString(name), Value::BulkString(payload), ..] = push.data.as_slice() {
-                            if let Some(channel) = std::str::from_utf8(name).ok().and_then(|n| parse_channel(&prefix, n)) {
-                                listener.received(channel, payload);
+                            if let Some(channel) = std::str::from_utf8(name).ok().and_then(|n| parse_channel(&side.prefix, n)) {
+                                side.listener.received(channel, payload);
                             }
                         }
+                        continue;
                     }
-                    PushKind::Disconnection => {
-                        if !lost {
-                            log::warn!("bus: a Redis Cluster connection dropped; it resubscribes by itself");
-                        }
-                        lost = true;
-                        control_lost = true;
-                        state.store(BusState::Disconnected as u8, Ordering::Release);
-                        listener.subscription_lost();
-                    }
-                    PushKind::SSubscribe if control_lost && is_channel(&push.data, &control) => {
-                        control_lost = false;
-                        listener.control_restored();
-                        if lost {
-                            lost = false;
-                            METRICS.bridge_reconnects.inc();
-                            state.store(BusState::Connected as u8, Ordering::Release);
-                            listener.resubscribed(None);
-                        }
-                    }
-                    PushKind::SSubscribe if lost => {
-                        // Subscriptions are back: catch up from PostgreSQL.
-                        lost = false;
-                        METRICS.bridge_reconnects.inc();
-                        state.store(BusState::Connected as u8, Ordering::Release);
-                        listener.resubscribed(None);
-                    }
-                    _ => {}
+                    PushKind::Disconnection => link.lost(),
+                    PushKind::SSubscribe => link.subscribed(is_channel(&push.data, &control)),
+                    _ => continue,
+                };
+                if !told.is_empty() {
+                    side.apply(&link, told);
                 }
             }
-            _ = changed.notified() => {
-                reconcile(&mut conn, &prefix, &subscriptions, &mut subscribed, &*listener).await;
+            _ = side.changed.notified() => {
+                reconcile(&mut conn, &side, &mut subscribed, false).await;
             }
         }
     }
@@ -118,14 +92,9 @@ fn is_channel(data: &[Value], channel: &str) -> bool {
     matches!(data.first(), Some(Value::BulkString(name)) if name.as_slice() == channel.as_bytes())
 }
 
-async fn reconcile(
-    conn: &mut ClusterConnection,
-    prefix: &str,
-    subscriptions: &Subscriptions,
-    subscribed: &mut HashSet<RoomId>,
-    listener: &dyn BusListener,
-) {
-    let wanted = subscriptions.snapshot();
+async fn reconcile(conn: &mut ClusterConnection, side: &Listening, subscribed: &mut HashSet<RoomId>, quiet: bool) {
+    let prefix = side.prefix.as_str();
+    let wanted = side.subscriptions.snapshot();
     let add: Vec<RoomId> = wanted.difference(subscribed).copied().collect();
     let drop: Vec<RoomId> = subscribed.difference(&wanted).copied().collect();
     let mut added = Vec::new();
@@ -144,7 +113,7 @@ async fn reconcile(
             subscribed.remove(&room);
         }
     }
-    if !added.is_empty() {
-        listener.resubscribed(Some(&added));
+    if !added.is_empty() && !quiet {
+        side.listener.resubscribed(Some(&added));
     }
 }

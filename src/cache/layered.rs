@@ -83,8 +83,8 @@ pub struct Layered<K: CacheKey, V: CacheValue> {
     settings: Settings,
     l1: Cache<K, V>,
     l2: Option<(RedisPool, String)>,
-    /// Set once at start-up (the bus is built after the caches).
-    bus: std::sync::OnceLock<Bus>,
+    /// Where invalidations are broadcast (none in a cache of its own).
+    bus: Option<Bus>,
     epoch: AtomicU64,
     /// For answers a revocation takes back (tokens, memberships): L1 and L2
     /// are only consulted while the lease holds (see cluster::lease).
@@ -92,7 +92,7 @@ pub struct Layered<K: CacheKey, V: CacheValue> {
 }
 
 impl<K: CacheKey, V: CacheValue> Layered<K, V> {
-    pub fn new(settings: Settings, redis: Option<(RedisPool, String)>, lease: Option<Arc<Lease>>) -> Arc<Self> {
+    pub fn new(settings: Settings, redis: Option<(RedisPool, String)>, lease: Option<Arc<Lease>>, bus: Option<Bus>) -> Arc<Self> {
         let name = settings.name;
         let l1 = Cache::builder()
             .max_capacity(settings.max_bytes)
@@ -104,12 +104,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
                 }
             })
             .build();
-        Arc::new(Layered { settings, l1, l2: redis, bus: std::sync::OnceLock::new(), epoch: AtomicU64::new(0), lease })
-    }
-
-    /// Connects the invalidation broadcast.
-    pub fn attach_bus(&self, bus: Bus) {
-        let _ = self.bus.set(bus);
+        Arc::new(Layered { settings, l1, l2: redis, bus, epoch: AtomicU64::new(0), lease })
     }
 
     pub fn name(&self) -> CacheName {
@@ -219,7 +214,7 @@ impl<K: CacheKey, V: CacheValue> Layered<K, V> {
                 log::warn!("cache {}: invalidation in Redis failed: {e}", self.settings.name.as_str());
             }
         }
-        if let Some(bus) = self.bus.get() {
+        if let Some(bus) = &self.bus {
             bus.publish(
                 Channel::Control,
                 BusEvent::Invalidate { cache: self.settings.name.as_str().to_string(), key: key.encode() },

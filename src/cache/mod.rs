@@ -136,7 +136,7 @@ pub struct Caches {
 impl Caches {
     /// `lease` guards the caches whose answers revocations take back.
     /// `redis` is the pool and key prefix of the shared (L2) layer.
-    pub fn new(config: &CacheConfig, redis: Option<(&RedisPool, &str)>, lease: Arc<Lease>) -> Caches {
+    pub fn new(config: &CacheConfig, redis: Option<(&RedisPool, &str)>, lease: Arc<Lease>, bus: &Bus) -> Caches {
         let l2 = || redis.map(|(pool, prefix)| (pool.clone(), prefix.to_string()));
         let settings = |name, share: u64| Settings {
             name,
@@ -147,18 +147,11 @@ impl Caches {
             enabled: config.enabled,
         };
         Caches {
-            tokens: Layered::new(settings(CacheName::Token, 4), l2(), Some(lease.clone())),
-            rooms: Layered::new(settings(CacheName::Room, 2), l2(), None),
-            members: Layered::new(settings(CacheName::Membership, 2), l2(), Some(lease.clone())),
-            bans: Layered::new(settings(CacheName::Ban, 1), l2(), Some(lease)),
+            tokens: Layered::new(settings(CacheName::Token, 4), l2(), Some(lease.clone()), Some(bus.clone())),
+            rooms: Layered::new(settings(CacheName::Room, 2), l2(), None, Some(bus.clone())),
+            members: Layered::new(settings(CacheName::Membership, 2), l2(), Some(lease.clone()), Some(bus.clone())),
+            bans: Layered::new(settings(CacheName::Ban, 1), l2(), Some(lease), Some(bus.clone())),
         }
-    }
-
-    pub fn attach_bus(&self, bus: &Bus) {
-        self.tokens.attach_bus(bus.clone());
-        self.rooms.attach_bus(bus.clone());
-        self.members.attach_bus(bus.clone());
-        self.bans.attach_bus(bus.clone());
     }
 
     /// Drops every cached token and membership (see `Layered::flush`).

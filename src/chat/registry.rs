@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use std::sync::OnceLock;
-
 use actix::{Actor, Addr};
 use parking_lot::Mutex;
 
@@ -31,12 +29,11 @@ struct Inner {
     settings: RoomSettings,
     presence: PresenceStore,
     recent: RecentLists,
-    /// Set once at start-up; the bus needs the registry to deliver into.
-    bus: OnceLock<Bus>,
+    bus: Bus,
 }
 
 impl Registry {
-    pub fn new(store: Store, settings: RoomSettings, presence: PresenceStore, recent: RecentLists) -> Self {
+    pub fn new(store: Store, settings: RoomSettings, presence: PresenceStore, recent: RecentLists, bus: Bus) -> Self {
         Registry {
             inner: Arc::new(Inner {
                 rooms: Mutex::new(HashMap::new()),
@@ -46,20 +43,13 @@ impl Registry {
                 settings,
                 presence,
                 recent,
-                bus: OnceLock::new(),
+                bus,
             }),
         }
     }
 
-    /// Connects the bus; called once, before any room starts.
-    pub fn attach_bus(&self, bus: Bus) {
-        if self.inner.bus.set(bus).is_err() {
-            log::error!("registry: bus attached twice");
-        }
-    }
-
     pub fn bus(&self) -> &Bus {
-        self.inner.bus.get().expect("bus attached at start-up")
+        &self.inner.bus
     }
 
     pub fn recent(&self) -> &RecentLists {

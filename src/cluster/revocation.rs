@@ -115,7 +115,7 @@ pub struct Revoker {
     registry: Registry,
     liveness: Arc<Liveness>,
     lease: Arc<Lease>,
-    bus: std::sync::OnceLock<Bus>,
+    bus: Bus,
     waiting: Waiting,
 }
 
@@ -127,6 +127,7 @@ impl Revoker {
         registry: Registry,
         liveness: Arc<Liveness>,
         lease: Arc<Lease>,
+        bus: Bus,
     ) -> Arc<Revoker> {
         Arc::new(Revoker {
             instance: instance.to_string(),
@@ -135,14 +136,9 @@ impl Revoker {
             registry,
             liveness,
             lease,
-            bus: std::sync::OnceLock::new(),
+            bus,
             waiting: Waiting::default(),
         })
-    }
-
-    /// Set once at start-up (the bus is built after its listener).
-    pub fn attach_bus(&self, bus: Bus) {
-        let _ = self.bus.set(bus);
     }
 
     /// This instance's sockets (for frames other instances ask for).
@@ -184,15 +180,15 @@ impl Revoker {
     pub async fn apply_everywhere(&self, revocation: AccessChange) -> Result<Outcome, PublishFailed> {
         let started = Instant::now();
         self.apply(revocation).await;
-        let Some(bus) = self.bus.get().filter(|b| b.is_shared()) else {
+        if !self.bus.is_shared() {
             return Ok(self.finish(Outcome::Local, started));
-        };
+        }
         let id = Uuid::new_v4();
         let waiter = Arc::new(Waiter::default());
         self.waiting.pending.lock().insert(id, waiter.clone());
         let _forget = Forget { waiting: &self.waiting, id };
 
-        bus.publish_now(Channel::Control, revocation.to_event(Some(id))).await.map_err(PublishFailed)?;
+        self.bus.publish_now(Channel::Control, revocation.to_event(Some(id))).await.map_err(PublishFailed)?;
         // From here on, the lease bounds the wait.
         let deadline = Instant::now() + self.lease.span() + LEASE_MARGIN;
         let own = [self.instance.clone()];
@@ -236,8 +232,8 @@ impl Revoker {
             return;
         }
         self.apply(revocation).await;
-        if let (Some(id), Some(bus)) = (confirm, self.bus.get()) {
-            bus.publish(Channel::Control, BusEvent::Confirm { id });
+        if let Some(id) = confirm {
+            self.bus.publish(Channel::Control, BusEvent::Confirm { id });
         }
     }
 

@@ -10,182 +10,135 @@ use serde_json::{json, Value};
 
 use crate::support::{eventually, spawn_cluster, spawn_cluster_on, Mode, TestNginx, TestRedis, WsClient};
 
-/// Runs in every mode: one test per mode below, so one failure does not
-/// hide the others.
-async fn members_on_every_instance_receive_every_message_once_in_order(mode: Mode) {
-    let cluster = spawn_cluster(mode, &[]).await;
-    const SENDERS: usize = 3;
-    const PER_SENDER: usize = 40;
-    let total = (SENDERS * PER_SENDER) as i64;
+in_every_mode! {
+    instances: 3;
 
-    let mut receivers = Vec::new();
-    for i in 0..6 {
-        let app = cluster.app(i);
-        let token = app.guest(&format!("reader{i}")).await;
-        let mut ws = app.ws(&token).await;
-        ws.join("everywhere").await;
-        receivers.push(ws);
+    async fn members_on_every_instance_receive_every_message_once_in_order(mode: Mode) {
+        let cluster = spawn_cluster(mode, &[]).await;
+        const SENDERS: usize = 3;
+        const PER_SENDER: usize = 40;
+        let total = (SENDERS * PER_SENDER) as i64;
+
+        let mut receivers = Vec::new();
+        for i in 0..6 {
+            let app = cluster.app(i);
+            let token = app.guest(&format!("reader{i}")).await;
+            let mut ws = app.ws(&token).await;
+            ws.join("everywhere").await;
+            receivers.push(ws);
+        }
+        let mut senders = Vec::new();
+        for i in 0..SENDERS {
+            let app = cluster.app(i);
+            let token = app.guest(&format!("writer{i}")).await;
+            let mut ws = app.ws(&token).await;
+            ws.join("everywhere").await;
+            senders.push(ws);
+        }
+        let sends =
+            senders.iter_mut().enumerate().map(|(i, ws)| async move { ws.send_n("everywhere", &format!("w{i}"), PER_SENDER).await });
+        let acks: Vec<Value> = join_all(sends).await.into_iter().flatten().collect();
+        let seqs: HashSet<i64> = acks.iter().map(|a| a["seq"].as_i64().expect("an integer")).collect();
+        assert_eq!(seqs, (1..=total).collect(), "{mode:?}: one seq per send, no gaps");
+
+        let reads = receivers.iter_mut().map(|ws| ws.collect_until("everywhere", 0, total));
+        let all = join_all(reads).await;
+        let reference: Vec<&Value> = all[0].iter().map(|m| &m["id"]).collect();
+        for got in &all {
+            let ids: Vec<&Value> = got.iter().map(|m| &m["id"]).collect();
+            assert_eq!(ids, reference, "{mode:?}: every member sees the same sequence");
+        }
+        if matches!(mode, Mode::Redis(_) | Mode::RedisCluster(_)) {
+            // The fast path carried messages (the database resync is only the safety net).
+            let received = cluster.app(1).metric(r#"switchboard_bridge_messages_total{direction="in"}"#).await;
+            assert!(received > 0.0, "no message came over the bus");
+        }
+        // Nothing further trickles in (no late duplicates from the bus or a
+        // resync): a ping round trip is the barrier.
+        for ws in receivers.iter_mut() {
+            assert_no_message_before_pong(ws).await;
+        }
     }
-    let mut senders = Vec::new();
-    for i in 0..SENDERS {
-        let app = cluster.app(i);
-        let token = app.guest(&format!("writer{i}")).await;
-        let mut ws = app.ws(&token).await;
-        ws.join("everywhere").await;
-        senders.push(ws);
+
+    async fn presence_and_typing_cross_instances(mode: Mode) {
+        let cluster = spawn_cluster(mode, &[]).await;
+        let (a, b) = (cluster.app(0), cluster.app(1));
+        let alice = a.guest("alice").await;
+        let bob = b.guest("bob").await;
+        let mut wa = a.ws(&alice).await;
+        wa.join("hall").await;
+        let mut wb = b.ws(&bob).await;
+        let joined = wb.join("hall").await;
+        let online: HashSet<&str> = joined["online"].as_array().expect("an array").iter().filter_map(Value::as_str).collect();
+        assert_eq!(online, HashSet::from(["alice", "bob"]), "{mode:?}");
+        assert_eq!(wa.expect("presence").await, json!({"type": "presence", "room": "hall", "user": "bob", "state": "online"}));
+
+        wb.send_json(json!({"type": "typing", "room": "hall"})).await;
+        assert_eq!(wa.expect("typing").await, json!({"type": "typing", "room": "hall", "user": "bob"}));
+
+        // A second connection of alice elsewhere: no new presence; closing one
+        // of two is not "offline".
+        let mut wa2 = b.ws(&alice).await;
+        wa2.join("hall").await;
+        wa2.send_json(json!({"type": "leave", "room": "hall"})).await;
+        wb.send_json(json!({"type": "leave", "room": "hall"})).await;
+        let p = wa.expect("presence").await;
+        assert_eq!((p["user"].as_str(), p["state"].as_str()), (Some("bob"), Some("offline")), "{mode:?}");
+
+        let (s, room) = a.get("/api/v1/rooms/hall", &alice).await;
+        assert_eq!(s, 200);
+        assert_eq!(room["online_count"], 1, "{mode:?}: only alice is still online");
+        if matches!(mode, Mode::Redis(_) | Mode::RedisCluster(_)) {
+            // An instance where the room does not run reads the snapshot.
+            // The snapshot is written by the instance where bob left, right
+            // after it told the bus: wait (bounded) for that write.
+            let c = cluster.app(2);
+            eventually(Duration::from_secs(5), "online_count 1 seen from an instance without the room", || async {
+                let (_, room) = c.get("/api/v1/rooms/hall", &alice).await;
+                (room["online_count"] == 1).then_some(())
+            })
+            .await;
+            let (_, list) = c.get("/api/v1/rooms", &alice).await;
+            let hall = list["rooms"]
+                .as_array()
+                .expect("an array")
+                .iter()
+                .find(|r| r["name"] == "hall")
+                .cloned()
+                .expect("the room is listed");
+            assert_eq!(hall["online_count"], 1);
+        }
     }
-    let sends =
-        senders.iter_mut().enumerate().map(|(i, ws)| async move { ws.send_n("everywhere", &format!("w{i}"), PER_SENDER).await });
-    let acks: Vec<Value> = join_all(sends).await.into_iter().flatten().collect();
-    let seqs: HashSet<i64> = acks.iter().map(|a| a["seq"].as_i64().expect("an integer")).collect();
-    assert_eq!(seqs, (1..=total).collect(), "{mode:?}: one seq per send, no gaps");
 
-    let reads = receivers.iter_mut().map(|ws| ws.collect_until("everywhere", 0, total));
-    let all = join_all(reads).await;
-    let reference: Vec<&Value> = all[0].iter().map(|m| &m["id"]).collect();
-    for got in &all {
-        let ids: Vec<&Value> = got.iter().map(|m| &m["id"]).collect();
-        assert_eq!(ids, reference, "{mode:?}: every member sees the same sequence");
+    async fn logout_and_member_removal_take_effect_on_every_instance(mode: Mode) {
+        let cluster = spawn_cluster(mode, &[]).await;
+        let (a, b) = (cluster.app(0), cluster.app(1));
+        let token = a.register("carol").await;
+        let mut on_b = b.ws(&token).await;
+        on_b.join("lobby").await;
+
+        let (s, _) = a.request("DELETE", "/api/v1/sessions", Some(&token), None).await;
+        assert_eq!(s, 204);
+        assert_eq!(on_b.expect("error").await["code"], "unauthorized", "{mode:?}");
+        assert!(on_b.closed_within(Duration::from_secs(5)).await);
+        let (s, _) = b.get("/api/v1/me", &token).await;
+        assert_eq!(s, 401, "{mode:?}");
+        assert_eq!(b.try_ws(&token).await.err(), Some(401), "{mode:?}");
+
+        let owner = a.register("owner").await;
+        let member = a.register("member").await;
+        a.post("/api/v1/rooms", Some(&owner), json!({"name": "inner", "private": true})).await;
+        a.post("/api/v1/rooms/inner/members", Some(&owner), json!({"username": "member"})).await;
+        let mut member_ws = b.ws(&member).await;
+        member_ws.join("inner").await;
+        let (s, _) = a.request("DELETE", "/api/v1/rooms/inner/members/member", Some(&owner), None).await;
+        assert_eq!(s, 204);
+        let e = member_ws.expect("error").await;
+        assert_eq!((e["code"].as_str(), e["ref"].as_str()), (Some("forbidden"), Some("inner")), "{mode:?}");
+        let (s, _) = a.post("/api/v1/rooms/inner/messages", Some(&owner), json!({"body": "after removal"})).await;
+        assert_eq!(s, 201);
+        assert_no_message_before_pong(&mut member_ws).await;
     }
-    if matches!(mode, Mode::Redis(_) | Mode::RedisCluster(_)) {
-        // The fast path carried messages (the database resync is only the safety net).
-        let received = cluster.app(1).metric(r#"switchboard_bridge_messages_total{direction="in"}"#).await;
-        assert!(received > 0.0, "no message came over the bus");
-    }
-    // Nothing further trickles in (no late duplicates from the bus or a
-    // resync): a ping round trip is the barrier.
-    for ws in receivers.iter_mut() {
-        assert_no_message_before_pong(ws).await;
-    }
-}
-
-#[actix_web::test]
-async fn members_on_every_instance_receive_every_message_once_in_order_over_redis() {
-    members_on_every_instance_receive_every_message_once_in_order(Mode::Redis(3)).await;
-}
-
-#[actix_web::test]
-async fn members_on_every_instance_receive_every_message_once_in_order_over_redis_cluster() {
-    members_on_every_instance_receive_every_message_once_in_order(Mode::RedisCluster(3)).await;
-}
-
-#[actix_web::test]
-async fn members_on_every_instance_receive_every_message_once_in_order_single_instance() {
-    members_on_every_instance_receive_every_message_once_in_order(Mode::Single).await;
-}
-
-/// Runs in every mode: one test per mode below, so one failure does not
-/// hide the others.
-async fn presence_and_typing_cross_instances(mode: Mode) {
-    let cluster = spawn_cluster(mode, &[]).await;
-    let (a, b) = (cluster.app(0), cluster.app(1));
-    let alice = a.guest("alice").await;
-    let bob = b.guest("bob").await;
-    let mut wa = a.ws(&alice).await;
-    wa.join("hall").await;
-    let mut wb = b.ws(&bob).await;
-    let joined = wb.join("hall").await;
-    let online: HashSet<&str> = joined["online"].as_array().expect("an array").iter().filter_map(Value::as_str).collect();
-    assert_eq!(online, HashSet::from(["alice", "bob"]), "{mode:?}");
-    assert_eq!(wa.expect("presence").await, json!({"type": "presence", "room": "hall", "user": "bob", "state": "online"}));
-
-    wb.send_json(json!({"type": "typing", "room": "hall"})).await;
-    assert_eq!(wa.expect("typing").await, json!({"type": "typing", "room": "hall", "user": "bob"}));
-
-    // A second connection of alice elsewhere: no new presence; closing one
-    // of two is not "offline".
-    let mut wa2 = b.ws(&alice).await;
-    wa2.join("hall").await;
-    wa2.send_json(json!({"type": "leave", "room": "hall"})).await;
-    wb.send_json(json!({"type": "leave", "room": "hall"})).await;
-    let p = wa.expect("presence").await;
-    assert_eq!((p["user"].as_str(), p["state"].as_str()), (Some("bob"), Some("offline")), "{mode:?}");
-
-    let (s, room) = a.get("/api/v1/rooms/hall", &alice).await;
-    assert_eq!(s, 200);
-    assert_eq!(room["online_count"], 1, "{mode:?}: only alice is still online");
-    if matches!(mode, Mode::Redis(_) | Mode::RedisCluster(_)) {
-        // An instance where the room does not run reads the snapshot.
-        // The snapshot is written by the instance where bob left, right
-        // after it told the bus: wait (bounded) for that write.
-        let c = cluster.app(2);
-        eventually(Duration::from_secs(5), "online_count 1 seen from an instance without the room", || async {
-            let (_, room) = c.get("/api/v1/rooms/hall", &alice).await;
-            (room["online_count"] == 1).then_some(())
-        })
-        .await;
-        let (_, list) = c.get("/api/v1/rooms", &alice).await;
-        let hall = list["rooms"]
-            .as_array()
-            .expect("an array")
-            .iter()
-            .find(|r| r["name"] == "hall")
-            .cloned()
-            .expect("the room is listed");
-        assert_eq!(hall["online_count"], 1);
-    }
-}
-
-#[actix_web::test]
-async fn presence_and_typing_cross_instances_over_redis() {
-    presence_and_typing_cross_instances(Mode::Redis(3)).await;
-}
-
-#[actix_web::test]
-async fn presence_and_typing_cross_instances_over_redis_cluster() {
-    presence_and_typing_cross_instances(Mode::RedisCluster(3)).await;
-}
-
-#[actix_web::test]
-async fn presence_and_typing_cross_instances_single_instance() {
-    presence_and_typing_cross_instances(Mode::Single).await;
-}
-
-/// Runs in every mode: one test per mode below, so one failure does not
-/// hide the others.
-async fn logout_and_member_removal_take_effect_on_every_instance(mode: Mode) {
-    let cluster = spawn_cluster(mode, &[]).await;
-    let (a, b) = (cluster.app(0), cluster.app(1));
-    let token = a.register("carol").await;
-    let mut on_b = b.ws(&token).await;
-    on_b.join("lobby").await;
-
-    let (s, _) = a.request("DELETE", "/api/v1/sessions", Some(&token), None).await;
-    assert_eq!(s, 204);
-    assert_eq!(on_b.expect("error").await["code"], "unauthorized", "{mode:?}");
-    assert!(on_b.closed_within(Duration::from_secs(5)).await);
-    let (s, _) = b.get("/api/v1/me", &token).await;
-    assert_eq!(s, 401, "{mode:?}");
-    assert_eq!(b.try_ws(&token).await.err(), Some(401), "{mode:?}");
-
-    let owner = a.register("owner").await;
-    let member = a.register("member").await;
-    a.post("/api/v1/rooms", Some(&owner), json!({"name": "inner", "private": true})).await;
-    a.post("/api/v1/rooms/inner/members", Some(&owner), json!({"username": "member"})).await;
-    let mut member_ws = b.ws(&member).await;
-    member_ws.join("inner").await;
-    let (s, _) = a.request("DELETE", "/api/v1/rooms/inner/members/member", Some(&owner), None).await;
-    assert_eq!(s, 204);
-    let e = member_ws.expect("error").await;
-    assert_eq!((e["code"].as_str(), e["ref"].as_str()), (Some("forbidden"), Some("inner")), "{mode:?}");
-    let (s, _) = a.post("/api/v1/rooms/inner/messages", Some(&owner), json!({"body": "after removal"})).await;
-    assert_eq!(s, 201);
-    assert_no_message_before_pong(&mut member_ws).await;
-}
-
-#[actix_web::test]
-async fn logout_and_member_removal_take_effect_on_every_instance_over_redis() {
-    logout_and_member_removal_take_effect_on_every_instance(Mode::Redis(3)).await;
-}
-
-#[actix_web::test]
-async fn logout_and_member_removal_take_effect_on_every_instance_over_redis_cluster() {
-    logout_and_member_removal_take_effect_on_every_instance(Mode::RedisCluster(3)).await;
-}
-
-#[actix_web::test]
-async fn logout_and_member_removal_take_effect_on_every_instance_single_instance() {
-    logout_and_member_removal_take_effect_on_every_instance(Mode::Single).await;
 }
 
 /// Pings and reads up to the pong: no `message` frame may come first.
@@ -297,6 +250,47 @@ async fn redis_restart_mid_traffic_resumes_without_gap_or_duplicate() {
 
     // The reader on the other instance gets all of it, in order, once.
     assert_eq!(read_seqs(&mut reader, "flaky", 20, 60).await.len(), 40);
+    assert_no_message_before_pong(&mut reader).await;
+    b.wait_ready().await;
+}
+
+/// Only the subscriber's connection drops (Redis stays up, publishing goes
+/// on): what was published meanwhile never reaches the other instance by
+/// pub/sub. The subscriber reconnects by itself, every room resyncs from the
+/// database, and the reader gets everything once, in order.
+#[actix_web::test]
+async fn a_dropped_subscriber_connection_reconnects_and_its_rooms_resync() {
+    // Redis of the test's own: killing every pub/sub client touches no other test.
+    let redis = TestRedis::start().await;
+    let prefix = format!("sbt{:08x}:", rand::random::<u32>());
+    // No periodic resync: what the drop lost comes back through the resync
+    // the reconnect starts (or a gap heal behind a later "two"), and "three"
+    // can only come over the new subscription.
+    let env = [("ROOM_RESYNC_MS", "3600000")];
+    let cluster = spawn_cluster_on(Mode::Redis(2), &redis.url(), &prefix, &env).await;
+    let (a, b) = (cluster.app(0), cluster.app(1));
+    let mut writer = a.ws(&a.guest("writer").await).await;
+    writer.join("cut").await;
+    let mut reader = b.ws(&b.guest("reader").await).await;
+    reader.join("cut").await;
+    writer.send_n("cut", "one", 10).await;
+    assert_eq!(read_seqs(&mut reader, "cut", 0, 10).await.len(), 10);
+
+    let before = b.metric("switchboard_bridge_reconnects_total").await;
+    let client = redis::Client::open(redis.url()).expect("the test's Redis");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("a Redis connection");
+    let killed: i64 =
+        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut conn).await.expect("CLIENT KILL");
+    assert_eq!(killed, 2, "one subscriber per instance");
+    writer.send_n("cut", "two", 10).await;
+    eventually(Duration::from_secs(15), "the reader's instance to resubscribe", || async {
+        (b.metric("switchboard_bridge_reconnects_total").await > before).then_some(())
+    })
+    .await;
+    assert_eq!(read_seqs(&mut reader, "cut", 10, 20).await, (11..=20).collect::<Vec<i64>>());
+    // Live again over the new subscription.
+    writer.send_n("cut", "three", 10).await;
+    assert_eq!(read_seqs(&mut reader, "cut", 20, 30).await, (21..=30).collect::<Vec<i64>>());
     assert_no_message_before_pong(&mut reader).await;
     b.wait_ready().await;
 }

@@ -27,6 +27,37 @@ macro_rules! on_both_backends {
     )*};
 }
 
+/// A scenario that runs in every bus mode: one instance without Redis,
+/// `instances` over Redis, and as many over a Redis Cluster. One test per
+/// mode (`name::single_instance`, `name::over_redis`,
+/// `name::over_redis_cluster`), so one failure does not hide the others.
+macro_rules! in_every_mode {
+    (instances: $n:literal; $($(#[$attr:meta])* async fn $name:ident($mode:ident: Mode) $body:block)*) => {$(
+        $(#[$attr])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($mode: crate::support::Mode) $body
+
+            #[actix_web::test]
+            async fn single_instance() {
+                run(crate::support::Mode::Single).await
+            }
+
+            #[actix_web::test]
+            async fn over_redis() {
+                run(crate::support::Mode::Redis($n)).await
+            }
+
+            #[actix_web::test]
+            async fn over_redis_cluster() {
+                run(crate::support::Mode::RedisCluster($n)).await
+            }
+        }
+    )*};
+}
+
 mod auth;
 mod browser;
 mod cache;
