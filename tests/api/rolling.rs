@@ -146,7 +146,8 @@ async fn rolling(label: &str, replicas: usize, order: &[usize], gaps: &[Duration
     let fleet = Fleet::start(r.any(), nginx.port, settings("roll")).await;
     let took = fleet.wait_joined(200, Duration::from_secs(60)).await;
     eprintln!("{label}: 200 clients joined through nginx in {took:?}");
-    actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+    // The restarts begin once traffic flows.
+    fleet.wait_sent(200, Duration::from_secs(30)).await;
     let mut last_ready = Instant::now();
     for (k, &i) in order.iter().enumerate() {
         last_ready = r.restart(i).await;
@@ -178,7 +179,7 @@ async fn scaling_up_and_down_through_the_shipped_nginx_config_moves_clients_and_
     let nginx = TestNginx::start(&r.ports).await;
     let fleet = Fleet::start(r.any(), nginx.port, settings("scale")).await;
     fleet.wait_joined(200, Duration::from_secs(60)).await;
-    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    fleet.wait_sent(100, Duration::from_secs(30)).await;
 
     // Scale up under load: new connections go to the new replica at once.
     r.launch(2).await;
@@ -192,7 +193,10 @@ async fn scaling_up_and_down_through_the_shipped_nginx_config_moves_clients_and_
     let moved_from = r.instance(0).to_string();
     r.stop(0).await;
     let scaled_down = Instant::now();
-    actix_web::rt::time::sleep(Duration::from_secs(5)).await;
+    // Its clients are back on the others, and traffic flows on the new layout.
+    fleet.wait_joined(200, Duration::from_secs(30)).await;
+    newcomers.wait_joined(30, Duration::from_secs(30)).await;
+    fleet.wait_sent(200, Duration::from_secs(30)).await;
     let (new_clients, _) = newcomers.finish(|room| r.last_seq(room)).await;
     let on_fresh = new_clients.iter().filter(|c| c.instances.first() == Some(&fresh)).count();
     let (clients, answers) = fleet.finish(|room| r.last_seq(room)).await;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::support::{TestApp, WsClient};
+use crate::support::{eventually, TestApp, WsClient};
 
 /// What the balancer answered, and when.
 #[derive(Default)]
@@ -145,11 +145,21 @@ impl Fleet {
     /// Waits until at least `n` clients are joined (bounded).
     pub async fn wait_joined(&self, n: i64, within: Duration) -> Duration {
         let started = Instant::now();
-        while self.joined.load(Ordering::Acquire) < n {
-            assert!(started.elapsed() < within, "only {} of {n} clients joined", self.joined.load(Ordering::Acquire));
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{n} clients to be joined");
+        eventually(within, &what, || async { (self.joined.load(Ordering::Acquire) >= n).then_some(()) }).await;
         started.elapsed()
+    }
+
+    /// Messages sent so far, by every client together.
+    pub fn sent(&self) -> usize {
+        self.outboxes.iter().map(|o| o.lock().sent()).sum()
+    }
+
+    /// Waits until `more` messages past what was sent now have gone out
+    /// (bounded): traffic is flowing.
+    pub async fn wait_sent(&self, more: usize, within: Duration) {
+        let n = self.sent() + more;
+        eventually(within, &format!("{n} messages to go out"), || async { (self.sent() >= n).then_some(()) }).await;
     }
 
     /// Stops sending, waits until every send is acked, then until every
