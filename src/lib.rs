@@ -17,6 +17,7 @@ pub mod config;
 pub mod domain;
 pub mod edits;
 pub mod error;
+pub mod frames;
 pub mod housekeeping;
 pub mod limits;
 pub mod metrics;

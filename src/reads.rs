@@ -16,9 +16,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::bus::{Bus, BusEvent, Channel};
-use crate::chat::frames;
 use crate::domain::{RoomId, RoomName, SessionId, UserId};
 use crate::error::ApiError;
+use crate::frames;
 use crate::state::AppState;
 use crate::store::models::User;
 use crate::store::Store;

@@ -157,7 +157,7 @@ impl Inbound {
             _ if own => {}
             BusEvent::Invalidate { cache, key } => self.caches.invalidate_remote(&cache, &key).await,
             BusEvent::Read { user_id, room, last_read, unread } => {
-                let frame = crate::chat::frames::read(&room, last_read, unread);
+                let frame = crate::frames::read(&room, last_read, unread);
                 self.revoker.connections().tell_user(UserId(user_id), &frame, None);
             }
             BusEvent::Heartbeat | BusEvent::Lease { .. } | BusEvent::Confirm { .. } => {}

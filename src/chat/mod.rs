@@ -5,7 +5,6 @@
 
 pub mod events;
 pub mod fanout;
-pub mod frames;
 pub mod host;
 pub mod inbound;
 pub mod registry;

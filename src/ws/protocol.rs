@@ -1,13 +1,8 @@
-//! WebSocket frames, as docs/api.md lists them. Client frames parse into `ClientFrame`;
-//! server frames other than room traffic are built here.
+//! Client frames, as docs/api.md lists them: they parse into `ClientFrame`
+//! (server frames are built in `crate::frames`).
 
-use bytestring::ByteString;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-
-use crate::domain::{MessageId, RoomName};
-use crate::error::ErrorCode;
-use crate::store::models::User;
 
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -124,70 +119,6 @@ fn strip_position(s: &str) -> &str {
     s.find(" at line ").map_or(s, |i| &s[..i])
 }
 
-#[derive(Serialize)]
-struct HelloUser<'a> {
-    id: String,
-    username: &'a str,
-    guest: bool,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ServerFrame<'a> {
-    Hello {
-        user: HelloUser<'a>,
-        instance: &'a str,
-        heartbeat_ms: u64,
-    },
-    Ack {
-        room: &'a RoomName,
-        client_msg_id: Option<&'a str>,
-        seq: i64,
-        id: MessageId,
-    },
-    Error {
-        code: ErrorCode,
-        message: &'a str,
-        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
-        reference: Option<&'a str>,
-    },
-    Pong {
-        ts: &'a Value,
-    },
-    Reconnect {
-        reason: &'a str,
-        after_ms: u64,
-    },
-}
-
-fn to_text(frame: &ServerFrame<'_>) -> ByteString {
-    ByteString::from(serde_json::to_string(frame).unwrap_or_default())
-}
-
-pub fn hello(user: &User, instance: &str, heartbeat_ms: u64) -> ByteString {
-    to_text(&ServerFrame::Hello {
-        user: HelloUser { id: user.id.to_string(), username: user.username.as_str(), guest: user.guest },
-        instance,
-        heartbeat_ms,
-    })
-}
-
-pub fn ack(room: &RoomName, client_msg_id: Option<&str>, seq: i64, id: MessageId) -> ByteString {
-    to_text(&ServerFrame::Ack { room, client_msg_id, seq, id })
-}
-
-pub fn error(code: ErrorCode, message: &str, reference: Option<&str>) -> ByteString {
-    to_text(&ServerFrame::Error { code, message, reference })
-}
-
-pub fn pong(ts: &Value) -> ByteString {
-    to_text(&ServerFrame::Pong { ts })
-}
-
-pub fn reconnect(reason: &str, after_ms: u64) -> ByteString {
-    to_text(&ServerFrame::Reconnect { reason, after_ms })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,18 +166,6 @@ mod tests {
         let deep = "[".repeat(10_000);
         assert!(ClientFrame::parse(&deep).is_err());
         assert!(ClientFrame::parse(r#"{"type":"join","room":"a","since":99999999999999999999999}"#).is_err());
-    }
-
-    #[test]
-    fn server_frames_have_contract_shape() {
-        let v: Value = serde_json::from_str(&error(ErrorCode::TooLarge, "big", Some("c1"))).unwrap();
-        assert_eq!(v, serde_json::json!({"type":"error","code":"too_large","message":"big","ref":"c1"}));
-        let v: Value = serde_json::from_str(&error(ErrorCode::BadRequest, "x", None)).unwrap();
-        assert!(v.get("ref").is_none());
-        let v: Value = serde_json::from_str(&pong(&Value::from(7))).unwrap();
-        assert_eq!(v, serde_json::json!({"type":"pong","ts":7}));
-        let v: Value = serde_json::from_str(&reconnect("draining", 250)).unwrap();
-        assert_eq!(v, serde_json::json!({"type":"reconnect","reason":"draining","after_ms":250}));
     }
 }
 

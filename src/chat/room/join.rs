@@ -7,10 +7,10 @@ use actix::prelude::*;
 
 use super::{Join, Member, Room};
 use crate::chat::events::{OutFrame, RoomEvent};
-use crate::chat::frames;
 use crate::chat::replay::{CatchUp, JoinPlan};
 use crate::domain::SessionId;
 use crate::error::ErrorCode;
+use crate::frames;
 use crate::metrics::{CacheName, CacheResult, METRICS};
 use crate::store::models::StoredMessage;
 

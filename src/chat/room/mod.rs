@@ -21,13 +21,13 @@ mod presence;
 pub use messages::*;
 
 use super::events::{OutFrame, RoomEvent};
-use super::frames;
 use super::host::RoomHost;
 use super::replay::CatchUp;
 use super::roster::Roster;
 use super::sequencer::Sequencer;
 use super::window::RecentWindow;
 use crate::domain::{RoomId, RoomName, SessionId, UserId, Username};
+use crate::frames;
 use crate::metrics::METRICS;
 use crate::store::writer::Committed;
 use crate::store::Store;

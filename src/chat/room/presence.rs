@@ -6,8 +6,8 @@ use actix::prelude::*;
 use super::Room;
 use crate::bus::{BusEvent, Channel};
 use crate::chat::events::RoomEvent;
-use crate::chat::frames;
 use crate::domain::{SessionId, UserId, Username};
+use crate::frames;
 
 impl Room {
     pub(super) fn notify_others(&self, except: SessionId, frame: bytestring::ByteString) {

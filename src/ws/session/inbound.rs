@@ -14,7 +14,7 @@ use crate::domain::RoomName;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::ws::admission::AfterError;
-use crate::ws::protocol::{self, ClientFrame};
+use crate::ws::protocol::ClientFrame;
 use crate::ws::test_hooks;
 
 impl Session {
@@ -26,7 +26,7 @@ impl Session {
         reference: Option<&str>,
     ) {
         METRICS.ws_errors.with_label_values(&[code.as_str()]).inc();
-        self.write(ctx, protocol::error(code, message, reference));
+        self.write(ctx, crate::frames::error(code, message, reference));
         if self.admission.errored(code, Instant::now()) == AfterError::Close {
             ctx.close(Some(CloseReason {
                 code: CloseCode::Policy,
@@ -69,7 +69,7 @@ impl Session {
             Ok(ClientFrame::Delete { room, id, client_msg_id }) => self.handle_amend(room, id, None, client_msg_id, ctx),
             Ok(ClientFrame::Ping { ts }) => {
                 let ts = ts.unwrap_or_else(|| serde_json::Value::from(chrono::Utc::now().timestamp_millis()));
-                self.write(ctx, protocol::pong(&ts));
+                self.write(ctx, crate::frames::pong(&ts));
             }
             Err(e) => self.send_error(ctx, ErrorCode::BadRequest, &e.message, e.reference.as_deref()),
         }

@@ -9,7 +9,6 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use super::{Lifecycle, Session};
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
-use crate::ws::protocol;
 use crate::ws::timers::Duty;
 
 impl Actor for Session {
@@ -18,7 +17,7 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         METRICS.ws_connections.inc();
         let c = &self.state.config.sockets;
-        ctx.text(protocol::hello(
+        ctx.text(crate::frames::hello(
             &self.auth.user,
             &self.state.config.cluster.instance_id,
             c.heartbeat_interval.as_millis() as u64,
@@ -65,7 +64,7 @@ impl Session {
             return;
         }
         self.lifecycle = Lifecycle::Closed;
-        ctx.text(protocol::error(ErrorCode::Unauthorized, why, None));
+        ctx.text(crate::frames::error(ErrorCode::Unauthorized, why, None));
         ctx.close(Some(CloseReason { code: CloseCode::Policy, description: Some("token revoked".into()) }));
         ctx.stop();
     }

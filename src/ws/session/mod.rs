@@ -30,7 +30,6 @@ use bytestring::ByteString;
 use super::admission::Admission;
 use super::connections::{Control, Registration};
 use super::outbound::Outbound;
-use super::protocol;
 use super::streams::{Arrival, Streams};
 use super::timers::Timers;
 use crate::auth::AuthUser;
@@ -158,7 +157,7 @@ impl Handler<RoomEvent> for Session {
             RoomEvent::Notice { frame } => self.write(ctx, frame),
             RoomEvent::Removed { room, code, message } => {
                 self.streams.removed(&room);
-                ctx.text(protocol::error(code, &message, Some(room.as_str())));
+                ctx.text(crate::frames::error(code, &message, Some(room.as_str())));
             }
         }
     }
@@ -176,7 +175,7 @@ impl Handler<Control> for Session {
                     return;
                 }
                 self.lifecycle = Lifecycle::Draining;
-                ctx.text(protocol::reconnect("server is restarting", after_ms));
+                ctx.text(crate::frames::reconnect("server is restarting", after_ms));
                 if self.pending_acks == 0 {
                     self.close_for_drain(ctx);
                 } else {

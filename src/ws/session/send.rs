@@ -12,7 +12,6 @@ use crate::metrics::METRICS;
 use crate::store::amend::Change;
 use crate::store::writer::{SendRequest, WriteError};
 use crate::telemetry::delivery::DeliveryTrace;
-use crate::ws::protocol;
 use crate::ws::streams::SendTarget;
 
 use super::{Session, MAX_DEFERRED};
@@ -87,7 +86,7 @@ impl Session {
             match result {
                 Ok(outcome) => {
                     let m = &outcome.message;
-                    let ack = protocol::ack(&m.room, m.client_msg_id.as_ref().map(|c| c.as_str()), m.seq, m.id);
+                    let ack = crate::frames::ack(&m.room, m.client_msg_id.as_ref().map(|c| c.as_str()), m.seq, m.id);
                     session.write(ctx, ack);
                     if let Some(trace) = &trace {
                         trace.acked(Instant::now());
@@ -168,7 +167,7 @@ impl Session {
             session.pending_acks -= 1;
             match result {
                 Ok((room, ack)) => {
-                    session.write(ctx, protocol::ack(&room.name, cmid.as_ref().map(|c| c.as_str()), ack.seq, ack.id));
+                    session.write(ctx, crate::frames::ack(&room.name, cmid.as_ref().map(|c| c.as_str()), ack.seq, ack.id));
                 }
                 Err(e) => session.send_error(ctx, e.code(), &e.public_message(), Some(&reference)),
             }

@@ -56,7 +56,7 @@ impl Session {
                     .map(move |result, session, ctx| match result {
                         Ok(messages) => {
                             let frames: Vec<OutFrame> =
-                                messages.iter().map(|m| OutFrame::replayed(m.seq, crate::chat::frames::event(m))).collect();
+                                messages.iter().map(|m| OutFrame::replayed(m.seq, crate::frames::event(m))).collect();
                             let budget = session.outbound.room_left();
                             let out: Vec<ByteString> =
                                 session.streams.caught_up(room_id, &frames, budget).into_iter().map(|f| f.text.clone()).collect();
