@@ -89,9 +89,11 @@ pub enum BusEvent {
     },
     /// The origin is alive (sent every INSTANCE_HEARTBEAT_MS).
     Heartbeat,
-    /// The origin's figures for /admin (about once a second).
+    /// The origin's figures for /admin (about once a second), as the
+    /// stats board encodes them: the bus carries them without knowing their
+    /// shape, and the receiving board parses them.
     Stats {
-        snapshot: Box<crate::stats::Snapshot>,
+        snapshot: Box<serde_json::Value>,
     },
     /// The origin is shutting down.
     Goodbye,

@@ -161,7 +161,7 @@ impl Inbound {
                 self.revoker.connections().tell_user(UserId(user_id), &frame, None);
             }
             BusEvent::Heartbeat | BusEvent::Lease { .. } | BusEvent::Confirm { .. } => {}
-            BusEvent::Stats { snapshot } => self.stats.remote(&origin, *snapshot),
+            BusEvent::Stats { snapshot } => self.stats.remote_encoded(&origin, *snapshot),
             BusEvent::Goodbye => {
                 self.liveness.forget(&origin);
                 self.stats.forget(&origin);

@@ -44,6 +44,16 @@ impl StatsBoard {
     }
 
     /// A snapshot another instance published on the bus.
+    /// Figures another instance published on the bus.
+    pub fn remote_encoded(&self, origin: &str, encoded: serde_json::Value) {
+        match serde_json::from_value(encoded) {
+            Ok(snapshot) => self.remote(origin, snapshot),
+            // A newer or older instance during a rolling deploy: its figures
+            // are left out of /admin until both speak the same shape.
+            Err(e) => log::warn!("stats: figures from {origin} not understood: {e}"),
+        }
+    }
+
     pub fn remote(&self, origin: &str, mut snapshot: Snapshot) {
         if origin == self.instance {
             return;

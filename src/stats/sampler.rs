@@ -52,7 +52,10 @@ pub async fn run(state: web::Data<AppState>, ready: Arc<AtomicBool>) {
         };
         let Some(snapshot) = Snapshot::from_ring(&ring, ctx) else { continue };
         if state.bus.is_shared() {
-            state.bus.publish(Channel::Control, BusEvent::Stats { snapshot: Box::new(snapshot.clone()) });
+            match serde_json::to_value(&snapshot) {
+                Ok(encoded) => state.bus.publish(Channel::Control, BusEvent::Stats { snapshot: Box::new(encoded) }),
+                Err(e) => log::error!("stats: cannot encode this instance's figures: {e}"),
+            }
         }
         state.stats.set_own(snapshot);
     }
