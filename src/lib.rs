@@ -26,6 +26,7 @@ pub mod reads;
 pub mod redis_pool;
 pub mod request_timing;
 pub mod routes;
+pub mod sampling;
 pub mod startup;
 pub mod state;
 pub mod stats;

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::bus::redis::RedisPool;
+use crate::bus::Bus;
+use crate::store::writer::Writer;
+use crate::store::Store;
 
 /// What `/readyz` found.
 pub struct Readiness {
@@ -19,11 +22,22 @@ impl Readiness {
     }
 }
 
+/// What the checks look at: the parts themselves, and the instance's own
+/// answers (draining, the recent windows warm) as they are now.
+pub struct Probe<'a> {
+    pub store: &'a Store,
+    pub redis: Option<&'a RedisPool>,
+    pub writer: &'a Writer,
+    pub bus: &'a Bus,
+    pub draining: bool,
+    pub warm: bool,
+}
+
 /// The readiness checks.
-pub async fn check(state: &AppState) -> Readiness {
+pub async fn check(state: Probe<'_>) -> Readiness {
     let db_check = tokio::time::timeout(Duration::from_secs(1), state.store.primary());
     let redis_check = async {
-        match &state.redis {
+        match state.redis {
             None => None,
             Some(pool) => Some(match tokio::time::timeout(Duration::from_secs(1), crate::bus::redis::ping(pool)).await {
                 Ok(Ok(())) => "ok",
@@ -40,8 +54,7 @@ pub async fn check(state: &AppState) -> Readiness {
         Ok(Err(_)) => ("unreachable", None),
         Err(_) => ("timeout", None),
     };
-    let draining = state.is_draining();
-    let warm = state.registry.recent().is_warm();
+    let (draining, warm) = (state.draining, state.warm);
     // Background tasks that keep crashing (supervisor): the instance cannot
     // be trusted with traffic while a critical one does.
     let failing = crate::supervisor::failing();

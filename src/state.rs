@@ -86,6 +86,18 @@ impl AppState {
         }
     }
 
+    /// What the readiness checks look at.
+    pub fn probe(&self) -> crate::readiness::Probe<'_> {
+        crate::readiness::Probe {
+            store: &self.store,
+            redis: self.redis.as_ref(),
+            writer: &self.writer,
+            bus: &self.bus,
+            draining: self.is_draining(),
+            warm: self.registry.recent().is_warm(),
+        }
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }

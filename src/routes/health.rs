@@ -14,7 +14,7 @@ pub async fn healthz() -> HttpResponse {
 /// draining; a draining instance reports `draining` so the balancer stops
 /// sending new connections.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let readiness = readiness::check(&state).await;
+    let readiness = readiness::check(state.probe()).await;
     crate::metrics::METRICS.ready.set(i64::from(readiness.is_ready()));
     let body = json!({"status": readiness.status, "checks": readiness.checks});
     if readiness.is_ready() {

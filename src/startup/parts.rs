@@ -177,9 +177,9 @@ pub fn background(state: &web::Data<AppState>) {
     supervisor::spawn(Task::Heartbeats, move || run_heartbeats(bus.clone(), liveness.clone(), registry.clone(), every));
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (r_state, r_ready) = (state.clone(), ready.clone());
-    supervisor::spawn(Task::Readiness, move || crate::stats::sampler::watch_readiness(r_state.clone(), r_ready.clone()));
+    supervisor::spawn(Task::Readiness, move || crate::sampling::watch_readiness(r_state.clone(), r_ready.clone()));
     let s_state = state.clone();
-    supervisor::spawn(Task::StatsSampler, move || crate::stats::sampler::run(s_state.clone(), ready.clone()));
+    supervisor::spawn(Task::StatsSampler, move || crate::sampling::run(s_state.clone(), ready.clone()));
     let h_state = state.clone();
     supervisor::spawn(Task::Housekeeping, move || crate::housekeeping::run(h_state.clone()));
 }

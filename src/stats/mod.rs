@@ -1,6 +1,7 @@
 //! Live figures for `/admin`: each instance samples its metrics once a
-//! second into a snapshot (`sampler`), publishes it on the bus, and any
-//! instance aggregates the latest snapshots of all (`board`, `report`).
+//! second into a snapshot (`sampler`, driven by the sampling task),
+//! publishes it on the bus, and any instance aggregates the latest
+//! snapshots of all (`board`, `report`).
 
 pub mod board;
 pub mod distribution;
