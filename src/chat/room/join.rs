@@ -51,9 +51,9 @@ impl Handler<Join> for Room {
             let result = if from_window.is_some() { CacheResult::Hit } else { CacheResult::Miss };
             METRICS.cache_request(CacheName::History, result).inc();
         }
-        if let Some(frames) = &from_window {
-            if !frames.is_empty() {
-                msg.recipient.do_send(RoomEvent::Messages { room: self.id, frames: frames.clone() });
+        if let Some(replay) = &from_window {
+            if !replay.is_empty() {
+                msg.recipient.do_send(RoomEvent::Messages { room: self.id, frames: replay.clone() });
             }
         }
         let needs_database = replay_from.is_some() && from_window.is_none();
@@ -110,8 +110,8 @@ impl Room {
             Ok(messages) => {
                 let replay: Arc<[OutFrame]> = messages.iter().map(|m| OutFrame::replayed(m.seq, frames::event(m))).collect();
                 let replay = (!replay.is_empty()).then_some(replay);
-                for frames in member.catch_up.finish(generation, replay).unwrap_or_default() {
-                    member.recipient.do_send(RoomEvent::Messages { room: self.id, frames });
+                for batch in member.catch_up.finish(generation, replay).unwrap_or_default() {
+                    member.recipient.do_send(RoomEvent::Messages { room: self.id, frames: batch });
                 }
             }
             Err(e) => {

@@ -26,13 +26,13 @@ impl Actor for Session {
         if self.registration.guard.is_revoked() {
             return self.close_revoked("this session was signed out", ctx);
         }
-        ctx.run_interval(self.timers.tick_every(), |session, ctx| session.tick(ctx));
+        ctx.run_interval(super::intervals(&self.state).tick_every(), |session, ctx| session.tick(ctx));
     }
 }
 
 impl Session {
     pub(super) fn tick(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let (ping, touch) = match self.timers.due(Instant::now(), self.last_heard) {
+        let (ping, touch) = match self.timers.due(Instant::now(), self.last_heard, &super::intervals(&self.state)) {
             Duty::Expire => return self.close_revoked("the session has expired; sign in again", ctx),
             Duty::TimeOut => {
                 log::debug!("session {:?}: heartbeat timed out", self.id);

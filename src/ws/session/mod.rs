@@ -31,7 +31,7 @@ use super::admission::Admission;
 use super::connections::{Control, Registration};
 use super::outbound::Outbound;
 use super::streams::{Arrival, Streams};
-use super::timers::Timers;
+use super::timers::{Intervals, Timers};
 use crate::auth::AuthUser;
 use crate::chat::room::Leave;
 use crate::chat::{OutFrame, Room, RoomEvent};
@@ -85,8 +85,7 @@ impl Session {
     pub fn new(auth: AuthUser, state: web::Data<AppState>, slot: ConnectionSlot, registration: Registration) -> Self {
         let c = &state.config.sockets;
         let left = (auth.expires_at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        let touch_every = state.session_clock.policy().touch_every();
-        let timers = Timers::new(Instant::now(), left, c.heartbeat_interval, touch_every, c.client_timeout);
+        let timers = Timers::new(Instant::now(), left, &intervals(&state));
         Session {
             id: registration.guard.id,
             registration,
@@ -132,6 +131,16 @@ impl Session {
                 trace.written(Instant::now());
             }
         }
+    }
+}
+
+/// The session timers' intervals, from the configuration.
+fn intervals(state: &AppState) -> Intervals {
+    let c = &state.config.sockets;
+    Intervals {
+        ping_every: c.heartbeat_interval,
+        touch_every: state.session_clock.policy().touch_every(),
+        client_timeout: c.client_timeout,
     }
 }
 
