@@ -17,6 +17,8 @@
 # DATABASE_URL only (one binary, two PostgreSQL session settings).
 # AB_B_ARGS="--mark-read": load-generator arguments for B's runs only (one
 # binary, two client behaviours: pass it as both OLD and NEW).
+# AB_B_ENV="WORKERS=1": server environment for B's runs only (one binary,
+# two settings).
 # Each run's JSON line goes to target/ab/<label>-<n>.json; the human summary
 # to stderr. The load generator is target/release/deps/load-* (built by
 # `cargo bench --no-run --bench load`).
@@ -39,9 +41,11 @@ run_one() { # label binary n loadgen-args...
   local database="DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db" urls=() i url
   [ "$label" = B ] && [ -n "${AB_B_DB_PARAMS:-}" ] && database="$database?$AB_B_DB_PARAMS"
   [ "${AB_BACKEND:-}" = sqlite ] && database="DATA_DIR=target/ab/data-$db"
+  local only_b=""
+  [ "$label" = B ] && only_b="${AB_B_ENV:-}"
   for i in $(seq 1 "$instances"); do
     # shellcheck disable=SC2086
-    env -u DATABASE_URL $AB_ENV "$database" BIND_ADDR=127.0.0.1:0 INSTANCE_ID="ab-$i" \
+    env -u DATABASE_URL $AB_ENV $only_b "$database" BIND_ADDR=127.0.0.1:0 INSTANCE_ID="ab-$i" \
       REDIS_KEY_PREFIX="$prefix" RUST_LOG=warn "$bin" >"$log.$i.out" 2>"$log.$i" &
     servers+=($!)
     url=""
