@@ -215,9 +215,7 @@ async fn subscribe_loop(client: redis::Client, side: Listening, restarted: bool)
             Ok(p) => p,
             Err(e) => {
                 log::warn!("bus: cannot connect the subscriber ({e}); retrying in {backoff:?}");
-                let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
-                actix::clock::sleep(backoff + jitter).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                pause(&mut backoff).await;
                 continue;
             }
         };
@@ -239,10 +237,20 @@ async fn subscribe_loop(client: redis::Client, side: Listening, restarted: bool)
             let told = link.subscribed(true);
             side.apply(&link, told);
             listen(&mut sink, &mut stream, &side, &mut subscribed).await;
+        } else {
+            // Connected but refused (an ACL, a server in trouble): not again at once.
+            pause(&mut backoff).await;
         }
         let told = link.lost();
         side.apply(&link, told);
     }
+}
+
+/// Waits out `backoff` with jitter, and doubles it (up to 5 s).
+async fn pause(backoff: &mut Duration) {
+    let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+    actix::clock::sleep(*backoff + jitter).await;
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
 }
 
 /// Hands on what arrives until the connection fails.
