@@ -51,7 +51,7 @@ args_for() { # workload -> load generator arguments
     W1) echo "--workload W1 --duration 20" ;;
     W2) echo "--workload W2 --duration 20" ;;
     W1x2) echo "--workload W1 --duration 20" ;;
-    ramp) echo "--mode ramp --clients 1000 --rooms 50 --rate 4 --ramp-factor 1.5 --ramp-steps 8 --duration 10" ;;
+    ramp) echo "--mode ramp --clients 1000 --rooms 50 --rate 1.5 --ramp-factor 1.5 --ramp-steps 9 --duration 10" ;;
     *) echo "unknown workload $1" >&2; exit 2 ;;
   esac
 }
