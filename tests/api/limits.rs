@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::spawn_app_with;
+use crate::support::{eventually, spawn_app_with};
 
 #[actix_web::test]
 async fn connection_login_room_and_request_limits() {
@@ -36,9 +36,10 @@ async fn connection_login_room_and_request_limits() {
     let (s, v) = app.post("/api/v1/sessions", None, json!({"username": "limited", "password": "correct horse"})).await;
     assert_eq!((s, v["error"]["code"].as_str()), (429, Some("rate_limited")));
 
-    // Rooms per connection.
-    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-    let mut ws = app.ws(&token).await;
+    // Rooms per connection (once the dropped sockets' slots are released).
+    let mut ws =
+        eventually(Duration::from_secs(5), "a connection slot for this address", || async { app.try_ws(&token).await.ok() })
+            .await;
     ws.join("one").await;
     ws.join("two").await;
     ws.send_json(json!({"type": "join", "room": "three"})).await;
