@@ -8,23 +8,12 @@ use std::collections::VecDeque;
 use prometheus::core::Collector;
 use prometheus::process_collector::ProcessCollector;
 
+pub use super::snapshot::Status;
 use super::snapshot::{Context, PoolFigures, Snapshot, LONG_WINDOW_SECONDS};
 use super::totals::Totals;
 use super::traffic::RollingTraffic;
 use crate::metrics::{PoolRole, METRICS};
 use crate::store::Store;
-
-/// What the instance says about itself at a sample.
-pub struct Status {
-    pub instance: String,
-    pub uptime_seconds: u64,
-    pub ready: bool,
-    pub draining: bool,
-    pub rooms_active: i64,
-    pub db_pools: Vec<PoolFigures>,
-    pub database_primary: Option<String>,
-    pub bridge_state: &'static str,
-}
 
 pub struct Sampler {
     process: ProcessCollector,
@@ -51,18 +40,8 @@ impl Sampler {
             self.ring.pop_front();
         }
         self.traffic.advance();
-        let ctx = Context {
-            instance: status.instance,
-            uptime_seconds: status.uptime_seconds,
-            ready: status.ready,
-            draining: status.draining,
-            rooms_active: status.rooms_active,
-            db_pools: status.db_pools,
-            database_primary: status.database_primary,
-            bridge_state: status.bridge_state,
-            process: process_figures(&self.process),
-            top_rooms: self.traffic.top(super::report::TOP_ROOMS),
-        };
+        let ctx =
+            Context { status, process: process_figures(&self.process), top_rooms: self.traffic.top(super::report::TOP_ROOMS) };
         Snapshot::from_ring(&self.ring, ctx)
     }
 }

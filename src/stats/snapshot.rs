@@ -137,8 +137,9 @@ pub struct ProcessFigures {
     pub open_fds: u64,
 }
 
-/// The figures a sample cannot derive from the metrics registry alone.
-pub struct Context {
+/// What the instance says about itself at a sample (the figures the
+/// metrics registry cannot give).
+pub struct Status {
     pub instance: String,
     pub uptime_seconds: u64,
     pub ready: bool,
@@ -147,6 +148,12 @@ pub struct Context {
     pub db_pools: Vec<PoolFigures>,
     pub database_primary: Option<String>,
     pub bridge_state: &'static str,
+}
+
+/// What the sampler adds to the status: the process figures (resident
+/// bytes, open descriptors) and the busiest rooms.
+pub struct Context {
+    pub status: Status,
     pub process: (u64, u64),
     pub top_rooms: Vec<(String, u64)>,
 }
@@ -226,14 +233,14 @@ impl Snapshot {
         let metrics = &crate::metrics::METRICS;
         let lag = metrics.db_replica_lag.get();
         Some(Snapshot {
-            instance: ctx.instance,
+            instance: ctx.status.instance,
             version: env!("CARGO_PKG_VERSION").to_string(),
-            uptime_seconds: ctx.uptime_seconds,
-            ready: ctx.ready,
-            draining: ctx.draining,
+            uptime_seconds: ctx.status.uptime_seconds,
+            ready: ctx.status.ready,
+            draining: ctx.status.draining,
             load: Load {
                 connections: metrics.ws_connections.get(),
-                rooms_active: ctx.rooms_active,
+                rooms_active: ctx.status.rooms_active,
                 messages_per_second: per_second(now.messages, one.messages, now, one),
                 messages_per_second_1m: per_second(now.messages, long.messages, now, long),
                 deliveries_per_second: per_second(now.delivered, one.delivered, now, one),
@@ -258,13 +265,13 @@ impl Snapshot {
                     })
                     .collect(),
             },
-            db_pools: ctx.db_pools,
-            database_primary: ctx.database_primary,
+            db_pools: ctx.status.db_pools,
+            database_primary: ctx.status.database_primary,
             db_primary_changes: metrics.db_primary_changes.get(),
             replica_lag_seconds: (lag >= 0.0).then_some(lag),
             cache,
             bridge: BridgeFigures {
-                state: ctx.bridge_state.to_string(),
+                state: ctx.status.bridge_state.to_string(),
                 in_per_second: per_second(now.bridge_in, one.bridge_in, now, one),
                 out_per_second: per_second(now.bridge_out, one.bridge_out, now, one),
                 reconnects_total: metrics.bridge_reconnects.get(),
