@@ -145,20 +145,19 @@ impl Bus {
     /// listener exists.
     pub fn build(instance: &str, medium: Medium) -> (Bus, Intake) {
         let subscriptions = Arc::new(Subscriptions::default());
-        let (transport, intake, state): (Arc<dyn Transport>, _, _) = match medium {
+        let (transport, intake, state): (Arc<dyn Transport>, Intake, _) = match medium {
             Medium::Local => {
                 let (transport, intake) = local::LocalHub::default().join(subscriptions.clone());
-                (Arc::new(transport), intake, BusState::Local)
+                (Arc::new(transport), intake, Arc::new(AtomicU8::new(BusState::Local as u8)))
             }
             Medium::Redis { subscriber, pool, prefix } => {
+                // Disconnected until the subscriber is in (readiness says so).
                 let state = Arc::new(AtomicU8::new(BusState::Disconnected as u8));
                 let (transport, intake) =
                     redis::RedisTransport::start(subscriber, pool, prefix, subscriptions.clone(), state.clone());
-                let bus = Bus { instance: instance.into(), transport, subscriptions, state };
-                return (bus, intake);
+                (transport, intake, state)
             }
         };
-        let state = Arc::new(AtomicU8::new(state as u8));
         (Bus { instance: instance.into(), transport, subscriptions, state }, intake)
     }
 
