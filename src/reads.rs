@@ -15,11 +15,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::access::Access;
 use crate::bus::{Bus, BusEvent, Channel};
 use crate::domain::{RoomId, RoomName, SessionId, UserId};
 use crate::error::ApiError;
 use crate::frames;
-use crate::state::AppState;
 use crate::store::models::User;
 use crate::store::Store;
 use crate::ws::Connections;
@@ -39,17 +39,19 @@ pub struct ReadMarks {
     pending: Mutex<HashMap<(UserId, RoomId), Pending>>,
     wake: Notify,
     started: std::sync::Once,
+    access: Access,
     store: Store,
     connections: Connections,
     bus: Bus,
 }
 
 impl ReadMarks {
-    pub fn new(store: Store, connections: Connections, bus: Bus) -> Arc<ReadMarks> {
+    pub fn new(access: Access, store: Store, connections: Connections, bus: Bus) -> Arc<ReadMarks> {
         Arc::new(ReadMarks {
             pending: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             started: std::sync::Once::new(),
+            access,
             store,
             connections,
             bus,
@@ -70,6 +72,39 @@ impl ReadMarks {
         }
         drop(pending);
         self.wake.notify_one();
+    }
+
+    /// The room whose marker `user` may move, or why not.
+    async fn room_to_mark(&self, user: &User, room: &str, seq: i64) -> Result<crate::cache::RoomMeta, ApiError> {
+        if seq < 0 {
+            return Err(ApiError::BadRequest("seq must be >= 0".into()));
+        }
+        let room = self.access.visible_room(user, room).await?;
+        if !room.private {
+            // Public rooms remember who joined them; reading one is joining enough.
+            self.access.ensure_member(room.id, user.id).await?;
+        }
+        Ok(room)
+    }
+
+    /// `user` has read `room` up to `seq` (HTTP): stored before this returns.
+    /// A marker never moves back (a lower or a future seq changes nothing);
+    /// when it moves, every socket of the user gets
+    /// `{"type":"read","room","last_read","unread"}`.
+    pub async fn mark(&self, user: &User, room: &str, seq: i64) -> Result<(), ApiError> {
+        let room = self.room_to_mark(user, room, seq).await?;
+        let Some(last_read) = self.store.mark_read(room.id, user.id, seq).await? else { return Ok(()) };
+        let unread = self.store.read_states(user.id, &[room.id]).await?.first().map_or(0, |r| r.unread);
+        tell(&self.connections, &self.bus, user.id, room.name.as_str(), last_read, unread, None);
+        Ok(())
+    }
+
+    /// The same from socket `from` (WebSocket `read`): checked now, stored
+    /// with the others within `FLUSH`; the socket that said so is not told.
+    pub async fn mark_soon(self: &Arc<Self>, user: &User, room: &str, seq: i64, from: SessionId) -> Result<(), ApiError> {
+        let room = self.room_to_mark(user, room, seq).await?;
+        self.queue(user.id, room.id, room.name, seq, Some(from));
+        Ok(())
     }
 
     async fn run(self: Arc<Self>) {
@@ -105,37 +140,4 @@ fn tell(connections: &Connections, bus: &Bus, user: UserId, room: &str, last_rea
     if bus.is_shared() {
         bus.publish(Channel::Control, BusEvent::Read { user_id: user.0, room: room.to_string(), last_read, unread });
     }
-}
-
-/// The room whose marker `user` may move, or why not.
-async fn room_to_mark(state: &AppState, user: &User, room: &str, seq: i64) -> Result<crate::cache::RoomMeta, ApiError> {
-    if seq < 0 {
-        return Err(ApiError::BadRequest("seq must be >= 0".into()));
-    }
-    let room = crate::access::visible_room(state, user, room).await?;
-    if !room.private {
-        // Public rooms remember who joined them; reading one is joining enough.
-        crate::access::ensure_member(state, room.id, user.id).await?;
-    }
-    Ok(room)
-}
-
-/// `user` has read `room` up to `seq` (HTTP): stored before this returns.
-/// A marker never moves back (a lower or a future seq changes nothing);
-/// when it moves, every socket of the user gets
-/// `{"type":"read","room","last_read","unread"}`.
-pub async fn mark(state: &AppState, user: &User, room: &str, seq: i64) -> Result<(), ApiError> {
-    let room = room_to_mark(state, user, room, seq).await?;
-    let Some(last_read) = state.store.mark_read(room.id, user.id, seq).await? else { return Ok(()) };
-    let unread = state.store.read_states(user.id, &[room.id]).await?.first().map_or(0, |r| r.unread);
-    tell(&state.connections, &state.bus, user.id, room.name.as_str(), last_read, unread, None);
-    Ok(())
-}
-
-/// The same from socket `from` (WebSocket `read`): checked now, stored
-/// with the others within `FLUSH`; the socket that said so is not told.
-pub async fn mark_soon(state: &AppState, user: &User, room: &str, seq: i64, from: SessionId) -> Result<(), ApiError> {
-    let room = room_to_mark(state, user, room, seq).await?;
-    state.read_marks.queue(user.id, room.id, room.name, seq, Some(from));
-    Ok(())
 }

@@ -4,9 +4,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::auth::expiry::SessionClock;
+use crate::access::Access;
 use crate::auth::password::Hasher;
 use crate::auth::ticket::Tickets;
+use crate::auth::Authenticator;
 use crate::bus::redis::RedisPool;
 use crate::bus::Bus;
 use crate::cache::Caches;
@@ -14,11 +15,13 @@ use crate::chat::Registry;
 use crate::cluster::revocation::Revoker;
 use crate::cluster::Liveness;
 use crate::config::Config;
+use crate::edits::Editor;
 use crate::limits::Limits;
 use crate::reads::ReadMarks;
 use crate::stats::StatsBoard;
 use crate::store::writer::Writer;
 use crate::store::Store;
+use crate::ws::session::{SessionParts, Settings};
 use crate::ws::Connections;
 
 /// Everything the handlers and actors share: the parts start-up built and
@@ -38,10 +41,14 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub hasher: Hasher,
     pub tickets: Tickets,
-    pub session_clock: SessionClock,
+    pub access: Access,
+    pub authenticator: Arc<Authenticator>,
+    pub editor: Editor,
     pub started_at: Instant,
     /// WebSocket read markers on their way to the database (reads.rs).
     pub read_marks: Arc<ReadMarks>,
+    /// What every WebSocket session is handed.
+    pub sessions: Arc<SessionParts>,
     draining: AtomicBool,
 }
 
@@ -64,12 +71,30 @@ impl AppState {
     pub fn new(parts: Parts) -> Self {
         let Parts { config, store, writer, registry, connections, bus, redis, liveness, caches, stats, revoker } = parts;
         let prefixed = redis.as_ref().map(|pool| (pool.clone(), config.redis.key_prefix.clone()));
+        let access = Access::new(store.clone(), caches.clone(), revoker.clone());
+        let authenticator = Arc::new(Authenticator::new(access.clone(), store.clone(), config.accounts.clone()));
+        let editor = Editor::new(access.clone(), store.clone(), writer.clone(), registry.clone());
+        let read_marks = ReadMarks::new(access.clone(), store.clone(), connections.clone(), bus.clone());
+        let sessions = Arc::new(SessionParts {
+            settings: Settings::new(&config, authenticator.clock()),
+            access: access.clone(),
+            authenticator: authenticator.clone(),
+            registry: registry.clone(),
+            writer: writer.clone(),
+            editor: editor.clone(),
+            read_marks: read_marks.clone(),
+            store: store.clone(),
+            connections: connections.clone(),
+        });
         AppState {
             limits: Limits::new(&config.limits, prefixed.clone()),
             hasher: Hasher::start(config.accounts.hash_workers, config.accounts.hash_queue),
             tickets: Tickets::new(prefixed, config.sockets.ticket_ttl),
-            session_clock: SessionClock::new(config.accounts.sessions),
-            read_marks: ReadMarks::new(store.clone(), connections.clone(), bus.clone()),
+            access,
+            authenticator,
+            editor,
+            read_marks,
+            sessions,
             config,
             store,
             writer,

@@ -10,10 +10,13 @@ use std::pin::Pin;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 
+use crate::access::Access;
+use crate::config::AccountsConfig;
 use crate::domain::TokenHash;
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::store::models::User;
+use crate::store::Store;
+use expiry::SessionClock;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -39,23 +42,49 @@ impl AuthUser {
     }
 }
 
-/// Resolves a presented token to its user, or 401.
-pub async fn authenticate(state: &AppState, presented: Option<&str>) -> Result<AuthUser, ApiError> {
-    let presented = presented.map(str::trim).filter(|t| !t.is_empty() && t.len() <= 256);
-    let Some(presented) = presented else {
-        return Err(ApiError::unauthorized());
-    };
-    authenticate_hash(state, TokenHash::of(presented)).await
+/// Turns a presented token into its caller: the token cache, the session
+/// clock and who the admins are. HTTP handlers get it through `AuthUser`,
+/// the WebSocket upgrade directly.
+pub struct Authenticator {
+    access: Access,
+    store: Store,
+    clock: SessionClock,
+    accounts: AccountsConfig,
 }
 
-/// Resolves a token digest (from a ticket, say) to its live session, or 401.
-pub async fn authenticate_hash(state: &AppState, token: TokenHash) -> Result<AuthUser, ApiError> {
-    let info = crate::access::session_for_token(state, &token).await?.ok_or_else(ApiError::unauthorized)?;
-    state.session_clock.admit(&state.store, &token, &info).await?;
-    let expires_at = state.session_clock.hard_expiry(&info);
-    let user = info.user;
-    let admin = !user.guest && state.config.accounts.is_admin(user.username.as_str());
-    Ok(AuthUser { user, token, admin, expires_at })
+impl Authenticator {
+    pub fn new(access: Access, store: Store, accounts: AccountsConfig) -> Self {
+        let clock = SessionClock::new(accounts.sessions);
+        Authenticator { access, store, clock, accounts }
+    }
+
+    pub fn clock(&self) -> &SessionClock {
+        &self.clock
+    }
+
+    /// Resolves a presented token to its user, or 401.
+    pub async fn authenticate(&self, presented: Option<&str>) -> Result<AuthUser, ApiError> {
+        let presented = presented.map(str::trim).filter(|t| !t.is_empty() && t.len() <= 256);
+        let Some(presented) = presented else {
+            return Err(ApiError::unauthorized());
+        };
+        self.authenticate_hash(TokenHash::of(presented)).await
+    }
+
+    /// Resolves a token digest (from a ticket, say) to its live session, or 401.
+    pub async fn authenticate_hash(&self, token: TokenHash) -> Result<AuthUser, ApiError> {
+        let info = self.access.session_for_token(&token).await?.ok_or_else(ApiError::unauthorized)?;
+        self.clock.admit(&self.store, &token, &info).await?;
+        let expires_at = self.clock.hard_expiry(&info);
+        let user = info.user;
+        let admin = !user.guest && self.accounts.is_admin(user.username.as_str());
+        Ok(AuthUser { user, token, admin, expires_at })
+    }
+
+    /// Records that a token is still in use (an open WebSocket keeps it alive).
+    pub async fn touch(&self, token: &TokenHash) {
+        self.clock.touch(&self.store, token, chrono::Utc::now()).await;
+    }
 }
 
 /// The token of `Authorization: Bearer <token>`.
@@ -70,11 +99,11 @@ impl FromRequest for AuthUser {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let authenticator = req.app_data::<web::Data<Authenticator>>().cloned();
         let token = bearer_token(req).map(str::to_owned);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal("AppState missing".into()))?;
-            authenticate(&state, token.as_deref()).await
+            let authenticator = authenticator.ok_or_else(|| ApiError::Internal("Authenticator missing".into()))?;
+            authenticator.authenticate(token.as_deref()).await
         })
     }
 }

@@ -6,11 +6,9 @@ use std::time::Instant;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::rooms::visible_room;
 use crate::auth::AuthUser;
 use crate::chat::room::NewestPage;
 use crate::domain::{Body, ClientMsgId, MessageId};
-use crate::edits;
 use crate::error::ApiError;
 use crate::metrics::{CacheName, CacheResult, METRICS};
 use crate::state::AppState;
@@ -62,7 +60,7 @@ pub async fn list_messages(
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let (page, limit) = parse_page(&query)?;
-    let room = visible_room(&state, &auth.user, &path).await?;
+    let room = state.access.visible_room(&auth.user, &path).await?;
     // The newest page from the running room's window: one primary-key read
     // (last_seq, so a message acked anywhere is never missed) instead of the
     // history query.
@@ -99,7 +97,7 @@ pub async fn post_message(
     let NewMessage { body, client_msg_id } = body.into_inner();
     let body = Body::parse(&body)?;
     let client_msg_id = client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?;
-    let room = visible_room(&state, &auth.user, &path).await?;
+    let room = state.access.visible_room(&auth.user, &path).await?;
     // Under the request's span: the HTTP send's delivery is part of its trace.
     let trace = DeliveryTrace::local(room.id, &room.name, received_at, crate::telemetry::request::current_parent());
     let result = state
@@ -149,7 +147,7 @@ pub async fn edit_message(
     let EditedMessage { body, client_msg_id } = body.into_inner();
     let change = Change::Edit(Body::parse(&body)?);
     let client_msg_id = client_msg_id.as_deref().map(ClientMsgId::parse).transpose()?;
-    let (room, _) = edits::amend(&state, &auth.user, auth.admin, &room, id, change, client_msg_id).await?;
+    let (room, _) = state.editor.amend(&auth.user, auth.admin, &room, id, change, client_msg_id).await?;
     let message = state.store.message(room.id, &room.name, id).await?.ok_or(StoreError::Vanished("edited message"))?;
     Ok(HttpResponse::Ok().json(&message))
 }
@@ -163,7 +161,7 @@ pub async fn delete_message(
 ) -> Result<HttpResponse, ApiError> {
     let (room, id) = path.into_inner();
     let id = MessageId::parse(&id)?;
-    edits::amend(&state, &auth.user, auth.admin, &room, id, Change::Delete, None).await?;
+    state.editor.amend(&auth.user, auth.admin, &room, id, Change::Delete, None).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

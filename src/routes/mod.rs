@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod rooms;
 pub mod sessions;
+pub mod sockets;
 pub mod static_files;
 pub mod users;
 pub mod write_guard;
@@ -56,7 +57,7 @@ route_table! {
     PATCH "/api/v1/rooms/{name}/messages/{id}" 200 => messages::edit_message,
     DELETE "/api/v1/rooms/{name}/messages/{id}" 204 => messages::delete_message,
     GET "/api/v1/admin/stats" 200 => admin::get_stats,
-    GET "/ws" 101 => crate::ws::upgrade::connect,
+    GET "/ws" 101 => sockets::connect,
     GET "/healthz" 200 => health::healthz,
     GET "/readyz" 200 => health::readyz,
     GET "/metrics" 200 => metrics::metrics,

@@ -27,9 +27,9 @@ pub struct NewBan {
 async fn moderated_room(state: &AppState, auth: &AuthUser, name: &str) -> Result<RoomMeta, ApiError> {
     let room = if auth.admin {
         let name = RoomName::parse(name)?;
-        crate::access::room(state, &name).await?.ok_or_else(ApiError::not_found_room)?
+        state.access.room(&name).await?.ok_or_else(ApiError::not_found_room)?
     } else {
-        crate::access::visible_room(state, &auth.user, name).await?
+        state.access.visible_room(&auth.user, name).await?
     };
     if !auth.admin && room.owner_id != Some(auth.user.id) {
         return Err(ApiError::Forbidden("only the room's owner or an admin can ban".into()));
@@ -64,7 +64,7 @@ pub async fn ban_user(
     if room.owner_id == Some(user.id) {
         return Err(ApiError::BadRequest("the room's owner cannot be banned from it".into()));
     }
-    crate::access::ban(&state, &room, user.id, end, auth.user.id).await?;
+    state.access.ban(&room, user.id, end, auth.user.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -77,7 +77,7 @@ pub async fn lift_ban(
     let (room, username) = path.into_inner();
     let room = moderated_room(&state, &auth, &room).await?;
     let user = user_named(&state, &username).await?;
-    if !crate::access::lift_ban(&state, &room, user.id).await? {
+    if !state.access.lift_ban(&room, user.id).await? {
         return Err(ApiError::NotFound("no ban for this user in this room".into()));
     }
     Ok(HttpResponse::NoContent().finish())
@@ -91,7 +91,7 @@ pub async fn suspend_user(state: web::Data<AppState>, auth: AuthUser, path: web:
     if user.id == auth.user.id {
         return Err(ApiError::BadRequest("you cannot suspend yourself".into()));
     }
-    crate::access::suspend(&state, user.id).await?;
+    state.access.suspend(user.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -104,8 +104,6 @@ async fn online_counts(state: &AppState, rooms: &[RoomId]) -> HashMap<RoomId, us
     counts
 }
 
-pub use crate::access::visible_room;
-
 /// `GET /api/v1/rooms?joined=&q=&after=&limit=`: by name, a page at a time.
 pub async fn list_rooms(
     state: web::Data<AppState>,
@@ -175,7 +173,7 @@ pub async fn create_room(state: web::Data<AppState>, auth: AuthUser, body: web::
 }
 
 pub async fn get_room(state: web::Data<AppState>, auth: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let room = visible_room(&state, &auth.user, &path).await?;
+    let room = state.access.visible_room(&auth.user, &path).await?;
     let (last_seq, members) = state.store.room_counts(room.id).await?;
     let online = online_counts(&state, &[room.id]).await.get(&room.id).copied().unwrap_or(0);
     let with = partners(&state, auth.user.id, &[(room.id, room.kind)]).await?.remove(&room.id);
@@ -228,12 +226,12 @@ pub async fn update_room(
     path: web::Path<String>,
     body: web::Json<RoomChange>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = visible_room(&state, &auth.user, &path).await?;
+    let room = state.access.visible_room(&auth.user, &path).await?;
     if room.owner_id != Some(auth.user.id) {
         return Err(ApiError::Forbidden("only the room's owner can change it".into()));
     }
     let topic = Topic::parse(&body.topic)?;
-    crate::access::set_topic(&state, &room, &topic).await?;
+    state.access.set_topic(&room, &topic).await?;
     let (last_seq, members) = state.store.room_counts(room.id).await?;
     let online = online_counts(&state, &[room.id]).await.get(&room.id).copied().unwrap_or(0);
     let updated = RoomMeta { topic: topic.as_str().to_string(), ..room };
@@ -273,7 +271,7 @@ async fn online_users(state: &AppState, room: RoomId) -> HashSet<UserId> {
 /// `GET /api/v1/rooms/{name}/members`: members by name, the owner marked,
 /// and who is online; a private room only for its members (404 otherwise).
 pub async fn list_members(state: web::Data<AppState>, auth: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let room = visible_room(&state, &auth.user, &path).await?;
+    let room = state.access.visible_room(&auth.user, &path).await?;
     let members = state.store.room_members(room.id, MEMBER_LIST_LIMIT).await?;
     let online = online_users(&state, room.id).await;
     let views =
@@ -292,7 +290,7 @@ pub async fn add_member(
     path: web::Path<String>,
     body: web::Json<NewMember>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = visible_room(&state, &auth.user, &path).await?;
+    let room = state.access.visible_room(&auth.user, &path).await?;
     if room.kind == RoomKind::Dm {
         return Err(ApiError::Forbidden("a direct-message room keeps its two members".into()));
     }
@@ -306,9 +304,9 @@ pub async fn add_member(
         return Err(ApiError::BadRequest("guests cannot be members of private rooms".into()));
     }
     if room.private {
-        crate::access::add_private_member(&state, room.id, user.id).await?;
+        state.access.add_private_member(room.id, user.id).await?;
     } else {
-        crate::access::add_member(&state, room.id, user.id).await?;
+        state.access.add_member(room.id, user.id).await?;
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -321,7 +319,7 @@ pub async fn remove_member(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (room_name, username) = path.into_inner();
-    let room = visible_room(&state, &auth.user, &room_name).await?;
+    let room = state.access.visible_room(&auth.user, &room_name).await?;
     if room.kind == RoomKind::Dm {
         return Err(ApiError::Forbidden("a direct-message room keeps its two members".into()));
     }
@@ -335,7 +333,7 @@ pub async fn remove_member(
     if room.owner_id == Some(user.id) {
         return Err(ApiError::BadRequest("the owner cannot be removed".into()));
     }
-    if !crate::access::remove_member(&state, &room, user.id).await? {
+    if !state.access.remove_member(&room, user.id).await? {
         return Err(ApiError::NotFound("not a member".into()));
     }
     Ok(HttpResponse::NoContent().finish())
@@ -347,13 +345,13 @@ pub struct ReadUpTo {
 }
 
 /// `PUT /api/v1/rooms/{name}/read` `{"seq"}`: the caller has read the room
-/// up to `seq` (see `reads::mark`).
+/// up to `seq` (see `ReadMarks::mark`).
 pub async fn mark_read(
     state: web::Data<AppState>,
     auth: AuthUser,
     path: web::Path<String>,
     body: web::Json<ReadUpTo>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::reads::mark(&state, &auth.user, &path, body.seq).await?;
+    state.read_marks.mark(&auth.user, &path, body.seq).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,7 +4,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::users::Credentials;
-use crate::access;
 use crate::auth::AuthUser;
 use crate::domain::{Token, Username};
 use crate::error::ApiError;
@@ -31,7 +30,7 @@ async fn issue_token(state: &AppState, user: &User) -> Result<HttpResponse, ApiE
     // The database's clock stamps the row; this one is within a round trip.
     let now = chrono::Utc::now();
     let session = SessionInfo { user: user.clone(), created_at: now, last_used_at: now };
-    access::remember_new_token(state, &hash, &session).await;
+    state.access.remember_new_token(&hash, &session).await;
     Ok(HttpResponse::Ok().json(SessionCreated { token: token.as_str(), user }))
 }
 
@@ -96,7 +95,7 @@ pub async fn create_guest_session(
 
 /// Revokes the presented token and closes the sockets it opened, on every instance.
 pub async fn delete_session(state: web::Data<AppState>, auth: AuthUser) -> Result<HttpResponse, ApiError> {
-    access::revoke_token(&state, &auth.token).await?;
+    state.access.revoke_token(&auth.token).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -191,10 +191,13 @@ pub fn http(config: &Config, state: web::Data<AppState>) -> Result<(SocketAddr, 
     let listener = TcpListener::bind(bind).map_err(failed)?;
     let addr = listener.local_addr().map_err(failed)?;
     let assets = web::Data::new(crate::assets::Assets::build(config.http.asset_base_url.as_deref()));
+    // Apart from the state, so the `AuthUser` extractor needs nothing more.
+    let authenticator = web::Data::from(state.authenticator.clone());
     let (max_body, slow_request) = (config.http.max_body_bytes, config.observability.slow_request);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(authenticator.clone())
             .app_data(assets.clone())
             // Compression is decided per route (see routes::configure):
             // a WebSocket stream must not pass through an encoder.

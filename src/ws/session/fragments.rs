@@ -15,7 +15,7 @@ pub(super) struct Fragment {
 
 impl Session {
     pub(super) fn handle_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
-        let limit = self.state.config.sockets.max_frame_bytes;
+        let limit = self.parts.settings.sockets.max_frame_bytes;
         let (data, first, last, binary) = match item {
             actix_http::ws::Item::FirstText(d) => (d, true, false, false),
             actix_http::ws::Item::FirstBinary(d) => (d, true, false, true),

@@ -41,12 +41,12 @@ impl Session {
             // Signed out on some instance; the Control message may still be queued.
             return self.close_revoked("this session was signed out", ctx);
         }
-        if text.len() > self.state.config.sockets.max_frame_bytes {
-            let msg = format!("frames are limited to {} bytes", self.state.config.sockets.max_frame_bytes);
+        if text.len() > self.parts.settings.sockets.max_frame_bytes {
+            let msg = format!("frames are limited to {} bytes", self.parts.settings.sockets.max_frame_bytes);
             return self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
         }
         let received_at = Instant::now();
-        if let Some(hook) = self.state.config.test_hooks.then(|| test_hooks::parse(text)).flatten() {
+        if let Some(hook) = self.parts.settings.test_hooks.then(|| test_hooks::parse(text)).flatten() {
             return test_hooks::run(hook, |name| self.streams.joined(name).map(|(_, addr)| addr.clone()));
         }
         match ClientFrame::parse(text) {
@@ -82,7 +82,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
         let msg = match item {
             Ok(msg) => msg,
             Err(ws::ProtocolError::Overflow) => {
-                let msg = format!("frames are limited to {} bytes", self.state.config.sockets.max_frame_bytes);
+                let msg = format!("frames are limited to {} bytes", self.parts.settings.sockets.max_frame_bytes);
                 return self.send_error(ctx, ErrorCode::TooLarge, &msg, None);
             }
             // The codec's one I/O error of its own is a text frame that is

@@ -4,14 +4,13 @@
 use actix::prelude::*;
 use actix_web_actors::ws;
 
-use crate::access;
+use crate::access::Access;
 use crate::auth::AuthUser;
 use crate::cache::RoomMeta;
 use crate::chat::room::{Join, Leave};
 use crate::chat::Room;
 use crate::domain::RoomName;
 use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
 use crate::ws::streams::JoinStep;
 
 use super::{PendingSend, Session};
@@ -25,7 +24,7 @@ impl Session {
         if since.is_some_and(|s| s < 0) {
             return self.send_error(ctx, ErrorCode::BadRequest, "since must be >= 0", Some(&room));
         }
-        let max = self.state.config.sockets.max_rooms_per_connection;
+        let max = self.parts.settings.sockets.max_rooms_per_connection;
         let guard = self.registration.guard.clone();
         match self.streams.request_join(&name, since, max, |room| guard.is_kicked(room)) {
             JoinStep::Updated => {}
@@ -43,11 +42,11 @@ impl Session {
     /// kick of this user while the check ran makes it check again, so an
     /// answer from before a removal never lets the user in after it.
     pub(super) fn authorize(&mut self, name: RoomName, ctx: &mut ws::WebsocketContext<Self>) {
-        let state = self.state.clone();
+        let access = self.parts.access.clone();
         let auth = self.auth.clone();
         let lookup_name = name.clone();
         let generation = self.registration.guard.kick_generation();
-        ctx.spawn(async move { authorize_join(&state, &auth, &lookup_name).await }.into_actor(self).map(
+        ctx.spawn(async move { authorize_join(&access, &auth, &lookup_name).await }.into_actor(self).map(
             move |result, session, ctx| match result {
                 Ok(_) if session.registration.guard.kick_generation() != generation => {
                     if session.streams.is_authorizing(&name) {
@@ -55,7 +54,7 @@ impl Session {
                     }
                 }
                 Ok(room) => {
-                    let addr = session.state.registry.get_or_start(room.id, &room.name);
+                    let addr = session.parts.registry.get_or_start(room.id, &room.name);
                     let Some(since) = session.streams.authorized(&name, room.id, addr.clone()) else {
                         // The client left meanwhile.
                         return;
@@ -99,7 +98,7 @@ impl Session {
                 return;
             }
             let Some((id, since)) = session.streams.joining(&name) else { return };
-            let fresh = session.state.registry.get_or_start(id, &name);
+            let fresh = session.parts.registry.get_or_start(id, &name);
             session.streams.retarget(&name, fresh.clone());
             let retry = session.join_message(since, ctx);
             ctx.spawn(async move { fresh.send(retry).await }.into_actor(session).map(move |result, session, ctx| {
@@ -143,12 +142,12 @@ impl Session {
 }
 
 /// Looks the room up (creating a missing public room) and checks access.
-async fn authorize_join(state: &AppState, auth: &AuthUser, name: &RoomName) -> Result<RoomMeta, ApiError> {
+async fn authorize_join(access: &Access, auth: &AuthUser, name: &RoomName) -> Result<RoomMeta, ApiError> {
     let user = &auth.user;
-    let room = access::room_or_create_public(state, name, (!user.guest).then_some(user.id)).await?;
-    access::check_visible(state, &room, user).await?;
+    let room = access.room_or_create_public(name, (!user.guest).then_some(user.id)).await?;
+    access.check_visible(&room, user).await?;
     if !room.private {
-        access::ensure_member(state, room.id, user.id).await?;
+        access.ensure_member(room.id, user.id).await?;
     }
     Ok(room)
 }

@@ -16,23 +16,23 @@ impl Actor for Session {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         METRICS.ws_connections.inc();
-        let c = &self.state.config.sockets;
+        let c = &self.parts.settings.sockets;
         ctx.text(crate::frames::hello(
             &self.auth.user,
-            &self.state.config.cluster.instance_id,
+            &self.parts.settings.instance_id,
             c.heartbeat_interval.as_millis() as u64,
         ));
-        self.state.connections.attach(&self.registration, self.auth.user.id, ctx.address().recipient());
+        self.parts.connections.attach(&self.registration, self.auth.user.id, ctx.address().recipient());
         if self.registration.guard.is_revoked() {
             return self.close_revoked("this session was signed out", ctx);
         }
-        ctx.run_interval(super::intervals(&self.state).tick_every(), |session, ctx| session.tick(ctx));
+        ctx.run_interval(self.parts.settings.intervals.tick_every(), |session, ctx| session.tick(ctx));
     }
 }
 
 impl Session {
     pub(super) fn tick(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let (ping, touch) = match self.timers.due(Instant::now(), self.last_heard, &super::intervals(&self.state)) {
+        let (ping, touch) = match self.timers.due(Instant::now(), self.last_heard, &self.parts.settings.intervals) {
             Duty::Expire => return self.close_revoked("the session has expired; sign in again", ctx),
             Duty::TimeOut => {
                 log::debug!("session {:?}: heartbeat timed out", self.id);
@@ -54,8 +54,8 @@ impl Session {
         }
         if touch {
             // An open socket is use: it keeps its token from idling out.
-            let (state, token) = (self.state.clone(), self.auth.token);
-            actix::spawn(async move { state.session_clock.touch(&state.store, &token, chrono::Utc::now()).await });
+            let (authenticator, token) = (self.parts.authenticator.clone(), self.auth.token);
+            actix::spawn(async move { authenticator.touch(&token).await });
         }
     }
 

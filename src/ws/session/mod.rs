@@ -17,13 +17,14 @@ mod fragments;
 mod inbound;
 mod join;
 mod lifecycle;
+mod parts;
 mod send;
 mod writing;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web::web;
 use actix_web_actors::ws;
 use bytestring::ByteString;
 
@@ -31,15 +32,15 @@ use super::admission::Admission;
 use super::connections::{Control, Registration};
 use super::outbound::Outbound;
 use super::streams::{Arrival, Streams};
-use super::timers::{Intervals, Timers};
+use super::timers::Timers;
 use crate::auth::AuthUser;
 use crate::chat::room::Leave;
 use crate::chat::{OutFrame, Room, RoomEvent};
 use crate::domain::{RoomId, RoomName, SessionId};
 use crate::limits::ConnectionSlot;
 use crate::metrics::METRICS;
-use crate::state::AppState;
 use fragments::Fragment;
+pub use parts::{SessionParts, Settings};
 use send::PendingSend;
 
 /// Sends queued behind a join still in progress.
@@ -50,7 +51,7 @@ const CATCH_UP_CHUNK: i64 = 200;
 pub struct Session {
     id: SessionId,
     auth: AuthUser,
-    state: web::Data<AppState>,
+    parts: Arc<SessionParts>,
     /// Per room: authorising, joining or joined (with the last seq written).
     streams: Streams<Addr<Room>, PendingSend>,
     /// The send rate, the typing throttle and strikes (ws::admission).
@@ -82,10 +83,10 @@ enum Lifecycle {
 }
 
 impl Session {
-    pub fn new(auth: AuthUser, state: web::Data<AppState>, slot: ConnectionSlot, registration: Registration) -> Self {
-        let c = &state.config.sockets;
+    pub fn new(auth: AuthUser, parts: Arc<SessionParts>, slot: ConnectionSlot, registration: Registration) -> Self {
+        let c = &parts.settings.sockets;
         let left = (auth.expires_at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        let timers = Timers::new(Instant::now(), left, &intervals(&state));
+        let timers = Timers::new(Instant::now(), left, &parts.settings.intervals);
         Session {
             id: registration.guard.id,
             registration,
@@ -99,7 +100,7 @@ impl Session {
             outbound: Outbound::new(c.max_outbound_bytes as u64),
             lifecycle: Lifecycle::Open,
             timers,
-            state,
+            parts,
         }
     }
 
@@ -131,16 +132,6 @@ impl Session {
                 trace.written(Instant::now());
             }
         }
-    }
-}
-
-/// The session timers' intervals, from the configuration.
-fn intervals(state: &AppState) -> Intervals {
-    let c = &state.config.sockets;
-    Intervals {
-        ping_every: c.heartbeat_interval,
-        touch_every: state.session_clock.policy().touch_every(),
-        client_timeout: c.client_timeout,
     }
 }
 
@@ -188,7 +179,7 @@ impl Handler<Control> for Session {
                 if self.pending_acks == 0 {
                     self.close_for_drain(ctx);
                 } else {
-                    ctx.run_later(self.state.config.drain.grace, |session, ctx| session.close_for_drain(ctx));
+                    ctx.run_later(self.parts.settings.drain_grace, |session, ctx| session.close_for_drain(ctx));
                 }
             }
         }

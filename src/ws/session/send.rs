@@ -6,7 +6,6 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 
 use crate::domain::{Body, ClientMsgId, MessageId, RoomName};
-use crate::edits;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::store::amend::Change;
@@ -70,7 +69,7 @@ impl Session {
         };
         // Queued here, in frame order: the futures below may be polled in any
         // order, and a sender's messages must keep the order it sent them in.
-        let queued = self.state.writer.enqueue(request);
+        let queued = self.parts.writer.enqueue(request);
         self.pending_acks += 1;
         let waiting = async move {
             match queued {
@@ -112,14 +111,14 @@ impl Session {
         if let Some(name) = RoomName::parse(&room).ok().filter(|_| seq >= 0) {
             if let Some((room_id, _)) = self.streams.joined(&name) {
                 if !self.registration.guard.is_kicked(room_id) {
-                    self.state.read_marks.queue(self.auth.user.id, room_id, name, seq, Some(self.id));
+                    self.parts.read_marks.queue(self.auth.user.id, room_id, name, seq, Some(self.id));
                     return;
                 }
             }
         }
-        let (state, user, id) = (self.state.clone(), self.auth.user.clone(), self.id);
+        let (read_marks, user, id) = (self.parts.read_marks.clone(), self.auth.user.clone(), self.id);
         let reference = room.clone();
-        ctx.spawn(async move { crate::reads::mark_soon(&state, &user, &room, seq, id).await }.into_actor(self).map(
+        ctx.spawn(async move { read_marks.mark_soon(&user, &room, seq, id).await }.into_actor(self).map(
             move |result, session, ctx| {
                 if let Err(e) = result {
                     session.send_error(ctx, e.code(), &e.public_message(), Some(&reference));
@@ -159,10 +158,10 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
         };
-        let (state, auth) = (self.state.clone(), self.auth.clone());
+        let (editor, auth) = (self.parts.editor.clone(), self.auth.clone());
         let cmid = client_msg_id.clone();
         self.pending_acks += 1;
-        let amend = async move { edits::amend(&state, &auth.user, auth.admin, &room, id, change, client_msg_id).await };
+        let amend = async move { editor.amend(&auth.user, auth.admin, &room, id, change, client_msg_id).await };
         ctx.spawn(amend.into_actor(self).map(move |result, session, ctx| {
             session.pending_acks -= 1;
             match result {

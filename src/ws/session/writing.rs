@@ -49,7 +49,7 @@ impl Session {
             return;
         }
         for (room_id, name, after) in self.streams.start_catch_up() {
-            let store = self.state.store.clone();
+            let store = self.parts.store.clone();
             ctx.spawn(
                 async move { store.messages_between(room_id, &name, after, i64::MAX, CATCH_UP_CHUNK).await }
                     .into_actor(self)
