@@ -15,10 +15,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 use switchboard::bus::{Bus, Medium};
 use switchboard::cache::recent::RecentLists;
+use switchboard::chat::presence_store::PresenceStore;
 use switchboard::chat::room::RoomSettings;
 use switchboard::chat::room::{Deliver, Join};
 use switchboard::chat::{Registry, RoomEvent};
-use switchboard::cluster::presence::PresenceStore;
 use switchboard::config::Config;
 use switchboard::domain::{Body, ClientMsgId, MessageId, RoomId, RoomName, SessionId, UserId, Username};
 use switchboard::frames;

@@ -4,7 +4,8 @@
 //! socket -> `ws::session` (Session actor) -> `store::writer` (group commit in
 //! PostgreSQL) -> `chat::registry` -> `chat::room` (Room actor, ordered
 //! fan-out) -> `ws::session` of every member -> socket; and from the writer
-//! over `bus` (Redis pub/sub) to the rooms of other instances.
+//! over `bus` (Redis pub/sub) and `cluster::inbound` to the rooms of other
+//! instances.
 
 pub mod access;
 pub mod assets;
@@ -14,6 +15,7 @@ pub mod cache;
 pub mod chat;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod edits;
 pub mod error;

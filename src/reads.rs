@@ -17,12 +17,12 @@ use tokio::sync::Notify;
 
 use crate::access::Access;
 use crate::bus::{Bus, BusEvent, Channel};
+use crate::connections::Connections;
 use crate::domain::{RoomId, RoomName, SessionId, UserId};
 use crate::error::ApiError;
 use crate::frames;
 use crate::store::models::User;
 use crate::store::Store;
-use crate::ws::Connections;
 
 /// How long markers gather before they are stored together.
 const FLUSH: Duration = Duration::from_millis(500);

@@ -15,6 +15,7 @@ use crate::chat::Registry;
 use crate::cluster::revocation::Revoker;
 use crate::cluster::Liveness;
 use crate::config::Config;
+use crate::connections::Connections;
 use crate::edits::Editor;
 use crate::limits::Limits;
 use crate::reads::ReadMarks;
@@ -22,7 +23,6 @@ use crate::stats::StatsBoard;
 use crate::store::writer::Writer;
 use crate::store::Store;
 use crate::ws::session::{SessionParts, Settings};
-use crate::ws::Connections;
 
 /// Everything the handlers and actors share: the parts start-up built and
 /// what is made from them.

@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::bus::{Bus, BusEvent, Channel};
-use crate::cluster::lease::Lease;
+use crate::cache::lease::Lease;
 use crate::metrics::{CacheName, CacheResult, METRICS};
 use crate::redis_pool::{with_conn_within, RedisFailure, RedisPool};
 use crate::store::StoreError;
@@ -87,7 +87,7 @@ pub struct Layered<K: CacheKey, V: CacheValue> {
     bus: Option<Bus>,
     epoch: AtomicU64,
     /// For answers a revocation takes back (tokens, memberships): L1 and L2
-    /// are only consulted while the lease holds (see cluster::lease).
+    /// are only consulted while the lease holds (see cache::lease).
     lease: Option<Arc<Lease>>,
 }
 

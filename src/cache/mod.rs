@@ -1,9 +1,11 @@
 //! Caches in front of PostgreSQL for the per-request lookups: token -> user
 //! (every HTTP request and WebSocket upgrade), room by name and membership
 //! (every join and send). Two tiers (`layered`); see docs/caching.md for the
-//! invalidation strategy.
+//! invalidation strategy. `lease` says how long the in-process tier may be
+//! trusted to have heard every revocation.
 
 pub mod layered;
+pub mod lease;
 pub mod recent;
 
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use layered::{CacheKey, CacheValue, Layered, Settings};
 
 use crate::bus::Bus;
-use crate::cluster::lease::Lease;
+use crate::cache::lease::Lease;
 use crate::config::CacheConfig;
 use crate::domain::{RoomId, RoomName, TokenHash, UserId};
 use crate::metrics::{CacheName, METRICS};

@@ -5,7 +5,7 @@
 //! instance, and, when other instances may exist, onto the bus (one event per
 //! room per batch), with the writes to the room's recent-message list in
 //! Redis in the same pipeline. On the
-//! other instances, `chat::inbound` hands the same messages to their rooms.
+//! other instances, `cluster::inbound` hands the same messages to their rooms.
 
 use std::collections::HashMap;
 

@@ -7,7 +7,7 @@
 use super::room::RoomSettings;
 use crate::bus::Bus;
 use crate::cache::recent::RecentLists;
-use crate::cluster::presence::PresenceStore;
+use crate::chat::presence_store::PresenceStore;
 use crate::domain::RoomId;
 use crate::store::Store;
 

@@ -11,7 +11,7 @@ use super::host::RoomHost;
 use super::room::{InstanceGone, Resync, Room, RoomSettings};
 use crate::bus::Bus;
 use crate::cache::recent::RecentLists;
-use crate::cluster::presence::PresenceStore;
+use crate::chat::presence_store::PresenceStore;
 use crate::domain::{RoomId, RoomName};
 use crate::store::Store;
 

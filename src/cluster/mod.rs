@@ -1,9 +1,9 @@
-//! What an instance knows about the others: who is alive (heartbeats on the
-//! bus), who is online in which room (`presence`), how revocations reach
-//! them all at once (`revocation`, `lease`).
+//! What an instance knows about the others and hears from them: who is alive
+//! (heartbeats on the bus), how revocations reach them all at once
+//! (`revocation`, with the caches' `lease`), and what arrives on the bus,
+//! routed to this instance's rooms, caches and sockets (`inbound`).
 
-pub mod lease;
-pub mod presence;
+pub mod inbound;
 pub mod revocation;
 
 use std::collections::HashMap;

@@ -14,7 +14,7 @@
 //!    sends after applying the revocation the same way.
 //!
 //! That takes a few milliseconds. If any confirmation is missing after the
-//! cache lease (`cluster::lease`) plus a margin, it answers anyway: by then
+//! cache lease (`cache::lease`) plus a margin, it answers anyway: by then
 //! an instance that still trusts its L1 has provably heard a ping published
 //! after the revocation, so it applied the revocation first (or flushed its
 //! L1 when its subscription came back). The L2 entry in Redis was replaced by
@@ -29,15 +29,15 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::lease::Lease;
 use super::Liveness;
 use crate::bus::{Bus, BusEvent, Channel, PublishError};
+use crate::cache::lease::Lease;
 use crate::cache::{Caches, Membership};
 use crate::chat::room::Kick;
 use crate::chat::Registry;
+use crate::connections::Connections;
 use crate::domain::{RoomId, TokenHash, UserId};
 use crate::metrics::METRICS;
-use crate::ws::Connections;
 
 /// How much longer than the lease a revoker waits for missing confirmations
 /// (ping publish, scheduling and clock-tick slack).

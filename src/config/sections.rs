@@ -367,7 +367,7 @@ pub struct CacheConfig {
     pub ttl: Duration,
     pub negative_ttl: Duration,
     /// How long after the last proof that its bus is live an instance trusts
-    /// its cached tokens and memberships (see cluster::lease).
+    /// its cached tokens and memberships (see cache::lease).
     pub lease: Duration,
 }
 

@@ -9,8 +9,8 @@ use actix_web::web;
 use rand::Rng;
 
 use crate::bus::{BusEvent, Channel};
+use crate::connections::Control;
 use crate::state::AppState;
-use crate::ws::connections::Control;
 
 pub(super) async fn wait_for_signal() {
     use actix_web::rt::signal::unix::{signal, SignalKind};

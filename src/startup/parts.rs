@@ -11,16 +11,17 @@ use bb8_redis::redis;
 use super::StartupError;
 use crate::bus::redis::Subscriber;
 use crate::bus::{Bus, BusListener, Medium};
+use crate::cache::lease::Lease;
 use crate::cache::recent::RecentLists;
 use crate::cache::Caches;
-use crate::chat::inbound::Inbound;
+use crate::chat::presence_store::PresenceStore;
 use crate::chat::room::RoomSettings;
 use crate::chat::Registry;
-use crate::cluster::lease::Lease;
-use crate::cluster::presence::PresenceStore;
+use crate::cluster::inbound::Inbound;
 use crate::cluster::revocation::Revoker;
 use crate::cluster::{run_heartbeats, Liveness};
 use crate::config::Config;
+use crate::connections::Connections;
 use crate::metrics::METRICS;
 use crate::redis_pool::RedisPool;
 use crate::request_timing::RequestTiming;
@@ -31,7 +32,6 @@ use crate::store::bootstrap::prepare_database;
 use crate::store::writer::{Writer, WriterConfig};
 use crate::store::Store;
 use crate::supervisor::{self, Task};
-use crate::ws::Connections;
 
 /// Logs, traces and the metrics whose label sets live above the registry.
 pub fn observability(config: &Config) -> Result<(), StartupError> {
@@ -171,7 +171,7 @@ pub fn warm_windows(config: &Config, store: &Store, recent: RecentLists) {
 /// The supervised tasks that run for the instance's life.
 pub fn background(state: &web::Data<AppState>) {
     let (bus, lease) = (state.bus.clone(), state.revoker.lease().clone());
-    supervisor::spawn(Task::LeasePings, move || crate::cluster::lease::run_pings(bus.clone(), lease.clone()));
+    supervisor::spawn(Task::LeasePings, move || crate::cache::lease::run_pings(bus.clone(), lease.clone()));
     let (bus, liveness, registry, every) =
         (state.bus.clone(), state.liveness.clone(), state.registry.clone(), state.config.cluster.heartbeat);
     supervisor::spawn(Task::Heartbeats, move || run_heartbeats(bus.clone(), liveness.clone(), registry.clone(), every));

@@ -1,9 +1,8 @@
-//! The WebSocket edge: the HTTP upgrade, one `Session` actor per connection,
-//! the frame types, and the index of live connections (for revocation and
-//! draining).
+//! The WebSocket edge: the upgrade, one `Session` actor per connection and
+//! the plain-data cores it asks (the index of live connections, for
+//! revocation and draining, is `crate::connections`).
 
 pub mod admission;
-pub mod connections;
 pub mod outbound;
 pub mod protocol;
 pub mod rate_limit;
@@ -12,8 +11,6 @@ pub mod streams;
 pub mod test_hooks;
 pub mod timers;
 pub mod upgrade;
-
-pub use connections::Connections;
 
 /// Every error code's counter (`switchboard_ws_errors_total`), at zero from start-up.
 pub fn expose_metrics() {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
-use super::connections::Registration;
 use super::session::{Session, SessionParts};
 use crate::auth::AuthUser;
+use crate::connections::Registration;
 use crate::error::ApiError;
 use crate::limits::ConnectionSlot;
 

@@ -5,8 +5,8 @@ use actix::prelude::*;
 
 use super::Room;
 use crate::cache::recent::Window;
+use crate::chat::presence_store::RemoteOnline;
 use crate::chat::sequencer::Sequenced;
-use crate::cluster::presence::RemoteOnline;
 use crate::metrics::METRICS;
 use crate::store::writer::Committed;
 

@@ -29,13 +29,13 @@ use actix_web_actors::ws;
 use bytestring::ByteString;
 
 use super::admission::Admission;
-use super::connections::{Control, Registration};
 use super::outbound::Outbound;
 use super::streams::{Arrival, Streams};
 use super::timers::Timers;
 use crate::auth::AuthUser;
 use crate::chat::room::Leave;
 use crate::chat::{OutFrame, Room, RoomEvent};
+use crate::connections::{Control, Registration};
 use crate::domain::{RoomId, RoomName, SessionId};
 use crate::limits::ConnectionSlot;
 use crate::metrics::METRICS;

@@ -9,12 +9,12 @@ use crate::auth::expiry::SessionClock;
 use crate::auth::Authenticator;
 use crate::chat::Registry;
 use crate::config::{Config, SocketConfig};
+use crate::connections::Connections;
 use crate::edits::Editor;
 use crate::reads::ReadMarks;
 use crate::store::writer::Writer;
 use crate::store::Store;
 use crate::ws::timers::Intervals;
-use crate::ws::Connections;
 
 pub struct SessionParts {
     pub settings: Settings,

@@ -3,17 +3,17 @@
 //! Room traffic is handed to room actors at once. Control events go through
 //! one ordered queue (`run_control`) and are applied one after the other,
 //! each to completion: a revocation is applied before any lease ping that
-//! was published after it (see cluster::lease), and only then confirmed.
+//! was published after it (see cache::lease), and only then confirmed.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::bus::{BusEvent, BusListener, Channel, Envelope};
+use crate::cache::lease::Lease;
 use crate::cache::Caches;
 use crate::chat::room::{Deliver, RemotePresence, RemoteTyping};
 use crate::chat::Registry;
-use crate::cluster::lease::Lease;
 use crate::cluster::revocation::{AccessChange, Revoker};
 use crate::cluster::Liveness;
 use crate::domain::{RoomId, TokenHash, UserId, Username};
