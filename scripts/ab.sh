@@ -6,6 +6,10 @@
 #   scripts/ab.sh OLD_BINARY NEW_BINARY RUNS -- <load generator arguments>
 #
 # e.g. scripts/ab.sh /tmp/old/switchboard target/release/switchboard 3 -- --workload W4 --duration 20
+# Build both binaries with `cargo build --release --bin switchboard`: the one
+# `cargo test --release` leaves in target/release has the dev-dependencies'
+# features compiled in (1 MB more code, 2-3 MiB more RSS under W1) and makes
+# a false regression.
 #
 # Extra server environment: AB_ENV="REDIS_URL=redis://127.0.0.1:6379 RATE_LIMIT_PER_SEC=1000".
 # AB_BACKEND=sqlite: the embedded database instead (a fresh DATA_DIR per run).
