@@ -1,10 +1,10 @@
 //! How a joining session gets what it missed, as plain data: no actor, no IO.
 //!
 //! A join with `since` is answered from the room's window when it covers the
-//! gap, else from the database. While that read is under way the room keeps
-//! delivering live batches; the member's `CatchUp` holds them, and once the
-//! replay is in, the replay goes out first and the held batches after it, in
-//! arrival order. A session may join again before its first replay is in:
+//! gap, else from the database (`JoinPlan::source`). While that read is under
+//! way the room keeps delivering live batches; the member's `CatchUp` holds
+//! them, and once the replay is in, the replay goes out first and the held
+//! batches after it, in arrival order. A session may join again before its first replay is in:
 //! each join has its own generation, and a replay for an earlier one is
 //! ignored (the later join's stream already starts where it asked).
 
@@ -34,6 +34,48 @@ impl JoinPlan {
     /// guard starts here.
     pub fn after(&self, delivered: i64) -> i64 {
         self.replay_from.unwrap_or(delivered)
+    }
+
+    /// Where the replay comes from: the room's window when `window` (what
+    /// it holds after a seq) covers the gap, else the database.
+    pub fn source<F>(&self, window: impl FnOnce(i64) -> Option<F>) -> Source<F> {
+        match self.replay_from {
+            None => Source::Nothing,
+            Some(since) => window(since).map_or(Source::Database { since }, Source::Window),
+        }
+    }
+}
+
+/// Where a join's replay comes from (`JoinPlan::source`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Source<F> {
+    /// No replay: no `since`, nothing missed, or a gap past the limit.
+    Nothing,
+    /// From memory, sent at once: a reconnect storm after a deploy reads
+    /// nothing from the database.
+    Window(F),
+    /// Read from the database after `since`; live batches wait for it.
+    Database { since: i64 },
+}
+
+impl<F> Source<F> {
+    /// The history cache's answer: a hit when the window covered the
+    /// replay, a miss when the database is read; None when nothing was asked.
+    pub fn cache_hit(&self) -> Option<bool> {
+        match self {
+            Source::Nothing => None,
+            Source::Window(_) => Some(true),
+            Source::Database { .. } => Some(false),
+        }
+    }
+
+    /// The member's live stream for join `generation`: held back only
+    /// while the database is read.
+    pub fn catch_up<B>(&self, generation: u64) -> CatchUp<B> {
+        match self {
+            Source::Database { .. } => CatchUp::reading(generation),
+            Source::Nothing | Source::Window(_) => CatchUp::live(generation),
+        }
     }
 }
 
@@ -107,6 +149,36 @@ mod tests {
         assert_eq!(plan, JoinPlan { recovered: Some(true), replay_from: Some(0) });
         assert_eq!(plan.after(100), 0);
         assert_eq!(JoinPlan::new(Some(0), 101, 100), JoinPlan { recovered: Some(false), replay_from: None });
+    }
+
+    #[test]
+    fn a_replay_the_window_covers_is_a_hit_and_nothing_waits() {
+        let plan = JoinPlan::new(Some(5), 10, 100);
+        let source = plan.source(|since| Some(format!("after {since}")));
+        assert_eq!(source, Source::Window("after 5".to_string()));
+        assert_eq!(source.cache_hit(), Some(true));
+        let mut catch_up = source.catch_up(1);
+        assert_eq!(catch_up.route("live"), Some("live"));
+    }
+
+    #[test]
+    fn a_replay_past_the_window_is_a_miss_read_from_the_database_while_live_batches_wait() {
+        let plan = JoinPlan::new(Some(5), 10, 100);
+        let source = plan.source(|_| None::<String>);
+        assert_eq!(source, Source::Database { since: 5 });
+        assert_eq!(source.cache_hit(), Some(false));
+        let mut catch_up = source.catch_up(1);
+        assert_eq!(catch_up.route("live"), None);
+        assert_eq!(catch_up.finish(1, Some("replay")), Some(vec!["replay", "live"]));
+    }
+
+    #[test]
+    fn a_join_with_nothing_to_replay_asks_neither_window_nor_cache() {
+        for plan in [JoinPlan::new(None, 10, 100), JoinPlan::new(Some(10), 10, 100), JoinPlan::new(Some(0), 101, 100)] {
+            let source = plan.source(|_| -> Option<String> { panic!("the window is not asked") });
+            assert_eq!(source, Source::Nothing);
+            assert_eq!(source.cache_hit(), None);
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use actix::prelude::*;
 
 use super::{Join, Member, Room};
 use crate::chat::events::{OutFrame, RoomEvent};
-use crate::chat::replay::{CatchUp, JoinPlan};
+use crate::chat::replay::{JoinPlan, Source};
 use crate::domain::SessionId;
 use crate::error::ErrorCode;
 use crate::frames;
@@ -43,32 +43,20 @@ impl Handler<Join> for Room {
         }
         self.joins += 1;
         let generation = self.joins;
-        // The replay comes from memory when the window covers it (a reconnect
-        // storm after a deploy then reads nothing from PostgreSQL).
-        let replay_from = plan.replay_from;
-        let from_window = replay_from.and_then(|since| self.replay_from_window(since));
-        if replay_from.is_some() {
-            let result = if from_window.is_some() { CacheResult::Hit } else { CacheResult::Miss };
-            METRICS.cache_request(CacheName::History, result).inc();
+        let source = plan.source(|since| self.replay_from_window(since));
+        if let Some(hit) = source.cache_hit() {
+            METRICS.cache_request(CacheName::History, if hit { CacheResult::Hit } else { CacheResult::Miss }).inc();
         }
-        if let Some(replay) = &from_window {
-            if !replay.is_empty() {
-                msg.recipient.do_send(RoomEvent::Messages { room: self.id, frames: replay.clone() });
+        let catch_up = source.catch_up(generation);
+        match source {
+            Source::Window(frames) if !frames.is_empty() => {
+                msg.recipient.do_send(RoomEvent::Messages { room: self.id, frames });
             }
+            Source::Database { since } => self.start_replay(msg.session, generation, since, last_seq, ctx),
+            Source::Nothing | Source::Window(_) => {}
         }
-        let needs_database = replay_from.is_some() && from_window.is_none();
-        self.members.insert(
-            msg.session,
-            Member {
-                user_id: msg.user_id,
-                user: msg.user,
-                recipient: msg.recipient,
-                catch_up: if needs_database { CatchUp::reading(generation) } else { CatchUp::live(generation) },
-            },
-        );
-        if let (true, Some(since)) = (needs_database, replay_from) {
-            self.start_replay(msg.session, generation, since, last_seq, ctx);
-        }
+        let member = Member { user_id: msg.user_id, user: msg.user, recipient: msg.recipient, catch_up };
+        self.members.insert(msg.session, member);
     }
 }
 
