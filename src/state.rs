@@ -1,4 +1,6 @@
-//! Shared state handed to every handler and session through `web::Data`.
+//! The state the HTTP handlers share through `web::Data`. The modules below
+//! them are handed only the parts they use (`Access`, `Authenticator`,
+//! `Editor`, `ReadMarks`, `SessionParts`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,8 +26,8 @@ use crate::store::writer::Writer;
 use crate::store::Store;
 use crate::ws::session::{SessionParts, Settings};
 
-/// Everything the handlers and actors share: the parts start-up built and
-/// what is made from them.
+/// Everything the handlers share: the parts start-up built and what is made
+/// from them.
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
@@ -45,7 +47,7 @@ pub struct AppState {
     pub authenticator: Arc<Authenticator>,
     pub editor: Editor,
     pub started_at: Instant,
-    /// WebSocket read markers on their way to the database (reads.rs).
+    /// Read markers: HTTP ones stored at once, WebSocket ones gathered (reads.rs).
     pub read_marks: Arc<ReadMarks>,
     /// What every WebSocket session is handed.
     pub sessions: Arc<SessionParts>,
