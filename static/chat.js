@@ -325,7 +325,11 @@ async function joinRoom(name, { makePrivate = false, byUser = false } = {}) {
     const info = await api("GET", `/rooms/${name}`).catch(() => null);
     r.private = !!(info && info.private);
   }
-  openRoom(name, { byUser });
+  // The landing join (not the user's) opens its room only when none is
+  // open: if its answer comes after the user opened another room, it must
+  // not take them away from it.
+  if (byUser || !state.current) openRoom(name, { byUser });
+  else renderRooms();
 }
 
 // Focus moves only on the user's own action (opening or joining a room),

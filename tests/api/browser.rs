@@ -254,7 +254,9 @@ async fn both_pages_fit_a_laptop_and_a_phone_and_focus_stays_where_the_user_type
     }
 }
 
-/// The v1.2 controls (tests/browser/essentials.mjs): Edit/Save and Delete
+/// The v1.2 controls (tests/browser/essentials.mjs), after a landing join
+/// whose answer comes late (it must not take the user from the room they
+/// opened meanwhile): Edit/Save and Delete
 /// with their `edited`/`deleted` marks on every page, `<n> unread` beside a
 /// room until it is opened, `Message <username>` opening a DM listed apart
 /// under the other person's name, and `Ban <username>` dropping the room

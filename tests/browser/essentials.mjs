@@ -1,5 +1,6 @@
 // The chat page's v1.2 controls in real browsers, found by the contract's
-// roles and names (tests/api/browser.rs starts the server):
+// roles and names (tests/api/browser.rs starts the server), on pages whose
+// landing join of `general` is answered after the user's own first join:
 //  1. Edit (textbox "Edit message" + Save) and Delete on one's messages;
 //     "edited" / "deleted" shown on every page; the owner may Delete others'
 //  2. "<n> unread" beside a room with news, cleared by opening it (and the
@@ -19,8 +20,9 @@ async function audit(page, what) {
   step(await auditPage(page, what));
 }
 
-async function signUp(browser, name) {
+async function signUp(browser, name, { beforeConnect } = {}) {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  if (beforeConnect) await beforeConnect(page);
   await page.goto(`${BASE_URL}/`);
   await page.getByRole("textbox", { name: "Username" }).fill(name);
   await page.getByLabel("Password").fill("correct horse battery");
@@ -60,9 +62,42 @@ async function unreadOf(page, room) {
   }, room);
 }
 
+// The server may answer two rooms' joins in either order. This holds the
+// frames of `general` (the room a newcomer lands in) until the page has the
+// answer to the user's own join of `plaza`: the landing join then answers
+// last, as it did on a loaded machine.
+async function holdGeneralUntilPlaza(page) {
+  await page.routeWebSocket(/\/ws/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => server.send(m));
+    let held = [];
+    let holding = true;
+    server.onMessage((m) => {
+      const text = typeof m === "string" ? m : "";
+      if (holding && text.includes('"room":"general"')) return void held.push(m);
+      ws.send(m);
+      if (holding && text.includes('"type":"joined"') && text.includes('"room":"plaza"')) {
+        setTimeout(() => {
+          for (const h of held) ws.send(h);
+          held = [];
+          holding = false;
+        }, 200);
+      }
+    });
+  });
+}
+
 await run("chat page v1.2", async (browser) => {
-  const alice = await signUp(browser, "alice");
+  const alice = await signUp(browser, "alice", { beforeConnect: holdGeneralUntilPlaza });
+  // The landing join's room is read once its answer is in; it must not
+  // take alice away from the room she opened meanwhile.
+  const landed = alice.waitForResponse((r) => new URL(r.url()).pathname === "/api/v1/rooms/general");
   await join(alice, "plaza"); // alice creates it, so she owns it
+  await landed;
+  await alice.evaluate(() => new Promise((r) => setTimeout(r, 100)));
+  const title = await alice.locator("#room-title").textContent();
+  if (!title.includes("plaza")) throw new Error(`the landing join took alice from plaza to ${title}`);
+  step("a late answer to the landing join leaves the room the user opened");
   const bob = await signUp(browser, "bob");
   await join(bob, "plaza");
 
