@@ -52,7 +52,7 @@ pub async fn run(state: web::Data<AppState>) {
 
 /// One run: expired sessions first, then idle guests.
 pub async fn sweep(state: &AppState) -> Result<Swept, StoreError> {
-    let policy = *state.authenticator.clock().policy();
+    let policy = *state.authenticator.policy();
     let mut swept = Swept::default();
     for _ in 0..MAX_BATCHES {
         let tokens = state.store.delete_expired_sessions(policy.idle, policy.max_age, BATCH).await?;

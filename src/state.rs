@@ -78,7 +78,7 @@ impl AppState {
         let editor = Editor::new(access.clone(), store.clone(), writer.clone(), registry.clone());
         let read_marks = ReadMarks::new(access.clone(), store.clone(), connections.clone(), bus.clone());
         let sessions = Arc::new(SessionParts {
-            settings: Settings::new(&config, authenticator.clock()),
+            settings: Settings::new(&config, authenticator.policy()),
             access: access.clone(),
             authenticator: authenticator.clone(),
             registry: registry.clone(),

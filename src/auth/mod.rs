@@ -11,7 +11,7 @@ use std::pin::Pin;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 
 use crate::access::Access;
-use crate::config::AccountsConfig;
+use crate::config::{AccountsConfig, SessionPolicy};
 use crate::domain::TokenHash;
 use crate::error::ApiError;
 use crate::store::models::User;
@@ -58,8 +58,9 @@ impl Authenticator {
         Authenticator { access, store, clock, accounts }
     }
 
-    pub fn clock(&self) -> &SessionClock {
-        &self.clock
+    /// When sessions expire and how often their use is recorded.
+    pub fn policy(&self) -> &SessionPolicy {
+        self.clock.policy()
     }
 
     /// Resolves a presented token to its user, or 401.

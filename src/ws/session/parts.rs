@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access::Access;
-use crate::auth::expiry::SessionClock;
 use crate::auth::Authenticator;
 use crate::chat::Registry;
-use crate::config::{Config, SocketConfig};
+use crate::config::{Config, SessionPolicy, SocketConfig};
 use crate::connections::Connections;
 use crate::edits::Editor;
 use crate::reads::ReadMarks;
@@ -41,11 +40,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(config: &Config, clock: &SessionClock) -> Self {
+    pub fn new(config: &Config, policy: &SessionPolicy) -> Self {
         let sockets = config.sockets.clone();
         let intervals = Intervals {
             ping_every: sockets.heartbeat_interval,
-            touch_every: clock.policy().touch_every(),
+            touch_every: policy.touch_every(),
             client_timeout: sockets.client_timeout,
         };
         Settings {
