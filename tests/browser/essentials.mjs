@@ -94,7 +94,13 @@ await run("chat page v1.2", async (browser) => {
   const landed = alice.waitForResponse((r) => new URL(r.url()).pathname === "/api/v1/rooms/general");
   await join(alice, "plaza"); // alice creates it, so she owns it
   await landed;
-  await alice.evaluate(() => new Promise((r) => setTimeout(r, 100)));
+  // The page acts on that answer within the tasks that follow it; ten
+  // rendered frames later it has.
+  await alice.evaluate(() => new Promise((done) => {
+    let frames = 0;
+    const next = () => (++frames === 10 ? done() : requestAnimationFrame(next));
+    requestAnimationFrame(next);
+  }));
   const title = await alice.locator("#room-title").textContent();
   if (!title.includes("plaza")) throw new Error(`the landing join took alice from plaza to ${title}`);
   step("a late answer to the landing join leaves the room the user opened");
