@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use actix::{Message, Recipient};
+use actix::{Message, Recipient, WeakRecipient};
 use parking_lot::Mutex;
 
 use crate::domain::{RoomId, SessionId, TokenHash, UserId};
@@ -85,7 +85,17 @@ impl SessionGuard {
 struct Entry {
     guard: Arc<SessionGuard>,
     user: Option<UserId>,
-    recipient: Option<Recipient<Control>>,
+    /// Weak: a strong one costs every socket three more allocations (about
+    /// 110 bytes) held for its whole life, for the rare control message.
+    recipient: Option<WeakRecipient<Control>>,
+}
+
+impl Entry {
+    fn tell(&self, control: Control) {
+        if let Some(recipient) = self.recipient.as_ref().and_then(WeakRecipient::upgrade) {
+            recipient.do_send(control);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -106,6 +116,13 @@ pub struct Registration {
     pub guard: Arc<SessionGuard>,
 }
 
+impl Registration {
+    /// The token the socket signed in with.
+    pub fn token(&self) -> &TokenHash {
+        &self.token
+    }
+}
+
 impl Connections {
     /// Registers a socket for `token` before the token is checked.
     pub fn open(&self, token: TokenHash) -> Registration {
@@ -116,7 +133,7 @@ impl Connections {
     }
 
     /// The socket's actor is running for `user`: it can now be told things.
-    pub fn attach(&self, registration: &Registration, user: UserId, recipient: Recipient<Control>) {
+    pub fn attach(&self, registration: &Registration, user: UserId, recipient: WeakRecipient<Control>) {
         let mut index = self.inner.lock();
         let id = registration.guard.id;
         let Some(entry) = index.by_token.get_mut(&registration.token).and_then(|s| s.get_mut(&id)) else { return };
@@ -147,9 +164,7 @@ impl Connections {
         let index = self.inner.lock();
         for entry in index.by_token.get(token).into_iter().flat_map(HashMap::values) {
             entry.guard.revoked.store(true, Ordering::Release);
-            if let Some(recipient) = &entry.recipient {
-                recipient.do_send(Control::Revoked);
-            }
+            entry.tell(Control::Revoked);
         }
     }
 
@@ -160,8 +175,8 @@ impl Connections {
             if Some(*id) == except {
                 continue;
             }
-            if let Some(recipient) = index.by_token.get(token).and_then(|s| s.get(id)).and_then(|e| e.recipient.as_ref()) {
-                recipient.do_send(Control::Frame(frame.clone()));
+            if let Some(entry) = index.by_token.get(token).and_then(|s| s.get(id)) {
+                entry.tell(Control::Frame(frame.clone()));
             }
         }
     }
@@ -180,8 +195,10 @@ impl Connections {
         self.inner.lock().by_token.values().map(HashMap::len).sum()
     }
 
+    /// Every running socket here.
     pub fn all(&self) -> Vec<Recipient<Control>> {
-        self.inner.lock().by_token.values().flat_map(|s| s.values().filter_map(|e| e.recipient.clone())).collect()
+        let index = self.inner.lock();
+        index.by_token.values().flat_map(|s| s.values().filter_map(|e| e.recipient.as_ref()?.upgrade())).collect()
     }
 }
 

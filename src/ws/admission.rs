@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::rate_limit::TokenBucket;
+use super::rate_limit::{Rate, TokenBucket};
 use crate::error::ErrorCode;
 
 /// A client sending more than this many bad or refused frames within
@@ -34,15 +34,14 @@ pub enum AfterError {
 }
 
 impl Admission {
-    /// `per_sec` sends a second, bursts of `burst` (`RATE_LIMIT_PER_SEC`,
-    /// `RATE_LIMIT_BURST`).
-    pub fn new(per_sec: f64, burst: f64) -> Self {
-        Admission { bucket: TokenBucket::new(per_sec, burst), strikes: VecDeque::new(), last_typing: None }
+    /// Starts with a full bucket of sends under `rate`.
+    pub fn new(rate: Rate) -> Self {
+        Admission { bucket: TokenBucket::new(rate), strikes: VecDeque::new(), last_typing: None }
     }
 
-    /// A send, edit or delete may go now (it takes a token).
-    pub fn send(&mut self, now: Instant) -> bool {
-        self.bucket.try_take_at(now)
+    /// A send, edit or delete may go now under `rate` (it takes a token).
+    pub fn send(&mut self, now: Instant, rate: Rate) -> bool {
+        self.bucket.try_take_at(now, rate)
     }
 
     /// A typing notice may go out now.
@@ -77,10 +76,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const RATE: Rate = Rate { per_sec: 20.0, burst: 40.0 };
+
     #[test]
     fn typing_goes_out_at_most_once_per_interval() {
         let t0 = Instant::now();
-        let mut a = Admission::new(20.0, 40.0);
+        let mut a = Admission::new(RATE);
         assert!(a.typing(t0), "the first one goes");
         assert!(!a.typing(t0 + TYPING_INTERVAL / 2));
         assert!(a.typing(t0 + TYPING_INTERVAL));
@@ -90,7 +91,7 @@ mod tests {
     #[test]
     fn our_own_failures_earn_no_strike() {
         let t0 = Instant::now();
-        let mut a = Admission::new(20.0, 40.0);
+        let mut a = Admission::new(RATE);
         for _ in 0..STRIKE_LIMIT * 2 {
             assert_eq!(a.errored(ErrorCode::Unavailable, t0), AfterError::Keep);
             assert_eq!(a.errored(ErrorCode::Internal, t0), AfterError::Keep);
@@ -100,10 +101,11 @@ mod tests {
     #[test]
     fn sends_past_the_burst_wait_for_the_rate() {
         let t0 = Instant::now();
-        let mut a = Admission::new(10.0, 3.0);
-        assert!((0..3).all(|_| a.send(t0)));
-        assert!(!a.send(t0));
-        assert!(a.send(t0 + Duration::from_millis(100)));
+        let rate = Rate { per_sec: 10.0, burst: 3.0 };
+        let mut a = Admission::new(rate);
+        assert!((0..3).all(|_| a.send(t0, rate)));
+        assert!(!a.send(t0, rate));
+        assert!(a.send(t0 + Duration::from_millis(100), rate));
     }
 
     proptest! {
@@ -112,7 +114,7 @@ mod tests {
         #[test]
         fn closed_exactly_when_the_window_holds_too_many_strikes(gaps in proptest::collection::vec(0u64..100, 1..700)) {
             let t0 = Instant::now();
-            let mut a = Admission::new(20.0, 40.0);
+            let mut a = Admission::new(RATE);
             let mut at = t0;
             let mut times = Vec::new();
             for gap in gaps {

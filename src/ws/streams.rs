@@ -13,6 +13,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use crate::chat::OutFrame;
 use crate::domain::{RoomId, RoomName};
 
@@ -65,14 +67,16 @@ pub enum Arrival<R, S> {
 
 #[derive(Debug)]
 pub struct Streams<R, S> {
-    by_name: HashMap<RoomName, Stream<R, S>>,
+    // foldhash's state is 8 bytes to std's 16, and every socket holds two
+    // (ws::session's allocation budget); its seeds are still random.
+    by_name: HashMap<RoomName, Stream<R, S>, RandomState>,
     /// Joined rooms by id, for deliveries.
-    joined: HashMap<RoomId, RoomName>,
+    joined: HashMap<RoomId, RoomName, RandomState>,
 }
 
 impl<R: Clone, S> Default for Streams<R, S> {
     fn default() -> Self {
-        Streams { by_name: HashMap::new(), joined: HashMap::new() }
+        Streams { by_name: HashMap::default(), joined: HashMap::default() }
     }
 }
 

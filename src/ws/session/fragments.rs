@@ -23,7 +23,7 @@ impl Session {
             actix_http::ws::Item::Last(d) => (d, false, true, false),
         };
         if first {
-            self.fragment = Some(Fragment { buf: Vec::new(), too_large: false, binary });
+            self.fragment = Some(Box::new(Fragment { buf: Vec::new(), too_large: false, binary }));
         }
         let Some(fragment) = self.fragment.as_mut() else { return };
         if !fragment.too_large && !fragment.binary {

@@ -58,7 +58,7 @@ impl Session {
             Ok(ClientFrame::Typing { room }) => {
                 if let Some((_, addr)) = RoomName::parse(&room).ok().and_then(|n| self.streams.joined(&n)) {
                     if self.admission.typing(received_at) {
-                        addr.do_send(Typing { session: self.id });
+                        addr.do_send(Typing { session: self.id() });
                     }
                 }
             }
@@ -92,7 +92,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Session {
                 return self.send_error(ctx, ErrorCode::BadRequest, "text frames must be valid UTF-8", None);
             }
             Err(e) => {
-                log::debug!("session {:?}: protocol error: {e}", self.id);
+                log::debug!("session {:?}: protocol error: {e}", self.id());
                 ctx.close(Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) }));
                 return ctx.stop();
             }

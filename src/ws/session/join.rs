@@ -5,12 +5,12 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 
 use crate::access::Access;
-use crate::auth::AuthUser;
 use crate::cache::RoomMeta;
 use crate::chat::room::{Join, Leave};
 use crate::chat::Room;
 use crate::domain::RoomName;
 use crate::error::{ApiError, ErrorCode};
+use crate::store::models::User;
 use crate::ws::streams::JoinStep;
 
 use super::{PendingSend, Session};
@@ -43,10 +43,10 @@ impl Session {
     /// answer from before a removal never lets the user in after it.
     pub(super) fn authorize(&mut self, name: RoomName, ctx: &mut ws::WebsocketContext<Self>) {
         let access = self.parts.access.clone();
-        let auth = self.auth.clone();
+        let user = self.user.clone();
         let lookup_name = name.clone();
         let generation = self.registration.guard.kick_generation();
-        ctx.spawn(async move { authorize_join(&access, &auth, &lookup_name).await }.into_actor(self).map(
+        ctx.spawn(async move { authorize_join(&access, &user, &lookup_name).await }.into_actor(self).map(
             move |result, session, ctx| match result {
                 Ok(_) if session.registration.guard.kick_generation() != generation => {
                     if session.streams.is_authorizing(&name) {
@@ -69,16 +69,16 @@ impl Session {
 
     pub(super) fn rejoin_dead_rooms(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         for (name, since) in self.streams.dead(Addr::connected) {
-            log::warn!("session {:?}: room {name} stopped unexpectedly; rejoining from seq {since}", self.id);
+            log::warn!("session {:?}: room {name} stopped unexpectedly; rejoining from seq {since}", self.id());
             self.handle_join(name.to_string(), Some(since), ctx);
         }
     }
 
     pub(super) fn join_message(&self, since: Option<i64>, ctx: &ws::WebsocketContext<Self>) -> Join {
         Join {
-            session: self.id,
-            user_id: self.auth.user.id,
-            user: self.auth.user.username.clone(),
+            session: self.id(),
+            user_id: self.user.id,
+            user: self.user.username.clone(),
             recipient: ctx.address().recipient(),
             since,
         }
@@ -135,15 +135,14 @@ impl Session {
         let Ok(name) = RoomName::parse(room) else { return };
         let (joined, refused) = self.streams.leave(&name);
         if let Some(addr) = joined {
-            addr.do_send(Leave { session: self.id });
+            addr.do_send(Leave { session: self.id() });
         }
         self.refuse_deferred(&name, refused, ErrorCode::Forbidden, "left the room before the join finished", ctx);
     }
 }
 
 /// Looks the room up (creating a missing public room) and checks access.
-async fn authorize_join(access: &Access, auth: &AuthUser, name: &RoomName) -> Result<RoomMeta, ApiError> {
-    let user = &auth.user;
+async fn authorize_join(access: &Access, user: &User, name: &RoomName) -> Result<RoomMeta, ApiError> {
     let room = access.room_or_create_public(name, (!user.guest).then_some(user.id)).await?;
     access.check_visible(&room, user).await?;
     if !room.private {

@@ -17,12 +17,8 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         METRICS.ws_connections.inc();
         let c = &self.parts.settings.sockets;
-        ctx.text(crate::frames::hello(
-            &self.auth.user,
-            &self.parts.settings.instance_id,
-            c.heartbeat_interval.as_millis() as u64,
-        ));
-        self.parts.connections.attach(&self.registration, self.auth.user.id, ctx.address().recipient());
+        ctx.text(crate::frames::hello(&self.user, &self.parts.settings.instance_id, c.heartbeat_interval.as_millis() as u64));
+        self.parts.connections.attach(&self.registration, self.user.id, ctx.address().downgrade().recipient());
         if self.registration.guard.is_revoked() {
             return self.close_revoked("this session was signed out", ctx);
         }
@@ -35,7 +31,7 @@ impl Session {
         let (ping, touch) = match self.timers.due(Instant::now(), self.last_heard, &self.parts.settings.intervals) {
             Duty::Expire => return self.close_revoked("the session has expired; sign in again", ctx),
             Duty::TimeOut => {
-                log::debug!("session {:?}: heartbeat timed out", self.id);
+                log::debug!("session {:?}: heartbeat timed out", self.id());
                 ctx.close(Some(CloseReason { code: CloseCode::Away, description: Some("heartbeat timeout".into()) }));
                 return ctx.stop();
             }
@@ -54,7 +50,7 @@ impl Session {
         }
         if touch {
             // An open socket is use: it keeps its token from idling out.
-            let (authenticator, token) = (self.parts.authenticator.clone(), self.auth.token);
+            let (authenticator, token) = (self.parts.authenticator.clone(), *self.registration.token());
             actix::spawn(async move { authenticator.touch(&token).await });
         }
     }

@@ -13,6 +13,7 @@ use crate::edits::Editor;
 use crate::reads::ReadMarks;
 use crate::store::writer::Writer;
 use crate::store::Store;
+use crate::ws::rate_limit::Rate;
 use crate::ws::timers::Intervals;
 
 pub struct SessionParts {
@@ -31,6 +32,8 @@ pub struct SessionParts {
 /// The configuration a session reads.
 pub struct Settings {
     pub sockets: SocketConfig,
+    /// Sends, edits and deletes per socket.
+    pub send_rate: Rate,
     pub intervals: Intervals,
     /// How long a draining session waits for its acks before it closes.
     pub drain_grace: Duration,
@@ -47,8 +50,10 @@ impl Settings {
             touch_every: policy.touch_every(),
             client_timeout: sockets.client_timeout,
         };
+        let send_rate = Rate { per_sec: sockets.rate_limit_per_sec, burst: sockets.rate_limit_burst };
         Settings {
             sockets,
+            send_rate,
             intervals,
             drain_grace: config.drain.grace,
             instance_id: config.cluster.instance_id.clone(),

@@ -44,7 +44,7 @@ impl Session {
             self.streams.removed(&name);
             return self.send_error(ctx, ErrorCode::Forbidden, "you are no longer a member of this room", Some(&reference));
         }
-        if !self.admission.send(Instant::now()) {
+        if !self.admission.send(Instant::now(), self.parts.settings.send_rate) {
             METRICS.rate_limited.inc();
             return self.send_error(ctx, ErrorCode::RateLimited, "slow down: too many messages", Some(&reference));
         }
@@ -60,8 +60,8 @@ impl Session {
         let request = SendRequest {
             room_id,
             room: name,
-            user_id: self.auth.user.id,
-            user: self.auth.user.username.clone(),
+            user_id: self.user.id,
+            user: self.user.username.clone(),
             body,
             client_msg_id,
             received_at: send.received_at,
@@ -111,12 +111,12 @@ impl Session {
         if let Some(name) = RoomName::parse(&room).ok().filter(|_| seq >= 0) {
             if let Some((room_id, _)) = self.streams.joined(&name) {
                 if !self.registration.guard.is_kicked(room_id) {
-                    self.parts.read_marks.queue(self.auth.user.id, room_id, name, seq, Some(self.id));
+                    self.parts.read_marks.queue(self.user.id, room_id, name, seq, Some(self.id()));
                     return;
                 }
             }
         }
-        let (read_marks, user, id) = (self.parts.read_marks.clone(), self.auth.user.clone(), self.id);
+        let (read_marks, user, id) = (self.parts.read_marks.clone(), self.user.clone(), self.id());
         let reference = room.clone();
         ctx.spawn(async move { read_marks.mark_soon(&user, &room, seq, id).await }.into_actor(self).map(
             move |result, session, ctx| {
@@ -141,7 +141,7 @@ impl Session {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         let reference = client_msg_id.clone().unwrap_or_else(|| room.clone());
-        if !self.admission.send(Instant::now()) {
+        if !self.admission.send(Instant::now(), self.parts.settings.send_rate) {
             METRICS.rate_limited.inc();
             return self.send_error(ctx, ErrorCode::RateLimited, "slow down: too many messages", Some(&reference));
         }
@@ -158,10 +158,10 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&reference)),
         };
-        let (editor, auth) = (self.parts.editor.clone(), self.auth.clone());
+        let (editor, user, admin) = (self.parts.editor.clone(), self.user.clone(), self.admin);
         let cmid = client_msg_id.clone();
         self.pending_acks += 1;
-        let amend = async move { editor.amend(&auth.user, auth.admin, &room, id, change, client_msg_id).await };
+        let amend = async move { editor.amend(&user, admin, &room, id, change, client_msg_id).await };
         ctx.spawn(amend.into_actor(self).map(move |result, session, ctx| {
             session.pending_acks -= 1;
             match result {

@@ -66,7 +66,7 @@ impl Session {
                             session.catch_up(ctx);
                         }
                         Err(e) => {
-                            log::warn!("session {:?}: catch-up read failed, retrying: {e}", session.id);
+                            log::warn!("session {:?}: catch-up read failed, retrying: {e}", session.id());
                             session.streams.catch_up_failed(room_id);
                         }
                     }),
@@ -81,7 +81,7 @@ impl Session {
         }
         self.lifecycle = Lifecycle::Closed;
         METRICS.slow_consumers.inc();
-        log::info!("session {:?}: client stopped reading ({} bytes unread); closing", self.id, self.outbound.backlog());
+        log::info!("session {:?}: client stopped reading ({} bytes unread); closing", self.id(), self.outbound.backlog());
         ctx.close(Some(CloseReason {
             code: CloseCode::Policy,
             description: Some("too slow: reconnect and rejoin with since".into()),
