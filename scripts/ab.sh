@@ -70,6 +70,14 @@ run_one() { # label binary n loadgen-args...
     i=$((i + 1))
     curl -sf "$url/metrics" >"target/ab/$label-$n-$i.prom" || true
   done
+  # Thread switches of the servers' threads over the whole run (start-up
+  # included): wake-ups per delivery, which CPU time alone hides.
+  local pid switches=0
+  for pid in "${servers[@]}"; do
+    switches=$((switches + $(cat /proc/"$pid"/task/*/status 2>/dev/null \
+      | awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}')))
+  done
+  echo "server context switches: $switches" >&2
   kill "${servers[@]}"; wait "${servers[@]}" 2>/dev/null || true; servers=()
   if [ "${AB_BACKEND:-}" = sqlite ]; then rm -rf "target/ab/data-$db"; else
     psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" postgres >/dev/null

@@ -20,7 +20,7 @@ use diesel::QueryableByName;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::connection::SqliteConn;
+use super::connection::SqliteWriterConn;
 
 /// One send as the database needs it, borrowed from the writer's batch.
 #[derive(Debug, Clone, Copy)]
@@ -350,7 +350,7 @@ impl QueryFragment<Pg> for FunctionAppend<'_> {
 // prepared per connection, keyed by their text: no Parse round trip.
 cached_statement!(LeafAppend, LeafOne, FunctionAppend);
 
-pub async fn append_sqlite(conn: &mut SqliteConn, jobs: &[AppendInput<'_>]) -> diesel::QueryResult<Vec<AppendRow>> {
+pub async fn append_sqlite(conn: &mut SqliteWriterConn, jobs: &[AppendInput<'_>]) -> diesel::QueryResult<Vec<AppendRow>> {
     let jobs: Vec<OwnedInput> = jobs.iter().map(OwnedInput::from).collect();
     conn.spawn_blocking(move |c| c.immediate_transaction(|c| sqlite::append(c, &jobs))).await
 }

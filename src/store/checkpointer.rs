@@ -19,7 +19,7 @@ use std::time::Duration;
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 
-use super::connection::ConnectionSettings;
+use super::connection::{ConnectionSettings, SqliteConn};
 use crate::metrics::METRICS;
 
 /// How often the checkpointer looks at the WAL.
@@ -42,7 +42,7 @@ struct Checkpoint {
 
 /// Runs forever (supervised): checkpoints the embedded database's WAL.
 pub async fn run(settings: ConnectionSettings) {
-    let mut conn = match settings.connect_sqlite().await {
+    let mut conn: SqliteConn = match settings.connect_sqlite().await {
         Ok(conn) => conn,
         Err(e) => {
             log::warn!("WAL checkpointer: cannot open the database: {e}");

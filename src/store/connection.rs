@@ -13,7 +13,7 @@ use diesel::ConnectionError;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod,
 };
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -25,6 +25,31 @@ use crate::metrics::{PoolRole, QueryName, METRICS};
 pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 /// diesel's synchronous SQLite connection, run on tokio's blocking pool.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// The writer's SQLite connection, run on the writer's own thread.
+pub type SqliteWriterConn = SyncConnectionWrapper<SqliteConnection, InPlace>;
+
+/// Runs each call on the calling thread. Only for a caller with a thread
+/// of its own (the writer's arbiter, where nothing else waits): a commit
+/// then costs no hand-over to tokio's blocking pool and back, two thread
+/// wake-ups per commit (docs/performance.md, "The embedded writer commits
+/// on its own thread").
+pub struct InPlace;
+
+impl SpawnBlocking for InPlace {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>>
+    where
+        R: Send + 'static,
+    {
+        std::future::ready(Ok(task())).boxed()
+    }
+
+    fn get_runtime() -> Self {
+        InPlace
+    }
+}
 
 /// The `db.system.name` of a connection type, for spans.
 pub trait DbSystem {
@@ -49,7 +74,7 @@ impl DbSystem for AsyncPgConnection {
     }
 }
 
-impl DbSystem for SqliteConn {
+impl<S: SpawnBlocking + Send> DbSystem for SyncConnectionWrapper<SqliteConnection, S> {
     const SYSTEM: &'static str = "sqlite";
 
     /// A file has no server to lose.
@@ -138,9 +163,11 @@ impl ConnectionSettings {
     /// the log on every commit, so an ack still means the message is on
     /// disk; a writer waits for the lock up to the statement timeout instead
     /// of failing at once.
-    pub async fn connect_sqlite(&self) -> Result<SqliteConn, ConnectionError> {
+    pub async fn connect_sqlite<S: SpawnBlocking + Send + 'static>(
+        &self,
+    ) -> Result<SyncConnectionWrapper<SqliteConnection, S>, ConnectionError> {
         let path = self.sqlite_path().to_string_lossy().into_owned();
-        let mut conn = SqliteConn::establish(&path).await?;
+        let mut conn = SyncConnectionWrapper::<SqliteConnection, S>::establish(&path).await?;
         conn.batch_execute(&sqlite_pragmas(self.statement_timeout))
             .await
             .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;

@@ -32,7 +32,7 @@ use self::batch::{Batch, Pending};
 use self::health::Health;
 use self::retry::{AttemptFailure, Next, RetryPolicy};
 use super::append::{append_postgres, append_sqlite, AppendRow, Leaves};
-use super::connection::{ConnectionSettings, SqliteConn};
+use super::connection::{ConnectionSettings, SqliteWriterConn};
 use super::models::StoredMessage;
 use super::Failure;
 use crate::config::Database;
@@ -255,7 +255,7 @@ struct Shard {
 #[allow(clippy::large_enum_variant)]
 enum WriterConn {
     Postgres(AsyncPgConnection),
-    Sqlite(SqliteConn),
+    Sqlite(SqliteWriterConn),
 }
 
 /// Why an attempt produced no rows.
