@@ -8,8 +8,8 @@
 #
 #   scripts/append-cost.sh [RUNS] [SECONDS]      (default 3 runs of 10 s)
 #
-# APPEND_COST_B=FILE.sql: the second database gets FILE's SQL instead of
-# losing its CHECKs (e.g. a migration being weighed).
+# APPEND_COST_B="FILE.sql ...": the second database gets these files' SQL, in
+# order, instead of losing its CHECKs (e.g. a migration being weighed).
 #
 # Uses the PostgreSQL at 127.0.0.1:5432 (user postgres); creates two
 # databases from migrations/postgres and drops them at the end.
@@ -32,7 +32,7 @@ for db in $a $b; do
     -c "INSERT INTO rooms (name) VALUES ('bench')"
 done
 if [ -n "${APPEND_COST_B:-}" ]; then
-  psql_ -d $b -f "$APPEND_COST_B" >/dev/null
+  for f in $APPEND_COST_B; do psql_ -d $b -f "$f" >/dev/null; done
 else
   for c in $(psql_ -d $b -c "SELECT conname FROM pg_constraint WHERE contype = 'c' AND conrelid = 'rooms'::regclass"); do
     psql_ -d $b -c "ALTER TABLE rooms DROP CONSTRAINT $c"
