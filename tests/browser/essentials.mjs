@@ -63,36 +63,39 @@ async function unreadOf(page, room) {
 }
 
 // The server may answer two rooms' joins in either order. This holds the
-// frames of `general` (the room a newcomer lands in) until the page has the
-// answer to the user's own join of `plaza`: the landing join then answers
-// last, as it did on a loaded machine.
-async function holdGeneralUntilPlaza(page) {
-  await page.routeWebSocket(/\/ws/, (ws) => {
+// frames of `general` (the room a newcomer lands in) until `release()`,
+// called once the user's own join of `plaza` is open: the landing join then
+// answers last, as it did on a loaded machine.
+function holdGeneral() {
+  let release;
+  const released = new Promise((done) => { release = done; });
+  const install = (page) => page.routeWebSocket(/\/ws/, (ws) => {
     const server = ws.connectToServer();
     ws.onMessage((m) => server.send(m));
     let held = [];
     let holding = true;
+    released.then(() => {
+      holding = false;
+      for (const h of held) ws.send(h);
+      held = [];
+    });
     server.onMessage((m) => {
       const text = typeof m === "string" ? m : "";
       if (holding && text.includes('"room":"general"')) return void held.push(m);
       ws.send(m);
-      if (holding && text.includes('"type":"joined"') && text.includes('"room":"plaza"')) {
-        setTimeout(() => {
-          for (const h of held) ws.send(h);
-          held = [];
-          holding = false;
-        }, 200);
-      }
     });
   });
+  return { install, release };
 }
 
 await run("chat page v1.2", async (browser) => {
-  const alice = await signUp(browser, "alice", { beforeConnect: holdGeneralUntilPlaza });
+  const general = holdGeneral();
+  const alice = await signUp(browser, "alice", { beforeConnect: general.install });
   // The landing join's room is read once its answer is in; it must not
   // take alice away from the room she opened meanwhile.
   const landed = alice.waitForResponse((r) => new URL(r.url()).pathname === "/api/v1/rooms/general");
   await join(alice, "plaza"); // alice creates it, so she owns it
+  general.release();
   await landed;
   // The page acts on that answer within the tasks that follow it; ten
   // rendered frames later it has.
