@@ -10,6 +10,8 @@ WORKDIR /src
 ENV CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
+# Build settings for the bundled SQLite (.cargo/config.toml).
+COPY .cargo ./.cargo
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && echo 'fn main() {}' > benches/load.rs \
     && cargo build --release --locked --bin switchboard \

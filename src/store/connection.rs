@@ -444,3 +444,26 @@ where
         .test_on_check_out(true)
         .retry_connection(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::{Connection, QueryableByName, RunQueryDsl};
+
+    /// `.cargo/config.toml` builds the bundled SQLite with the query planner
+    /// stability guarantee. Without it, every statement that binds a LIMIT
+    /// or a client_msg_id is parsed and planned again each time it runs.
+    #[test]
+    fn the_embedded_sqlite_plans_a_statement_once() {
+        #[derive(QueryableByName)]
+        struct Opt {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let mut c = diesel::sqlite::SqliteConnection::establish(":memory:").expect("an in-memory SQLite");
+        let opts: Vec<Opt> = diesel::sql_query("PRAGMA compile_options").load(&mut c).expect("its compile options");
+        assert!(
+            opts.iter().any(|o| o.compile_options == "ENABLE_QPSG"),
+            "SQLite was built without SQLITE_ENABLE_QPSG (LIBSQLITE3_FLAGS in .cargo/config.toml)"
+        );
+    }
+}
