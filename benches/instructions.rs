@@ -7,7 +7,10 @@
 //! Ops: parse_send (a `send` frame parsed), serialise_message (a `message`
 //! frame written), sequencer (one in-order message through a room's
 //! sequencer), fanout_1000 (one message's frame filtered for 1,000
-//! sessions' streams), cache_hit (a membership answered by the L1 cache).
+//! sessions' streams), cache_hit (a membership answered by the L1 cache),
+//! sqlite_append (one lone message committed by the embedded writer's
+//! append, synced as in production; the sync's kernel time is not counted,
+//! so this is SQLite's and diesel's own work per message).
 //! The gate runs each op at two iteration counts and takes the difference,
 //! so start-up and set-up cancel out.
 
@@ -98,9 +101,49 @@ fn main() {
                 }
             });
         }
+        "sqlite_append" => sqlite_append(n),
         other => {
-            eprintln!("unknown op {other:?}: parse_send, serialise_message, sequencer, fanout_1000, cache_hit");
+            eprintln!("unknown op {other:?}: parse_send, serialise_message, sequencer, fanout_1000, cache_hit, sqlite_append");
             std::process::exit(2);
         }
     }
+}
+
+fn sqlite_append(n: i64) {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    use switchboard::config::Database;
+    use switchboard::store::append::{append_sqlite, AppendInput};
+    use switchboard::store::connection::{sqlite_pragmas, SqliteWriterConn};
+
+    // Under target/, which the gate runs beside; gone again at the end.
+    let dir = std::path::PathBuf::from(format!("target/instructions-sqlite-{}", std::process::id()));
+    let path = dir.join("bench.db");
+    let _ = std::fs::remove_dir_all(&dir);
+    switchboard::store::bootstrap::prepare_database(&Database::Sqlite { path: path.clone() }, std::time::Duration::from_secs(5))
+        .expect("a fresh embedded database");
+    actix_rt::System::new().block_on(async {
+        let mut conn = SqliteWriterConn::establish(&path.to_string_lossy()).await.expect("the writer's connection");
+        conn.batch_execute(&sqlite_pragmas(std::time::Duration::from_secs(5))).await.expect("its settings");
+        conn.batch_execute(
+            "INSERT INTO users (id, username, guest) VALUES (x'00000000000000000000000000000007', 'alice', 1); \
+             INSERT INTO rooms (name) VALUES ('general')",
+        )
+        .await
+        .expect("a user and a room");
+        let sent_at = chrono::DateTime::from_timestamp_millis(1_764_000_000_000).expect("time");
+        for i in 0..n {
+            let client_msg_id = format!("c-{i}");
+            let input = AppendInput {
+                room_id: 1,
+                user_id: uuid::Uuid::from_u128(7),
+                id: uuid::Uuid::from_u128(1_000_000 + i as u128),
+                body: "a message of about the size people type in a chat, give or take",
+                client_msg_id: Some(&client_msg_id),
+                sent_at,
+            };
+            let rows = append_sqlite(&mut conn, black_box(&[input])).await.expect("the append");
+            assert!(rows.len() == 1 && !rows[0].out_existed, "one new message per append");
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -23,12 +23,12 @@ count() { # op iterations -> instructions of the whole run
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 
-declare -A iterations=([parse_send]=2000 [serialise_message]=2000 [sequencer]=2000 [fanout_1000]=20 [cache_hit]=2000)
+declare -A iterations=([parse_send]=2000 [serialise_message]=2000 [sequencer]=2000 [fanout_1000]=20 [cache_hit]=2000 [sqlite_append]=200)
 measured=target/perf-gate.json
 {
   printf '{'
   sep=
-  for op in parse_send serialise_message sequencer fanout_1000 cache_hit; do
+  for op in parse_send serialise_message sequencer fanout_1000 cache_hit sqlite_append; do
     n=${iterations[$op]}
     one=$(count "$op" "$n"); two=$(count "$op" $((2 * n)))
     per=$(( (two - one) / n ))
