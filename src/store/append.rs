@@ -96,7 +96,9 @@ pub async fn append_postgres(
                 // there is one (the failed statement changed nothing).
                 let fresh = LeafOne { sql: leaf.clone(), input: *one, probe: false }.load::<AppendRow>(conn).await;
                 return match fresh {
-                    Err(e) if super::is_unique_violation(&e) => LeafOne { sql: leaf, input: *one, probe: true }.load::<AppendRow>(conn).await,
+                    Err(e) if super::is_unique_violation(&e) => {
+                        LeafOne { sql: leaf, input: *one, probe: true }.load::<AppendRow>(conn).await
+                    }
                     other => other,
                 };
             }
