@@ -220,6 +220,14 @@ impl LeafSql {
              UNION ALL \
              SELECT x.ord, x.seq, x.id, x.body, x.sent_at, true FROM existing x"
         );
+        // Both lone-message forms bump the room's seq and insert the row the
+        // same way; the looking form only skips both when it found a copy.
+        let bump = "UPDATE rooms r SET last_seq = r.last_seq + 1 FROM input i WHERE r.id = i.room_id";
+        let insert = format!(
+            "INSERT INTO {leaf} (room_id, seq, id, user_id, body, client_msg_id, sent_at) \
+             SELECT i.room_id, b.last_seq, i.id, i.user_id, i.body, i.client_msg_id, i.sent_at \
+               FROM input i, bumped b"
+        );
         let one_tail = format!(
             "::timestamptz AS sent_at), \
              existing AS (\
@@ -230,27 +238,15 @@ impl LeafSql {
                (SELECT m2.seq, m2.id, m2.body, m2.sent_at FROM {leaf} m2, input i \
                  WHERE m2.room_id = i.room_id AND m2.id = i.id LIMIT 1) \
                LIMIT 1), \
-             bumped AS (\
-               UPDATE rooms r SET last_seq = r.last_seq + 1 FROM input i \
-                WHERE r.id = i.room_id AND NOT EXISTS (SELECT 1 FROM existing) \
-               RETURNING r.last_seq), \
-             inserted AS (\
-               INSERT INTO {leaf} (room_id, seq, id, user_id, body, client_msg_id, sent_at) \
-               SELECT i.room_id, b.last_seq, i.id, i.user_id, i.body, i.client_msg_id, i.sent_at \
-                 FROM input i, bumped b RETURNING 1) \
+             bumped AS ({bump} AND NOT EXISTS (SELECT 1 FROM existing) RETURNING r.last_seq), \
+             inserted AS ({insert} RETURNING 1) \
              SELECT 1 AS out_ord, b.last_seq AS out_seq, i.id AS out_id, i.body AS out_body, \
                     i.sent_at AS out_sent_at, false AS out_existed FROM input i, bumped b \
              UNION ALL \
              SELECT 1, x.seq, x.id, x.body, x.sent_at, true FROM existing x"
         );
         let fresh_tail = format!(
-            "::timestamptz AS sent_at), \
-             bumped AS (\
-               UPDATE rooms r SET last_seq = r.last_seq + 1 FROM input i WHERE r.id = i.room_id \
-               RETURNING r.last_seq) \
-             INSERT INTO {leaf} (room_id, seq, id, user_id, body, client_msg_id, sent_at) \
-             SELECT i.room_id, b.last_seq, i.id, i.user_id, i.body, i.client_msg_id, i.sent_at \
-               FROM input i, bumped b \
+            "::timestamptz AS sent_at), bumped AS ({bump} RETURNING r.last_seq) {insert} \
              RETURNING 1 AS out_ord, seq AS out_seq, id AS out_id, body AS out_body, \
                        sent_at AS out_sent_at, false AS out_existed"
         );
