@@ -11,7 +11,8 @@
 //! - SQLite: the same steps in Rust inside one `IMMEDIATE` transaction (the
 //!   write lock is taken up front, so a batch never fails half-way on a lock
 //!   upgrade); in-process statements cost microseconds, so a statement per
-//!   message is cheap.
+//!   message is cheap. Every send is inserted first, and looked up only when
+//!   a unique key fails it.
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
@@ -381,7 +382,9 @@ pub async fn append_sqlite(conn: &mut SqliteWriterConn, jobs: &[AppendInput<'_>]
 mod sqlite {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use diesel::sqlite::SqliteConnection;
+    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+    use diesel::sql_types::BigInt;
+    use diesel::sqlite::{Sqlite, SqliteConnection};
     use uuid::Uuid;
 
     use super::{AppendRow, OwnedInput};
@@ -392,47 +395,93 @@ mod sqlite {
     type Found = (i64, Uuid, String, DateTime<Utc>);
 
     /// Inside the caller's transaction, which holds the write lock: no other
-    /// writer can slip between the look-up and the insert.
+    /// writer sees the room's seq between its bump and the insert.
+    ///
+    /// A send is almost always new, so it is inserted without looking for an
+    /// earlier copy first (two statements, not four). A repeat fails on a
+    /// unique key; that statement changed nothing, the bump is given back,
+    /// and only then is the earlier copy looked up.
     pub fn append(c: &mut SqliteConnection, jobs: &[OwnedInput]) -> QueryResult<Vec<AppendRow>> {
         let mut rows = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.iter().enumerate() {
             let out_ord = i32::try_from(i + 1).unwrap_or(i32::MAX);
-            if let Some((seq, id, body, sent_at)) = existing(c, job)? {
-                rows.push(AppendRow {
+            let seq = bump(c, job.room_id, 1)?;
+            match insert(c, job, seq) {
+                Ok(()) => rows.push(AppendRow {
                     out_ord,
                     out_seq: seq,
-                    out_id: id,
-                    out_body: body,
-                    out_sent_at: sent_at,
-                    out_existed: true,
-                });
-                continue;
+                    out_id: job.id,
+                    out_body: job.body.clone(),
+                    out_sent_at: job.sent_at,
+                    out_existed: false,
+                }),
+                Err(e) if crate::store::is_unique_violation(&e) => {
+                    bump(c, job.room_id, -1)?;
+                    // Not a repeat (a seq already taken): the error stands.
+                    let Some((seq, id, body, sent_at)) = existing(c, job)? else { return Err(e) };
+                    rows.push(AppendRow {
+                        out_ord,
+                        out_seq: seq,
+                        out_id: id,
+                        out_body: body,
+                        out_sent_at: sent_at,
+                        out_existed: true,
+                    });
+                }
+                Err(e) => return Err(e),
             }
-            let seq: i64 = diesel::update(rooms::table.filter(rooms::id.eq(job.room_id)))
-                .set(rooms::last_seq.eq(rooms::last_seq + 1))
-                .returning(rooms::last_seq)
-                .get_result(c)?;
-            diesel::insert_into(messages::table)
-                .values((
-                    messages::room_id.eq(job.room_id),
-                    messages::seq.eq(seq),
-                    messages::id.eq(MessageId(job.id)),
-                    messages::user_id.eq(UserId(job.user_id)),
-                    messages::body.eq(&job.body),
-                    messages::client_msg_id.eq(job.client_msg_id.as_deref()),
-                    messages::sent_at.eq(At(job.sent_at)),
-                ))
-                .execute(c)?;
-            rows.push(AppendRow {
-                out_ord,
-                out_seq: seq,
-                out_id: job.id,
-                out_body: job.body.clone(),
-                out_sent_at: job.sent_at,
-                out_existed: false,
-            });
         }
         Ok(rows)
+    }
+
+    /// Moves the room's last seq by `by` and returns the new value.
+    fn bump(c: &mut SqliteConnection, room_id: i64, by: i64) -> QueryResult<i64> {
+        if (Bump { room_id, by }).execute(c)? == 0 {
+            return Err(diesel::result::Error::NotFound);
+        }
+        rooms::table.filter(rooms::id.eq(room_id)).select(rooms::last_seq).get_result(c)
+    }
+
+    /// `UPDATE rooms SET last_seq = …` with a fixed text, so the connection
+    /// keeps it prepared: diesel never caches its own UPDATE (a changeset
+    /// may skip columns), and preparing it anew was a fifth of a lone
+    /// message's instructions. No `RETURNING`: SQLite builds a temporary
+    /// table for it on every run; the read after it is cheaper.
+    struct Bump {
+        room_id: i64,
+        by: i64,
+    }
+
+    impl QueryFragment<Sqlite> for Bump {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+            out.push_sql("UPDATE rooms SET last_seq = last_seq + ");
+            out.push_bind_param::<BigInt, _>(&self.by)?;
+            out.push_sql(" WHERE id = ");
+            out.push_bind_param::<BigInt, _>(&self.room_id)?;
+            Ok(())
+        }
+    }
+
+    impl QueryId for Bump {
+        type QueryId = ();
+        const HAS_STATIC_QUERY_ID: bool = false;
+    }
+
+    impl RunQueryDsl<SqliteConnection> for Bump {}
+
+    fn insert(c: &mut SqliteConnection, job: &OwnedInput, seq: i64) -> QueryResult<()> {
+        diesel::insert_into(messages::table)
+            .values((
+                messages::room_id.eq(job.room_id),
+                messages::seq.eq(seq),
+                messages::id.eq(MessageId(job.id)),
+                messages::user_id.eq(UserId(job.user_id)),
+                messages::body.eq(&job.body),
+                messages::client_msg_id.eq(job.client_msg_id.as_deref()),
+                messages::sent_at.eq(At(job.sent_at)),
+            ))
+            .execute(c)
+            .map(drop)
     }
 
     fn existing(c: &mut SqliteConnection, job: &OwnedInput) -> QueryResult<Option<Found>> {
@@ -455,5 +504,72 @@ mod sqlite {
             .select(columns)
             .first::<Found>(c)
             .optional()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, RunQueryDsl};
+    use diesel_migrations::MigrationHarness;
+
+    use super::{sqlite, OwnedInput};
+
+    fn database() -> diesel::sqlite::SqliteConnection {
+        let mut c = diesel::sqlite::SqliteConnection::establish(":memory:").expect("an in-memory SQLite");
+        c.run_pending_migrations(crate::store::bootstrap::SQLITE_MIGRATIONS).expect("the migrations");
+        c.batch_execute(
+            "INSERT INTO users (id, username, guest) VALUES (x'00000000000000000000000000000007', 'alice', 1); \
+             INSERT INTO rooms (name) VALUES ('general')",
+        )
+        .expect("a user and a room");
+        c
+    }
+
+    fn send(id: u128, client_msg_id: Option<&str>) -> OwnedInput {
+        OwnedInput {
+            room_id: 1,
+            user_id: uuid::Uuid::from_u128(7),
+            id: uuid::Uuid::from_u128(id),
+            body: format!("message {id}"),
+            client_msg_id: client_msg_id.map(str::to_string),
+            sent_at: chrono::DateTime::from_timestamp_millis(1_764_000_000_000).expect("time"),
+        }
+    }
+
+    fn append(c: &mut diesel::sqlite::SqliteConnection, jobs: &[OwnedInput]) -> diesel::QueryResult<Vec<(i64, bool)>> {
+        c.immediate_transaction(|c| sqlite::append(c, jobs)).map(|rows| rows.iter().map(|r| (r.out_seq, r.out_existed)).collect())
+    }
+
+    fn last_seq(c: &mut diesel::sqlite::SqliteConnection) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Seq {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            last_seq: i64,
+        }
+        diesel::sql_query("SELECT last_seq FROM rooms WHERE id = 1").get_result::<Seq>(c).expect("the room").last_seq
+    }
+
+    /// A repeat, by client_msg_id or by id, in a later batch or in the same
+    /// one, answers with the stored copy and gives its seq back.
+    #[test]
+    fn a_repeat_is_found_after_its_insert_fails_and_takes_no_seq() {
+        let mut c = database();
+        assert_eq!(append(&mut c, &[send(1, Some("a")), send(2, None)]).expect("two new"), [(1, false), (2, false)]);
+        let again = [send(3, Some("a")), send(2, None), send(4, Some("b")), send(5, Some("b"))];
+        assert_eq!(append(&mut c, &again).expect("repeats"), [(1, true), (2, true), (3, false), (3, true)]);
+        assert_eq!(last_seq(&mut c), 3);
+    }
+
+    /// A unique key that no repeat explains (a seq already taken) fails the
+    /// batch, and the batch leaves nothing behind.
+    #[test]
+    fn a_conflict_that_is_not_a_repeat_fails_the_batch() {
+        let mut c = database();
+        append(&mut c, &[send(1, Some("a"))]).expect("one new");
+        c.batch_execute("UPDATE rooms SET last_seq = 0").expect("the seq set back");
+        let failed = append(&mut c, &[send(2, Some("b"))]).expect_err("seq 1 is taken");
+        assert!(crate::store::is_unique_violation(&failed), "{failed:?}");
+        assert_eq!(last_seq(&mut c), 0);
     }
 }
