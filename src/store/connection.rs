@@ -110,6 +110,8 @@ pub struct ConnectionSettings {
     pub application_name: String,
     /// Queries at least this slow are logged with their name and row count.
     pub slow_query: Duration,
+    /// The embedded database's checkpointer asks the writer through this.
+    pub wal_catch_up: Arc<super::checkpointer::WalCatchUp>,
 }
 
 impl ConnectionSettings {
@@ -119,6 +121,7 @@ impl ConnectionSettings {
             statement_timeout: config.statement_timeout,
             application_name: format!("switchboard {instance_id}"),
             slow_query,
+            wal_catch_up: Arc::default(),
         }
     }
 

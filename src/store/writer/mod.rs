@@ -302,6 +302,11 @@ impl Shard {
             if !batch.is_empty() {
                 self.commit(batch).await;
             }
+            if self.settings.wal_catch_up.take() {
+                if let Some(WriterConn::Sqlite(conn)) = self.conn.as_mut() {
+                    super::checkpointer::catch_up(conn).await;
+                }
+            }
             for done in flushes.drain(..) {
                 let _ = done.send(());
             }
