@@ -12,14 +12,14 @@
 //! a writer committing every millisecond always adds frames while it runs
 //! (W1 grew the WAL by 22 MB/s, 700 MB in 30 s, each commit extending the
 //! file and so its sync writing metadata too). So once the WAL is past
-//! `RESTART_PAGES`, this task asks the writer (`WalCatchUp`) to run one more
-//! PASSIVE checkpoint itself between two batches: no commit can overtake
-//! it, so it copies the few frames since this task's pass, and the next
-//! commit starts the file over (`journal_size_limit` trims it then). A
-//! RESTART from here would do the same, but the writer would wait for it
-//! in SQLite's busy handler, whose back-off sleeps for tens of
-//! milliseconds. Past `HARD_LIMIT_PAGES` not yet copied (readers holding old
-//! snapshots), this task escalates to RESTART, which waits for them.
+//! `RESTART_PAGES`, this task asks the writer (`connection::WalCatchUp`) to
+//! run one more PASSIVE checkpoint itself between two batches: no commit
+//! can overtake it, so it copies the few frames since this task's pass, and
+//! the next commit starts the file over (`journal_size_limit` trims it
+//! then). A RESTART from here would do the same, but the writer would wait
+//! for it in SQLite's busy handler, whose back-off sleeps for tens of
+//! milliseconds. Past `HARD_LIMIT_PAGES` not yet copied (readers holding
+//! old snapshots), this task escalates to RESTART, which waits for them.
 //!
 //! Commits still sync the WAL (`synchronous = FULL`): an ack still means the
 //! message is on disk.
@@ -28,8 +28,6 @@ use std::time::Duration;
 
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::connection::{ConnectionSettings, SqliteConn, SqliteWriterConn};
 use crate::metrics::METRICS;
@@ -40,17 +38,6 @@ const EVERY: Duration = Duration::from_millis(500);
 const RESTART_PAGES: i32 = 4_096;
 /// Pages left uncopied past which a checkpoint waits for readers.
 const HARD_LIMIT_PAGES: i32 = 16_384;
-
-/// The checkpointer's request to the writer, taken between batches.
-#[derive(Debug, Default)]
-pub struct WalCatchUp(AtomicBool);
-
-impl WalCatchUp {
-    /// True once after each request.
-    pub fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
-    }
-}
 
 /// The writer's part, between batches: a PASSIVE checkpoint that no commit
 /// can overtake, so the next commit starts the WAL over.
@@ -93,7 +80,7 @@ pub async fn run(settings: ConnectionSettings) {
             log::warn!("WAL checkpointer: {behind} pages not yet copied (readers hold old snapshots); waiting for them next");
         }
         if c.log > RESTART_PAGES {
-            settings.wal_catch_up.0.store(true, Ordering::Relaxed);
+            settings.wal_catch_up.ask();
         }
     }
 }

@@ -102,6 +102,22 @@ impl DbPool {
     }
 }
 
+/// The embedded database's checkpointer asking the writer to run one
+/// checkpoint itself between batches (`store::checkpointer`).
+#[derive(Debug, Default)]
+pub struct WalCatchUp(std::sync::atomic::AtomicBool);
+
+impl WalCatchUp {
+    pub fn ask(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True once after each request.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// What every new connection is told before first use.
 #[derive(Clone, Debug)]
 pub struct ConnectionSettings {
@@ -111,7 +127,7 @@ pub struct ConnectionSettings {
     /// Queries at least this slow are logged with their name and row count.
     pub slow_query: Duration,
     /// The embedded database's checkpointer asks the writer through this.
-    pub wal_catch_up: Arc<super::checkpointer::WalCatchUp>,
+    pub wal_catch_up: Arc<WalCatchUp>,
 }
 
 impl ConnectionSettings {
