@@ -12,7 +12,7 @@
 //! a writer committing every millisecond always adds frames while it runs
 //! (W1 grew the WAL by 22 MB/s, 700 MB in 30 s, each commit extending the
 //! file and so its sync writing metadata too). So once the WAL is past
-//! `RESTART_PAGES`, this task asks the writer (`connection::WalCatchUp`) to
+//! `CATCH_UP_PAGES`, this task asks the writer (`connection::WalCatchUp`) to
 //! run one more PASSIVE checkpoint itself between two batches: no commit
 //! can overtake it, so it copies the few frames since this task's pass, and
 //! the next commit starts the file over (`journal_size_limit` trims it
@@ -35,7 +35,7 @@ use crate::metrics::METRICS;
 /// How often the checkpointer looks at the WAL.
 const EVERY: Duration = Duration::from_millis(500);
 /// WAL frames (4 KiB pages) past which the writer is asked to catch up.
-const RESTART_PAGES: i32 = 4_096;
+const CATCH_UP_PAGES: i32 = 4_096;
 /// Pages left uncopied past which a checkpoint waits for readers.
 const HARD_LIMIT_PAGES: i32 = 16_384;
 
@@ -79,14 +79,15 @@ pub async fn run(settings: ConnectionSettings) {
         if c.busy != 0 && escalate {
             log::warn!("WAL checkpointer: {behind} pages not yet copied (readers hold old snapshots); waiting for them next");
         }
-        if c.log > RESTART_PAGES {
+        if c.log > CATCH_UP_PAGES {
             settings.wal_catch_up.ask();
         }
     }
 }
 
-/// One checkpoint in `mode`, timed; `None` when it failed (the task ends,
-/// and its supervisor starts it again).
+/// One checkpoint in `mode`, timed; `None` when it failed (logged). The
+/// background task then ends and its supervisor starts it again; the
+/// writer goes on with its next batch.
 async fn checkpoint<C>(conn: &mut C, mode: &str) -> Option<Checkpoint>
 where
     C: diesel_async::AsyncConnection<Backend = diesel::sqlite::Sqlite>,
