@@ -110,10 +110,10 @@ fn main() {
 }
 
 fn sqlite_append(n: i64) {
-    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    use diesel_async::SimpleAsyncConnection;
     use switchboard::config::Database;
     use switchboard::store::append::{append_sqlite, AppendInput};
-    use switchboard::store::connection::{sqlite_pragmas, SqliteWriterConn};
+    use switchboard::store::connection::{ConnectionSettings, SqliteWriterConn};
 
     // Under target/, which the gate runs beside; gone again at the end.
     let dir = std::path::PathBuf::from(format!("target/instructions-sqlite-{}", std::process::id()));
@@ -122,8 +122,15 @@ fn sqlite_append(n: i64) {
     switchboard::store::bootstrap::prepare_database(&Database::Sqlite { path: path.clone() }, std::time::Duration::from_secs(5))
         .expect("a fresh embedded database");
     actix_rt::System::new().block_on(async {
-        let mut conn = SqliteWriterConn::establish(&path.to_string_lossy()).await.expect("the writer's connection");
-        conn.batch_execute(&sqlite_pragmas(std::time::Duration::from_secs(5))).await.expect("its settings");
+        // Opened as the writer opens it (its pragmas included).
+        let settings = ConnectionSettings {
+            database: Database::Sqlite { path: path.clone() },
+            statement_timeout: std::time::Duration::from_secs(5),
+            application_name: String::new(),
+            slow_query: std::time::Duration::from_secs(1),
+            wal_catch_up: Default::default(),
+        };
+        let mut conn: SqliteWriterConn = settings.connect_sqlite().await.expect("the writer's connection");
         conn.batch_execute(
             "INSERT INTO users (id, username, guest) VALUES (x'00000000000000000000000000000007', 'alice', 1); \
              INSERT INTO rooms (name) VALUES ('general')",

@@ -372,7 +372,7 @@ impl QueryFragment<Pg> for FunctionAppend<'_> {
 
 // Both statements' texts are fixed (per leaf), so diesel keeps them
 // prepared per connection, keyed by their text: no Parse round trip.
-cached_statement!(LeafAppend, LeafOne, FunctionAppend);
+cached_statement!(LeafAppend<'_>, LeafOne<'_>, FunctionAppend<'_>);
 
 pub async fn append_sqlite(conn: &mut SqliteWriterConn, jobs: &[AppendInput<'_>]) -> diesel::QueryResult<Vec<AppendRow>> {
     let jobs: Vec<OwnedInput> = jobs.iter().map(OwnedInput::from).collect();
@@ -382,7 +382,7 @@ pub async fn append_sqlite(conn: &mut SqliteWriterConn, jobs: &[AppendInput<'_>]
 mod sqlite {
     use chrono::{DateTime, Utc};
     use diesel::prelude::*;
-    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+    use diesel::query_builder::{AstPass, QueryFragment};
     use diesel::sql_types::BigInt;
     use diesel::sqlite::{Sqlite, SqliteConnection};
     use uuid::Uuid;
@@ -462,10 +462,7 @@ mod sqlite {
         }
     }
 
-    impl QueryId for Bump {
-        type QueryId = ();
-        const HAS_STATIC_QUERY_ID: bool = false;
-    }
+    cached_statement!(Bump);
 
     impl RunQueryDsl<SqliteConnection> for Bump {}
 

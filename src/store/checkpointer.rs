@@ -109,11 +109,11 @@ where
 
 #[cfg(test)]
 mod tests {
-    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    use diesel_async::SimpleAsyncConnection;
 
     use super::{catch_up, checkpoint};
     use crate::config::Database;
-    use crate::store::connection::{sqlite_pragmas, SqliteWriterConn};
+    use crate::store::connection::{ConnectionSettings, SqliteWriterConn};
 
     /// After the writer's catch-up, its next commit writes the WAL from the
     /// start instead of appending to it.
@@ -124,8 +124,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         crate::store::bootstrap::prepare_database(&Database::Sqlite { path: path.clone() }, std::time::Duration::from_secs(5))
             .expect("a fresh embedded database");
-        let mut writer = SqliteWriterConn::establish(&path.to_string_lossy()).await.expect("the writer's connection");
-        writer.batch_execute(&sqlite_pragmas(std::time::Duration::from_secs(5))).await.expect("its settings");
+        let settings = ConnectionSettings {
+            database: Database::Sqlite { path: path.clone() },
+            statement_timeout: std::time::Duration::from_secs(5),
+            application_name: String::new(),
+            slow_query: std::time::Duration::from_secs(1),
+            wal_catch_up: Default::default(),
+        };
+        let mut writer: SqliteWriterConn = settings.connect_sqlite().await.expect("the writer's connection");
         writer.batch_execute("INSERT INTO rooms (name) VALUES ('general')").await.expect("a room");
         let commit = "UPDATE rooms SET last_seq = last_seq + 1";
         for _ in 0..50 {

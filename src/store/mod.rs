@@ -61,17 +61,17 @@ macro_rules! db_read {
     }};
 }
 
-/// A hand-written PostgreSQL statement (a `QueryFragment<Pg>` over a
-/// struct with one lifetime) whose text is fixed: diesel keeps it prepared
-/// per connection, keyed by its text (`sql_query` is never kept).
+/// A hand-written statement (a `QueryFragment` over a struct) whose text
+/// is fixed: diesel keeps it prepared per connection, keyed by its text
+/// (`sql_query`, and diesel's own `UPDATE`, are never kept).
 macro_rules! cached_statement {
-    ($($t:ident),*) => {$(
-        impl diesel::query_builder::QueryId for $t<'_> {
+    ($($t:ty),*) => {$(
+        impl diesel::query_builder::QueryId for $t {
             type QueryId = ();
             const HAS_STATIC_QUERY_ID: bool = false;
         }
 
-        impl diesel::query_builder::Query for $t<'_> {
+        impl diesel::query_builder::Query for $t {
             type SqlType = diesel::sql_types::Untyped;
         }
     )*};

@@ -214,7 +214,7 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for MarkMany<'_> {
     }
 }
 
-cached_statement!(ReadStatesPg, MarkMany);
+cached_statement!(ReadStatesPg<'_>, MarkMany<'_>);
 
 #[cfg(test)]
 mod tests {

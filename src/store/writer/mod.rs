@@ -302,8 +302,8 @@ impl Shard {
             if !batch.is_empty() {
                 self.commit(batch).await;
             }
-            if self.settings.wal_catch_up.take() {
-                if let Some(WriterConn::Sqlite(conn)) = self.conn.as_mut() {
+            if let Some(WriterConn::Sqlite(conn)) = self.conn.as_mut() {
+                if self.settings.wal_catch_up.take() {
                     super::checkpointer::catch_up(conn).await;
                 }
             }
