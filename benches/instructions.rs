@@ -76,7 +76,13 @@ fn main() {
             }
             for seq in 1..=n {
                 let msg = sample_message(seq);
-                let frame = [OutFrame { seq, text: frames::message(&msg), received_at: None, available_at: None, trace: None }];
+                let frame = [OutFrame {
+                    seq,
+                    wire: frames::wire(&frames::message(&msg)),
+                    received_at: None,
+                    available_at: None,
+                    trace: None,
+                }];
                 for s in sessions.iter_mut() {
                     black_box(s.deliver(RoomId(1), &frame, true));
                 }

@@ -2,6 +2,8 @@
 //! lists them); client frames parse in `ws::protocol`. Room traffic is
 //! encoded once by the room and shared by all its sessions.
 
+use actix_http::ws::{OpCode, Parser};
+use actix_web::web::{Bytes, BytesMut};
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -154,6 +156,16 @@ pub fn reconnect(reason: &str, after_ms: u64) -> ByteString {
     to_text(&ServerFrame::Reconnect { reason, after_ms })
 }
 
+/// A text frame as the server sends it, WebSocket header and payload: a
+/// room's events are put on the wire once per instance, and every
+/// recipient's socket writes these same bytes (`ws::session::socket`).
+pub fn wire(text: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(text.len() + 10);
+    // Server frames are never masked.
+    Parser::write_message(&mut buf, text, OpCode::Text, true, false);
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +241,18 @@ mod tests {
         assert!(parse(error(ErrorCode::BadRequest, "x", None)).get("ref").is_none());
         assert_eq!(parse(pong(&Value::from(7))), json!({"type":"pong","ts":7}));
         assert_eq!(parse(reconnect("draining", 250)), json!({"type":"reconnect","reason":"draining","after_ms":250}));
+    }
+
+    #[test]
+    fn the_wire_form_is_what_the_codec_writes() {
+        use actix_codec::Encoder;
+        for len in [0usize, 5, 125, 126, 300, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let mut by_codec = BytesMut::new();
+            actix_http::ws::Codec::new()
+                .encode(actix_http::ws::Message::Text(text.clone().into()), &mut by_codec)
+                .expect("encoded");
+            assert_eq!(wire(&text), by_codec.freeze(), "length {len}");
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! What rooms tell sessions. Frames are serialised once by the room and shared
-//! by every recipient (`ByteString` clones are reference counts).
+//! by every recipient (`ByteString` and `Bytes` clones are reference counts).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Message;
+use actix_web::web::Bytes;
 use bytestring::ByteString;
 
 use crate::domain::{RoomId, RoomName};
@@ -15,7 +16,9 @@ use crate::telemetry::delivery::DeliveryTrace;
 #[derive(Debug, Clone)]
 pub struct OutFrame {
     pub seq: i64,
-    pub text: ByteString,
+    /// The frame with its WebSocket header (`frames::wire`), encoded once
+    /// and written as is by every recipient's socket.
+    pub wire: Bytes,
     /// When this instance received the send (local sends only), for the
     /// delivery-latency histogram.
     pub received_at: Option<Instant>,
@@ -30,8 +33,8 @@ pub struct OutFrame {
 
 impl OutFrame {
     /// A message read back (replay, history), not a live delivery.
-    pub fn replayed(seq: i64, text: ByteString) -> OutFrame {
-        OutFrame { seq, text, received_at: None, available_at: None, trace: None }
+    pub fn replayed(seq: i64, text: &str) -> OutFrame {
+        OutFrame { seq, wire: crate::frames::wire(text), received_at: None, available_at: None, trace: None }
     }
 }
 

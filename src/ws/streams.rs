@@ -286,7 +286,7 @@ impl<R: Clone, S> Streams<R, S> {
         let mut out = Vec::new();
         let mut bytes = 0;
         for f in frames {
-            if !out.is_empty() && bytes + f.text.len() > budget {
+            if !out.is_empty() && bytes + f.wire.len() > budget {
                 // The rest is read again next time: the client is slow.
                 return out;
             }
@@ -294,7 +294,7 @@ impl<R: Clone, S> Streams<R, S> {
             // is a duplicate (or the read raced a rejoin).
             if f.seq == *last_seen + 1 {
                 *last_seen = f.seq;
-                bytes += f.text.len();
+                bytes += f.wire.len();
                 out.push(f);
             }
         }
@@ -364,7 +364,6 @@ impl<R: Clone, S> Streams<R, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytestring::ByteString;
 
     type S = Streams<&'static str, u32>;
 
@@ -373,7 +372,7 @@ mod tests {
     }
 
     fn frames(seqs: &[i64]) -> Vec<OutFrame> {
-        seqs.iter().map(|s| OutFrame::replayed(*s, ByteString::from(s.to_string()))).collect()
+        seqs.iter().map(|s| OutFrame::replayed(*s, &s.to_string())).collect()
     }
 
     fn written(out: &[&OutFrame]) -> Vec<i64> {

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
 
-use super::session::{Session, SessionParts};
+use super::session::{self, Session, SessionParts};
 use crate::auth::AuthUser;
 use crate::connections::Registration;
 use crate::error::ApiError;
@@ -23,9 +22,7 @@ pub fn start(
     registration: Registration,
 ) -> Result<HttpResponse, ApiError> {
     let max_frame = parts.settings.sockets.max_frame_bytes;
-    ws::WsResponseBuilder::new(Session::new(auth, parts, slot, registration), req, stream)
-        .frame_size(max_frame)
-        .start()
+    session::start(Session::new(auth, parts, slot, registration), req, stream, max_frame)
         .map_err(|e| ApiError::BadRequest(format!("expected a WebSocket upgrade: {e}")))
 }
 

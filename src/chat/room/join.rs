@@ -64,7 +64,7 @@ impl Room {
     /// The replay after `since` from memory, when the window covers it.
     fn replay_from_window(&self, since: i64) -> Option<Arc<[OutFrame]>> {
         let held = self.window.replay_after(since, self.sequencer.delivered())?;
-        Some(held.iter().map(|m| OutFrame::replayed(m.seq, frames::event(m))).collect())
+        Some(held.iter().map(|m| OutFrame::replayed(m.seq, &frames::event(m))).collect())
     }
 
     fn start_replay(&mut self, session: SessionId, generation: u64, since: i64, upto: i64, ctx: &mut Context<Self>) {
@@ -96,7 +96,7 @@ impl Room {
         };
         match result {
             Ok(messages) => {
-                let replay: Arc<[OutFrame]> = messages.iter().map(|m| OutFrame::replayed(m.seq, frames::event(m))).collect();
+                let replay: Arc<[OutFrame]> = messages.iter().map(|m| OutFrame::replayed(m.seq, &frames::event(m))).collect();
                 let replay = (!replay.is_empty()).then_some(replay);
                 for batch in member.catch_up.finish(generation, replay).unwrap_or_default() {
                     member.recipient.do_send(RoomEvent::Messages { room: self.id, frames: batch });

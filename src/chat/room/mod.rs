@@ -104,7 +104,7 @@ impl Room {
             for c in released {
                 ready.push(OutFrame {
                     seq: c.message.seq,
-                    text: frames::event(&c.message),
+                    wire: frames::wire(&frames::event(&c.message)),
                     received_at: Some(c.received_at),
                     available_at: Some(c.available_at),
                     trace: c.trace,

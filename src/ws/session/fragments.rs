@@ -1,7 +1,6 @@
 //! Fragmented text messages, collected up to the frame limit.
 
-use actix_web_actors::ws;
-
+use super::socket::SocketContext;
 use crate::error::ErrorCode;
 
 use super::Session;
@@ -14,7 +13,7 @@ pub(super) struct Fragment {
 }
 
 impl Session {
-    pub(super) fn handle_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn handle_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut SocketContext<Self>) {
         let limit = self.parts.settings.sockets.max_frame_bytes;
         let (data, first, last, binary) = match item {
             actix_http::ws::Item::FirstText(d) => (d, true, false, false),

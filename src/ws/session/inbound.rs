@@ -8,6 +8,7 @@ use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 
 use super::send::PendingSend;
+use super::socket::SocketContext;
 use super::Session;
 use crate::chat::room::Typing;
 use crate::domain::RoomName;
@@ -18,13 +19,7 @@ use crate::ws::protocol::ClientFrame;
 use crate::ws::test_hooks;
 
 impl Session {
-    pub(super) fn send_error(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        code: ErrorCode,
-        message: &str,
-        reference: Option<&str>,
-    ) {
+    pub(super) fn send_error(&mut self, ctx: &mut SocketContext<Self>, code: ErrorCode, message: &str, reference: Option<&str>) {
         METRICS.ws_errors.with_label_values(&[code.as_str()]).inc();
         self.write(ctx, crate::frames::error(code, message, reference));
         if self.admission.errored(code, Instant::now()) == AfterError::Close {
@@ -36,7 +31,7 @@ impl Session {
         }
     }
 
-    pub(super) fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn handle_text(&mut self, text: &str, ctx: &mut SocketContext<Self>) {
         if self.registration.guard.is_revoked() {
             // Signed out on some instance; the Control message may still be queued.
             return self.close_revoked("this session was signed out", ctx);

@@ -2,8 +2,8 @@
 //! the session to the room actor, and what happens to sends that wait for it.
 
 use actix::prelude::*;
-use actix_web_actors::ws;
 
+use super::socket::SocketContext;
 use crate::access::Access;
 use crate::cache::RoomMeta;
 use crate::chat::room::{Join, Leave};
@@ -16,7 +16,7 @@ use crate::ws::streams::JoinStep;
 use super::{PendingSend, Session};
 
 impl Session {
-    pub(super) fn handle_join(&mut self, room: String, since: Option<i64>, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn handle_join(&mut self, room: String, since: Option<i64>, ctx: &mut SocketContext<Self>) {
         let name = match RoomName::parse(&room) {
             Ok(n) => n,
             Err(e) => return self.send_error(ctx, ErrorCode::BadRequest, &e.0, Some(&room)),
@@ -41,7 +41,7 @@ impl Session {
     /// Checks access for a join in progress, then hands it to the room. A
     /// kick of this user while the check ran makes it check again, so an
     /// answer from before a removal never lets the user in after it.
-    pub(super) fn authorize(&mut self, name: RoomName, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn authorize(&mut self, name: RoomName, ctx: &mut SocketContext<Self>) {
         let access = self.parts.access.clone();
         let user = self.user.clone();
         let lookup_name = name.clone();
@@ -67,14 +67,14 @@ impl Session {
         ));
     }
 
-    pub(super) fn rejoin_dead_rooms(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn rejoin_dead_rooms(&mut self, ctx: &mut SocketContext<Self>) {
         for (name, since) in self.streams.dead(Addr::connected) {
             log::warn!("session {:?}: room {name} stopped unexpectedly; rejoining from seq {since}", self.id());
             self.handle_join(name.to_string(), Some(since), ctx);
         }
     }
 
-    pub(super) fn join_message(&self, since: Option<i64>, ctx: &ws::WebsocketContext<Self>) -> Join {
+    pub(super) fn join_message(&self, since: Option<i64>, ctx: &SocketContext<Self>) -> Join {
         Join {
             session: self.id(),
             user_id: self.user.id,
@@ -85,13 +85,7 @@ impl Session {
     }
 
     /// Sends `Join` to the room; a room that stopped in between is restarted once.
-    pub(super) fn deliver_join(
-        &mut self,
-        name: RoomName,
-        addr: Addr<Room>,
-        since: Option<i64>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
+    pub(super) fn deliver_join(&mut self, name: RoomName, addr: Addr<Room>, since: Option<i64>, ctx: &mut SocketContext<Self>) {
         let join = self.join_message(since, ctx);
         ctx.spawn(async move { addr.send(join).await }.into_actor(self).map(move |result, session, ctx| {
             if result.is_ok() {
@@ -111,7 +105,7 @@ impl Session {
 
     /// A join that cannot finish: the join and every send queued behind it
     /// get an error, so nothing is dropped silently.
-    pub(super) fn abandon_join(&mut self, name: &RoomName, code: ErrorCode, message: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn abandon_join(&mut self, name: &RoomName, code: ErrorCode, message: &str, ctx: &mut SocketContext<Self>) {
         let deferred = self.streams.abandon(name);
         self.send_error(ctx, code, message, Some(name.as_str()));
         self.refuse_deferred(name, deferred, code, message, ctx);
@@ -123,7 +117,7 @@ impl Session {
         deferred: Vec<PendingSend>,
         code: ErrorCode,
         message: &str,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut SocketContext<Self>,
     ) {
         for send in deferred {
             let reference = send.client_msg_id.unwrap_or_else(|| name.to_string());
@@ -131,7 +125,7 @@ impl Session {
         }
     }
 
-    pub(super) fn handle_leave(&mut self, room: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn handle_leave(&mut self, room: &str, ctx: &mut SocketContext<Self>) {
         let Ok(name) = RoomName::parse(room) else { return };
         let (joined, refused) = self.streams.leave(&name);
         if let Some(addr) = joined {

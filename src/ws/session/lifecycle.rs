@@ -4,15 +4,16 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web_actors::ws::{self, CloseCode, CloseReason};
+use actix_web_actors::ws::{CloseCode, CloseReason};
 
+use super::socket::SocketContext;
 use super::{Lifecycle, Session};
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::ws::timers::Duty;
 
 impl Actor for Session {
-    type Context = ws::WebsocketContext<Self>;
+    type Context = SocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         METRICS.ws_connections.inc();
@@ -27,7 +28,7 @@ impl Actor for Session {
 }
 
 impl Session {
-    pub(super) fn tick(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn tick(&mut self, ctx: &mut SocketContext<Self>) {
         let (ping, touch) = match self.timers.due(Instant::now(), self.last_heard, &self.parts.settings.intervals) {
             Duty::Expire => return self.close_revoked("the session has expired; sign in again", ctx),
             Duty::TimeOut => {
@@ -55,7 +56,7 @@ impl Session {
         }
     }
 
-    pub(super) fn close_revoked(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn close_revoked(&mut self, why: &str, ctx: &mut SocketContext<Self>) {
         if self.lifecycle == Lifecycle::Closed {
             return;
         }
@@ -66,13 +67,13 @@ impl Session {
     }
 
     /// The drain's close, once nothing is waiting for an ack.
-    pub(super) fn drained(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn drained(&mut self, ctx: &mut SocketContext<Self>) {
         if self.lifecycle == Lifecycle::Draining && self.pending_acks == 0 {
             self.close_for_drain(ctx);
         }
     }
 
-    pub(super) fn close_for_drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn close_for_drain(&mut self, ctx: &mut SocketContext<Self>) {
         if self.lifecycle == Lifecycle::Closed {
             return;
         }

@@ -10,8 +10,8 @@
 //! `lifecycle` (start, timers, close); the decisions live in plain-data
 //! cores beside them in `ws` (admission, streams, outbound, timers).
 //!
-//! actix-web-actors is deprecated upstream; its use is confined to this module
-//! and `upgrade`.
+//! actix-web-actors is deprecated upstream; its use (the handshake, the frame
+//! types) is confined to this module. `socket` is the session's context.
 
 mod fragments;
 mod inbound;
@@ -19,14 +19,15 @@ mod join;
 mod lifecycle;
 mod parts;
 mod send;
+mod socket;
 mod writing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web_actors::ws;
 use bytestring::ByteString;
+use socket::SocketContext;
 
 use super::admission::Admission;
 use super::outbound::Outbound;
@@ -43,6 +44,7 @@ use crate::store::models::User;
 use fragments::Fragment;
 pub use parts::{SessionParts, Settings};
 use send::PendingSend;
+pub use socket::start;
 
 /// Sends queued behind a join still in progress.
 const MAX_DEFERRED: usize = 256;
@@ -113,7 +115,7 @@ impl Session {
         self.registration.guard.id
     }
 
-    fn on_joined(&mut self, room: RoomName, after: i64, frame: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_joined(&mut self, room: RoomName, after: i64, frame: ByteString, ctx: &mut SocketContext<Self>) {
         match self.streams.arrived(&room, after) {
             Arrival::Live(deferred) => {
                 self.write(ctx, frame);
@@ -126,7 +128,7 @@ impl Session {
         }
     }
 
-    fn on_messages(&mut self, room: RoomId, frames: &[OutFrame], ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_messages(&mut self, room: RoomId, frames: &[OutFrame], ctx: &mut SocketContext<Self>) {
         if self.registration.guard.is_kicked(room) {
             return;
         }
@@ -135,7 +137,7 @@ impl Session {
             log::error!("session {:?}: room {room} jumped from seq {from} to {to}", self.id());
         }
         for frame in out {
-            self.write(ctx, frame.text.clone());
+            self.write_shared(ctx, frame);
             crate::metrics::record_delivery(frame.received_at, frame.available_at);
             if let Some(trace) = &frame.trace {
                 trace.written(Instant::now());
@@ -197,6 +199,7 @@ impl Handler<Control> for Session {
 
 #[cfg(test)]
 mod tests {
+    use super::SocketContext;
     use actix::prelude::*;
     use actix_web::{web, FromRequest};
     use actix_web_actors::ws;
@@ -207,7 +210,7 @@ mod tests {
     }
 
     impl Actor for Probe {
-        type Context = ws::WebsocketContext<Self>;
+        type Context = SocketContext<Self>;
     }
 
     impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for Probe {
@@ -215,8 +218,8 @@ mod tests {
     }
 
     /// Each socket's session lives in one allocation with its WebSocket
-    /// context and stream (`WsResponseBuilder::start` boxes them as the
-    /// response body). At 1,008 bytes it took jemalloc's 1,024-byte class;
+    /// context and stream (the response boxes them as its body, see
+    /// `socket::start`). At 1,008 bytes it took jemalloc's 1,024-byte class;
     /// at most 896 it takes the class below, 128 bytes less per idle
     /// socket (docs/performance.md, "The session's size"). A field added to
     /// `Session` that crosses the line shows here, not in a W3 run.
@@ -224,7 +227,7 @@ mod tests {
     async fn fits_the_allocation_budget() {
         let (req, mut payload) = actix_web::test::TestRequest::default().to_http_parts();
         let stream = web::Payload::from_request(&req, &mut payload).await.expect("a payload");
-        let body = ws::WebsocketContext::create(Probe { _size: [0; 16] }, stream);
+        let body = super::socket::body(Probe { _size: [0; 16] }, stream, 65_536);
         let around = std::mem::size_of_val(&body) - std::mem::size_of::<Probe>();
         let allocation = std::mem::size_of::<super::Session>() + around;
         assert!(allocation <= 896, "session {} + context {around} = {allocation} bytes", std::mem::size_of::<super::Session>());

@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web_actors::ws;
 
+use super::socket::SocketContext;
 use crate::domain::{Body, ClientMsgId, MessageId, RoomName};
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
@@ -24,7 +24,7 @@ pub(super) struct PendingSend {
 }
 
 impl Session {
-    pub(super) fn handle_send(&mut self, room: String, send: PendingSend, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn handle_send(&mut self, room: String, send: PendingSend, ctx: &mut SocketContext<Self>) {
         let reference = send.client_msg_id.clone().unwrap_or_else(|| room.clone());
         let name = match RoomName::parse(&room) {
             Ok(n) => n,
@@ -104,7 +104,7 @@ impl Session {
 impl Session {
     /// `{"type":"read","room","seq"}`: moves the read marker; the user's
     /// other sockets hear of it, this one only of a refusal.
-    pub(super) fn handle_read(&mut self, room: String, seq: i64, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn handle_read(&mut self, room: String, seq: i64, ctx: &mut SocketContext<Self>) {
         // A room this socket has joined was checked then (and a removal or
         // ban since shows in the guard): straight to the coalescer, with no
         // look-ups. A client may send one per batch it reads.
@@ -138,7 +138,7 @@ impl Session {
         id: String,
         body: Option<String>,
         client_msg_id: Option<String>,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut SocketContext<Self>,
     ) {
         let reference = client_msg_id.clone().unwrap_or_else(|| room.clone());
         if !self.admission.send(Instant::now(), self.parts.settings.send_rate) {

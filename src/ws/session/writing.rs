@@ -6,23 +6,39 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web_actors::ws::{self, CloseCode, CloseReason};
+use actix_web_actors::ws::{CloseCode, CloseReason};
 use bytestring::ByteString;
 
+use super::socket::SocketContext;
 use super::{Lifecycle, Session, CATCH_UP_CHUNK};
 use crate::chat::OutFrame;
 use crate::metrics::METRICS;
 use crate::ws::outbound::Reading;
 
 impl Session {
-    /// Every frame to the client goes through here, for the slow-consumer bound.
-    pub(super) fn write(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: ByteString) {
+    /// Every frame to the client goes through here (or `write_shared`), for
+    /// the slow-consumer bound.
+    pub(super) fn write(&mut self, ctx: &mut SocketContext<Self>, text: ByteString) {
         if self.lifecycle == Lifecycle::Closed {
             return;
         }
-        let ping_due = self.outbound.wrote(text.len());
+        let len = text.len();
         ctx.text(text);
-        if ping_due {
+        self.wrote(len, ctx);
+    }
+
+    /// A room's frame, already on the wire (`frames::wire`): the same bytes
+    /// every recipient writes.
+    pub(super) fn write_shared(&mut self, ctx: &mut SocketContext<Self>, frame: &OutFrame) {
+        if self.lifecycle == Lifecycle::Closed {
+            return;
+        }
+        ctx.encoded(frame.wire.clone());
+        self.wrote(frame.wire.len(), ctx);
+    }
+
+    fn wrote(&mut self, len: usize, ctx: &mut SocketContext<Self>) {
+        if self.outbound.wrote(len) {
             self.send_ping(ctx);
         }
         if self.outbound.pause_if_over() {
@@ -35,7 +51,7 @@ impl Session {
 
     /// A pong: the client read more. Once the backlog is down to half the
     /// bound, writing resumes with what it missed.
-    pub(super) fn on_pong(&mut self, payload: &[u8], ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn on_pong(&mut self, payload: &[u8], ctx: &mut SocketContext<Self>) {
         self.outbound.pong(payload, Instant::now());
         if self.outbound.resume_if_drained() {
             self.catch_up(ctx);
@@ -44,7 +60,7 @@ impl Session {
 
     /// Reads what paused rooms missed, from the database, a chunk at a time,
     /// and writes it in order; a room goes live again when nothing is left.
-    pub(super) fn catch_up(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn catch_up(&mut self, ctx: &mut SocketContext<Self>) {
         if self.outbound.paused() || self.lifecycle == Lifecycle::Closed {
             return;
         }
@@ -56,12 +72,10 @@ impl Session {
                     .map(move |result, session, ctx| match result {
                         Ok(messages) => {
                             let frames: Vec<OutFrame> =
-                                messages.iter().map(|m| OutFrame::replayed(m.seq, crate::frames::event(m))).collect();
+                                messages.iter().map(|m| OutFrame::replayed(m.seq, &crate::frames::event(m))).collect();
                             let budget = session.outbound.room_left();
-                            let out: Vec<ByteString> =
-                                session.streams.caught_up(room_id, &frames, budget).into_iter().map(|f| f.text.clone()).collect();
-                            for text in out {
-                                session.write(ctx, text);
+                            for frame in session.streams.caught_up(room_id, &frames, budget) {
+                                session.write_shared(ctx, frame);
                             }
                             session.catch_up(ctx);
                         }
@@ -75,7 +89,7 @@ impl Session {
     }
 
     /// Closes a client that stopped reading (see ws::outbound).
-    pub(super) fn check_backlog(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn check_backlog(&mut self, ctx: &mut SocketContext<Self>) {
         if self.lifecycle == Lifecycle::Closed || self.outbound.reading(Instant::now()) != Reading::Stopped {
             return;
         }
@@ -89,7 +103,7 @@ impl Session {
         ctx.stop();
     }
 
-    pub(super) fn send_ping(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    pub(super) fn send_ping(&mut self, ctx: &mut SocketContext<Self>) {
         let payload = self.outbound.ping(Instant::now());
         ctx.ping(&payload);
     }
