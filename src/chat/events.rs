@@ -47,8 +47,8 @@ pub enum RoomEvent {
     /// Messages in ascending seq (the room by id: this is the hot path, one
     /// per delivery, so nothing here allocates).
     Messages { room: RoomId, frames: Arc<[OutFrame]> },
-    /// Presence or typing: written as is.
-    Notice { frame: ByteString },
+    /// Presence or typing, on the wire (`frames::wire`): written as is.
+    Notice { frame: Bytes },
     /// The session no longer receives this room (removed from it, or its
     /// replay could not be read); the client gets an `error` frame.
     Removed { room: RoomName, code: ErrorCode, message: String },

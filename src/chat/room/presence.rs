@@ -11,6 +11,7 @@ use crate::frames;
 
 impl Room {
     pub(super) fn notify_others(&self, except: SessionId, frame: bytestring::ByteString) {
+        let frame = frames::wire(&frame);
         for (id, member) in &self.members {
             if *id != except {
                 member.recipient.do_send(RoomEvent::Notice { frame: frame.clone() });
@@ -49,7 +50,7 @@ impl Room {
 
     /// Tells every local session that `user` came online or went offline.
     pub(super) fn tell_presence(&self, user: &Username, online: bool) {
-        let frame = frames::presence(&self.name, user, online);
+        let frame = frames::wire(&frames::presence(&self.name, user, online));
         for m in self.members.values() {
             m.recipient.do_send(RoomEvent::Notice { frame: frame.clone() });
         }
@@ -71,7 +72,7 @@ impl Room {
 
     /// Typing goes to everyone in the room but the typist's own connections.
     pub(super) fn relay_typing(&self, typist: UserId, user: &Username) {
-        let frame = frames::typing(&self.name, user);
+        let frame = frames::wire(&frames::typing(&self.name, user));
         for m in self.members.values() {
             if m.user_id != typist {
                 m.recipient.do_send(RoomEvent::Notice { frame: frame.clone() });

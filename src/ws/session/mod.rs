@@ -137,7 +137,7 @@ impl Session {
             log::error!("session {:?}: room {room} jumped from seq {from} to {to}", self.id());
         }
         for frame in out {
-            self.write_shared(ctx, frame);
+            self.write_wire(ctx, frame.wire.clone());
             crate::metrics::record_delivery(frame.received_at, frame.available_at);
             if let Some(trace) = &frame.trace {
                 trace.written(Instant::now());
@@ -165,7 +165,7 @@ impl Handler<RoomEvent> for Session {
         match event {
             RoomEvent::Joined { room, after, frame, .. } => self.on_joined(room, after, frame, ctx),
             RoomEvent::Messages { room, frames } => self.on_messages(room, &frames, ctx),
-            RoomEvent::Notice { frame } => self.write(ctx, frame),
+            RoomEvent::Notice { frame } => self.write_wire(ctx, frame),
             RoomEvent::Removed { room, code, message } => {
                 self.streams.removed(&room);
                 ctx.text(crate::frames::error(code, &message, Some(room.as_str())));

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use actix::prelude::*;
+use actix_web::web::Bytes;
 use actix_web_actors::ws::{CloseCode, CloseReason};
 use bytestring::ByteString;
 
@@ -16,7 +17,7 @@ use crate::metrics::METRICS;
 use crate::ws::outbound::Reading;
 
 impl Session {
-    /// Every frame to the client goes through here (or `write_shared`), for
+    /// Every frame to the client goes through here (or `write_wire`), for
     /// the slow-consumer bound.
     pub(super) fn write(&mut self, ctx: &mut SocketContext<Self>, text: ByteString) {
         if self.lifecycle == Lifecycle::Closed {
@@ -29,12 +30,13 @@ impl Session {
 
     /// A room's frame, already on the wire (`frames::wire`): the same bytes
     /// every recipient writes.
-    pub(super) fn write_shared(&mut self, ctx: &mut SocketContext<Self>, frame: &OutFrame) {
+    pub(super) fn write_wire(&mut self, ctx: &mut SocketContext<Self>, frame: Bytes) {
         if self.lifecycle == Lifecycle::Closed {
             return;
         }
-        ctx.encoded(frame.wire.clone());
-        self.wrote(frame.wire.len(), ctx);
+        let len = frame.len();
+        ctx.encoded(frame);
+        self.wrote(len, ctx);
     }
 
     fn wrote(&mut self, len: usize, ctx: &mut SocketContext<Self>) {
@@ -75,7 +77,7 @@ impl Session {
                                 messages.iter().map(|m| OutFrame::replayed(m.seq, &crate::frames::event(m))).collect();
                             let budget = session.outbound.room_left();
                             for frame in session.streams.caught_up(room_id, &frames, budget) {
-                                session.write_shared(ctx, frame);
+                                session.write_wire(ctx, frame.wire.clone());
                             }
                             session.catch_up(ctx);
                         }
