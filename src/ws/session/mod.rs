@@ -6,12 +6,14 @@
 //! written is never written again.
 //!
 //! Its parts: `inbound` (frames in), `join`, `send` and `fragments` (what
-//! the client asks), `writing` (frames out, the slow-reader bound) and
-//! `lifecycle` (start, timers, close); the decisions live in plain-data
-//! cores beside them in `ws` (admission, streams, outbound, timers).
+//! the client asks), `writing` (frames out, the slow-reader bound),
+//! `lifecycle` (start, timers, close) and `socket` (its actix context, which
+//! writes a room's frames as the room encoded them); the decisions live in
+//! plain-data cores beside them in `ws` (admission, streams, outbound,
+//! timers).
 //!
 //! actix-web-actors is deprecated upstream; its use (the handshake, the frame
-//! types) is confined to this module. `socket` is the session's context.
+//! types) is confined to this module.
 
 mod fragments;
 mod inbound;

@@ -45,8 +45,8 @@ where
     let codec = Codec::new().max_size(max_frame);
     let mailbox = Mailbox::default();
     let mut ctx = SocketContext { inner: ContextParts::new(mailbox.sender_producer()), queued: VecDeque::new() };
-    ctx.add_stream(Inbound { stream, decoder: codec.clone(), buf: BytesMut::new(), closed: false });
-    Outbound { fut: ContextFut::new(ctx, actor, mailbox), encoder: codec, buf: BytesMut::new() }
+    ctx.add_stream(ClientFrames { stream, decoder: codec.clone(), buf: BytesMut::new(), closed: false });
+    Body { fut: ContextFut::new(ctx, actor, mailbox), encoder: codec, buf: BytesMut::new() }
 }
 
 /// One thing to write: a frame to encode, or one already encoded.
@@ -55,6 +55,8 @@ enum Queued {
     Encoded(Bytes),
 }
 
+/// The session's actix context: its mailbox and futures, and what it has
+/// queued to write until the body is next polled.
 pub struct SocketContext<A>
 where
     A: Actor<Context = SocketContext<A>>,
@@ -159,7 +161,7 @@ where
 
 /// The response body: runs the actor, then hands the dispatcher what it
 /// queued. It ends when the actor stops.
-struct Outbound<A>
+struct Body<A>
 where
     A: Actor<Context = SocketContext<A>>,
 {
@@ -168,7 +170,7 @@ where
     buf: BytesMut,
 }
 
-impl<A> Stream for Outbound<A>
+impl<A> Stream for Body<A>
 where
     A: Actor<Context = SocketContext<A>>,
 {
@@ -205,14 +207,14 @@ where
 }
 
 /// The request body decoded into the client's frames.
-struct Inbound<S> {
+struct ClientFrames<S> {
     stream: S,
     decoder: Codec,
     buf: BytesMut,
     closed: bool,
 }
 
-impl<S> Stream for Inbound<S>
+impl<S> Stream for ClientFrames<S>
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
 {
