@@ -1,6 +1,7 @@
-//! A session's rooms, as plain data: one state per room name instead of
-//! parallel maps, and the rule that keeps a socket's stream exact: a frame
-//! at or below the last seq written for that room is never written again.
+//! A session's rooms, as plain data: one state per room name (the joined
+//! ones' stream position kept by room id, where deliveries look it up), and
+//! the rule that keeps a socket's stream exact: a frame at or below the last
+//! seq written for that room is never written again.
 //!
 //! While the socket is paused (a slow reader, ws::outbound), live frames are
 //! not written; a joined room only remembers the newest seq it has missed
@@ -24,10 +25,19 @@ pub enum Stream<R, S> {
     Authorizing { since: Option<i64>, cancelled: bool, deferred: Vec<S> },
     /// The room actor has our join; its `joined` is on the way.
     Joining { room: RoomId, handle: R, since: Option<i64>, cancelled: bool, deferred: Vec<S> },
-    /// Live: everything up to `last_seen` was written. `behind`: seqs up to
-    /// this exist but were not written (paused); `fetching`: a catch-up read
-    /// is under way.
-    Joined { room: RoomId, handle: R, last_seen: i64, behind: Option<i64>, fetching: bool },
+    /// Live; what was written is kept by room id (`Live`), where each
+    /// delivery finds it with one look-up.
+    Joined { room: RoomId, handle: R },
+}
+
+/// A joined room's stream: everything up to `last_seen` was written.
+/// `behind`: seqs up to this exist but were not written (paused);
+/// `fetching`: a catch-up read is under way.
+#[derive(Debug)]
+struct Live {
+    last_seen: i64,
+    behind: Option<i64>,
+    fetching: bool,
 }
 
 /// What a `join` frame leads to.
@@ -72,8 +82,9 @@ pub struct Streams<R, S> {
     // costs about half the instructions of SipHash (perf-gate's
     // fanout_1000). Its seeds are still random per map.
     by_name: HashMap<RoomName, Stream<R, S>, RandomState>,
-    /// Joined rooms by id, for deliveries.
-    joined: HashMap<RoomId, RoomName, RandomState>,
+    /// Joined rooms' streams by id: a delivery hashes an integer and never
+    /// reads the room's name.
+    joined: HashMap<RoomId, Live, RandomState>,
 }
 
 impl<R: Clone, S> Default for Streams<R, S> {
@@ -214,9 +225,8 @@ impl<R: Clone, S> Streams<R, S> {
     pub fn arrived(&mut self, name: &RoomName, after: i64) -> Arrival<R, S> {
         match self.by_name.remove(name) {
             Some(Stream::Joining { room, handle, cancelled: false, deferred, .. }) => {
-                self.by_name
-                    .insert(name.clone(), Stream::Joined { room, handle, last_seen: after, behind: None, fetching: false });
-                self.joined.insert(room, name.clone());
+                self.by_name.insert(name.clone(), Stream::Joined { room, handle });
+                self.joined.insert(room, Live { last_seen: after, behind: None, fetching: false });
                 Arrival::Live(deferred)
             }
             Some(Stream::Joining { handle, cancelled: true, .. }) => Arrival::Cancelled(handle),
@@ -233,7 +243,7 @@ impl<R: Clone, S> Streams<R, S> {
     /// With `live` false (paused), or while the room is behind, nothing is
     /// written and the newest seq is remembered for the catch-up.
     pub fn deliver<'f>(&mut self, room: RoomId, frames: &'f [OutFrame], live: bool) -> (Vec<&'f OutFrame>, Option<(i64, i64)>) {
-        let Some(Stream::Joined { last_seen, behind, .. }) = self.joined.get(&room).and_then(|n| self.by_name.get_mut(n)) else {
+        let Some(Live { last_seen, behind, .. }) = self.joined.get_mut(&room) else {
             return (Vec::new(), None);
         };
         if !live || behind.is_some() {
@@ -261,11 +271,11 @@ impl<R: Clone, S> Streams<R, S> {
     /// is marked as fetching, with the seq to read after.
     pub fn start_catch_up(&mut self) -> Vec<(RoomId, RoomName, i64)> {
         let mut out = Vec::new();
-        for (name, s) in self.by_name.iter_mut() {
-            if let Stream::Joined { room, last_seen, behind: Some(_), fetching, .. } = s {
-                if !*fetching {
-                    *fetching = true;
-                    out.push((*room, name.clone(), *last_seen));
+        for (name, s) in &self.by_name {
+            if let Stream::Joined { room, .. } = s {
+                if let Some(live @ Live { behind: Some(_), fetching: false, .. }) = self.joined.get_mut(room) {
+                    live.fetching = true;
+                    out.push((*room, name.clone(), live.last_seen));
                 }
             }
         }
@@ -277,9 +287,7 @@ impl<R: Clone, S> Streams<R, S> {
     /// room goes live again once nothing it missed is left; it stays behind
     /// (to be read further) otherwise.
     pub fn caught_up<'f>(&mut self, room: RoomId, frames: &'f [OutFrame], budget: usize) -> Vec<&'f OutFrame> {
-        let Some(Stream::Joined { last_seen, behind, fetching, .. }) =
-            self.joined.get(&room).and_then(|n| self.by_name.get_mut(n))
-        else {
+        let Some(Live { last_seen, behind, fetching }) = self.joined.get_mut(&room) else {
             return Vec::new();
         };
         *fetching = false;
@@ -306,14 +314,14 @@ impl<R: Clone, S> Streams<R, S> {
 
     /// A catch-up read failed: it is tried again later.
     pub fn catch_up_failed(&mut self, room: RoomId) {
-        if let Some(Stream::Joined { fetching, .. }) = self.joined.get(&room).and_then(|n| self.by_name.get_mut(n)) {
-            *fetching = false;
+        if let Some(live) = self.joined.get_mut(&room) {
+            live.fetching = false;
         }
     }
 
     /// Whether any room still waits to be caught up.
     pub fn any_behind(&self) -> bool {
-        self.by_name.values().any(|s| matches!(s, Stream::Joined { behind: Some(_), .. }))
+        self.joined.values().any(|live| live.behind.is_some())
     }
 
     /// The room took us out (removed member, failed replay).
@@ -335,10 +343,7 @@ impl<R: Clone, S> Streams<R, S> {
             .collect();
         dead.into_iter()
             .filter_map(|name| match self.by_name.remove(&name) {
-                Some(Stream::Joined { room, last_seen, .. }) => {
-                    self.joined.remove(&room);
-                    Some((name, last_seen))
-                }
+                Some(Stream::Joined { room, .. }) => self.joined.remove(&room).map(|live| (name, live.last_seen)),
                 _ => None,
             })
             .collect()
