@@ -129,14 +129,8 @@ fn sqlite_append(n: i64) {
         .expect("a fresh embedded database");
     actix_rt::System::new().block_on(async {
         // Opened as the writer opens it (its pragmas included).
-        let settings = ConnectionSettings {
-            database: Database::Sqlite { path: path.clone() },
-            statement_timeout: std::time::Duration::from_secs(5),
-            application_name: String::new(),
-            slow_query: std::time::Duration::from_secs(1),
-            wal_catch_up: Default::default(),
-        };
-        let mut conn: SqliteWriterConn = settings.connect_sqlite().await.expect("the writer's connection");
+        let mut conn: SqliteWriterConn =
+            ConnectionSettings::embedded(path.clone()).connect_sqlite().await.expect("the writer's connection");
         conn.batch_execute(
             "INSERT INTO users (id, username, guest) VALUES (x'00000000000000000000000000000007', 'alice', 1); \
              INSERT INTO rooms (name) VALUES ('general')",

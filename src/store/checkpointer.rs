@@ -124,14 +124,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         crate::store::bootstrap::prepare_database(&Database::Sqlite { path: path.clone() }, std::time::Duration::from_secs(5))
             .expect("a fresh embedded database");
-        let settings = ConnectionSettings {
-            database: Database::Sqlite { path: path.clone() },
-            statement_timeout: std::time::Duration::from_secs(5),
-            application_name: String::new(),
-            slow_query: std::time::Duration::from_secs(1),
-            wal_catch_up: Default::default(),
-        };
-        let mut writer: SqliteWriterConn = settings.connect_sqlite().await.expect("the writer's connection");
+        let mut writer: SqliteWriterConn =
+            ConnectionSettings::embedded(path.clone()).connect_sqlite().await.expect("the writer's connection");
         writer.batch_execute("INSERT INTO rooms (name) VALUES ('general')").await.expect("a room");
         let commit = "UPDATE rooms SET last_seq = last_seq + 1";
         for _ in 0..50 {

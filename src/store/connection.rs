@@ -141,6 +141,18 @@ impl ConnectionSettings {
         }
     }
 
+    /// An embedded database file with the defaults, for tests and the
+    /// instruction benches that open the writer's connection as it is opened.
+    pub fn embedded(path: std::path::PathBuf) -> Self {
+        ConnectionSettings {
+            database: Database::Sqlite { path },
+            statement_timeout: Duration::from_secs(5),
+            application_name: String::new(),
+            slow_query: Duration::from_secs(1),
+            wal_catch_up: Arc::default(),
+        }
+    }
+
     /// The PostgreSQL URL (empty for SQLite, whose connections never use it).
     pub fn url(&self) -> &str {
         match &self.database {
