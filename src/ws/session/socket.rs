@@ -183,10 +183,8 @@ where
         }
         let queued = &mut this.fut.ctx().queued;
         // The common case, one shared frame and nothing else: handed over as is.
-        if queued.len() == 1 && this.buf.is_empty() {
-            if let Some(Queued::Encoded(frame)) = queued.front() {
-                let frame = frame.clone();
-                queued.clear();
+        if queued.len() == 1 && this.buf.is_empty() && matches!(queued.front(), Some(Queued::Encoded(_))) {
+            if let Some(Queued::Encoded(frame)) = queued.pop_front() {
                 return Poll::Ready(Some(Ok(frame)));
             }
         }
