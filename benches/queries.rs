@@ -58,8 +58,9 @@ fn seed(url: &str) {
              SELECT md5('u' || g)::uuid, 'user' || g, NULL, true FROM generate_series(1, {USERS}) g;
          INSERT INTO sessions (token_hash, user_id)
              SELECT sha256(('tok' || g)::bytea), md5('u' || g)::uuid FROM generate_series(1, {USERS}) g;
-         INSERT INTO rooms (name, private, last_seq)
-             SELECT 'room' || g, g % 10 = 0, {PER_ROOM} FROM generate_series(1, {ROOMS}) g;
+         INSERT INTO rooms (name, private)
+             SELECT 'room' || g, g % 10 = 0 FROM generate_series(1, {ROOMS}) g;
+         UPDATE room_seqs SET last_seq = {PER_ROOM};
          INSERT INTO room_members (room_id, user_id)
              SELECT ((g * 7 + k * 131) % {ROOMS}) + 1, md5('u' || g)::uuid
              FROM generate_series(1, {USERS}) g, generate_series(0, 4) k;"

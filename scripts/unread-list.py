@@ -91,7 +91,7 @@ def load_postgres(db):
         INSERT INTO messages (room_id, seq, id, user_id, body, sent_at)
         SELECT r.id, g, gen_random_uuid(), (SELECT id FROM users WHERE username = 'writer'), 'message ' || g, now()
           FROM rooms r CROSS JOIN generate_series(1, {PER_ROOM}) g WHERE r.name LIKE 'u%';
-        UPDATE rooms SET last_seq = {PER_ROOM} WHERE name LIKE 'u%';
+        UPDATE room_seqs SET last_seq = {PER_ROOM} WHERE room_id IN (SELECT id FROM rooms WHERE name LIKE 'u%');
         ANALYZE;""")
     for i in range(ROOMS):
         psql(db, f"UPDATE room_members SET last_read = {PER_ROOM - behind(i)} "
@@ -112,7 +112,7 @@ def load_sqlite(path):
         c.executemany("INSERT INTO messages (room_id, seq, id, user_id, body, sent_at) VALUES (?, ?, ?, ?, ?, ?)",
                       ((room_id, s, uuid.uuid4().bytes, writer, f"message {s}", now) for s in range(1, PER_ROOM + 1)))
         c.commit()
-    c.execute(f"UPDATE rooms SET last_seq = {PER_ROOM} WHERE name LIKE 'u%'")
+    c.execute(f"UPDATE room_seqs SET last_seq = {PER_ROOM} WHERE room_id IN (SELECT id FROM rooms WHERE name LIKE 'u%')")
     for i, (room_id, _) in enumerate(rooms):
         c.execute("UPDATE room_members SET last_read = ? WHERE user_id = ? AND room_id = ?", (PER_ROOM - behind(i), reader, room_id))
     c.commit()

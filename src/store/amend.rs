@@ -3,8 +3,9 @@
 //! One transaction per event, outside the batching writer (they are rare,
 //! and each needs the message it changes checked under the room's lock):
 //!
-//! 1. lock the room's row (the same row the writer's seq allocation
-//!    updates, so the two never hand out one seq twice), reading `last_seq`;
+//! 1. lock the room's counter row in `room_seqs` (the row the writer's seq
+//!    allocation updates, so the two never hand out one seq twice), reading
+//!    `last_seq`;
 //! 2. a `client_msg_id` used before by this user in this room answers with
 //!    that event (idempotency, as for sends);
 //! 3. check the message: it exists, the author edits it, the author, the
@@ -19,7 +20,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::{messages, rooms};
+use super::schema::{messages, room_seqs};
 use super::sql_types::At;
 use super::{Store, StoreError};
 use crate::domain::{Body, ClientMsgId, MessageId, RoomId, UserId};
@@ -93,11 +94,12 @@ impl Store {
         db_run!(self, QueryName::MessageAmend, async |conn| {
             conn.transaction::<Outcome, diesel::result::Error, _>(async |conn| {
                 let room = req.room_id.0;
-                // A write first: the room's row lock on PostgreSQL, the write
-                // lock on SQLite (no lock upgrade half-way).
-                let Some(last_seq) = diesel::update(rooms::table.filter(rooms::id.eq(room)))
-                    .set(rooms::last_seq.eq(rooms::last_seq))
-                    .returning(rooms::last_seq)
+                // A write first: the room counter's row lock on PostgreSQL
+                // (the writer's too), the write lock on SQLite (no lock
+                // upgrade half-way).
+                let Some(last_seq) = diesel::update(room_seqs::table.filter(room_seqs::room_id.eq(room)))
+                    .set(room_seqs::last_seq.eq(room_seqs::last_seq))
+                    .returning(room_seqs::last_seq)
                     .get_result::<i64>(conn)
                     .await
                     .optional()?
@@ -148,7 +150,10 @@ impl Store {
                     _ => {}
                 }
                 let seq = last_seq + 1;
-                diesel::update(rooms::table.filter(rooms::id.eq(room))).set(rooms::last_seq.eq(seq)).execute(conn).await?;
+                diesel::update(room_seqs::table.filter(room_seqs::room_id.eq(room)))
+                    .set(room_seqs::last_seq.eq(seq))
+                    .execute(conn)
+                    .await?;
                 let body = match &req.change {
                     Change::Edit(body) => body.as_str(),
                     Change::Delete => "",

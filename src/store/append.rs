@@ -179,7 +179,7 @@ impl LeafSql {
         // The same steps as `append_messages`, for one room and straight into
         // its leaf: repeats by (room, user, client_msg_id) or by id (a retry
         // after an unknown outcome), then consecutive seqs from one UPDATE of
-        // rooms.last_seq (which also serialises writers of the room), then the
+        // room_seqs.last_seq (which also serialises writers of the room), then the
         // insert. The unique keys stand behind the look-up: anything that
         // slipped past it fails the statement and the writer retries.
         let parts = [
@@ -208,9 +208,9 @@ impl LeafSql {
                SELECT i.*, row_number() OVER (ORDER BY i.ord) AS n FROM input i \
                WHERE NOT EXISTS (SELECT 1 FROM existing x WHERE x.ord = i.ord)), \
              bumped AS (\
-               UPDATE rooms r SET last_seq = r.last_seq + c.k \
+               UPDATE room_seqs r SET last_seq = r.last_seq + c.k \
                  FROM (SELECT count(*) AS k FROM fresh) c \
-                WHERE r.id = (SELECT id FROM room) AND c.k > 0 \
+                WHERE r.room_id = (SELECT id FROM room) AND c.k > 0 \
                RETURNING r.last_seq - c.k AS base), \
              inserted AS (\
                INSERT INTO {leaf} (room_id, seq, id, user_id, body, client_msg_id, sent_at) \
@@ -223,7 +223,7 @@ impl LeafSql {
         );
         // Both lone-message forms bump the room's seq and insert the row the
         // same way; the looking form only skips both when it found a copy.
-        let bump = "UPDATE rooms r SET last_seq = r.last_seq + 1 FROM input i WHERE r.id = i.room_id";
+        let bump = "UPDATE room_seqs r SET last_seq = r.last_seq + 1 FROM input i WHERE r.room_id = i.room_id";
         let insert = format!(
             "INSERT INTO {leaf} (room_id, seq, id, user_id, body, client_msg_id, sent_at) \
              SELECT i.room_id, b.last_seq, i.id, i.user_id, i.body, i.client_msg_id, i.sent_at \
@@ -389,7 +389,7 @@ mod sqlite {
 
     use super::{AppendRow, OwnedInput};
     use crate::domain::{MessageId, UserId};
-    use crate::store::schema::{messages, rooms};
+    use crate::store::schema::{messages, room_seqs};
     use crate::store::sql_types::At;
 
     type Found = (i64, Uuid, String, DateTime<Utc>);
@@ -439,10 +439,10 @@ mod sqlite {
         if (Bump { room_id, by }).execute(c)? == 0 {
             return Err(diesel::result::Error::NotFound);
         }
-        rooms::table.filter(rooms::id.eq(room_id)).select(rooms::last_seq).get_result(c)
+        room_seqs::table.filter(room_seqs::room_id.eq(room_id)).select(room_seqs::last_seq).get_result(c)
     }
 
-    /// `UPDATE rooms SET last_seq = …` with a fixed text, so the connection
+    /// `UPDATE room_seqs SET last_seq = …` with a fixed text, so the connection
     /// keeps it prepared: diesel never caches its own UPDATE (a changeset
     /// may skip columns), and preparing it anew was a fifth of a lone
     /// message's instructions. No `RETURNING`: SQLite builds a temporary
@@ -454,9 +454,9 @@ mod sqlite {
 
     impl QueryFragment<Sqlite> for Bump {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-            out.push_sql("UPDATE rooms SET last_seq = last_seq + ");
+            out.push_sql("UPDATE room_seqs SET last_seq = last_seq + ");
             out.push_bind_param::<BigInt, _>(&self.by)?;
-            out.push_sql(" WHERE id = ");
+            out.push_sql(" WHERE room_id = ");
             out.push_bind_param::<BigInt, _>(&self.room_id)?;
             Ok(())
         }
@@ -544,7 +544,7 @@ mod tests {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             last_seq: i64,
         }
-        diesel::sql_query("SELECT last_seq FROM rooms WHERE id = 1").get_result::<Seq>(c).expect("the room").last_seq
+        diesel::sql_query("SELECT last_seq FROM room_seqs WHERE room_id = 1").get_result::<Seq>(c).expect("the room").last_seq
     }
 
     /// A repeat, by client_msg_id or by id, in a later batch or in the same
@@ -564,7 +564,7 @@ mod tests {
     fn a_conflict_that_is_not_a_repeat_fails_the_batch() {
         let mut c = database();
         append(&mut c, &[send(1, Some("a"))]).expect("one new");
-        c.batch_execute("UPDATE rooms SET last_seq = 0").expect("the seq set back");
+        c.batch_execute("UPDATE room_seqs SET last_seq = 0").expect("the seq set back");
         let failed = append(&mut c, &[send(2, Some("b"))]).expect_err("seq 1 is taken");
         assert!(crate::store::is_unique_violation(&failed), "{failed:?}");
         assert_eq!(last_seq(&mut c), 0);

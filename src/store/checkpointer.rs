@@ -127,7 +127,7 @@ mod tests {
         let mut writer: SqliteWriterConn =
             ConnectionSettings::embedded(path.clone()).connect_sqlite().await.expect("the writer's connection");
         writer.batch_execute("INSERT INTO rooms (name) VALUES ('general')").await.expect("a room");
-        let commit = "UPDATE rooms SET last_seq = last_seq + 1";
+        let commit = "UPDATE room_seqs SET last_seq = last_seq + 1";
         for _ in 0..50 {
             writer.batch_execute(commit).await.expect("a commit");
         }

@@ -59,9 +59,10 @@ impl Store {
     /// past the room's newest seq); the new marker when it moved. Only
     /// members have markers.
     pub async fn mark_read(&self, room: RoomId, user: UserId, seq: i64) -> Result<Option<i64>, StoreError> {
-        use super::schema::rooms;
+        use super::schema::room_seqs;
         let moved = db_run!(self, QueryName::ReadMark, async |conn| {
-            let exists_up_to = diesel::dsl::exists(rooms::table.filter(rooms::id.eq(room.0)).filter(rooms::last_seq.ge(seq)));
+            let exists_up_to =
+                diesel::dsl::exists(room_seqs::table.filter(room_seqs::room_id.eq(room.0)).filter(room_seqs::last_seq.ge(seq)));
             diesel::update(
                 room_members::table
                     .filter(room_members::room_id.eq(room.0))
@@ -101,9 +102,10 @@ impl Store {
                     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                         let mut moved = Vec::new();
                         for (user, room, seq) in &marks {
-                            use super::schema::rooms;
-                            let exists_up_to =
-                                diesel::dsl::exists(rooms::table.filter(rooms::id.eq(room.0)).filter(rooms::last_seq.ge(*seq)));
+                            use super::schema::room_seqs;
+                            let exists_up_to = diesel::dsl::exists(
+                                room_seqs::table.filter(room_seqs::room_id.eq(room.0)).filter(room_seqs::last_seq.ge(*seq)),
+                            );
                             let n = diesel::update(
                                 room_members::table
                                     .filter(room_members::room_id.eq(room.0))
@@ -203,8 +205,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for MarkMany<'_> {
         out.push_bind_param::<Array<BigInt>, _>(self.seqs)?;
         out.push_sql(
             "::bigint[]) AS v (u, r, s)), \
-             moved AS (UPDATE room_members rm SET last_read = v.s FROM v, rooms ro \
-               WHERE rm.user_id = v.u AND rm.room_id = v.r AND ro.id = v.r AND rm.last_read < v.s AND v.s <= ro.last_seq \
+             moved AS (UPDATE room_members rm SET last_read = v.s FROM v, room_seqs rs \
+               WHERE rm.user_id = v.u AND rm.room_id = v.r AND rs.room_id = v.r AND rm.last_read < v.s AND v.s <= rs.last_seq \
                RETURNING rm.user_id, rm.room_id, rm.last_read) \
              SELECT rm.user_id, rm.room_id, rm.last_read, ",
         );

@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::models::{Room, RoomKind};
-use super::schema::{room_members, rooms, users};
+use super::schema::{room_members, room_seqs, rooms, users};
 use super::{is_unique_violation, Store, StoreError};
 use crate::domain::{RoomId, RoomName, Topic, UserId, Username};
 use crate::metrics::QueryName;
@@ -22,11 +22,12 @@ macro_rules! room_list_query {
     ($user:expr, $filter:expr) => {{
         use diesel::dsl::{exists, not};
         use diesel::prelude::*;
-        use $crate::store::schema::{room_members, rooms};
+        use $crate::store::schema::{room_members, room_seqs, rooms};
         let (user, filter): ($crate::domain::UserId, &$crate::store::rooms::RoomFilter) = ($user, $filter);
         let is_member =
             || exists(room_members::table.filter(room_members::room_id.eq(rooms::id)).filter(room_members::user_id.eq(user)));
         let mut query = rooms::table
+            .inner_join(room_seqs::table)
             .order(rooms::name.asc())
             .limit(filter.limit)
             .select(($crate::store::rooms::ROOM_COLUMNS, rooms::member_count))
@@ -47,6 +48,8 @@ macro_rules! room_list_query {
 
 type RoomRow = (i64, String, String, bool, Option<Uuid>, i64, String);
 
+/// A room's columns; `last_seq` lives in `room_seqs`, so these are read
+/// from `rooms` joined with it.
 #[allow(clippy::type_complexity)]
 pub(crate) const ROOM_COLUMNS: (
     rooms::id,
@@ -54,9 +57,9 @@ pub(crate) const ROOM_COLUMNS: (
     rooms::topic,
     rooms::private,
     rooms::owner_id,
-    rooms::last_seq,
+    room_seqs::last_seq,
     rooms::kind,
-) = (rooms::id, rooms::name, rooms::topic, rooms::private, rooms::owner_id, rooms::last_seq, rooms::kind);
+) = (rooms::id, rooms::name, rooms::topic, rooms::private, rooms::owner_id, room_seqs::last_seq, rooms::kind);
 
 fn to_room((id, name, topic, private, owner, last_seq, kind): RoomRow) -> Room {
     Room {
@@ -93,27 +96,36 @@ impl Store {
         // Room and owner membership in one transaction.
         let result = db_run!(self, QueryName::RoomCreate, async |conn| {
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                let row = diesel::insert_into(rooms::table)
+                let id = diesel::insert_into(rooms::table)
                     .values((
                         rooms::name.eq(name.as_str()),
                         rooms::topic.eq(topic.as_str()),
                         rooms::private.eq(private),
                         rooms::owner_id.eq(owner),
                     ))
-                    .returning(ROOM_COLUMNS)
-                    .get_result::<RoomRow>(conn)
+                    .returning(rooms::id)
+                    .get_result::<i64>(conn)
                     .await?;
                 diesel::insert_into(room_members::table)
-                    .values((room_members::room_id.eq(row.0), room_members::user_id.eq(owner)))
+                    .values((room_members::room_id.eq(id), room_members::user_id.eq(owner)))
                     .execute(conn)
                     .await?;
-                Ok(row)
+                Ok(id)
             })
             .await
         })
         .await;
         match result {
-            Ok(row) => Ok(to_room(row)),
+            // A new room has no messages yet (its counter row starts at 0).
+            Ok(id) => Ok(Room {
+                id: RoomId(id),
+                name: name.clone(),
+                topic: topic.as_str().to_string(),
+                private,
+                owner_id: Some(owner),
+                last_seq: 0,
+                kind: RoomKind::Room,
+            }),
             Err(StoreError::Query(e)) if is_unique_violation(&e) => {
                 Err(StoreError::Conflict("a room with this name exists".into()))
             }
@@ -269,8 +281,9 @@ impl Store {
     pub async fn hottest_rooms(&self, n: i64) -> Result<Vec<Room>, StoreError> {
         let rows = db_run!(self, QueryName::RoomsHottest, async |conn| {
             rooms::table
-                .filter(rooms::last_seq.gt(0))
-                .order(rooms::last_seq.desc())
+                .inner_join(room_seqs::table)
+                .filter(room_seqs::last_seq.gt(0))
+                .order(room_seqs::last_seq.desc())
                 .limit(n)
                 .select(ROOM_COLUMNS)
                 .load::<RoomRow>(conn)
@@ -284,8 +297,9 @@ impl Store {
     pub async fn room_counts(&self, room: RoomId) -> Result<(i64, i64), StoreError> {
         db_run!(self, QueryName::RoomCounts, async |conn| {
             rooms::table
+                .inner_join(room_seqs::table)
                 .filter(rooms::id.eq(room.0))
-                .select((rooms::last_seq, rooms::member_count))
+                .select((room_seqs::last_seq, rooms::member_count))
                 .get_result::<(i64, i64)>(conn)
                 .await
         })
@@ -312,7 +326,7 @@ type RoomSql = (Int8, SqlText, SqlText, diesel::sql_types::Bool, Null<SqlUuid>, 
 pub(crate) fn room_by_name_query(
     name: &RoomName,
 ) -> impl Query<SqlType = RoomSql> + QueryFragment<Pg> + QueryFragment<Sqlite> + QueryId + Send + '_ {
-    rooms::table.filter(rooms::name.eq(name.as_str())).select(ROOM_COLUMNS).limit(1)
+    rooms::table.inner_join(room_seqs::table).filter(rooms::name.eq(name.as_str())).select(ROOM_COLUMNS).limit(1)
 }
 
 /// Membership by the room_members primary key (also used by `plans`).

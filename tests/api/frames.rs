@@ -173,7 +173,7 @@ async fn websocket_resend_is_idempotent() {
     assert_eq!(s, 200);
     assert_eq!(m["id"], first["id"]);
     assert_eq!(app.db.scalar::<i64>("SELECT count(*) AS v FROM messages"), 1);
-    assert_eq!(app.db.scalar::<i64>("SELECT last_seq AS v FROM rooms WHERE name = 'idem'"), 1);
+    assert_eq!(app.db.scalar::<i64>("SELECT s.last_seq AS v FROM rooms r JOIN room_seqs s ON s.room_id = r.id WHERE r.name = 'idem'"), 1);
     // No second message frame went out.
     ws.send_json(json!({"type": "ping", "ts": 9})).await;
     assert_eq!(ws.next_json().await["type"], "pong");
