@@ -108,8 +108,10 @@ impl Store {
         let json = self
             .run_pg(QueryName::SeqAllocation, async |conn| {
                 Explain {
-                    inner: diesel::sql_query("UPDATE room_seqs SET last_seq = last_seq + 1 WHERE room_id = $1 RETURNING last_seq")
-                        .bind::<BigInt, _>(s.room_id.0),
+                    inner: diesel::sql_query(
+                        "UPDATE room_seqs SET last_seq = last_seq + 1 WHERE room_id = $1 RETURNING last_seq",
+                    )
+                    .bind::<BigInt, _>(s.room_id.0),
                     analyze: false,
                 }
                 .get_result::<String>(conn)

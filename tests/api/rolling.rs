@@ -82,7 +82,9 @@ impl Replicas {
     }
 
     fn last_seq(&self, room: &str) -> i64 {
-        self.db.scalar::<i64>(&format!("SELECT s.last_seq AS v FROM rooms r JOIN room_seqs s ON s.room_id = r.id WHERE r.name = '{room}'"))
+        self.db.scalar::<i64>(&format!(
+            "SELECT s.last_seq AS v FROM rooms r JOIN room_seqs s ON s.room_id = r.id WHERE r.name = '{room}'"
+        ))
     }
 }
 
