@@ -19,6 +19,8 @@
 # (scripts/stages.py reads the delivery stages from them).
 # AB_B_DB_PARAMS="options=-c%20commit_delay%3D100": a query string for B's
 # DATABASE_URL only (one binary, two PostgreSQL session settings).
+# AB_B_DB_HOST=%2Fvar%2Frun%2Fpostgresql: B's DATABASE_URL host instead of
+# 127.0.0.1:5432 (here: the same server over its Unix socket).
 # AB_B_ARGS="--mark-read": load-generator arguments for B's runs only (one
 # binary, two client behaviours: pass it as both OLD and NEW).
 # AB_B_ENV="WORKERS=1": server environment for B's runs only (one binary,
@@ -43,6 +45,7 @@ run_one() { # label binary n loadgen-args...
   local label=$1 bin=$2 n=$3; shift 3
   local db="sbab_$(date +%s)_$RANDOM" log="target/ab/$label-$n.log" prefix="ab$RANDOM:"
   local database="DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db" urls=() i url
+  [ "$label" = B ] && [ -n "${AB_B_DB_HOST:-}" ] && database="DATABASE_URL=postgres://postgres@$AB_B_DB_HOST/$db"
   [ "$label" = B ] && [ -n "${AB_B_DB_PARAMS:-}" ] && database="$database?$AB_B_DB_PARAMS"
   [ "${AB_BACKEND:-}" = sqlite ] && database="DATA_DIR=target/ab/data-$db"
   local only_b=""
