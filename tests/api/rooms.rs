@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::spawn_app;
+use crate::support::{spawn_app, Backend, TestApp, TestDb};
 
 on_both_backends! {
 async fn create_list_and_detail() {
@@ -233,4 +233,44 @@ async fn the_room_list_pages_by_name_filters_by_prefix_and_by_membership() {
 async fn bob_joins(app: &crate::support::TestApp, token: &str, room: &str) {
     let mut ws = app.ws(token).await;
     ws.join(room).await;
+}
+
+on_both_backends! {
+async fn a_database_from_before_the_counter_moved_keeps_its_numbering() {
+    // As the release before `room_seqs` left it: a room at seq 3, its three
+    // messages, and the counter in `rooms`.
+    let db = TestDb::new();
+    db.migrate_before("room_seqs");
+    db.exec(match db.backend {
+        Backend::Postgres => {
+            "INSERT INTO users (id, username, guest) VALUES ('00000000-0000-0000-0000-000000000001', 'elder', true); \
+             INSERT INTO rooms (name, last_seq) VALUES ('older', 3); \
+             INSERT INTO messages (room_id, seq, id, user_id, body, sent_at) \
+               SELECT 1, g, gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'old ' || g, now() \
+               FROM generate_series(1, 3) g"
+        }
+        Backend::Sqlite => {
+            "INSERT INTO users (id, username, guest) VALUES (x'00000000000000000000000000000001', 'elder', 1); \
+             INSERT INTO rooms (name, last_seq) VALUES ('older', 3); \
+             INSERT INTO messages (room_id, seq, id, user_id, body, sent_at) VALUES \
+               (1, 1, randomblob(16), x'00000000000000000000000000000001', 'old 1', 1764000000000000), \
+               (1, 2, randomblob(16), x'00000000000000000000000000000001', 'old 2', 1764000000000001), \
+               (1, 3, randomblob(16), x'00000000000000000000000000000001', 'old 3', 1764000000000002)"
+        }
+    });
+    // The server upgrades it at start-up.
+    let app = TestApp::spawn(db, &[]).await;
+    let token = app.register("newcomer").await;
+    let (s, room) = app.get("/api/v1/rooms/older", &token).await;
+    assert_eq!((s, room["last_seq"].clone()), (200, json!(3)), "{room}");
+    let (s, m) = app.post("/api/v1/rooms/older/messages", Some(&token), json!({"body": "after the upgrade"})).await;
+    assert_eq!((s, m["seq"].clone()), (201, json!(4)), "{m}");
+    let seqs: Vec<i64> = app.history("older", &token, "").await.iter().map(|m| m["seq"].as_i64().unwrap_or(0)).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    // A room made after the upgrade starts its own count.
+    let (s, _) = app.post("/api/v1/rooms", Some(&token), json!({"name": "younger"})).await;
+    assert_eq!(s, 201);
+    let (_, m) = app.post("/api/v1/rooms/younger/messages", Some(&token), json!({"body": "first"})).await;
+    assert_eq!(m["seq"], 1, "{m}");
+}
 }
