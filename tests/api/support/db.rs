@@ -138,37 +138,39 @@ impl TestDb {
     }
 
     /// Creates this test's database and runs the server's migrations up to,
-    /// not including, the first whose name contains `name`: a database as
-    /// an older release left it, for the server to upgrade.
+    /// not including, the one named `name` (its directory name after the
+    /// version): a database as an older release left it, for the server to
+    /// upgrade.
     pub fn migrate_before(&self, name: &str) {
-        use diesel::migration::{Migration, MigrationConnection, MigrationSource};
+        use diesel::migration::{MigrationConnection, MigrationSource};
         use diesel_migrations::MigrationHarness;
-        fn before<DB: diesel::backend::Backend>(source: impl MigrationSource<DB>, name: &str) -> Vec<Box<dyn Migration<DB>>> {
+        fn run_before<DB: diesel::backend::Backend>(
+            conn: &mut (impl MigrationHarness<DB> + MigrationConnection),
+            source: impl MigrationSource<DB>,
+            name: &str,
+        ) {
             let mut all = source.migrations().expect("the migrations");
             all.sort_by_key(|m| m.name().version().to_string());
-            let at = all.iter().position(|m| m.name().to_string().contains(name)).expect("a migration by that name");
-            all.truncate(at);
-            all
+            let at = all
+                .iter()
+                .position(|m| m.name().to_string().split_once('_').is_some_and(|(_, n)| n == name))
+                .expect("a migration by that name");
+            conn.setup().expect("the migrations' table");
+            for m in &all[..at] {
+                conn.run_migration(m.as_ref()).expect("an earlier migration");
+            }
         }
-        let (backend, base, url, path, name) =
-            (self.backend, self.base.clone(), self.url(), self.sqlite_path(), name.to_string());
+        let (backend, base, db, url, path, name) =
+            (self.backend, self.base.clone(), self.name.clone(), self.url(), self.sqlite_path(), name.to_string());
         off_runtime(move || match backend {
             Backend::Postgres => {
-                admin_conn(&base)
-                    .batch_execute(&format!("CREATE DATABASE \"{}\"", url.rsplit('/').next().unwrap_or_default()))
-                    .expect("create");
+                admin_conn(&base).batch_execute(&format!("CREATE DATABASE \"{db}\"")).expect("create");
                 let mut conn = SyncConn::establish(&url).expect("connect to test db");
-                conn.setup().expect("the migrations' table");
-                for m in before(switchboard::store::bootstrap::MIGRATIONS, &name) {
-                    conn.run_migration(m.as_ref()).expect("an earlier migration");
-                }
+                run_before(&mut conn, switchboard::store::bootstrap::MIGRATIONS, &name);
             }
             Backend::Sqlite => {
                 let mut conn = diesel::SqliteConnection::establish(&path).expect("open test db");
-                conn.setup().expect("the migrations' table");
-                for m in before(switchboard::store::bootstrap::SQLITE_MIGRATIONS, &name) {
-                    conn.run_migration(m.as_ref()).expect("an earlier migration");
-                }
+                run_before(&mut conn, switchboard::store::bootstrap::SQLITE_MIGRATIONS, &name);
             }
         })
     }
