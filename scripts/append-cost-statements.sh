@@ -37,14 +37,14 @@ CMID="'c-' || md5(random()::text)"
 IN=$(input_cte "$ID" "$CMID")
 COLS="(room_id, seq, id, user_id, body, client_msg_id, sent_at)"
 probed_sql "$L" "$ID" "$CMID" > "$work/probed.sql"
-cat > "$work/fresh.sql" <<SQL
-$IN, bumped AS (UPDATE room_seqs r SET last_seq = r.last_seq + 1 FROM input i WHERE r.room_id = i.room_id RETURNING r.last_seq) INSERT INTO $L $COLS SELECT i.room_id, b.last_seq, i.id, i.user_id, i.body, i.client_msg_id, i.sent_at FROM input i, bumped b RETURNING 1 AS out_ord, seq AS out_seq, id AS out_id, body AS out_body, sent_at AS out_sent_at, false AS out_existed;
-SQL
+# The lone message's first try, its counter in table $1 keyed by column $2.
+fresh_sql() {
+  echo "$IN, bumped AS (UPDATE $1 r SET last_seq = r.last_seq + 1 FROM input i WHERE r.$2 = i.room_id RETURNING r.last_seq) INSERT INTO $L $COLS SELECT i.room_id, b.last_seq, i.id, i.user_id, i.body, i.client_msg_id, i.sent_at FROM input i, bumped b RETURNING 1 AS out_ord, seq AS out_seq, id AS out_id, body AS out_body, sent_at AS out_sent_at, false AS out_existed;"
+}
+fresh_sql room_seqs room_id > "$work/fresh.sql"
+fresh_sql rooms id > "$work/rooms.sql"
 cat > "$work/max.sql" <<SQL
 $IN INSERT INTO $L $COLS SELECT i.room_id, (SELECT coalesce(max(m.seq), 0) + 1 FROM $L m WHERE m.room_id = i.room_id AND m.seq < 1000000000), i.id, i.user_id, i.body, i.client_msg_id, i.sent_at FROM input i RETURNING seq;
-SQL
-cat > "$work/rooms.sql" <<SQL
-$IN, bumped AS (UPDATE rooms r SET last_seq = r.last_seq + 1 FROM input i WHERE r.id = i.room_id RETURNING r.last_seq) INSERT INTO $L $COLS SELECT i.room_id, b.last_seq, i.id, i.user_id, i.body, i.client_msg_id, i.sent_at FROM input i, bumped b RETURNING 1 AS out_ord, seq AS out_seq, id AS out_id, body AS out_body, sent_at AS out_sent_at, false AS out_existed;
 SQL
 # Seqs far above the others' (a sequence of its own); max looks below them,
 # and room_seqs.last_seq is set to its result after each of its runs, so the
